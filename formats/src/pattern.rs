@@ -1,0 +1,82 @@
+//! The simulated card's deterministic payload pattern.
+//!
+//! Both simulated cards (the userspace one in `dmarec` and the one in the
+//! kernel driver) fill buffer `card_seq` of `channel` with this pattern, so a
+//! verifier can recompute every byte. Word `i` (little-endian u64) is
+//! `seed ^ (i * GOLDEN)` with `seed = splitmix64(card_seq ^ channel << 48 ^
+//! SALT)`: one multiply and one xor per 8 bytes, and a misplaced, stale or
+//! shifted word never matches.
+
+const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+const SALT: u64 = 0xD1B5_4A32_D192_ED03;
+
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(GOLDEN);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn seed(channel: u16, card_seq: u64) -> u64 {
+    splitmix64(card_seq ^ ((channel as u64) << 48) ^ SALT)
+}
+
+/// Fills `payload` (length a multiple of 8) with the pattern.
+pub fn fill(payload: &mut [u8], channel: u16, card_seq: u64) {
+    assert!(payload.len() % 8 == 0, "pattern payload length must be a multiple of 8");
+    let s = seed(channel, card_seq);
+    for (i, word) in payload.chunks_exact_mut(8).enumerate() {
+        word.copy_from_slice(&(s ^ (i as u64).wrapping_mul(GOLDEN)).to_le_bytes());
+    }
+}
+
+/// Checks `payload` against the pattern; returns the byte offset of the
+/// first 8-byte word that differs, or `None` if all match.
+pub fn first_mismatch(payload: &[u8], channel: u16, card_seq: u64) -> Option<usize> {
+    if payload.len() % 8 != 0 {
+        return Some(payload.len() - payload.len() % 8);
+    }
+    let s = seed(channel, card_seq);
+    // Compare wide first (fast path), locate the word only on failure.
+    let all_ok = payload
+        .chunks_exact(8)
+        .enumerate()
+        .fold(0u64, |acc, (i, w)| {
+            acc | (u64::from_le_bytes(w.try_into().unwrap()) ^ s ^ (i as u64).wrapping_mul(GOLDEN))
+        })
+        == 0;
+    if all_ok {
+        return None;
+    }
+    payload.chunks_exact(8).enumerate().find_map(|(i, w)| {
+        let want = s ^ (i as u64).wrapping_mul(GOLDEN);
+        (u64::from_le_bytes(w.try_into().unwrap()) != want).then_some(i * 8)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_first_words() {
+        // Reference values shared with the kernel driver's pattern (kmod/).
+        let mut p = [0u8; 16];
+        fill(&mut p, 0, 0);
+        let w0 = u64::from_le_bytes(p[0..8].try_into().unwrap());
+        let w1 = u64::from_le_bytes(p[8..16].try_into().unwrap());
+        assert_eq!(w0, splitmix64(SALT));
+        assert_eq!(w1, w0 ^ GOLDEN);
+    }
+
+    #[test]
+    fn detects_every_changed_word_and_neighbours() {
+        let mut p = vec![0u8; 4096];
+        fill(&mut p, 3, 77);
+        assert_eq!(first_mismatch(&p, 3, 77), None);
+        assert_eq!(first_mismatch(&p, 3, 78), Some(0));
+        assert_eq!(first_mismatch(&p, 4, 77), Some(0));
+        p[1234] ^= 0x10;
+        assert_eq!(first_mismatch(&p, 3, 77), Some(1232));
+    }
+}
