@@ -1,0 +1,495 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * dmarec - buffer memory: MMAP (driver pages), USERPTR (pinned user pages),
+ * streaming DMA mappings and the mmap() of the ring.
+ */
+#include <linux/capability.h>
+#include <linux/dma-mapping.h>
+#include <linux/gfp.h>
+#include <linux/log2.h>
+#include <linux/mm.h>
+#include <linux/sched/mm.h>
+#include <linux/sched/signal.h>
+#include <linux/slab.h>
+#include <linux/version.h>
+
+#include "dmarec_drv.h"
+
+#define DMAREC_HEADER_PAGES	(DMAREC_HEADER_BYTES >> PAGE_SHIFT)
+
+/*
+ * ------------------------------------------------------------------------
+ * MMAP memory
+ *
+ * Payload memory comes from alloc_pages(__GFP_COMP) in the largest chunks
+ * that are available (up to DMAREC_MAX_CHUNK_ORDER), falling back to smaller
+ * orders, in the spirit of videobuf2-dma-sg. Compound pages are used rather
+ * than split high-order pages because:
+ *  - every page handed to vm_insert_pages() carries a valid refcount (the
+ *    compound head's), so a reference taken on any page of the chunk by
+ *    the page tables, by GUP/io_uring pins or by our ->fault keeps the whole
+ *    chunk alive even after the driver frees the ring;
+ *  - a pin of a compound chunk is one folio, and newer io_uring coalesces
+ *    such registered buffers;
+ *  - the sg table needs few entries.
+ * Order-0 allocations are plain pages. All memory is zeroed (__GFP_ZERO)
+ * before userspace can see it. The allocations are unmovable kernel memory,
+ * so FOLL_LONGTERM pins by io_uring never need to migrate them.
+ * ------------------------------------------------------------------------
+ */
+
+static struct page *dmarec_alloc_chunk(unsigned int *order)
+{
+	const gfp_t base = GFP_KERNEL | __GFP_ZERO | __GFP_NOWARN;
+	struct page *page;
+
+	for (;;) {
+		if (*order == 0)
+			return alloc_page(base | __GFP_RETRY_MAYFAIL);
+		page = alloc_pages(base | __GFP_COMP | __GFP_NORETRY, *order);
+		if (page)
+			return page;
+		(*order)--;
+	}
+}
+
+static void dmarec_free_page_array(struct page **pages, unsigned int nr)
+{
+	unsigned int i = 0;
+
+	while (i < nr) {
+		struct page *page = pages[i];
+		unsigned int order = compound_order(page);
+
+		__free_pages(page, order);
+		i += 1u << order;
+	}
+}
+
+/* Fill pages[0..nr) with zeroed memory; chunk heads are at chunk starts. */
+static int dmarec_alloc_page_array(struct page **pages, unsigned int nr,
+				   unsigned int max_order)
+{
+	unsigned int done = 0;
+
+	while (done < nr) {
+		unsigned int order = min_t(unsigned int, max_order,
+					   ilog2(nr - done));
+		struct page *page = dmarec_alloc_chunk(&order);
+		unsigned int i;
+
+		if (!page) {
+			dmarec_free_page_array(pages, done);
+			return -ENOMEM;
+		}
+		for (i = 0; i < (1u << order); i++)
+			pages[done + i] = nth_page(page, i);
+		done += 1u << order;
+		cond_resched();
+	}
+	return 0;
+}
+
+static int dmarec_dma_map(struct dmarec_ring *ring, struct dmarec_buf *buf)
+{
+	struct device *dev = ring->card->dma_dev;
+	struct scatterlist *sg;
+	unsigned int i;
+	int ret;
+
+	ret = sg_alloc_table_from_pages(&buf->sgt, buf->payload,
+					buf->nr_payload, 0, ring->payload_bytes,
+					GFP_KERNEL);
+	if (ret)
+		return ret;
+	buf->sgt_allocated = true;
+
+	ret = dma_map_sgtable(dev, &buf->sgt, DMA_FROM_DEVICE, 0);
+	if (ret)
+		goto err_free_sgt;
+
+	/*
+	 * The simulated card writes the pages through the CPU. That is what a
+	 * cache-coherent device writing the pages in place does, but not what
+	 * happens with bounce buffering or a non-coherent device, where the
+	 * for_cpu sync would overwrite the data. Refuse those setups rather
+	 * than deliver wrong data.
+	 */
+	for_each_sgtable_dma_sg(&buf->sgt, sg, i) {
+		if (dma_need_sync(dev, sg_dma_address(sg))) {
+			dev_warn_once(dev, "DMA mapping needs syncs (bounce/non-coherent); simulated card unsupported\n");
+			ret = -EOPNOTSUPP;
+			goto err_unmap;
+		}
+	}
+	buf->dma_mapped = true;
+	return 0;
+
+err_unmap:
+	dma_unmap_sgtable(dev, &buf->sgt, DMA_FROM_DEVICE, 0);
+err_free_sgt:
+	sg_free_table(&buf->sgt);
+	buf->sgt_allocated = false;
+	return ret;
+}
+
+static void dmarec_dma_unmap(struct dmarec_ring *ring, struct dmarec_buf *buf)
+{
+	if (buf->dma_mapped)
+		dma_unmap_sgtable(ring->card->dma_dev, &buf->sgt,
+				  DMA_FROM_DEVICE, 0);
+	buf->dma_mapped = false;
+	if (buf->sgt_allocated)
+		sg_free_table(&buf->sgt);
+	buf->sgt_allocated = false;
+}
+
+static int dmarec_buf_alloc_mmap(struct dmarec_ring *ring,
+				 struct dmarec_buf *buf)
+{
+	unsigned int nr = ring->pages_per_buf;
+	int ret;
+
+	buf->pages = kvcalloc(nr, sizeof(*buf->pages), GFP_KERNEL);
+	if (!buf->pages)
+		return -ENOMEM;
+
+	/* Header pages: order 0, never DMA mapped. */
+	ret = dmarec_alloc_page_array(buf->pages, DMAREC_HEADER_PAGES, 0);
+	if (ret)
+		goto err_free_array;
+	ret = dmarec_alloc_page_array(buf->pages + DMAREC_HEADER_PAGES,
+				      nr - DMAREC_HEADER_PAGES,
+				      DMAREC_MAX_CHUNK_ORDER);
+	if (ret)
+		goto err_free_header;
+
+	buf->nr_pages = nr;
+	buf->payload = buf->pages + DMAREC_HEADER_PAGES;
+	buf->nr_payload = nr - DMAREC_HEADER_PAGES;
+
+	ret = dmarec_dma_map(ring, buf);
+	if (ret)
+		goto err_free_payload;
+	buf->attached = true;
+	return 0;
+
+err_free_payload:
+	dmarec_free_page_array(buf->payload, buf->nr_payload);
+err_free_header:
+	dmarec_free_page_array(buf->pages, DMAREC_HEADER_PAGES);
+err_free_array:
+	kvfree(buf->pages);
+	buf->pages = NULL;
+	buf->nr_pages = 0;
+	buf->payload = NULL;
+	buf->nr_payload = 0;
+	return ret;
+}
+
+/*
+ * ------------------------------------------------------------------------
+ * USERPTR memory: long-term pins, charged to the pinning mm's pinned_vm
+ * against RLIMIT_MEMLOCK (unless CAP_IPC_LOCK), as RDMA's ib_umem does.
+ * ------------------------------------------------------------------------
+ */
+
+static int dmarec_charge_pinned(struct mm_struct *mm, unsigned long npages)
+{
+	unsigned long limit = rlimit(RLIMIT_MEMLOCK) >> PAGE_SHIFT;
+	s64 pinned = atomic64_add_return(npages, &mm->pinned_vm);
+
+	if (pinned > limit && !capable(CAP_IPC_LOCK)) {
+		atomic64_sub(npages, &mm->pinned_vm);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static void dmarec_uncharge_pinned(struct mm_struct *mm, unsigned long npages)
+{
+	atomic64_sub(npages, &mm->pinned_vm);
+}
+
+int dmarec_buf_attach_userptr(struct dmarec_ring *ring, struct dmarec_buf *buf,
+			      unsigned long addr)
+{
+	unsigned int nr = ring->payload_bytes >> PAGE_SHIFT;
+	struct mm_struct *mm = current->mm;
+	int pinned;
+	int ret;
+
+	if (!mm)
+		return -EFAULT;
+	ret = dmarec_charge_pinned(mm, nr);
+	if (ret)
+		return ret;
+
+	buf->pages = kvcalloc(nr, sizeof(*buf->pages), GFP_KERNEL);
+	if (!buf->pages) {
+		ret = -ENOMEM;
+		goto err_uncharge;
+	}
+
+	pinned = pin_user_pages_fast(addr, nr, FOLL_WRITE | FOLL_LONGTERM,
+				     buf->pages);
+	if (pinned < 0) {
+		ret = pinned;
+		goto err_free_array;
+	}
+	if (pinned != nr) {
+		unpin_user_pages(buf->pages, pinned);
+		ret = -EFAULT;
+		goto err_free_array;
+	}
+
+	buf->nr_pages = nr;
+	buf->payload = buf->pages;
+	buf->nr_payload = nr;
+	ret = dmarec_dma_map(ring, buf);
+	if (ret)
+		goto err_unpin;
+
+	mmgrab(mm);
+	buf->pin_mm = mm;
+	buf->attached = true;
+	return 0;
+
+err_unpin:
+	unpin_user_pages(buf->pages, nr);
+	buf->payload = NULL;
+	buf->nr_payload = 0;
+	buf->nr_pages = 0;
+err_free_array:
+	kvfree(buf->pages);
+	buf->pages = NULL;
+err_uncharge:
+	dmarec_uncharge_pinned(mm, nr);
+	return ret;
+}
+
+static void dmarec_buf_release(struct dmarec_ring *ring, struct dmarec_buf *buf)
+{
+	if (!buf->attached)
+		return;
+
+	dmarec_dma_unmap(ring, buf);
+	if (ring->memory == DMAREC_MEMORY_MMAP) {
+		dmarec_free_page_array(buf->pages, buf->nr_pages);
+	} else {
+		/* The card may have written every page: mark them dirty. */
+		unpin_user_pages_dirty_lock(buf->pages, buf->nr_pages, true);
+		dmarec_uncharge_pinned(buf->pin_mm, buf->nr_pages);
+		mmdrop(buf->pin_mm);
+		buf->pin_mm = NULL;
+	}
+	kvfree(buf->pages);
+	buf->pages = NULL;
+	buf->payload = NULL;
+	buf->nr_pages = 0;
+	buf->nr_payload = 0;
+	buf->attached = false;
+}
+
+/*
+ * ------------------------------------------------------------------------
+ * Ring
+ * ------------------------------------------------------------------------
+ */
+
+struct dmarec_ring *dmarec_ring_alloc(struct dmarec_card *card, u32 memory,
+				      u32 count, u32 payload_bytes)
+{
+	struct dmarec_ring *ring;
+	u32 i;
+	int ret;
+
+	ring = kvzalloc(struct_size(ring, bufs, count), GFP_KERNEL);
+	if (!ring)
+		return ERR_PTR(-ENOMEM);
+
+	ring->card = card;
+	ring->memory = memory;
+	ring->count = count;
+	ring->payload_bytes = payload_bytes;
+	ring->stride = (u64)DMAREC_HEADER_BYTES + payload_bytes;
+	ring->pages_per_buf = ring->stride >> PAGE_SHIFT;
+
+	for (i = 0; i < count; i++) {
+		INIT_LIST_HEAD(&ring->bufs[i].list);
+		ring->bufs[i].index = i;
+		ring->bufs[i].state = DMAREC_BUF_USER;
+	}
+
+	if (memory != DMAREC_MEMORY_MMAP)
+		return ring;
+
+	/* Do not let one ring take more than half of RAM. */
+	if ((u64)count * ring->pages_per_buf > totalram_pages() / 2) {
+		ret = -ENOMEM;
+		goto err_free;
+	}
+	for (i = 0; i < count; i++) {
+		ret = dmarec_buf_alloc_mmap(ring, &ring->bufs[i]);
+		if (ret)
+			goto err_free;
+		if (fatal_signal_pending(current)) {
+			ret = -EINTR;
+			goto err_free;
+		}
+	}
+	return ring;
+
+err_free:
+	dmarec_ring_free(ring);
+	return ERR_PTR(ret);
+}
+
+/* Caller guarantees: card stopped, no VMA maps the ring. */
+void dmarec_ring_free(struct dmarec_ring *ring)
+{
+	u32 i;
+
+	if (!ring)
+		return;
+	for (i = 0; i < ring->count; i++) {
+		dmarec_buf_release(ring, &ring->bufs[i]);
+		cond_resched();
+	}
+	kvfree(ring);
+}
+
+void dmarec_buf_sync_for_device(struct dmarec_ring *ring,
+				struct dmarec_buf *buf)
+{
+	dma_sync_sgtable_for_device(ring->card->dma_dev, &buf->sgt,
+				    DMA_FROM_DEVICE);
+}
+
+void dmarec_buf_sync_for_cpu(struct dmarec_ring *ring, struct dmarec_buf *buf)
+{
+	dma_sync_sgtable_for_cpu(ring->card->dma_dev, &buf->sgt,
+				 DMA_FROM_DEVICE);
+}
+
+/*
+ * ------------------------------------------------------------------------
+ * mmap of an MMAP ring: real struct pages inserted with vm_insert_pages(),
+ * never a PFN map, so GUP (O_DIRECT, io_uring buffer registration) works
+ * on it wherever the core kernel allows file-backed long-term pins.
+ * ------------------------------------------------------------------------
+ */
+
+static struct page *dmarec_ring_page(struct dmarec_ring *ring,
+				     unsigned long pgoff)
+{
+	unsigned long total = (unsigned long)ring->count * ring->pages_per_buf;
+
+	if (pgoff >= total)
+		return NULL;
+	return ring->bufs[pgoff / ring->pages_per_buf]
+		.pages[pgoff % ring->pages_per_buf];
+}
+
+static void dmarec_vm_open(struct vm_area_struct *vma)
+{
+	struct dmarec_ring *ring = vma->vm_private_data;
+
+	atomic_inc(&ring->card->mmap_count);
+}
+
+static void dmarec_vm_close(struct vm_area_struct *vma)
+{
+	struct dmarec_ring *ring = vma->vm_private_data;
+
+	atomic_dec(&ring->card->mmap_count);
+}
+
+/*
+ * Pages are inserted up front; this only runs if userspace zapped them
+ * (e.g. MADV_DONTNEED). The ring cannot be freed while a VMA exists.
+ */
+static vm_fault_t dmarec_vm_fault(struct vm_fault *vmf)
+{
+	struct dmarec_ring *ring = vmf->vma->vm_private_data;
+	struct page *page = dmarec_ring_page(ring, vmf->pgoff);
+
+	if (!page)
+		return VM_FAULT_SIGBUS;
+	get_page(page);
+	vmf->page = page;
+	return 0;
+}
+
+static const struct vm_operations_struct dmarec_vm_ops = {
+	.open = dmarec_vm_open,
+	.close = dmarec_vm_close,
+	.fault = dmarec_vm_fault,
+};
+
+static int dmarec_insert_range(struct vm_area_struct *vma,
+			       struct dmarec_ring *ring)
+{
+	unsigned long pgoff = vma->vm_pgoff;
+	unsigned long left = vma_pages(vma);
+	unsigned long addr = vma->vm_start;
+
+	while (left) {
+		struct dmarec_buf *buf = &ring->bufs[pgoff / ring->pages_per_buf];
+		unsigned long off = pgoff % ring->pages_per_buf;
+		unsigned long n = min_t(unsigned long, left,
+					ring->pages_per_buf - off);
+		unsigned long num = n;
+		int ret;
+
+		ret = vm_insert_pages(vma, addr, buf->pages + off, &num);
+		if (ret)
+			return ret;
+		if (num)
+			return -EFAULT;
+		addr += n << PAGE_SHIFT;
+		pgoff += n;
+		left -= n;
+	}
+	return 0;
+}
+
+int dmarec_mmap(struct file *file, struct vm_area_struct *vma)
+{
+	struct miscdevice *misc = file->private_data;
+	struct dmarec_card *card = container_of(misc, struct dmarec_card, misc);
+	struct dmarec_ring *ring;
+	unsigned long total;
+	int ret;
+
+	mutex_lock(&card->ring_lock);
+	ring = card->ring;
+	ret = -EINVAL;
+	if (!ring || ring->memory != DMAREC_MEMORY_MMAP)
+		goto out;
+	ret = -EBUSY;
+	if (card->owner != file)
+		goto out;
+	ret = -EINVAL;
+	if (!(vma->vm_flags & VM_SHARED))
+		goto out;
+	total = (unsigned long)ring->count * ring->pages_per_buf;
+	if (vma->vm_pgoff >= total || vma_pages(vma) > total - vma->vm_pgoff)
+		goto out;
+
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 3, 0)
+	vm_flags_set(vma, VM_DONTEXPAND | VM_DONTDUMP);
+#else
+	vma->vm_flags |= VM_DONTEXPAND | VM_DONTDUMP;
+#endif
+	ret = dmarec_insert_range(vma, ring);
+	if (ret)
+		goto out;	/* the core unmaps the VMA on failure */
+
+	vma->vm_private_data = ring;
+	vma->vm_ops = &dmarec_vm_ops;
+	atomic_inc(&card->mmap_count);
+out:
+	mutex_unlock(&card->ring_lock);
+	return ret;
+}

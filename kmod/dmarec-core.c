@@ -1,0 +1,634 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * dmarec - DMA buffer ring driver for a (simulated) capture card.
+ *
+ * Each card is a platform device with a 64-bit DMA mask (used for the real
+ * DMA API calls) and a misc character device /dev/dmarecN. The first file
+ * that sets up a ring owns the card until it tears the ring down or is
+ * released; other files may only QUERYCAP and read STATS.
+ */
+#include <linux/build_bug.h>
+#include <linux/compat.h>
+#include <linux/dma-mapping.h>
+#include <linux/fs.h>
+#include <linux/log2.h>
+#include <linux/module.h>
+#include <linux/platform_device.h>
+#include <linux/poll.h>
+#include <linux/slab.h>
+#include <linux/string.h>
+#include <linux/uaccess.h>
+
+#include "dmarec_drv.h"
+
+static unsigned int cards = 1;
+module_param(cards, uint, 0444);
+MODULE_PARM_DESC(cards, "number of simulated cards, /dev/dmarec0..N-1 (1..32)");
+
+static unsigned int channels = 1;
+module_param(channels, uint, 0444);
+MODULE_PARM_DESC(channels, "default simulated channel count (1..64)");
+
+static unsigned long long rate;
+module_param(rate, ullong, 0444);
+MODULE_PARM_DESC(rate, "default simulated rate in bytes/s (0 = unlimited)");
+
+static struct dmarec_card **dmarec_cards;
+
+/* The uapi structures must have the same layout on every ABI. */
+static_assert(sizeof(struct dmarec_caps) == 64);
+static_assert(sizeof(struct dmarec_setup) == 64);
+static_assert(sizeof(struct dmarec_userptr) == 40);
+static_assert(sizeof(struct dmarec_buffer) == 56);
+static_assert(sizeof(struct dmarec_stats) == 64);
+static_assert(sizeof(struct dmarec_sim_config) == 32);
+
+static struct dmarec_card *dmarec_file_card(struct file *file)
+{
+	struct miscdevice *misc = file->private_data;
+
+	return container_of(misc, struct dmarec_card, misc);
+}
+
+static bool dmarec_is_zero(const void *p, size_t len)
+{
+	return !memchr_inv(p, 0, len);
+}
+
+/* card->lock held: the file must own a set-up ring. */
+static int dmarec_check_owner(struct dmarec_card *card, struct file *file)
+{
+	if (!card->ring)
+		return -EINVAL;
+	if (card->owner != file)
+		return -EBUSY;
+	return 0;
+}
+
+/*
+ * Stop the card and give every queued or filled buffer back to userspace.
+ * card->lock held.
+ */
+static void dmarec_stream_stop(struct dmarec_card *card)
+{
+	struct dmarec_buf *buf, *tmp;
+	LIST_HEAD(returned);
+
+	dmarec_sim_stop(card);
+
+	spin_lock(&card->qlock);
+	card->streaming = false;
+	list_splice_init(&card->queued, &returned);
+	list_splice_tail_init(&card->done, &returned);
+	list_for_each_entry(buf, &returned, list)
+		buf->state = DMAREC_BUF_USER;
+	spin_unlock(&card->qlock);
+
+	list_for_each_entry_safe(buf, tmp, &returned, list) {
+		list_del_init(&buf->list);
+		dmarec_buf_sync_for_cpu(card->ring, buf);
+	}
+	wake_up_all(&card->done_wq);
+}
+
+/* card->lock held, card stopped, no mapping: detach and free the ring. */
+static int dmarec_ring_teardown(struct dmarec_card *card)
+{
+	struct dmarec_ring *ring;
+
+	mutex_lock(&card->ring_lock);
+	if (atomic_read(&card->mmap_count)) {
+		mutex_unlock(&card->ring_lock);
+		return -EBUSY;
+	}
+	ring = card->ring;
+	card->ring = NULL;
+	card->owner = NULL;
+	mutex_unlock(&card->ring_lock);
+
+	/* Buffers may still sit on the lists if queued before STREAMON. */
+	spin_lock(&card->qlock);
+	INIT_LIST_HEAD(&card->queued);
+	INIT_LIST_HEAD(&card->done);
+	spin_unlock(&card->qlock);
+
+	dmarec_ring_free(ring);
+	return 0;
+}
+
+static long dmarec_ioc_querycap(struct dmarec_card *card, void __user *uarg)
+{
+	struct dmarec_caps caps = {
+		.version = DMAREC_UAPI_VERSION,
+		.caps = DMAREC_CAP_MMAP | DMAREC_CAP_USERPTR | DMAREC_CAP_SIM,
+		.max_buffers = DMAREC_MAX_BUFFERS,
+		.min_payload_bytes = DMAREC_MIN_PAYLOAD,
+		.max_payload_bytes = DMAREC_MAX_PAYLOAD,
+	};
+
+	mutex_lock(&card->lock);
+	caps.channels = card->channels;
+	caps.rate_bytes_per_s = card->rate;
+	mutex_unlock(&card->lock);
+
+	return copy_to_user(uarg, &caps, sizeof(caps)) ? -EFAULT : 0;
+}
+
+static int dmarec_setup_validate(const struct dmarec_setup *s)
+{
+	if (s->flags || !dmarec_is_zero(s->reserved, sizeof(s->reserved)))
+		return -EINVAL;
+	if (s->buffer_count == 0)
+		return 0;
+	if (s->memory != DMAREC_MEMORY_MMAP &&
+	    s->memory != DMAREC_MEMORY_USERPTR)
+		return -EINVAL;
+	if (s->buffer_count > DMAREC_MAX_BUFFERS)
+		return -EINVAL;
+	if (s->payload_bytes < DMAREC_MIN_PAYLOAD ||
+	    s->payload_bytes > DMAREC_MAX_PAYLOAD ||
+	    !is_power_of_2(s->payload_bytes))
+		return -EINVAL;
+	return 0;
+}
+
+static long dmarec_ioc_setup(struct dmarec_card *card, struct file *file,
+			     void __user *uarg)
+{
+	struct dmarec_ring *ring;
+	struct dmarec_setup s;
+	long ret;
+
+	if (copy_from_user(&s, uarg, sizeof(s)))
+		return -EFAULT;
+	ret = dmarec_setup_validate(&s);
+	if (ret)
+		return ret;
+
+	mutex_lock(&card->lock);
+	ret = -EBUSY;
+	if (card->owner && card->owner != file)
+		goto out;
+	if (card->streaming)
+		goto out;
+	if (card->ring) {
+		ret = dmarec_ring_teardown(card);
+		if (ret)
+			goto out;
+	}
+
+	s.buffer_stride_bytes = 0;
+	s.mmap_size_bytes = 0;
+	if (s.buffer_count) {
+		ring = dmarec_ring_alloc(card, s.memory, s.buffer_count,
+					 s.payload_bytes);
+		if (IS_ERR(ring)) {
+			ret = PTR_ERR(ring);
+			goto out;
+		}
+		mutex_lock(&card->ring_lock);
+		card->ring = ring;
+		card->owner = file;
+		mutex_unlock(&card->ring_lock);
+
+		spin_lock(&card->qlock);
+		memset(&card->stats, 0, sizeof(card->stats));
+		spin_unlock(&card->qlock);
+
+		s.buffer_stride_bytes = ring->stride;
+		if (s.memory == DMAREC_MEMORY_MMAP)
+			s.mmap_size_bytes = ring->stride * ring->count;
+	}
+
+	ret = 0;
+	if (copy_to_user(uarg, &s, sizeof(s))) {
+		/* Undo, so a failed call has no lasting effect. */
+		if (card->ring)
+			dmarec_ring_teardown(card);
+		ret = -EFAULT;
+	}
+out:
+	mutex_unlock(&card->lock);
+	return ret;
+}
+
+static long dmarec_ioc_attach(struct dmarec_card *card, struct file *file,
+			      void __user *uarg)
+{
+	struct dmarec_userptr u;
+	struct dmarec_buf *buf;
+	long ret;
+
+	if (copy_from_user(&u, uarg, sizeof(u)))
+		return -EFAULT;
+	if (u.flags || !dmarec_is_zero(u.reserved, sizeof(u.reserved)))
+		return -EINVAL;
+	if (!PAGE_ALIGNED(u.payload_addr) || u.payload_addr == 0)
+		return -EINVAL;
+	if (u.payload_addr > (u64)ULONG_MAX - u.payload_bytes)
+		return -EINVAL;
+
+	mutex_lock(&card->lock);
+	ret = dmarec_check_owner(card, file);
+	if (ret)
+		goto out;
+	ret = -EINVAL;
+	if (card->ring->memory != DMAREC_MEMORY_USERPTR ||
+	    u.index >= card->ring->count ||
+	    u.payload_bytes != card->ring->payload_bytes)
+		goto out;
+	ret = -EBUSY;
+	if (card->streaming)
+		goto out;
+	buf = &card->ring->bufs[u.index];
+	if (buf->attached)
+		goto out;
+	ret = dmarec_buf_attach_userptr(card->ring, buf, u.payload_addr);
+out:
+	mutex_unlock(&card->lock);
+	return ret;
+}
+
+static long dmarec_ioc_qbuf(struct dmarec_card *card, struct file *file,
+			    void __user *uarg)
+{
+	struct dmarec_buffer b;
+	struct dmarec_buf *buf;
+	long ret;
+
+	if (copy_from_user(&b, uarg, sizeof(b)))
+		return -EFAULT;
+	/*
+	 * Output fields are ignored so a struct filled by DQBUF can be passed
+	 * straight back; unknown flag bits and reserved fields are refused.
+	 */
+	if ((b.flags & ~DMAREC_BUF_FLAG_OVERRUN) ||
+	    !dmarec_is_zero(b.reserved, sizeof(b.reserved)))
+		return -EINVAL;
+
+	mutex_lock(&card->lock);
+	ret = dmarec_check_owner(card, file);
+	if (ret)
+		goto out;
+	ret = -EINVAL;
+	if (b.index >= card->ring->count)
+		goto out;
+	buf = &card->ring->bufs[b.index];
+	/* state changes away from USER only under card->lock */
+	if (!buf->attached || READ_ONCE(buf->state) != DMAREC_BUF_USER)
+		goto out;
+
+	dmarec_buf_sync_for_device(card->ring, buf);
+
+	spin_lock(&card->qlock);
+	buf->state = DMAREC_BUF_QUEUED;
+	list_add_tail(&buf->list, &card->queued);
+	card->stats.queued++;
+	spin_unlock(&card->qlock);
+	wake_up(&card->card_wq);
+	ret = 0;
+out:
+	mutex_unlock(&card->lock);
+	return ret;
+}
+
+static bool dmarec_dq_ready(struct dmarec_card *card)
+{
+	bool ret;
+
+	spin_lock(&card->qlock);
+	ret = !list_empty(&card->done) || !card->streaming;
+	spin_unlock(&card->qlock);
+	return ret;
+}
+
+/* card->lock held. Returns a buffer now owned by userspace, or an error. */
+static struct dmarec_buf *dmarec_dq_take(struct dmarec_card *card)
+{
+	struct dmarec_buf *buf;
+
+	spin_lock(&card->qlock);
+	buf = list_first_entry_or_null(&card->done, struct dmarec_buf, list);
+	if (buf) {
+		list_del_init(&buf->list);
+		buf->state = DMAREC_BUF_USER;
+		card->stats.dequeued++;
+	} else {
+		buf = ERR_PTR(card->streaming ? -EAGAIN : -EPIPE);
+	}
+	spin_unlock(&card->qlock);
+	return buf;
+}
+
+static long dmarec_ioc_dqbuf(struct dmarec_card *card, struct file *file,
+			     void __user *uarg)
+{
+	struct dmarec_buffer b = {};
+	struct dmarec_buf *buf;
+	long ret;
+
+	mutex_lock(&card->lock);
+	for (;;) {
+		ret = dmarec_check_owner(card, file);
+		if (ret)
+			goto out;
+		buf = dmarec_dq_take(card);
+		if (!IS_ERR(buf))
+			break;
+		ret = PTR_ERR(buf);
+		if (ret != -EAGAIN || (file->f_flags & O_NONBLOCK))
+			goto out;
+		mutex_unlock(&card->lock);
+		ret = wait_event_interruptible(card->done_wq,
+					       dmarec_dq_ready(card));
+		if (ret)
+			return ret;
+		mutex_lock(&card->lock);
+	}
+
+	dmarec_buf_sync_for_cpu(card->ring, buf);
+
+	b.index = buf->index;
+	b.bytes_used = card->ring->payload_bytes;
+	b.channel = buf->channel;
+	b.card_seq = buf->seq;
+	b.card_timestamp_ns = buf->timestamp_ns;
+	b.gap_count = buf->gap;
+	if (buf->gap)
+		b.flags |= DMAREC_BUF_FLAG_OVERRUN;
+	ret = copy_to_user(uarg, &b, sizeof(b)) ? -EFAULT : 0;
+out:
+	mutex_unlock(&card->lock);
+	return ret;
+}
+
+static long dmarec_ioc_streamon(struct dmarec_card *card, struct file *file)
+{
+	long ret;
+
+	mutex_lock(&card->lock);
+	ret = dmarec_check_owner(card, file);
+	if (ret)
+		goto out;
+	ret = -EBUSY;
+	if (card->streaming)
+		goto out;
+
+	spin_lock(&card->qlock);
+	card->card_seq = 0;
+	card->pending_gap = 0;
+	card->streaming = true;
+	spin_unlock(&card->qlock);
+
+	ret = dmarec_sim_start(card);
+	if (ret) {
+		spin_lock(&card->qlock);
+		card->streaming = false;
+		spin_unlock(&card->qlock);
+	}
+out:
+	mutex_unlock(&card->lock);
+	return ret;
+}
+
+static long dmarec_ioc_streamoff(struct dmarec_card *card, struct file *file)
+{
+	long ret;
+
+	mutex_lock(&card->lock);
+	ret = dmarec_check_owner(card, file);
+	if (!ret)
+		dmarec_stream_stop(card);
+	mutex_unlock(&card->lock);
+	return ret;
+}
+
+static long dmarec_ioc_stats(struct dmarec_card *card, void __user *uarg)
+{
+	struct dmarec_stats st = {};
+
+	spin_lock(&card->qlock);
+	st.filled = card->stats.filled;
+	st.overruns = card->stats.overruns;
+	st.queued = card->stats.queued;
+	st.dequeued = card->stats.dequeued;
+	spin_unlock(&card->qlock);
+
+	return copy_to_user(uarg, &st, sizeof(st)) ? -EFAULT : 0;
+}
+
+static long dmarec_ioc_sim_config(struct dmarec_card *card, struct file *file,
+				  void __user *uarg)
+{
+	struct dmarec_sim_config c;
+	long ret;
+
+	if (copy_from_user(&c, uarg, sizeof(c)))
+		return -EFAULT;
+	if (c.flags || !dmarec_is_zero(c.reserved, sizeof(c.reserved)))
+		return -EINVAL;
+	if (c.channels < 1 || c.channels > DMAREC_MAX_CHANNELS)
+		return -EINVAL;
+
+	mutex_lock(&card->lock);
+	ret = -EBUSY;
+	if ((card->owner && card->owner != file) || card->streaming)
+		goto out;
+	card->channels = c.channels;
+	card->rate = c.rate_bytes_per_s;
+	ret = 0;
+out:
+	mutex_unlock(&card->lock);
+	return ret;
+}
+
+static long dmarec_ioctl(struct file *file, unsigned int cmd,
+			 unsigned long arg)
+{
+	struct dmarec_card *card = dmarec_file_card(file);
+	void __user *uarg = (void __user *)arg;
+
+	switch (cmd) {
+	case DMAREC_IOC_QUERYCAP:
+		return dmarec_ioc_querycap(card, uarg);
+	case DMAREC_IOC_SETUP:
+		return dmarec_ioc_setup(card, file, uarg);
+	case DMAREC_IOC_ATTACH_USERPTR:
+		return dmarec_ioc_attach(card, file, uarg);
+	case DMAREC_IOC_QBUF:
+		return dmarec_ioc_qbuf(card, file, uarg);
+	case DMAREC_IOC_DQBUF:
+		return dmarec_ioc_dqbuf(card, file, uarg);
+	case DMAREC_IOC_STREAMON:
+		return dmarec_ioc_streamon(card, file);
+	case DMAREC_IOC_STREAMOFF:
+		return dmarec_ioc_streamoff(card, file);
+	case DMAREC_IOC_STATS:
+		return dmarec_ioc_stats(card, uarg);
+	case DMAREC_IOC_SIM_CONFIG:
+		return dmarec_ioc_sim_config(card, file, uarg);
+	default:
+		return -ENOTTY;
+	}
+}
+
+/*
+ * EPOLLIN when a filled buffer can be dequeued; EPOLLERR when DQBUF would
+ * fail without waiting (not the owner, or not streaming and nothing filled).
+ */
+static __poll_t dmarec_poll(struct file *file, poll_table *wait)
+{
+	struct dmarec_card *card = dmarec_file_card(file);
+	__poll_t mask = 0;
+
+	poll_wait(file, &card->done_wq, wait);
+
+	if (READ_ONCE(card->owner) != file)
+		return EPOLLERR;
+	spin_lock(&card->qlock);
+	if (!list_empty(&card->done))
+		mask = EPOLLIN | EPOLLRDNORM;
+	else if (!card->streaming)
+		mask = EPOLLERR;
+	spin_unlock(&card->qlock);
+	return mask;
+}
+
+static int dmarec_release(struct inode *inode, struct file *file)
+{
+	struct dmarec_card *card = dmarec_file_card(file);
+
+	mutex_lock(&card->lock);
+	if (card->owner == file) {
+		dmarec_stream_stop(card);
+		/* A mapping holds a file reference, so none can exist here. */
+		WARN_ON(dmarec_ring_teardown(card));
+	}
+	mutex_unlock(&card->lock);
+	return 0;
+}
+
+static const struct file_operations dmarec_fops = {
+	.owner = THIS_MODULE,
+	.unlocked_ioctl = dmarec_ioctl,
+	.compat_ioctl = compat_ptr_ioctl,
+	.mmap = dmarec_mmap,
+	.poll = dmarec_poll,
+	.release = dmarec_release,
+	.llseek = noop_llseek,
+};
+
+static struct dmarec_card *dmarec_card_create(unsigned int id)
+{
+	struct platform_device_info info = {
+		.name = "dmarec",
+		.id = id,
+		.dma_mask = DMA_BIT_MASK(64),
+	};
+	struct dmarec_card *card;
+	int ret;
+
+	card = kzalloc(sizeof(*card), GFP_KERNEL);
+	if (!card)
+		return ERR_PTR(-ENOMEM);
+
+	card->id = id;
+	card->channels = channels;
+	card->rate = rate;
+	mutex_init(&card->lock);
+	mutex_init(&card->ring_lock);
+	atomic_set(&card->mmap_count, 0);
+	spin_lock_init(&card->qlock);
+	INIT_LIST_HEAD(&card->queued);
+	INIT_LIST_HEAD(&card->done);
+	init_waitqueue_head(&card->done_wq);
+	init_waitqueue_head(&card->card_wq);
+	snprintf(card->name, sizeof(card->name), "dmarec%u", id);
+
+	card->pdev = platform_device_register_full(&info);
+	if (IS_ERR(card->pdev)) {
+		ret = PTR_ERR(card->pdev);
+		goto err_free;
+	}
+	card->dma_dev = &card->pdev->dev;
+	ret = dma_set_mask_and_coherent(card->dma_dev, DMA_BIT_MASK(64));
+	if (ret)
+		goto err_unregister_pdev;
+
+	card->misc.minor = MISC_DYNAMIC_MINOR;
+	card->misc.name = card->name;
+	card->misc.fops = &dmarec_fops;
+	card->misc.parent = card->dma_dev;
+	card->misc.mode = 0600;
+	ret = misc_register(&card->misc);
+	if (ret)
+		goto err_unregister_pdev;
+	return card;
+
+err_unregister_pdev:
+	platform_device_unregister(card->pdev);
+err_free:
+	kfree(card);
+	return ERR_PTR(ret);
+}
+
+/* No file can be open: every open file holds a module reference. */
+static void dmarec_card_destroy(struct dmarec_card *card)
+{
+	misc_deregister(&card->misc);
+	WARN_ON(card->ring || card->thread);
+	platform_device_unregister(card->pdev);
+	mutex_destroy(&card->ring_lock);
+	mutex_destroy(&card->lock);
+	kfree(card);
+}
+
+static int __init dmarec_init(void)
+{
+	unsigned int i;
+	int ret;
+
+	/* Header pages are whole pages; the layout needs 4 KiB pages. */
+	BUILD_BUG_ON(DMAREC_HEADER_BYTES % PAGE_SIZE);
+	BUILD_BUG_ON(DMAREC_MIN_PAYLOAD % PAGE_SIZE);
+
+	if (cards < 1 || cards > DMAREC_MAX_CARDS ||
+	    channels < 1 || channels > DMAREC_MAX_CHANNELS)
+		return -EINVAL;
+
+	dmarec_cards = kcalloc(cards, sizeof(*dmarec_cards), GFP_KERNEL);
+	if (!dmarec_cards)
+		return -ENOMEM;
+
+	for (i = 0; i < cards; i++) {
+		dmarec_cards[i] = dmarec_card_create(i);
+		if (IS_ERR(dmarec_cards[i])) {
+			ret = PTR_ERR(dmarec_cards[i]);
+			goto err_destroy;
+		}
+	}
+	pr_info("dmarec: %u card(s), uapi %u\n", cards, DMAREC_UAPI_VERSION);
+	return 0;
+
+err_destroy:
+	while (i--)
+		dmarec_card_destroy(dmarec_cards[i]);
+	kfree(dmarec_cards);
+	return ret;
+}
+
+static void __exit dmarec_exit(void)
+{
+	unsigned int i;
+
+	for (i = 0; i < cards; i++)
+		dmarec_card_destroy(dmarec_cards[i]);
+	kfree(dmarec_cards);
+}
+
+module_init(dmarec_init);
+module_exit(dmarec_exit);
+
+MODULE_DESCRIPTION("DMA buffer ring driver with a simulated capture card");
+MODULE_AUTHOR("dmarec project");
+MODULE_LICENSE("GPL");
