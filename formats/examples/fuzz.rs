@@ -33,12 +33,28 @@ fn seed_superblock() -> Superblock {
         device_index: 1,
         channel_layout: CHANNEL_LAYOUT_ROUND_ROBIN,
         members: vec![
-            Member { uuid: Uuid::from_random_bytes([4; 16]), size_bytes: 1 << 30, slot_count: 1000 },
-            Member { uuid: Uuid::from_random_bytes([5; 16]), size_bytes: 2 << 30, slot_count: 2000 },
+            Member {
+                uuid: Uuid::from_random_bytes([4; 16]),
+                size_bytes: 1 << 30,
+                slot_count: 1000,
+            },
+            Member {
+                uuid: Uuid::from_random_bytes([5; 16]),
+                size_bytes: 2 << 30,
+                slot_count: 2000,
+            },
         ],
         channels: vec![
-            Channel { name: "adc0".into(), datatype: "ci16_le".into(), sample_rate_hz: 25e6 },
-            Channel { name: "adc1".into(), datatype: "ci16_le".into(), sample_rate_hz: 25e6 },
+            Channel {
+                name: "adc0".into(),
+                datatype: "ci16_le".into(),
+                sample_rate_hz: 25e6,
+            },
+            Channel {
+                name: "adc1".into(),
+                datatype: "ci16_le".into(),
+                sample_rate_hz: 25e6,
+            },
         ],
     }
 }
@@ -85,22 +101,53 @@ fn main() {
     let usage = "usage: fuzz superblock|slot|index ITERATIONS [SEED]";
     let target = args.get(1).expect(usage).clone();
     let iterations: u64 = args.get(2).expect(usage).parse().expect(usage);
-    let seed: u64 = args.get(3).map(|s| s.parse().expect(usage)).unwrap_or(0x5eed);
+    let seed: u64 = args
+        .get(3)
+        .map(|s| s.parse().expect(usage))
+        .unwrap_or(0x5eed);
     let mut rng = Rng(seed | 1);
     let sb = seed_superblock();
     let (valid, crcs): (Vec<u8>, Vec<(usize, usize)>) = match target.as_str() {
         "superblock" => (sb.encode().to_vec(), vec![(0, 4092)]),
         "slot" => {
-            let h = SlotHeader { recording_uuid: sb.recording_uuid, slot_seq: 9, card_seq: 11, gap_count: 2, flags: SLOT_FLAG_GAP, payload_bytes_used: 4096, ..Default::default() };
+            let h = SlotHeader {
+                recording_uuid: sb.recording_uuid,
+                slot_seq: 9,
+                card_seq: 11,
+                gap_count: 2,
+                flags: SLOT_FLAG_GAP,
+                payload_bytes_used: 4096,
+                ..Default::default()
+            };
             (h.encode().to_vec(), vec![(0, 4092)])
         }
         "index" => {
-            let mut f = IndexHeader { superblock: Superblock { device_index: 0, ..sb.clone() } }.encode();
+            let mut f = IndexHeader {
+                superblock: Superblock {
+                    device_index: 0,
+                    ..sb.clone()
+                },
+            }
+            .encode();
             for s in 0..8u64 {
-                f.extend_from_slice(&IndexEntry { slot_seq: s, card_seq: s, gap_count: s % 2, flags: (s % 2) as u16, ..Default::default() }.encode());
+                f.extend_from_slice(
+                    &IndexEntry {
+                        slot_seq: s,
+                        card_seq: s,
+                        gap_count: s % 2,
+                        flags: (s % 2) as u16,
+                        ..Default::default()
+                    }
+                    .encode(),
+                );
             }
             let mut crcs = vec![(0, 4092), (4096, 8188)];
-            crcs.extend((0..8).map(|i| (INDEX_HEADER_BYTES + i * INDEX_ENTRY_BYTES, INDEX_HEADER_BYTES + i * INDEX_ENTRY_BYTES + 60)));
+            crcs.extend((0..8).map(|i| {
+                (
+                    INDEX_HEADER_BYTES + i * INDEX_ENTRY_BYTES,
+                    INDEX_HEADER_BYTES + i * INDEX_ENTRY_BYTES + 60,
+                )
+            }));
             (f, crcs)
         }
         other => panic!("unknown target {other:?}; {usage}"),
@@ -114,7 +161,11 @@ fn main() {
                 if let Ok(s) = Superblock::decode(&b) {
                     s.validate().expect("decoded superblock fails validation");
                     if s.version_minor == 0 {
-                        assert_eq!(&s.encode()[..], &b[..4096], "superblock encoding not canonical");
+                        assert_eq!(
+                            &s.encode()[..],
+                            &b[..4096],
+                            "superblock encoding not canonical"
+                        );
                     }
                     accepted += 1;
                 }
@@ -122,7 +173,11 @@ fn main() {
             "slot" => {
                 if let Ok(h) = SlotHeader::decode(&b) {
                     if b[10] == 0 && b[11] == 0 {
-                        assert_eq!(&h.encode()[..], &b[..4096], "slot header encoding not canonical");
+                        assert_eq!(
+                            &h.encode()[..],
+                            &b[..4096],
+                            "slot header encoding not canonical"
+                        );
                     }
                     let _ = h.check_payload(&b[..]);
                     accepted += 1;
@@ -132,7 +187,11 @@ fn main() {
                 if let Ok(view) = IndexView::new(&b) {
                     for i in 0..view.len() {
                         if let Ok(e) = view.get(i) {
-                            assert_eq!(&e.encode()[..], &b[INDEX_HEADER_BYTES + i * INDEX_ENTRY_BYTES..][..INDEX_ENTRY_BYTES]);
+                            assert_eq!(
+                                &e.encode()[..],
+                                &b[INDEX_HEADER_BYTES + i * INDEX_ENTRY_BYTES..]
+                                    [..INDEX_ENTRY_BYTES]
+                            );
                         }
                     }
                     let _ = view.lower_bound(rng.next(), |e| e.slot_seq);

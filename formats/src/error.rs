@@ -38,7 +38,11 @@ pub enum FormatError {
 }
 
 impl FormatError {
-    pub(crate) fn invalid(what: &'static str, field: &'static str, detail: impl Into<String>) -> Self {
+    pub(crate) fn invalid(
+        what: &'static str,
+        field: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
         FormatError::Invalid {
             what,
             field,

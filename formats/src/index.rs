@@ -6,7 +6,9 @@
 //! binary search, checking only the entries it touches.
 
 use crate::bytes::*;
-use crate::{crc32, FormatError, Superblock, FORMAT_VERSION_MAJOR, FORMAT_VERSION_MINOR, SUPERBLOCK_BYTES};
+use crate::{
+    crc32, FormatError, Superblock, FORMAT_VERSION_MAJOR, FORMAT_VERSION_MINOR, SUPERBLOCK_BYTES,
+};
 
 pub const INDEX_PAGE_BYTES: usize = 4096;
 /// Bytes before the first entry: the index page and the superblock copy.
@@ -26,7 +28,10 @@ pub struct IndexHeader {
 
 impl IndexHeader {
     pub fn encode(&self) -> Vec<u8> {
-        assert_eq!(self.superblock.device_index, 0, "index header holds member 0's superblock");
+        assert_eq!(
+            self.superblock.device_index, 0,
+            "index header holds member 0's superblock"
+        );
         let mut b = vec![0u8; INDEX_HEADER_BYTES];
         b[0..8].copy_from_slice(&MAGIC);
         put_u16(&mut b, 8, FORMAT_VERSION_MAJOR);
@@ -77,15 +82,27 @@ impl IndexHeader {
             return Err(FormatError::invalid(
                 WHAT,
                 "sizes",
-                format!("entry_bytes {} / header_bytes {} (must be 64 / 8192)", u32_at(b, 12), u32_at(b, 16)),
+                format!(
+                    "entry_bytes {} / header_bytes {} (must be 64 / 8192)",
+                    u32_at(b, 12),
+                    u32_at(b, 16)
+                ),
             ));
         }
         if minor <= FORMAT_VERSION_MINOR && !all_zero(&b[20..OFF_CRC]) {
-            return Err(FormatError::invalid(WHAT, "reserved", "reserved bytes are not zero"));
+            return Err(FormatError::invalid(
+                WHAT,
+                "reserved",
+                "reserved bytes are not zero",
+            ));
         }
         let superblock = Superblock::decode(&b[INDEX_PAGE_BYTES..INDEX_HEADER_BYTES])?;
         if superblock.device_index != 0 {
-            return Err(FormatError::invalid(WHAT, "superblock", "copy is not member 0's"));
+            return Err(FormatError::invalid(
+                WHAT,
+                "superblock",
+                "copy is not member 0's",
+            ));
         }
         Ok(IndexHeader { superblock })
     }
@@ -162,8 +179,14 @@ impl IndexEntry {
             device_index: b[57],
             flags: u16_at(b, 58),
         };
-        if (e.flags & crate::SLOT_FLAG_GAP != 0) != (e.gap_count > 0) || e.flags & !crate::SLOT_FLAG_GAP != 0 {
-            return Err(FormatError::invalid(WHAT_ENTRY, "flags", format!("{:#x} with gap_count {}", e.flags, e.gap_count)));
+        if (e.flags & crate::SLOT_FLAG_GAP != 0) != (e.gap_count > 0)
+            || e.flags & !crate::SLOT_FLAG_GAP != 0
+        {
+            return Err(FormatError::invalid(
+                WHAT_ENTRY,
+                "flags",
+                format!("{:#x} with gap_count {}", e.flags, e.gap_count),
+            ));
         }
         Ok(e)
     }
@@ -242,7 +265,11 @@ impl<'a> IndexView<'a> {
     /// First entry position whose `key` is not less than `target`, by binary
     /// search; `key` must be non-decreasing over the entries (slot_seq,
     /// card_seq and timestamps are). Fails if a probed entry is damaged.
-    pub fn lower_bound(&self, target: u64, key: impl Fn(&IndexEntry) -> u64) -> Result<usize, FormatError> {
+    pub fn lower_bound(
+        &self,
+        target: u64,
+        key: impl Fn(&IndexEntry) -> u64,
+    ) -> Result<usize, FormatError> {
         let (mut lo, mut hi) = (0usize, self.len);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;

@@ -33,7 +33,10 @@ pub struct Location {
 impl Layout {
     pub fn new(slot_counts: Vec<u64>, payload_bytes: u32, ring: bool) -> Layout {
         assert!(!slot_counts.is_empty() && slot_counts.len() <= MAX_DEVICES);
-        assert!(slot_counts.iter().all(|&c| c > 0), "every member holds at least one slot");
+        assert!(
+            slot_counts.iter().all(|&c| c > 0),
+            "every member holds at least one slot"
+        );
         Layout {
             slot_counts,
             slot_bytes: SLOT_HEADER_BYTES as u64 + payload_bytes as u64,
@@ -42,7 +45,11 @@ impl Layout {
     }
 
     pub fn from_superblock(sb: &Superblock) -> Layout {
-        Layout::new(sb.members.iter().map(|m| m.slot_count).collect(), sb.payload_bytes, sb.ring())
+        Layout::new(
+            sb.members.iter().map(|m| m.slot_count).collect(),
+            sb.payload_bytes,
+            sb.ring(),
+        )
     }
 
     pub fn capacity_slots(&self) -> u64 {
@@ -78,7 +85,9 @@ impl Layout {
         // Phases: rounds in [prev_round, threshold) include every member with
         // at least `threshold` slots. Bounded by the member count.
         for threshold in self.thresholds() {
-            let members: Vec<usize> = (0..self.slot_counts.len()).filter(|&d| self.slot_counts[d] >= threshold).collect();
+            let members: Vec<usize> = (0..self.slot_counts.len())
+                .filter(|&d| self.slot_counts[d] >= threshold)
+                .collect();
             let n = members.len() as u64;
             let phase_slots = (threshold - prev_round) * n;
             if rest < phase_slots {
@@ -106,7 +115,9 @@ impl Layout {
         let mut before = 0u64;
         let mut prev_round = 0u64;
         for threshold in self.thresholds() {
-            let members: Vec<usize> = (0..self.slot_counts.len()).filter(|&d| self.slot_counts[d] >= threshold).collect();
+            let members: Vec<usize> = (0..self.slot_counts.len())
+                .filter(|&d| self.slot_counts[d] >= threshold)
+                .collect();
             let n = members.len() as u64;
             if device_slot < threshold {
                 let rank = members.iter().position(|&d| d == device_index)? as u64;
@@ -138,12 +149,20 @@ mod tests {
         let mut used = std::collections::HashSet::new();
         for s in 0..15 {
             let loc = layout.locate(s).unwrap();
-            assert!(used.insert((loc.device_index, loc.device_slot)), "slot {s} placed twice");
-            assert_eq!(layout.position_of(loc.device_index, loc.device_slot), Some(s));
+            assert!(
+                used.insert((loc.device_index, loc.device_slot)),
+                "slot {s} placed twice"
+            );
+            assert_eq!(
+                layout.position_of(loc.device_index, loc.device_slot),
+                Some(s)
+            );
         }
         assert_eq!(layout.locate(15), None);
         // Round-robin first over all three, then over the two bigger, then the biggest.
-        let order: Vec<usize> = (0..15).map(|s| layout.locate(s).unwrap().device_index).collect();
+        let order: Vec<usize> = (0..15)
+            .map(|s| layout.locate(s).unwrap().device_index)
+            .collect();
         assert_eq!(order, vec![0, 1, 2, 0, 1, 2, 0, 1, 2, 1, 2, 1, 2, 1, 1]);
     }
 

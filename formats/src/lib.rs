@@ -22,6 +22,7 @@ mod layout;
 pub mod pattern;
 mod slot;
 mod superblock;
+pub mod time;
 mod uuid;
 
 pub use error::FormatError;

@@ -23,7 +23,10 @@ fn seed(channel: u16, card_seq: u64) -> u64 {
 
 /// Fills `payload` (length a multiple of 8) with the pattern.
 pub fn fill(payload: &mut [u8], channel: u16, card_seq: u64) {
-    assert!(payload.len() % 8 == 0, "pattern payload length must be a multiple of 8");
+    assert!(
+        payload.len() % 8 == 0,
+        "pattern payload length must be a multiple of 8"
+    );
     let s = seed(channel, card_seq);
     for (i, word) in payload.chunks_exact_mut(8).enumerate() {
         word.copy_from_slice(&(s ^ (i as u64).wrapping_mul(GOLDEN)).to_le_bytes());

@@ -42,7 +42,11 @@ impl SlotHeader {
     /// Writes the header into a 4 KiB header page (every byte of it: fields,
     /// zeroed reserved space, CRC). Allocation-free, for the hot path.
     pub fn encode_into(&self, page: &mut [u8]) {
-        assert_eq!(page.len(), SLOT_HEADER_BYTES, "slot header page must be 4096 bytes");
+        assert_eq!(
+            page.len(),
+            SLOT_HEADER_BYTES,
+            "slot header page must be 4096 bytes"
+        );
         page[0..8].copy_from_slice(&MAGIC);
         put_u16(page, 8, FORMAT_VERSION_MAJOR);
         put_u16(page, 10, FORMAT_VERSION_MINOR);
@@ -109,7 +113,10 @@ impl SlotHeader {
         }
         let inv = |field, detail: String| FormatError::invalid(WHAT, field, detail);
         if u32_at(b, 12) != SLOT_HEADER_BYTES as u32 {
-            return Err(inv("header_bytes", format!("{} (must be 4096)", u32_at(b, 12))));
+            return Err(inv(
+                "header_bytes",
+                format!("{} (must be 4096)", u32_at(b, 12)),
+            ));
         }
         let h = SlotHeader {
             recording_uuid: Uuid(arr_at(b, 16)),
@@ -133,7 +140,14 @@ impl SlotHeader {
             }
         }
         if (h.flags & SLOT_FLAG_GAP != 0) != (h.gap_count > 0) {
-            return Err(inv("flags", format!("gap flag {} disagrees with gap_count {}", h.flags & SLOT_FLAG_GAP, h.gap_count)));
+            return Err(inv(
+                "flags",
+                format!(
+                    "gap flag {} disagrees with gap_count {}",
+                    h.flags & SLOT_FLAG_GAP,
+                    h.gap_count
+                ),
+            ));
         }
         Ok(h)
     }

@@ -193,15 +193,24 @@ impl Superblock {
         }
         let inv = |field, detail: String| FormatError::invalid(WHAT, field, detail);
         if u32_at(b, 12) != SUPERBLOCK_BYTES as u32 {
-            return Err(inv("superblock_bytes", format!("{} (must be 4096)", u32_at(b, 12))));
+            return Err(inv(
+                "superblock_bytes",
+                format!("{} (must be 4096)", u32_at(b, 12)),
+            ));
         }
         let device_count = u16_at(b, 68) as usize;
         let channel_count = u16_at(b, 88) as usize;
         if device_count == 0 || device_count > MAX_DEVICES {
-            return Err(inv("device_count", format!("{device_count} (must be 1..={MAX_DEVICES})")));
+            return Err(inv(
+                "device_count",
+                format!("{device_count} (must be 1..={MAX_DEVICES})"),
+            ));
         }
         if channel_count == 0 || channel_count > MAX_CHANNELS {
-            return Err(inv("channel_count", format!("{channel_count} (must be 1..={MAX_CHANNELS})")));
+            return Err(inv(
+                "channel_count",
+                format!("{channel_count} (must be 1..={MAX_CHANNELS})"),
+            ));
         }
         let mut members = Vec::with_capacity(device_count);
         for i in 0..MAX_DEVICES {
@@ -209,7 +218,10 @@ impl Superblock {
             let raw = &b[o..o + MEMBER_BYTES];
             if i >= device_count {
                 if !all_zero(raw) {
-                    return Err(inv("members", format!("unused member entry {i} is not zero")));
+                    return Err(inv(
+                        "members",
+                        format!("unused member entry {i} is not zero"),
+                    ));
                 }
                 continue;
             }
@@ -225,14 +237,22 @@ impl Superblock {
             let raw = &b[o..o + CHANNEL_BYTES];
             if i >= channel_count {
                 if !all_zero(raw) {
-                    return Err(inv("channels", format!("unused channel entry {i} is not zero")));
+                    return Err(inv(
+                        "channels",
+                        format!("unused channel entry {i} is not zero"),
+                    ));
                 }
                 continue;
             }
             let name = padded_str(&raw[..NAME_BYTES])
                 .ok_or_else(|| inv("channel name", format!("channel {i}: not NUL-padded UTF-8")))?;
-            let datatype = padded_str(&raw[NAME_BYTES..NAME_BYTES + DATATYPE_BYTES])
-                .ok_or_else(|| inv("channel datatype", format!("channel {i}: not NUL-padded UTF-8")))?;
+            let datatype =
+                padded_str(&raw[NAME_BYTES..NAME_BYTES + DATATYPE_BYTES]).ok_or_else(|| {
+                    inv(
+                        "channel datatype",
+                        format!("channel {i}: not NUL-padded UTF-8"),
+                    )
+                })?;
             channels.push(Channel {
                 name,
                 datatype,
@@ -252,24 +272,49 @@ impl Superblock {
         };
         // Fields derivable from others must agree with them.
         if (sb.device_index as usize) >= device_count {
-            return Err(inv("device_index", format!("{} (device_count is {device_count})", sb.device_index)));
+            return Err(inv(
+                "device_index",
+                format!("{} (device_count is {device_count})", sb.device_index),
+            ));
         }
         sb.validate()?;
         if u32_at(b, 60) as u64 != sb.slot_bytes() {
-            return Err(inv("slot_bytes", format!("{} (must be 4096 + payload = {})", u32_at(b, 60), sb.slot_bytes())));
+            return Err(inv(
+                "slot_bytes",
+                format!(
+                    "{} (must be 4096 + payload = {})",
+                    u32_at(b, 60),
+                    sb.slot_bytes()
+                ),
+            ));
         }
         if u64_at(b, 72) != DATA_START_BYTES {
-            return Err(inv("data_start_bytes", format!("{} (must be {DATA_START_BYTES})", u64_at(b, 72))));
+            return Err(inv(
+                "data_start_bytes",
+                format!("{} (must be {DATA_START_BYTES})", u64_at(b, 72)),
+            ));
         }
         if u64_at(b, 80) != sb.member().slot_count {
-            return Err(inv("slot_count", format!("{} differs from member entry {}", u64_at(b, 80), sb.member().slot_count)));
+            return Err(inv(
+                "slot_count",
+                format!(
+                    "{} differs from member entry {}",
+                    u64_at(b, 80),
+                    sb.member().slot_count
+                ),
+            ));
         }
         if Uuid(arr_at(b, 32)) != sb.member().uuid {
-            return Err(inv("device_uuid", "differs from this device's member entry".to_string()));
+            return Err(inv(
+                "device_uuid",
+                "differs from this device's member entry".to_string(),
+            ));
         }
         // Reserved bytes are zero in the minor version we know; a newer minor
         // may use them, and we ignore what we do not know.
-        if minor <= FORMAT_VERSION_MINOR && (!all_zero(&b[92..OFF_MEMBERS]) || !all_zero(&b[OFF_RESERVED..OFF_CRC])) {
+        if minor <= FORMAT_VERSION_MINOR
+            && (!all_zero(&b[92..OFF_MEMBERS]) || !all_zero(&b[OFF_RESERVED..OFF_CRC]))
+        {
             return Err(inv("reserved", "reserved bytes are not zero".to_string()));
         }
         Ok(sb)
@@ -280,7 +325,12 @@ impl Superblock {
         let inv = |field, detail: String| FormatError::invalid(WHAT, field, detail);
         let p = self.payload_bytes;
         if !p.is_power_of_two() || !(MIN_PAYLOAD_BYTES..=MAX_PAYLOAD_BYTES).contains(&p) {
-            return Err(inv("payload_bytes", format!("{p} (must be a power of two from {MIN_PAYLOAD_BYTES} to {MAX_PAYLOAD_BYTES})")));
+            return Err(inv(
+                "payload_bytes",
+                format!(
+                    "{p} (must be a power of two from {MIN_PAYLOAD_BYTES} to {MAX_PAYLOAD_BYTES})"
+                ),
+            ));
         }
         if self.flags & !KNOWN_FLAGS != 0 {
             return Err(inv("flags", format!("{:#x} has unknown bits", self.flags)));
@@ -289,36 +339,64 @@ impl Superblock {
             return Err(inv("recording_uuid", "is nil".to_string()));
         }
         if self.members.is_empty() || self.members.len() > MAX_DEVICES {
-            return Err(inv("device_count", format!("{} (must be 1..={MAX_DEVICES})", self.members.len())));
+            return Err(inv(
+                "device_count",
+                format!("{} (must be 1..={MAX_DEVICES})", self.members.len()),
+            ));
         }
         if self.device_index as usize >= self.members.len() {
-            return Err(inv("device_index", format!("{} out of range", self.device_index)));
+            return Err(inv(
+                "device_index",
+                format!("{} out of range", self.device_index),
+            ));
         }
         for (i, m) in self.members.iter().enumerate() {
             let fits = Self::slots_for_device(m.size_bytes, p);
             if m.slot_count == 0 || m.slot_count > fits {
-                return Err(inv("members", format!("member {i}: slot_count {} does not fit size {} (at most {fits})", m.slot_count, m.size_bytes)));
+                return Err(inv(
+                    "members",
+                    format!(
+                        "member {i}: slot_count {} does not fit size {} (at most {fits})",
+                        m.slot_count, m.size_bytes
+                    ),
+                ));
             }
             if m.uuid.is_nil() {
                 return Err(inv("members", format!("member {i}: nil uuid")));
             }
         }
         if self.channel_layout != CHANNEL_LAYOUT_ROUND_ROBIN {
-            return Err(inv("channel_layout", format!("{} (known: 1 = round-robin)", self.channel_layout)));
+            return Err(inv(
+                "channel_layout",
+                format!("{} (known: 1 = round-robin)", self.channel_layout),
+            ));
         }
         if self.channels.is_empty() || self.channels.len() > MAX_CHANNELS {
-            return Err(inv("channel_count", format!("{} (must be 1..={MAX_CHANNELS})", self.channels.len())));
+            return Err(inv(
+                "channel_count",
+                format!("{} (must be 1..={MAX_CHANNELS})", self.channels.len()),
+            ));
         }
         for (i, c) in self.channels.iter().enumerate() {
             if c.name.is_empty() || c.name.len() > NAME_BYTES || c.name.contains('\0') {
-                return Err(inv("channel name", format!("channel {i}: {:?} (1..=32 bytes, no NUL)", c.name)));
+                return Err(inv(
+                    "channel name",
+                    format!("channel {i}: {:?} (1..=32 bytes, no NUL)", c.name),
+                ));
             }
-            let dt_ok = c.datatype.len() <= DATATYPE_BYTES && datatype_sample_bytes(&c.datatype).is_some();
+            let dt_ok =
+                c.datatype.len() <= DATATYPE_BYTES && datatype_sample_bytes(&c.datatype).is_some();
             if !dt_ok {
-                return Err(inv("channel datatype", format!("channel {i}: {:?} is not a SigMF datatype", c.datatype)));
+                return Err(inv(
+                    "channel datatype",
+                    format!("channel {i}: {:?} is not a SigMF datatype", c.datatype),
+                ));
             }
             if !(c.sample_rate_hz.is_finite() && c.sample_rate_hz >= 0.0) {
-                return Err(inv("channel sample_rate_hz", format!("channel {i}: {}", c.sample_rate_hz)));
+                return Err(inv(
+                    "channel sample_rate_hz",
+                    format!("channel {i}: {}", c.sample_rate_hz),
+                ));
             }
         }
         Ok(())

@@ -15,7 +15,14 @@ fn arb_superblock() -> impl Strategy<Value = Superblock> {
         12u32..=20,
         any::<bool>(),
         prop::collection::vec((arb_uuid(), 1u64..1000), 1..=MAX_DEVICES),
-        prop::collection::vec(("[a-z0-9_]{1,32}", prop::sample::select(vec!["ci16_le", "rf32_le", "ru8", "cf64_be"]), 0.0f64..1e9), 1..=MAX_CHANNELS),
+        prop::collection::vec(
+            (
+                "[a-z0-9_]{1,32}",
+                prop::sample::select(vec!["ci16_le", "rf32_le", "ru8", "cf64_be"]),
+                0.0f64..1e9,
+            ),
+            1..=MAX_CHANNELS,
+        ),
         any::<prop::sample::Index>(),
     )
         .prop_map(|(rec, created, shift, ring, members, chans, idx)| {
@@ -51,23 +58,42 @@ fn arb_superblock() -> impl Strategy<Value = Superblock> {
 }
 
 fn arb_header() -> impl Strategy<Value = SlotHeader> {
-    (arb_uuid(), any::<[u64; 6]>(), any::<u32>(), any::<u32>(), any::<u16>(), any::<u16>()).prop_map(|(u, n, used, crc, ch, dev)| SlotHeader {
-        recording_uuid: u,
-        slot_seq: n[0],
-        card_seq: n[1],
-        card_timestamp_ns: n[2],
-        host_timestamp_ns: n[3],
-        gap_count: n[4] % 3,
-        payload_bytes_used: used,
-        payload_crc32: crc,
-        channel: ch,
-        flags: if n[4] % 3 > 0 { SLOT_FLAG_GAP } else { 0 },
-        device_index: dev,
-    })
+    (
+        arb_uuid(),
+        any::<[u64; 6]>(),
+        any::<u32>(),
+        any::<u32>(),
+        any::<u16>(),
+        any::<u16>(),
+    )
+        .prop_map(|(u, n, used, crc, ch, dev)| SlotHeader {
+            recording_uuid: u,
+            slot_seq: n[0],
+            card_seq: n[1],
+            card_timestamp_ns: n[2],
+            host_timestamp_ns: n[3],
+            gap_count: n[4] % 3,
+            payload_bytes_used: used,
+            payload_crc32: crc,
+            channel: ch,
+            flags: if n[4] % 3 > 0 { SLOT_FLAG_GAP } else { 0 },
+            device_index: dev,
+        })
 }
 
 fn arb_entry() -> impl Strategy<Value = IndexEntry> {
-    arb_header().prop_flat_map(|h| any::<u64>().prop_map(move |off| IndexEntry::from_header(&SlotHeader { channel: h.channel & 0xff, device_index: h.device_index & 0xff, ..h }, off)))
+    arb_header().prop_flat_map(|h| {
+        any::<u64>().prop_map(move |off| {
+            IndexEntry::from_header(
+                &SlotHeader {
+                    channel: h.channel & 0xff,
+                    device_index: h.device_index & 0xff,
+                    ..h
+                },
+                off,
+            )
+        })
+    })
 }
 
 /// Every single-bit flip of `bytes` must make `decode` fail.
@@ -80,7 +106,10 @@ fn every_bit_flip_fails<T>(bytes: &[u8], decode: impl Fn(&[u8]) -> Result<T, For
     }
 }
 
-fn every_truncation_fails<T: std::fmt::Debug>(bytes: &[u8], decode: impl Fn(&[u8]) -> Result<T, FormatError>) {
+fn every_truncation_fails<T: std::fmt::Debug>(
+    bytes: &[u8],
+    decode: impl Fn(&[u8]) -> Result<T, FormatError>,
+) {
     for len in 0..bytes.len() {
         match decode(&bytes[..len]) {
             Err(FormatError::Truncated { got, .. }) => assert_eq!(got, len),
@@ -160,13 +189,23 @@ proptest! {
 
 #[test]
 fn unknown_major_version_is_refused_by_name() {
-    let mut h = SlotHeader { recording_uuid: Uuid::from_random_bytes([7; 16]), ..Default::default() }.encode();
+    let mut h = SlotHeader {
+        recording_uuid: Uuid::from_random_bytes([7; 16]),
+        ..Default::default()
+    }
+    .encode();
     h[8] = 2;
     let crc = crc32(&h[..4092]);
     h[4092..].copy_from_slice(&crc.to_le_bytes());
     let err = SlotHeader::decode(&h).unwrap_err();
-    assert!(matches!(err, FormatError::UnknownVersion { found_major: 2, .. }), "{err}");
-    assert!(err.to_string().contains("version 2.0 is not supported"), "{err}");
+    assert!(
+        matches!(err, FormatError::UnknownVersion { found_major: 2, .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("version 2.0 is not supported"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -174,18 +213,28 @@ fn crc_mismatch_names_both_values() {
     let mut h = SlotHeader::default().encode();
     h[40] ^= 1;
     let msg = SlotHeader::decode(&h).unwrap_err().to_string();
-    assert!(msg.starts_with("slot header: CRC mismatch (stored 0x"), "{msg}");
+    assert!(
+        msg.starts_with("slot header: CRC mismatch (stored 0x"),
+        "{msg}"
+    );
     assert!(msg.contains("computed 0x"), "{msg}");
 }
 
 #[test]
 fn payload_crc_checks_used_bytes() {
     let payload = vec![5u8; 8192];
-    let h = SlotHeader { payload_bytes_used: 4096, payload_crc32: crc32(&payload[..4096]), ..Default::default() };
+    let h = SlotHeader {
+        payload_bytes_used: 4096,
+        payload_crc32: crc32(&payload[..4096]),
+        ..Default::default()
+    };
     h.check_payload(&payload).unwrap();
     let mut bad = payload.clone();
     bad[4095] ^= 0x80;
-    assert!(matches!(h.check_payload(&bad), Err(FormatError::CrcMismatch { .. })));
+    assert!(matches!(
+        h.check_payload(&bad),
+        Err(FormatError::CrcMismatch { .. })
+    ));
     bad[4095] ^= 0x80;
     bad[4096] ^= 0x80; // beyond bytes used: not covered
     h.check_payload(&bad).unwrap();
@@ -200,12 +249,25 @@ fn sample_index(n: u64) -> Vec<u8> {
         flags: 0,
         device_index: 0,
         channel_layout: CHANNEL_LAYOUT_ROUND_ROBIN,
-        members: vec![Member { uuid: Uuid::from_random_bytes([2; 16]), size_bytes: 64 << 20, slot_count: 100 }],
-        channels: vec![Channel { name: "ch0".into(), datatype: "ci16_le".into(), sample_rate_hz: 1e6 }],
+        members: vec![Member {
+            uuid: Uuid::from_random_bytes([2; 16]),
+            size_bytes: 64 << 20,
+            slot_count: 100,
+        }],
+        channels: vec![Channel {
+            name: "ch0".into(),
+            datatype: "ci16_le".into(),
+            sample_rate_hz: 1e6,
+        }],
     };
     let mut file = IndexHeader { superblock: sb }.encode();
     for s in 0..n {
-        let e = IndexEntry { slot_seq: s, card_seq: s * 2, card_timestamp_ns: 1000 * s, ..Default::default() };
+        let e = IndexEntry {
+            slot_seq: s,
+            card_seq: s * 2,
+            card_timestamp_ns: 1000 * s,
+            ..Default::default()
+        };
         file.extend_from_slice(&e.encode());
     }
     file
@@ -218,7 +280,10 @@ fn index_torn_tail_is_ignored_at_every_cut() {
         let view = IndexView::new(&full[..cut]).unwrap();
         let whole = (cut - INDEX_HEADER_BYTES) / INDEX_ENTRY_BYTES;
         assert_eq!(view.len(), whole, "cut at {cut}");
-        assert_eq!(view.torn_tail_bytes, cut - INDEX_HEADER_BYTES - whole * INDEX_ENTRY_BYTES);
+        assert_eq!(
+            view.torn_tail_bytes,
+            cut - INDEX_HEADER_BYTES - whole * INDEX_ENTRY_BYTES
+        );
         for i in 0..view.len() {
             assert_eq!(view.get(i).unwrap().slot_seq, i as u64);
         }
@@ -236,8 +301,16 @@ fn index_torn_tail_is_ignored_at_every_cut() {
 fn index_seek_is_binary_search() {
     let file = sample_index(1000);
     let view = IndexView::new(&file).unwrap();
-    assert_eq!(view.lower_bound(500 * 1000, |e| e.card_timestamp_ns).unwrap(), 500);
-    assert_eq!(view.lower_bound(500 * 1000 + 1, |e| e.card_timestamp_ns).unwrap(), 501);
+    assert_eq!(
+        view.lower_bound(500 * 1000, |e| e.card_timestamp_ns)
+            .unwrap(),
+        500
+    );
+    assert_eq!(
+        view.lower_bound(500 * 1000 + 1, |e| e.card_timestamp_ns)
+            .unwrap(),
+        501
+    );
     assert_eq!(view.lower_bound(u64::MAX, |e| e.slot_seq).unwrap(), 1000);
 }
 

@@ -1,0 +1,293 @@
+//! dmarec's recorder: moves a data-acquisition card's filled DMA buffers to
+//! raw block devices at the disk's speed, with no copy of the payload.
+//!
+//! Set-up ([`record`]) opens and checks the targets ([`target`]), creates
+//! the io_uring, gets slot memory registered with it from the source
+//! ([`source`]: the simulated card, or the kernel driver in MMAP or USERPTR
+//! memory mode), writes the superblocks and the index header, and hands over
+//! to the hot path in [`record`](mod@record), which owns the recording loop:
+//! one `WRITE_FIXED` per slot (header page + payload, contiguous in one
+//! registered buffer), the buffer back to the card after its write
+//! completed, index entries appended in slot order ([`index_writer`]).
+
+pub mod index_writer;
+pub mod memory;
+pub mod record;
+pub mod source;
+pub mod status;
+pub mod target;
+
+use anyhow::{bail, Context, Result};
+use formats::{
+    Channel, Member, Superblock, CHANNEL_LAYOUT_ROUND_ROBIN, MAX_DEVICES, MAX_PAYLOAD_BYTES,
+    MIN_PAYLOAD_BYTES, SUPERBLOCK_FLAG_RING,
+};
+use memory::SlotMemory;
+use record::{Limits, Recorder};
+use source::kmod::{KmodOptions, KmodSource, MemoryMode};
+use source::sim::{SimConfig, SimSource};
+use source::Source;
+use status::{Progress, Summary};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use target::{open_target, OpenOptionsCli, Target};
+
+/// Most buffers a ring may have (io_uring registers at most 16384; u16 buf_index).
+pub const MAX_BUFFERS: usize = 4096;
+
+#[derive(Debug, Clone)]
+pub enum SourceChoice {
+    Sim,
+    Device(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct RecordOptions {
+    pub source: SourceChoice,
+    pub targets: Vec<PathBuf>,
+    pub index: PathBuf,
+    pub size_bytes: Option<u64>,
+    pub duration: Option<Duration>,
+    pub payload_bytes: u32,
+    pub buffers: usize,
+    pub queue_depth: usize,
+    pub ring: bool,
+    pub force: bool,
+    pub new_file_size_bytes: Option<u64>,
+    pub channels: Option<u16>,
+    pub rate_bytes_per_s: Option<u64>,
+    pub sim_drop_every: u64,
+    pub memory_mode: MemoryMode,
+    pub status_interval: Duration,
+    pub index_sync_interval: Duration,
+    pub quiet: bool,
+}
+
+fn check_options(o: &RecordOptions) -> Result<()> {
+    let p = o.payload_bytes;
+    if !p.is_power_of_two() || !(MIN_PAYLOAD_BYTES..=MAX_PAYLOAD_BYTES).contains(&p) {
+        bail!("--payload-size {p}: must be a power of two from {MIN_PAYLOAD_BYTES} to {MAX_PAYLOAD_BYTES} bytes");
+    }
+    if o.buffers == 0 || o.buffers > MAX_BUFFERS {
+        bail!("--buffers {}: must be 1..={MAX_BUFFERS}", o.buffers);
+    }
+    if o.queue_depth == 0 || o.queue_depth > o.buffers {
+        bail!(
+            "--queue-depth {}: must be 1..=--buffers ({})",
+            o.queue_depth,
+            o.buffers
+        );
+    }
+    if o.targets.is_empty() || o.targets.len() > MAX_DEVICES {
+        bail!(
+            "{} targets given: a stripe set has 1..={MAX_DEVICES} --target",
+            o.targets.len()
+        );
+    }
+    if let Some(c) = o.channels {
+        if c == 0 || c as usize > formats::MAX_CHANNELS {
+            bail!("--channels {c}: must be 1..={}", formats::MAX_CHANNELS);
+        }
+    }
+    Ok(())
+}
+
+/// Refuses the same device twice, or the index on a target.
+fn check_distinct(targets: &[Target], index: &std::path::Path) -> Result<()> {
+    let ids: Vec<(u64, u64)> = targets
+        .iter()
+        .map(|t| {
+            let m = t.file.metadata().expect("fstat of an open file");
+            if t.is_block_device {
+                (0, m.rdev())
+            } else {
+                (m.dev(), m.ino())
+            }
+        })
+        .collect();
+    for i in 0..ids.len() {
+        for j in 0..i {
+            if ids[i] == ids[j] {
+                bail!(
+                    "target {} is given twice (same device as {})",
+                    targets[i].path.display(),
+                    targets[j].path.display()
+                );
+            }
+        }
+    }
+    if let Ok(m) = std::fs::metadata(index) {
+        if targets.iter().any(|t| {
+            t.path == index
+                || (!t.is_block_device
+                    && t.file
+                        .metadata()
+                        .map(|tm| tm.ino() == m.ino() && tm.dev() == m.dev())
+                        .unwrap_or(false))
+        }) {
+            bail!(
+                "--index {} is one of the targets; put the index in a file of its own",
+                index.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn open_index(path: &std::path::Path, force: bool) -> Result<File> {
+    let mut oo = OpenOptions::new();
+    oo.read(true).write(true).custom_flags(libc::O_CLOEXEC);
+    if force {
+        oo.create(true).truncate(true);
+    } else {
+        oo.create_new(true);
+    }
+    oo.open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => anyhow::anyhow!(
+            "index {} already exists; choose another --index path, or pass --force to replace it",
+            path.display()
+        ),
+        _ => anyhow::Error::new(e).context(format!("index {}: cannot create", path.display())),
+    })
+}
+
+/// Runs one recording from start to summary.
+pub fn record(o: &RecordOptions) -> Result<Summary> {
+    check_options(o)?;
+    let cli = OpenOptionsCli {
+        force: o.force,
+        new_file_size_bytes: o.new_file_size_bytes,
+    };
+    let mut targets = Vec::with_capacity(o.targets.len());
+    for path in &o.targets {
+        targets.push(open_target(path, &cli, o.payload_bytes)?);
+    }
+    check_distinct(&targets, &o.index)?;
+    let mut index_file = open_index(&o.index, o.force)?;
+
+    let sq_entries = (o.queue_depth + index_writer::BATCH_COUNT + 2).next_power_of_two() as u32;
+    let (ring, setup_flags) = record::new_ring(sq_entries)?;
+    record::register_files(&ring, &targets, &index_file)?;
+    let mut register = |mem: &SlotMemory| {
+        // SAFETY: the memory stays mapped until the ring is dropped: the
+        // ring goes first (Recorder::run consumes it), then the source,
+        // then the memory (drop order below).
+        unsafe { ring.submitter().register_buffers(&mem.iovecs()) }
+    };
+    let (mut source, memory): (Box<dyn Source>, Arc<SlotMemory>) = match &o.source {
+        SourceChoice::Sim => {
+            let mem = Arc::new(SlotMemory::allocate(o.buffers, o.payload_bytes as usize)?);
+            register(&mem).map_err(|e| {
+                anyhow::anyhow!(
+                    "io_uring buffer registration of {} bytes: {e}. {}",
+                    mem.total_bytes(),
+                    memory::MEMLOCK_HELP
+                )
+            })?;
+            let cfg = SimConfig {
+                channels: o.channels.unwrap_or(4),
+                rate_bytes_per_s: o.rate_bytes_per_s.unwrap_or(0),
+                drop_every: o.sim_drop_every,
+            };
+            (Box::new(SimSource::new(cfg, mem.clone())), mem)
+        }
+        SourceChoice::Device(path) => {
+            let ko = KmodOptions {
+                mode: o.memory_mode,
+                buffers: o.buffers,
+                payload_bytes: o.payload_bytes,
+                channels: o.channels,
+                rate_bytes_per_s: o.rate_bytes_per_s,
+            };
+            let (src, mem) = KmodSource::open(path, &ko, &mut register)?;
+            (Box::new(src), mem)
+        }
+    };
+
+    let sb = superblock_for(&targets, o, source.as_ref());
+    target::write_superblocks(&targets, &sb)?;
+    index_file
+        .write_all(
+            &formats::IndexHeader {
+                superblock: sb.clone(),
+            }
+            .encode(),
+        )
+        .and_then(|_| index_file.sync_all())
+        .with_context(|| format!("index {}: writing header", o.index.display()))?;
+
+    let capacity = formats::Layout::from_superblock(&sb).capacity_slots();
+    let planned = match (o.size_bytes, o.ring) {
+        (Some(s), _) => {
+            s.div_ceil(o.payload_bytes as u64)
+                .min(if o.ring { u64::MAX } else { capacity })
+        }
+        (None, false) => capacity,
+        (None, true) => capacity,
+    };
+    let progress = Progress::new(planned, o.status_interval, o.quiet);
+    let limits = Limits {
+        size_bytes: o.size_bytes,
+        duration: o.duration,
+        queue_depth: o.queue_depth,
+        index_sync_interval: o.index_sync_interval,
+    };
+    let describe = source.describe();
+    let backing = memory.backing();
+    let mut summary = Recorder::new(
+        ring,
+        &memory,
+        source.as_mut(),
+        &targets,
+        &index_file,
+        sb,
+        limits,
+        progress,
+    )
+    .run()?;
+    // Teardown order: the ring is gone (run consumed it), then the source
+    // (driver unpins / sim thread joined), then the memory.
+    drop(source);
+    drop(memory);
+    summary.source = describe;
+    summary.index = o.index.display().to_string();
+    summary.io_uring_setup = setup_flags.to_string();
+    summary.memory = format!("{backing:?}");
+    Ok(summary)
+}
+
+fn superblock_for(targets: &[Target], o: &RecordOptions, source: &dyn Source) -> Superblock {
+    let (channels, datatype, rate) = source.channels();
+    let created_unix_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    Superblock {
+        version_minor: formats::FORMAT_VERSION_MINOR,
+        recording_uuid: target::random_uuid(),
+        created_unix_ns,
+        payload_bytes: o.payload_bytes,
+        flags: if o.ring { SUPERBLOCK_FLAG_RING } else { 0 },
+        device_index: 0,
+        channel_layout: CHANNEL_LAYOUT_ROUND_ROBIN,
+        members: targets
+            .iter()
+            .map(|t| Member {
+                uuid: target::random_uuid(),
+                size_bytes: t.size_bytes,
+                slot_count: Superblock::slots_for_device(t.size_bytes, o.payload_bytes),
+            })
+            .collect(),
+        channels: (0..channels)
+            .map(|c| Channel {
+                name: format!("ch{c}"),
+                datatype: datatype.to_string(),
+                sample_rate_hz: rate,
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,233 @@
+//! `dmarec`: the command line over the recorder library.
+
+use anyhow::{bail, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use recorder::record::{StopReason, STOP_REQUESTED};
+use recorder::source::kmod::MemoryMode;
+use recorder::{RecordOptions, SourceChoice};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+const EXIT_FULL: i32 = 3;
+const EXIT_IO_ERROR: i32 = 4;
+
+#[derive(Parser)]
+#[command(
+    name = "dmarec",
+    version,
+    about = "Record a data-acquisition card's DMA buffers to raw block devices with zero copies (io_uring WRITE_FIXED, O_DIRECT)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Record buffers from a card (or the simulated card) to one or more targets.
+    #[command(after_help = RECORD_HELP)]
+    Record(RecordArgs),
+}
+
+const RECORD_HELP: &str = "\
+Examples:
+  # 10 s from the simulated card into a new 2 GiB file
+  dmarec record --target /tmp/rec.img --file-size 2G --index /tmp/rec.idx --duration 10
+  # hours from the driver to a raw disk, until it is full
+  dmarec record --source /dev/dmarec0 --target /dev/sdb --index /var/lib/dmarec/run1.idx
+  # stripe over two disks, ring mode (keep the newest data), 4 channels at 800 MB/s
+  dmarec record --target /dev/sdb --target /dev/sdc --index run.idx --on-full wrap --channels 4 --rate 800
+
+Exit status:
+  0  stopped as asked (size, duration, SIGINT/SIGTERM); everything recorded is indexed
+  1  refused or failed to start (nothing was written, or only superblocks)
+  2  usage error
+  3  target full (--on-full stop): everything recorded is indexed
+  4  I/O error while recording: slots before the error are consistent; run `dmaplay reindex`
+     to index any later slot that completed
+
+The index is fdatasync'ed at least every --index-sync-ms; a crash loses at most that
+much of the index, never recorded data: `dmaplay reindex` rebuilds it from the targets.";
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OnFull {
+    Stop,
+    Wrap,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Memory {
+    Auto,
+    Mmap,
+    Userptr,
+}
+
+#[derive(clap::Args)]
+struct RecordArgs {
+    /// `sim` (simulated card) or the driver's device, e.g. /dev/dmarec0.
+    #[arg(long, default_value = "sim")]
+    source: String,
+    /// Block device, partition or regular file to record to; repeat for a stripe set.
+    #[arg(long = "target", required = true, value_name = "PATH")]
+    targets: Vec<PathBuf>,
+    /// Index file to write (refused if it exists, unless --force).
+    #[arg(long)]
+    index: PathBuf,
+    /// Stop after this much payload (e.g. 500M, 4GiB).
+    #[arg(long, value_parser = parse_bytes)]
+    size: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Card rate in MB/s over all channels (simulated card; default unlimited).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Channels of the simulated card (default 4).
+    #[arg(long)]
+    channels: Option<u16>,
+    /// Payload bytes per buffer: power of two, 4K..64M.
+    #[arg(long, default_value = "512K", value_parser = parse_bytes)]
+    payload_size: u64,
+    /// Buffers in the ring (registered once, at start).
+    #[arg(long, default_value_t = 64)]
+    buffers: usize,
+    /// Slot writes in flight at most.
+    #[arg(long, default_value_t = 16)]
+    queue_depth: usize,
+    /// When the targets are full: stop, or wrap and overwrite the oldest slots (ring mode).
+    #[arg(long, value_enum, default_value = "stop")]
+    on_full: OnFull,
+    /// Driver memory mode: auto tries the driver's buffers and falls back to userptr.
+    #[arg(long, value_enum, default_value = "auto")]
+    memory: Memory,
+    /// Simulated card: lose every Nth buffer (to test gap handling).
+    #[arg(long, default_value_t = 0)]
+    sim_drop_every: u64,
+    /// Size of a regular-file target that does not exist yet (preallocated).
+    #[arg(long, value_parser = parse_bytes)]
+    file_size: Option<u64>,
+    /// Overwrite targets that hold a filesystem, partition table or recording, and an existing index.
+    #[arg(long)]
+    force: bool,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Seconds between status lines when stderr is not a terminal.
+    #[arg(long, default_value_t = 10.0)]
+    status_interval: f64,
+    /// Longest time between index fdatasyncs, ms.
+    #[arg(long, default_value_t = 1000)]
+    index_sync_ms: u64,
+    /// No progress or status output.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// Bytes with an optional K/M/G/T suffix (powers of 1024; KB/MB/GB are powers of 1000).
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (examples: 4096, 512K, 2GiB, 10GB)"))?;
+    let mult: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        _ => {
+            return Err(format!(
+                "{s:?}: unknown unit {unit:?} (use K, M, G, T, KiB.., KB..)"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP_REQUESTED.store(true, Ordering::Relaxed);
+}
+
+fn install_signal_handlers() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic (async-signal-safe);
+        // no SA_RESTART so blocking waits return EINTR and see the flag.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as *const () as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+fn run_record(a: RecordArgs) -> Result<i32> {
+    if a.payload_size > u32::MAX as u64 {
+        bail!("--payload-size {} is too large", a.payload_size);
+    }
+    let opts = RecordOptions {
+        source: if a.source == "sim" {
+            SourceChoice::Sim
+        } else {
+            SourceChoice::Device(PathBuf::from(&a.source))
+        },
+        targets: a.targets,
+        index: a.index,
+        size_bytes: a.size,
+        duration: a.duration.map(Duration::from_secs_f64),
+        payload_bytes: a.payload_size as u32,
+        buffers: a.buffers,
+        queue_depth: a.queue_depth,
+        ring: matches!(a.on_full, OnFull::Wrap),
+        force: a.force,
+        new_file_size_bytes: a.file_size,
+        channels: a.channels,
+        rate_bytes_per_s: a.rate.map(|r| (r * 1e6) as u64),
+        sim_drop_every: a.sim_drop_every,
+        memory_mode: match a.memory {
+            Memory::Auto => MemoryMode::Auto,
+            Memory::Mmap => MemoryMode::Mmap,
+            Memory::Userptr => MemoryMode::Userptr,
+        },
+        status_interval: Duration::from_secs_f64(a.status_interval.max(0.1)),
+        index_sync_interval: Duration::from_millis(a.index_sync_ms.max(1)),
+        quiet: a.quiet,
+    };
+    install_signal_handlers();
+    let summary = recorder::record(&opts)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else if !a.quiet {
+        eprint!("{}", summary.text());
+    }
+    if let Some(e) = &summary.error {
+        eprintln!("dmarec: error: {e}");
+    }
+    Ok(match summary.stop_reason {
+        Some(StopReason::IoError) => EXIT_IO_ERROR,
+        Some(StopReason::TargetFull) => EXIT_FULL,
+        _ => 0,
+    })
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Record(a) => run_record(a),
+    };
+    match code {
+        Ok(c) => std::process::exit(c),
+        Err(e) => {
+            eprintln!("dmarec: error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}

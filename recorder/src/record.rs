@@ -1,0 +1,504 @@
+//! The recording hot path: filled card buffers → one `WRITE_FIXED` per slot
+//! from a registered buffer → raw devices opened O_DIRECT → buffer back to
+//! the card after its write completed → index entry in slot order.
+//!
+//! Everything is allocated and registered in [`Recorder::prepare`]; the loop
+//! in [`Recorder::run`] allocates nothing, copies no payload (the card fills
+//! the registered memory in place; the CPU only reads it once for the CRC),
+//! and makes one `io_uring_enter` per batch of submissions and completions.
+//! Ownership of each buffer (card, recorder, kernel) is tracked and asserted
+//! at every transition.
+
+use crate::index_writer::IndexWriter;
+use crate::memory::SlotMemory;
+use crate::source::{CardStats, Filled, Source};
+use crate::status::{Progress, Summary};
+use crate::target::Target;
+use anyhow::{bail, Context, Result};
+use formats::{
+    IndexEntry, Layout, Location, SlotHeader, Superblock, Uuid, SLOT_FLAG_GAP, SLOT_HEADER_BYTES,
+};
+use io_uring::{opcode, types, IoUring};
+use std::fs::File;
+use std::os::unix::io::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+const TAG_SHIFT: u32 = 60;
+const TAG_SLOT: u64 = 1;
+const TAG_INDEX: u64 = 2;
+const TAG_FSYNC: u64 = 3;
+/// Longest a blocked wait for the card lasts before stop conditions are checked.
+const CARD_WAIT_MS: u32 = 100;
+/// Retries of a short write before giving up on a slot.
+const MAX_SHORT_WRITES: u32 = 16;
+
+/// Set by SIGINT/SIGTERM.
+pub static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    SizeReached,
+    DurationReached,
+    Signal,
+    TargetFull,
+    IoError,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    Card,
+    Recorder,
+    Kernel,
+}
+
+/// A slot write in flight (indexed by buffer).
+#[derive(Clone, Copy)]
+struct SlotWrite {
+    header: SlotHeader,
+    loc: Location,
+    done_bytes: u32,
+    short_writes: u32,
+}
+
+pub struct Limits {
+    /// Stop after this many payload bytes.
+    pub size_bytes: Option<u64>,
+    pub duration: Option<Duration>,
+    pub queue_depth: usize,
+    pub index_sync_interval: Duration,
+}
+
+pub struct Recorder<'a> {
+    pub ring: IoUring,
+    pub memory: &'a SlotMemory,
+    pub source: &'a mut dyn Source,
+    pub targets: &'a [Target],
+    pub index_file: &'a File,
+    pub superblock: Superblock,
+    pub limits: Limits,
+    pub progress: Progress,
+    /// Requested length of each index batch write in flight.
+    index_write_len: [u32; crate::index_writer::BATCH_COUNT],
+}
+
+/// Builds the io_uring: SINGLE_ISSUER|DEFER_TASKRUN (6.1+), falling back to
+/// COOP_TASKRUN (5.19+), then to no flags, as fio does.
+pub fn new_ring(entries: u32) -> Result<(IoUring, &'static str)> {
+    if let Ok(r) = IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .build(entries)
+    {
+        return Ok((r, "single_issuer+defer_taskrun"));
+    }
+    if let Ok(r) = IoUring::builder().setup_coop_taskrun().build(entries) {
+        return Ok((r, "coop_taskrun"));
+    }
+    let r = IoUring::new(entries).context(
+        "io_uring_setup failed (is io_uring disabled? see /proc/sys/kernel/io_uring_disabled)",
+    )?;
+    Ok((r, "plain"))
+}
+
+/// Registers the targets and the index file (fixed files: targets 0..n, index n).
+pub fn register_files(ring: &IoUring, targets: &[Target], index: &File) -> Result<()> {
+    let mut fds: Vec<i32> = targets.iter().map(|t| t.file.as_raw_fd()).collect();
+    fds.push(index.as_raw_fd());
+    ring.submitter()
+        .register_files(&fds)
+        .context("io_uring: registering target files")?;
+    Ok(())
+}
+
+fn realtime_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own (vDSO, no syscall).
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+impl<'a> Recorder<'a> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        ring: IoUring,
+        memory: &'a SlotMemory,
+        source: &'a mut dyn Source,
+        targets: &'a [Target],
+        index_file: &'a File,
+        superblock: Superblock,
+        limits: Limits,
+        progress: Progress,
+    ) -> Recorder<'a> {
+        Recorder {
+            ring,
+            memory,
+            source,
+            targets,
+            index_file,
+            superblock,
+            limits,
+            progress,
+            index_write_len: [0; crate::index_writer::BATCH_COUNT],
+        }
+    }
+
+    pub fn run(mut self) -> Result<Summary> {
+        let count = self.memory.count();
+        let layout = Layout::from_superblock(&self.superblock);
+        let recording_uuid: Uuid = self.superblock.recording_uuid;
+        let payload_bytes = self.memory.payload_bytes();
+        let depth = self.limits.queue_depth.min(count);
+        let index_fd = types::Fixed(self.targets.len() as u32);
+        let mut owner = vec![Owner::Card; count];
+        let mut writes: Vec<Option<SlotWrite>> = vec![None; count];
+        let mut index = IndexWriter::new(count, formats::index::INDEX_HEADER_BYTES as u64);
+        let mut summary = Summary::new(&self.superblock, self.targets, self.memory);
+
+        let mut slot_seq = 0u64;
+        let mut slots_in_flight = 0usize;
+        let mut fsync_in_flight: Option<u64> = None;
+        let mut pending: Option<Filled> = None;
+        let mut stop: Option<StopReason> = None;
+        let mut error: Option<anyhow::Error> = None;
+        let started = Instant::now();
+        let mut last_sync = started;
+        let mut steady_usage: Option<(u64, libc::rusage)> = None;
+        let steady_after_slots = 2 * count as u64;
+        let mut cqes: Vec<(u64, i32)> =
+            Vec::with_capacity(self.ring.params().cq_entries() as usize);
+
+        self.source.start()?;
+        loop {
+            // Stop conditions.
+            if stop.is_none() {
+                if STOP_REQUESTED.load(Ordering::Relaxed) {
+                    stop = Some(StopReason::Signal);
+                } else if self.limits.duration.is_some_and(|d| started.elapsed() >= d) {
+                    stop = Some(StopReason::DurationReached);
+                } else if self
+                    .limits
+                    .size_bytes
+                    .is_some_and(|s| slot_seq * payload_bytes as u64 >= s)
+                {
+                    stop = Some(StopReason::SizeReached);
+                }
+            }
+
+            // Submit slot writes for filled buffers, up to the queue depth.
+            let mut source_empty = false;
+            while stop.is_none() && slots_in_flight < depth && index.can_accept(slot_seq) {
+                let f = match pending.take() {
+                    Some(f) => f,
+                    None => match self.source.try_take()? {
+                        Some(f) => f,
+                        None => {
+                            source_empty = true;
+                            break;
+                        }
+                    },
+                };
+                assert_eq!(
+                    owner[f.buffer],
+                    Owner::Card,
+                    "buffer {} handed over twice",
+                    f.buffer
+                );
+                owner[f.buffer] = Owner::Recorder;
+                let Some(loc) = layout.locate(slot_seq) else {
+                    stop = Some(StopReason::TargetFull);
+                    break;
+                };
+                let header = self.fill_header(&f, slot_seq, loc.device_index, recording_uuid);
+                summary.note_slot(&header);
+                writes[f.buffer] = Some(SlotWrite {
+                    header,
+                    loc,
+                    done_bytes: 0,
+                    short_writes: 0,
+                });
+                self.push_slot_write(f.buffer, &writes[f.buffer].unwrap())?;
+                owner[f.buffer] = Owner::Kernel;
+                slot_seq += 1;
+                slots_in_flight += 1;
+                if steady_usage.is_none() && slot_seq == steady_after_slots {
+                    steady_usage = Some((slot_seq, crate::status::rusage()));
+                }
+            }
+
+            // Index batches and periodic fdatasync.
+            let sync_due = last_sync.elapsed() >= self.limits.index_sync_interval;
+            if let Some(bw) = index.seal(sync_due || stop.is_some()) {
+                self.push_index_write(index_fd, &bw)?;
+            }
+            let unsynced = index.entries_written > index.entries_durable;
+            if fsync_in_flight.is_none()
+                && index.writes_in_flight() == 0
+                && unsynced
+                && (sync_due || stop.is_some())
+            {
+                let sqe = opcode::Fsync::new(index_fd)
+                    .flags(types::FsyncFlags::DATASYNC)
+                    .build()
+                    .user_data(TAG_FSYNC << TAG_SHIFT);
+                self.push(&sqe)?;
+                fsync_in_flight = Some(index.entries_written);
+                last_sync = Instant::now();
+            }
+
+            let in_flight =
+                slots_in_flight + index.writes_in_flight() + fsync_in_flight.is_some() as usize;
+            if stop.is_some()
+                && in_flight == 0
+                && !index.pending()
+                && index.entries_durable == index.entries_written
+            {
+                break;
+            }
+            if in_flight == 0 && self.ring.submission().is_empty() {
+                // Nothing in the kernel: block on the card.
+                if stop.is_none() {
+                    pending = self.source.wait_take(CARD_WAIT_MS)?;
+                }
+                self.progress.tick(&summary, false);
+                continue;
+            }
+            // Wait for a completion only when nothing more can be submitted now.
+            let can_submit_more = stop.is_none()
+                && !source_empty
+                && slots_in_flight < depth
+                && index.can_accept(slot_seq);
+            let want = if can_submit_more { 0 } else { 1 };
+            match self.ring.submit_and_wait(want) {
+                Ok(_) => {}
+                Err(e)
+                    if e.raw_os_error() == Some(libc::EINTR)
+                        || e.raw_os_error() == Some(libc::EBUSY) => {}
+                Err(e) => return Err(e).context("io_uring_enter"),
+            }
+
+            // Completions, copied out of the CQ (bounded by its size) into
+            // preallocated storage.
+            cqes.clear();
+            cqes.extend(self.ring.completion().map(|c| (c.user_data(), c.result())));
+            assert!(cqes.len() <= cqes.capacity());
+            let mut resubmit: [Option<usize>; 64] = [None; 64];
+            let mut n_resubmit = 0;
+            for &(user_data, res) in cqes.iter() {
+                let (tag, id) = (
+                    user_data >> TAG_SHIFT,
+                    (user_data & ((1 << TAG_SHIFT) - 1)) as usize,
+                );
+                match tag {
+                    TAG_SLOT => {
+                        assert_eq!(
+                            owner[id],
+                            Owner::Kernel,
+                            "completion for buffer {id} not in flight"
+                        );
+                        let w = writes[id].as_mut().expect("slot write in flight");
+                        let slot_bytes = (SLOT_HEADER_BYTES + payload_bytes) as u32;
+                        if res < 0
+                            || (res == 0 && w.done_bytes < slot_bytes)
+                            || w.short_writes >= MAX_SHORT_WRITES
+                        {
+                            let t = &self.targets[w.loc.device_index];
+                            let err = if res < 0 {
+                                std::io::Error::from_raw_os_error(-res).to_string()
+                            } else {
+                                "no progress".to_string()
+                            };
+                            if error.is_none() {
+                                error = Some(anyhow::anyhow!(
+                                    "write failed on {} at offset {} (slot {}, card sequence {}): {err}",
+                                    t.path.display(),
+                                    w.loc.offset_bytes + w.done_bytes as u64,
+                                    w.header.slot_seq,
+                                    w.header.card_seq
+                                ));
+                            }
+                            stop = Some(StopReason::IoError);
+                            writes[id] = None;
+                            owner[id] = Owner::Recorder;
+                            slots_in_flight -= 1;
+                            continue;
+                        }
+                        w.done_bytes += res as u32;
+                        if w.done_bytes < slot_bytes {
+                            w.short_writes += 1;
+                            summary.short_writes += 1;
+                            if n_resubmit < resubmit.len() {
+                                resubmit[n_resubmit] = Some(id);
+                                n_resubmit += 1;
+                            } else {
+                                bail!(
+                                    "more than {} short writes in one completion batch",
+                                    resubmit.len()
+                                );
+                            }
+                            continue;
+                        }
+                        let entry = IndexEntry::from_header(&w.header, w.loc.offset_bytes);
+                        writes[id] = None;
+                        slots_in_flight -= 1;
+                        summary.note_written(slot_bytes as u64);
+                        index.complete(entry);
+                        owner[id] = Owner::Card;
+                        if stop.is_none() {
+                            self.source.give(id)?;
+                        }
+                    }
+                    TAG_INDEX => {
+                        let requested = self.index_write_len[id];
+                        if res < 0 {
+                            if error.is_none() {
+                                error = Some(anyhow::anyhow!(
+                                    "index write failed: {}",
+                                    std::io::Error::from_raw_os_error(-res)
+                                ));
+                            }
+                            stop = Some(StopReason::IoError);
+                            // Account it as done so the loop can drain.
+                            index.write_done(id, requested as usize, requested as usize);
+                            continue;
+                        }
+                        if let Some(rest) = index.write_done(id, res as usize, requested as usize) {
+                            self.push_index_write(index_fd, &rest)?;
+                        }
+                    }
+                    TAG_FSYNC => {
+                        let covered = fsync_in_flight.take().expect("fsync in flight");
+                        if res < 0 {
+                            if error.is_none() {
+                                error = Some(anyhow::anyhow!(
+                                    "index fdatasync failed: {}",
+                                    std::io::Error::from_raw_os_error(-res)
+                                ));
+                            }
+                            stop = Some(StopReason::IoError);
+                            index.entries_durable = index.entries_written;
+                        } else {
+                            index.entries_durable = covered;
+                        }
+                    }
+                    _ => unreachable!("unknown completion tag {tag}"),
+                }
+            }
+            for id in resubmit.iter().take(n_resubmit).flatten() {
+                self.push_slot_write(*id, &writes[*id].unwrap())?;
+            }
+            self.progress.tick(&summary, false);
+        }
+
+        let card: CardStats = self.source.stop()?;
+        for t in self.targets {
+            t.file.sync_data().with_context(|| {
+                format!("target {}: flushing the device cache", t.path.display())
+            })?;
+        }
+        self.index_file
+            .sync_data()
+            .context("index: final fdatasync")?;
+        summary.finish(
+            stop.unwrap_or(StopReason::Signal),
+            started.elapsed(),
+            card,
+            index.entries_durable,
+            steady_usage,
+            slot_seq,
+        );
+        self.progress.tick(&summary, true);
+        if let Some(e) = error {
+            summary.error = Some(format!("{e:#}"));
+        }
+        Ok(summary)
+    }
+
+    /// CRC of the payload (the one CPU pass over it) and the header page,
+    /// written in place in the buffer's header page.
+    fn fill_header(
+        &self,
+        f: &Filled,
+        slot_seq: u64,
+        device_index: usize,
+        recording_uuid: Uuid,
+    ) -> SlotHeader {
+        let used = f.bytes_used as usize;
+        assert!(
+            used <= self.memory.payload_bytes(),
+            "card filled {used} bytes into a smaller payload"
+        );
+        // SAFETY: the recorder owns buffer f.buffer (Owner::Recorder): the card
+        // finished filling it and the kernel is not writing from it.
+        let payload =
+            unsafe { std::slice::from_raw_parts(self.memory.payload_ptr(f.buffer), used) };
+        let header = SlotHeader {
+            recording_uuid,
+            slot_seq,
+            card_seq: f.card_seq,
+            card_timestamp_ns: f.card_timestamp_ns,
+            host_timestamp_ns: realtime_ns(),
+            gap_count: f.gap_count,
+            payload_bytes_used: f.bytes_used,
+            payload_crc32: formats::crc32(payload),
+            channel: f.channel,
+            flags: if f.gap_count > 0 { SLOT_FLAG_GAP } else { 0 },
+            device_index: device_index as u16,
+        };
+        // SAFETY: as above; the header page belongs to the same buffer.
+        let page = unsafe {
+            std::slice::from_raw_parts_mut(self.memory.buffer_ptr(f.buffer), SLOT_HEADER_BYTES)
+        };
+        header.encode_into(page);
+        header
+    }
+
+    fn push_slot_write(&mut self, buffer: usize, w: &SlotWrite) -> Result<()> {
+        let slot_bytes = (SLOT_HEADER_BYTES + self.memory.payload_bytes()) as u32;
+        // SAFETY: done_bytes < slot_bytes, inside registered buffer `buffer`.
+        let ptr = unsafe { self.memory.buffer_ptr(buffer).add(w.done_bytes as usize) };
+        let sqe = opcode::WriteFixed::new(
+            types::Fixed(w.loc.device_index as u32),
+            ptr,
+            slot_bytes - w.done_bytes,
+            buffer as u16,
+        )
+        .offset(w.loc.offset_bytes + w.done_bytes as u64)
+        .build()
+        .user_data((TAG_SLOT << TAG_SHIFT) | buffer as u64);
+        self.push(&sqe)
+    }
+
+    fn push_index_write(
+        &mut self,
+        fd: types::Fixed,
+        bw: &crate::index_writer::BatchWrite,
+    ) -> Result<()> {
+        self.index_write_len[bw.batch] = bw.len;
+        let sqe = opcode::Write::new(fd, bw.ptr, bw.len)
+            .offset(bw.file_offset)
+            .build()
+            .user_data((TAG_INDEX << TAG_SHIFT) | bw.batch as u64);
+        self.push(&sqe)
+    }
+
+    fn push(&mut self, sqe: &io_uring::squeue::Entry) -> Result<()> {
+        // Bounded: the SQ holds queue_depth + index ops; if full, submit first.
+        for _ in 0..2 {
+            // SAFETY: every buffer an SQE points to (registered slot memory,
+            // index batches) stays allocated and untouched until its
+            // completion is reaped: slot memory is owned by Owner::Kernel and
+            // index batches are InFlight until then; run() drains all
+            // completions before returning.
+            if unsafe { self.ring.submission().push(sqe) }.is_ok() {
+                return Ok(());
+            }
+            self.ring.submit().context("io_uring_enter")?;
+        }
+        bail!("io_uring submission queue stays full")
+    }
+}

@@ -1,0 +1,238 @@
+//! The simulated card: a thread acting as a DMA engine. It takes queued
+//! buffers in order, fills each payload in place with the deterministic
+//! pattern (formats::pattern) for (channel, card_seq), stamps it, and hands
+//! it over. With a rate limit, a buffer that is due while none is queued is
+//! lost (an overrun: card_seq still advances and the next buffer carries the
+//! gap count), like a real card whose FIFO overflows. Without a rate limit it
+//! waits for buffers. `drop_every` injects losses for tests.
+
+use super::{CardStats, Filled, Source};
+use crate::memory::SlotMemory;
+use anyhow::{anyhow, Result};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub const SIM_DATATYPE: &str = "ci16_le";
+const SIM_SAMPLE_BYTES: u64 = 4;
+
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub channels: u16,
+    /// Aggregate fill rate over all channels; 0 = as fast as buffers come back.
+    pub rate_bytes_per_s: u64,
+    /// Lose every Nth card buffer (card_seq % N == N-1); 0 = never.
+    pub drop_every: u64,
+}
+
+pub struct SimSource {
+    cfg: SimConfig,
+    memory: Arc<SlotMemory>,
+    queued_tx: Option<SyncSender<usize>>,
+    filled_rx: Option<Receiver<Filled>>,
+    stop: Arc<AtomicBool>,
+    overruns: Arc<AtomicU64>,
+    filled_count: Arc<AtomicU64>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SimSource {
+    pub fn new(cfg: SimConfig, memory: Arc<SlotMemory>) -> SimSource {
+        assert!(cfg.channels >= 1);
+        SimSource {
+            cfg,
+            memory,
+            queued_tx: None,
+            filled_rx: None,
+            stop: Arc::new(AtomicBool::new(false)),
+            overruns: Arc::new(AtomicU64::new(0)),
+            filled_count: Arc::new(AtomicU64::new(0)),
+            thread: None,
+        }
+    }
+}
+
+/// The card's DMA engine loop.
+struct Engine {
+    cfg: SimConfig,
+    memory: Arc<SlotMemory>,
+    queued_rx: Receiver<usize>,
+    filled_tx: SyncSender<Filled>,
+    stop: Arc<AtomicBool>,
+    overruns: Arc<AtomicU64>,
+    filled_count: Arc<AtomicU64>,
+}
+
+impl Engine {
+    fn run(self) {
+        let payload_bytes = self.memory.payload_bytes();
+        let buffer_interval = (self.cfg.rate_bytes_per_s > 0).then(|| {
+            Duration::from_secs_f64(payload_bytes as f64 / self.cfg.rate_bytes_per_s as f64)
+        });
+        let start = Instant::now();
+        let mut card_seq = 0u64;
+        let mut gap_count = 0u64;
+        while !self.stop.load(Ordering::Relaxed) {
+            if self.cfg.drop_every > 0 && card_seq % self.cfg.drop_every == self.cfg.drop_every - 1
+            {
+                card_seq += 1;
+                gap_count += 1;
+                self.overruns.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let buffer = match buffer_interval {
+                Some(interval) => {
+                    // Buffer card_seq is due at start + card_seq * interval.
+                    let due = start + interval.mul_f64(card_seq as f64 + 1.0);
+                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                    match self.queued_rx.try_recv() {
+                        Ok(b) => b,
+                        Err(TryRecvError::Empty) => {
+                            card_seq += 1;
+                            gap_count += 1;
+                            self.overruns.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                        Err(TryRecvError::Disconnected) => return,
+                    }
+                }
+                None => match self.queued_rx.recv_timeout(Duration::from_millis(100)) {
+                    Ok(b) => b,
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                },
+            };
+            let channel = (card_seq % self.cfg.channels as u64) as u16;
+            // SAFETY: the recorder queued `buffer` to us, so until we send it
+            // back no one else reads or writes its payload; the memory lives
+            // in an Arc we hold.
+            let payload = unsafe {
+                std::slice::from_raw_parts_mut(self.memory.payload_ptr(buffer), payload_bytes)
+            };
+            formats::pattern::fill(payload, channel, card_seq);
+            let filled = Filled {
+                buffer,
+                card_seq,
+                card_timestamp_ns: monotonic_ns(),
+                channel,
+                gap_count,
+                bytes_used: payload_bytes as u32,
+            };
+            if self.filled_tx.send(filled).is_err() {
+                return;
+            }
+            self.filled_count.fetch_add(1, Ordering::Relaxed);
+            card_seq += 1;
+            gap_count = 0;
+        }
+    }
+}
+
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own (vDSO, no syscall).
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+impl Source for SimSource {
+    fn start(&mut self) -> Result<()> {
+        let count = self.memory.count();
+        // Bounded queues sized to the ring: every buffer fits, sends never block
+        // on capacity and never allocate.
+        let (queued_tx, queued_rx) = sync_channel(count);
+        let (filled_tx, filled_rx) = sync_channel(count);
+        for i in 0..count {
+            queued_tx.send(i).expect("fresh queue");
+        }
+        let engine = Engine {
+            cfg: self.cfg.clone(),
+            memory: self.memory.clone(),
+            queued_rx,
+            filled_tx,
+            stop: self.stop.clone(),
+            overruns: self.overruns.clone(),
+            filled_count: self.filled_count.clone(),
+        };
+        self.thread = Some(
+            std::thread::Builder::new()
+                .name("sim-card".into())
+                .spawn(move || engine.run())?,
+        );
+        self.queued_tx = Some(queued_tx);
+        self.filled_rx = Some(filled_rx);
+        Ok(())
+    }
+
+    fn try_take(&mut self) -> Result<Option<Filled>> {
+        match self.filled_rx.as_ref().expect("started").try_recv() {
+            Ok(f) => Ok(Some(f)),
+            Err(TryRecvError::Empty) => Ok(None),
+            Err(TryRecvError::Disconnected) => Err(anyhow!("simulated card stopped unexpectedly")),
+        }
+    }
+
+    fn wait_take(&mut self, timeout_ms: u32) -> Result<Option<Filled>> {
+        match self
+            .filled_rx
+            .as_ref()
+            .expect("started")
+            .recv_timeout(Duration::from_millis(timeout_ms as u64))
+        {
+            Ok(f) => Ok(Some(f)),
+            Err(RecvTimeoutError::Timeout) => Ok(None),
+            Err(RecvTimeoutError::Disconnected) => {
+                Err(anyhow!("simulated card stopped unexpectedly"))
+            }
+        }
+    }
+
+    fn give(&mut self, buffer: usize) -> Result<()> {
+        self.queued_tx
+            .as_ref()
+            .expect("started")
+            .send(buffer)
+            .map_err(|_| anyhow!("simulated card stopped unexpectedly"))
+    }
+
+    fn stop(&mut self) -> Result<CardStats> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.queued_tx = None;
+        self.filled_rx = None;
+        if let Some(t) = self.thread.take() {
+            t.join()
+                .map_err(|_| anyhow!("simulated card thread panicked"))?;
+        }
+        Ok(CardStats {
+            filled: self.filled_count.load(Ordering::Relaxed),
+            overruns: self.overruns.load(Ordering::Relaxed),
+        })
+    }
+
+    fn channels(&self) -> (u16, &'static str, f64) {
+        let rate =
+            self.cfg.rate_bytes_per_s as f64 / self.cfg.channels as f64 / SIM_SAMPLE_BYTES as f64;
+        (self.cfg.channels, SIM_DATATYPE, rate)
+    }
+
+    fn describe(&self) -> String {
+        let rate = match self.cfg.rate_bytes_per_s {
+            0 => "unlimited rate".to_string(),
+            r => format!("{:.1} MB/s", r as f64 / 1e6),
+        };
+        format!("simulated card, {} channel(s), {rate}", self.cfg.channels)
+    }
+}
+
+impl Drop for SimSource {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}

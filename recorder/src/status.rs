@@ -1,0 +1,320 @@
+//! What the user sees: a progress bar on a terminal, a one-line status at an
+//! interval otherwise, and the final summary (text or `--json`), including
+//! the measurements the benchmarks read (CPU time, page faults per buffer in
+//! steady state, payload bytes copied).
+
+use crate::memory::SlotMemory;
+use crate::record::StopReason;
+use crate::source::CardStats;
+use crate::target::Target;
+use formats::{Layout, SlotHeader, Superblock};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetSummary {
+    pub path: String,
+    pub size_bytes: u64,
+    pub slot_count: u64,
+    pub block_device: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub recording_uuid: String,
+    pub source: String,
+    pub targets: Vec<TargetSummary>,
+    pub index: String,
+    pub ring_mode: bool,
+    pub payload_bytes: u32,
+    pub buffers: usize,
+    pub memory: String,
+    pub io_uring_setup: String,
+    pub stop_reason: Option<StopReason>,
+    pub error: Option<String>,
+    pub slots: u64,
+    pub payload_bytes_recorded: u64,
+    pub bytes_written: u64,
+    pub capacity_slots: u64,
+    pub ring_laps: u64,
+    pub seconds: f64,
+    pub rate_mb_per_s: f64,
+    pub slots_with_gap: u64,
+    pub buffers_lost: u64,
+    pub card_filled: u64,
+    pub card_overruns: u64,
+    pub short_writes: u64,
+    pub index_entries_durable: u64,
+    pub first_card_seq: Option<u64>,
+    pub last_card_seq: Option<u64>,
+    /// Payload bytes the recorder copied: the card fills registered memory
+    /// in place, so this counts every copy there is (none).
+    pub payload_bytes_copied: u64,
+    pub cpu_user_s: f64,
+    pub cpu_sys_s: f64,
+    pub cpu_s_per_gib: f64,
+    pub steady_state_slots: u64,
+    pub steady_state_minor_faults: u64,
+    pub steady_state_major_faults: u64,
+    pub faults_per_1000_buffers: f64,
+    #[serde(skip)]
+    slots_submitted: u64,
+}
+
+pub fn rusage() -> libc::rusage {
+    // SAFETY: getrusage fills the zeroed struct we own.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    u
+}
+
+fn secs(t: libc::timeval) -> f64 {
+    t.tv_sec as f64 + t.tv_usec as f64 / 1e6
+}
+
+impl Summary {
+    pub fn new(sb: &Superblock, targets: &[Target], memory: &SlotMemory) -> Summary {
+        Summary {
+            recording_uuid: sb.recording_uuid.to_string(),
+            source: String::new(),
+            targets: targets
+                .iter()
+                .zip(&sb.members)
+                .map(|(t, m)| TargetSummary {
+                    path: t.path.display().to_string(),
+                    size_bytes: t.size_bytes,
+                    slot_count: m.slot_count,
+                    block_device: t.is_block_device,
+                })
+                .collect(),
+            index: String::new(),
+            ring_mode: sb.ring(),
+            payload_bytes: sb.payload_bytes,
+            buffers: memory.count(),
+            memory: format!("{:?}", memory.backing()),
+            io_uring_setup: String::new(),
+            stop_reason: None,
+            error: None,
+            slots: 0,
+            payload_bytes_recorded: 0,
+            bytes_written: 0,
+            capacity_slots: Layout::from_superblock(sb).capacity_slots(),
+            ring_laps: 0,
+            seconds: 0.0,
+            rate_mb_per_s: 0.0,
+            slots_with_gap: 0,
+            buffers_lost: 0,
+            card_filled: 0,
+            card_overruns: 0,
+            short_writes: 0,
+            index_entries_durable: 0,
+            first_card_seq: None,
+            last_card_seq: None,
+            payload_bytes_copied: 0,
+            cpu_user_s: 0.0,
+            cpu_sys_s: 0.0,
+            cpu_s_per_gib: 0.0,
+            steady_state_slots: 0,
+            steady_state_minor_faults: 0,
+            steady_state_major_faults: 0,
+            faults_per_1000_buffers: 0.0,
+            slots_submitted: 0,
+        }
+    }
+
+    /// A slot was submitted (its header is final).
+    pub fn note_slot(&mut self, h: &SlotHeader) {
+        self.slots_submitted += 1;
+        if h.gap_count > 0 {
+            self.slots_with_gap += 1;
+            self.buffers_lost += h.gap_count;
+        }
+        self.first_card_seq.get_or_insert(h.card_seq);
+        self.last_card_seq = Some(h.card_seq);
+    }
+
+    /// A slot's write completed.
+    pub fn note_written(&mut self, slot_bytes: u64) {
+        self.slots += 1;
+        self.bytes_written += slot_bytes;
+        self.payload_bytes_recorded += slot_bytes - formats::SLOT_HEADER_BYTES as u64;
+    }
+
+    pub fn finish(
+        &mut self,
+        reason: StopReason,
+        elapsed: Duration,
+        card: CardStats,
+        durable: u64,
+        steady: Option<(u64, libc::rusage)>,
+        slots_started: u64,
+    ) {
+        self.stop_reason = Some(reason);
+        self.seconds = elapsed.as_secs_f64();
+        self.rate_mb_per_s = self.bytes_written as f64 / 1e6 / self.seconds.max(1e-9);
+        self.card_filled = card.filled;
+        self.card_overruns = card.overruns;
+        self.index_entries_durable = durable;
+        self.ring_laps = if self.capacity_slots > 0 {
+            slots_started.saturating_sub(1) / self.capacity_slots
+        } else {
+            0
+        };
+        let now = rusage();
+        self.cpu_user_s = secs(now.ru_utime);
+        self.cpu_sys_s = secs(now.ru_stime);
+        let gib = self.bytes_written as f64 / (1u64 << 30) as f64;
+        self.cpu_s_per_gib = if gib > 0.0 {
+            (self.cpu_user_s + self.cpu_sys_s) / gib
+        } else {
+            0.0
+        };
+        if let Some((at_slot, u)) = steady {
+            self.steady_state_slots = slots_started - at_slot;
+            self.steady_state_minor_faults = (now.ru_minflt - u.ru_minflt) as u64;
+            self.steady_state_major_faults = (now.ru_majflt - u.ru_majflt) as u64;
+            let faults = (self.steady_state_minor_faults + self.steady_state_major_faults) as f64;
+            self.faults_per_1000_buffers = if self.steady_state_slots > 0 {
+                faults * 1000.0 / self.steady_state_slots as f64
+            } else {
+                0.0
+            };
+        }
+    }
+
+    pub fn text(&self) -> String {
+        let mut s = String::new();
+        let reason = match self.stop_reason {
+            Some(StopReason::SizeReached) => "requested size recorded",
+            Some(StopReason::DurationReached) => "requested duration elapsed",
+            Some(StopReason::Signal) => "stopped by signal",
+            Some(StopReason::TargetFull) => "target full",
+            Some(StopReason::IoError) => "I/O error",
+            None => "not stopped",
+        };
+        s += &format!("recording {}  ({reason})\n", self.recording_uuid);
+        s += &format!("  source      {}\n", self.source);
+        for (i, t) in self.targets.iter().enumerate() {
+            s += &format!(
+                "  target {i}    {}  ({} bytes, {} slots)\n",
+                t.path, t.size_bytes, t.slot_count
+            );
+        }
+        s += &format!(
+            "  index       {}  ({} entries durable)\n",
+            self.index, self.index_entries_durable
+        );
+        s += &format!(
+            "  recorded    {} slots, {:.1} MiB payload in {:.2} s = {:.1} MB/s{}\n",
+            self.slots,
+            self.payload_bytes_recorded as f64 / (1 << 20) as f64,
+            self.seconds,
+            self.rate_mb_per_s,
+            if self.ring_mode {
+                format!(", ring laps {}", self.ring_laps)
+            } else {
+                String::new()
+            }
+        );
+        s += &format!(
+            "  gaps        {} slots after a gap, {} buffers lost (card overruns {})\n",
+            self.slots_with_gap, self.buffers_lost, self.card_overruns
+        );
+        s += &format!(
+            "  cost        {:.2} CPU s/GiB, {:.3} page faults per 1000 buffers in steady state, {} payload bytes copied\n",
+            self.cpu_s_per_gib, self.faults_per_1000_buffers, self.payload_bytes_copied
+        );
+        if let Some(e) = &self.error {
+            s += &format!("  ERROR       {e}\n");
+        }
+        s
+    }
+}
+
+/// Progress bar on a terminal, periodic status line otherwise.
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    interval: Duration,
+    next: Instant,
+    started: Instant,
+    total_slots: u64,
+    quiet: bool,
+}
+
+impl Progress {
+    /// `total_slots`: how many slots the run will take if it runs to its
+    /// size limit or fills the target (for percentages and ETA).
+    pub fn new(total_slots: u64, interval: Duration, quiet: bool) -> Progress {
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let b = ProgressBar::new(total_slots);
+            b.set_style(
+                ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {percent:>3}% {msg}")
+                    .unwrap()
+                    .progress_chars("=> "),
+            );
+            b
+        });
+        let now = Instant::now();
+        Progress {
+            bar,
+            interval,
+            next: now + interval,
+            started: now,
+            total_slots,
+            quiet,
+        }
+    }
+
+    pub fn tick(&mut self, s: &Summary, last: bool) {
+        let now = Instant::now();
+        if !last && now < self.next {
+            return;
+        }
+        let tick_every = if self.bar.is_some() {
+            Duration::from_millis(200)
+        } else {
+            self.interval
+        };
+        self.next = now + tick_every;
+        let secs = now.duration_since(self.started).as_secs_f64().max(1e-9);
+        let rate = s.bytes_written as f64 / 1e6 / secs;
+        let fill = if s.capacity_slots > 0 {
+            100.0 * s.slots.min(s.capacity_slots) as f64 / s.capacity_slots as f64
+        } else {
+            0.0
+        };
+        let left = self.total_slots.saturating_sub(s.slots);
+        let eta = if s.slots > 0 {
+            left as f64 * secs / s.slots as f64
+        } else {
+            0.0
+        };
+        let msg = format!(
+            "{:.1} MB/s  {} slots  {:.2} GiB  gaps {} (lost {})  device {fill:.1}% full  {}",
+            rate,
+            s.slots,
+            s.bytes_written as f64 / (1u64 << 30) as f64,
+            s.slots_with_gap,
+            s.buffers_lost,
+            if s.ring_mode {
+                "ring".to_string()
+            } else {
+                format!("ETA {eta:.0} s")
+            }
+        );
+        match &self.bar {
+            Some(b) => {
+                b.set_position(s.slots.min(self.total_slots));
+                b.set_message(msg);
+                if last {
+                    b.finish_and_clear();
+                }
+            }
+            None if !self.quiet && !last => eprintln!("dmarec: {:.0} s  {msg}", secs),
+            None => {}
+        }
+    }
+}
