@@ -192,6 +192,14 @@ impl<'a> Recorder<'a> {
             // Submit slot writes for filled buffers, up to the queue depth.
             let mut source_empty = false;
             while stop.is_none() && slots_in_flight < depth && index.can_accept(slot_seq) {
+                if self
+                    .limits
+                    .size_bytes
+                    .is_some_and(|s| slot_seq * payload_bytes as u64 >= s)
+                {
+                    stop = Some(StopReason::SizeReached);
+                    break;
+                }
                 let f = match pending.take() {
                     Some(f) => f,
                     None => match self.source.try_take()? {
@@ -395,6 +403,18 @@ impl<'a> Recorder<'a> {
         }
 
         let card: CardStats = self.source.stop()?;
+        // Nothing is in flight now. Drop the ring's references to the targets
+        // and the memory synchronously: a ring torn down at process exit is
+        // released later by a kernel worker, and until then it would keep
+        // the targets' exclusive claim (EBUSY for the next recording).
+        self.ring
+            .submitter()
+            .unregister_files()
+            .context("io_uring: unregistering files")?;
+        self.ring
+            .submitter()
+            .unregister_buffers()
+            .context("io_uring: unregistering buffers")?;
         for t in self.targets {
             t.file.sync_data().with_context(|| {
                 format!("target {}: flushing the device cache", t.path.display())

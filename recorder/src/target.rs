@@ -49,12 +49,7 @@ pub fn open_target(path: &Path, opts: &OpenOptionsCli, payload_bytes: u32) -> Re
             path.display()
         );
     }
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_DIRECT | if ft.is_block_device() { libc::O_EXCL } else { 0 })
-        .open(path)
-        .map_err(|e| match e.raw_os_error() {
+    let file = open_exclusive(path, ft.is_block_device()).map_err(|e| match e.raw_os_error() {
             Some(libc::EBUSY) => anyhow::anyhow!(
                 "target {}: device is busy (mounted, has a mounted partition, or opened exclusively by another program); unmount it or pick another device",
                 path.display()
@@ -78,6 +73,29 @@ pub fn open_target(path: &Path, opts: &OpenOptionsCli, payload_bytes: u32) -> Re
         check_signatures(&t)?;
     }
     Ok(t)
+}
+
+/// Opens O_RDWR|O_DIRECT (|O_EXCL for block devices). The kernel drops the
+/// exclusive claim of a just-closed or just-unmounted device a moment after
+/// close/umount returns (deferred release), so EBUSY is retried for up to
+/// 2 s; mounts were already ruled out by check_block_device_unused.
+fn open_exclusive(path: &Path, block: bool) -> std::io::Result<File> {
+    const BUSY_RETRIES: u32 = 20;
+    let mut attempt = 0;
+    loop {
+        let r = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_DIRECT | if block { libc::O_EXCL } else { 0 })
+            .open(path);
+        match r {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < BUSY_RETRIES => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            r => return r,
+        }
+    }
 }
 
 fn create_file_target(path: &Path, opts: &OpenOptionsCli, payload_bytes: u32) -> Result<Target> {

@@ -1,0 +1,337 @@
+//! dmarec record on real block devices (loop devices) and files: every
+//! slot read back and checked, striping over unequal devices, ring wrap,
+//! injected drops as gaps, and each refusal of an unsafe target.
+
+use e2e::*;
+use std::process::Command;
+
+fn record(args: &[&str]) -> serde_json::Value {
+    record_exit(args, 0)
+}
+
+/// Records and requires exit status `code` (3 = target full).
+fn record_exit(args: &[&str], code: i32) -> serde_json::Value {
+    let mut all = vec!["record", "--quiet", "--json"];
+    all.extend_from_slice(args);
+    let out = run("dmarec", &all);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "dmarec {}: {}",
+        all.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    json(&String::from_utf8_lossy(&out.stdout))
+}
+
+fn record_fails(args: &[&str]) -> (i32, String) {
+    let mut all = vec!["record", "--quiet"];
+    all.extend_from_slice(args);
+    let out = run("dmarec", &all);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// After umount the kernel drops its exclusive claim on the device a moment
+/// later (deferred release); wait for it, at most 10 s.
+fn wait_unclaimed(device: &str) {
+    use std::os::unix::fs::OpenOptionsExt;
+    for _ in 0..100 {
+        if std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_EXCL)
+            .open(device)
+            .is_ok()
+        {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("{device} still claimed 10 s after umount");
+}
+
+#[test]
+fn records_to_a_loop_device_and_every_slot_checks() {
+    if !require_root("records_to_a_loop_device_and_every_slot_checks") {
+        return;
+    }
+    let s = Scratch::new("loop");
+    let dev = LoopDevice::new(&s.path, "disk", 256 << 20).unwrap();
+    let idx = s.file("rec.idx");
+    let sum = record(&[
+        "--target",
+        &dev.device,
+        "--index",
+        &idx,
+        "--size",
+        "100M",
+        "--channels",
+        "3",
+    ]);
+    assert_eq!(sum["stop_reason"], "size_reached");
+    assert_eq!(sum["slots"], 200);
+    assert_eq!(sum["payload_bytes_copied"], 0);
+    assert_eq!(sum["index_entries_durable"], 200);
+    let c = check_recording(&[dev.read_backing()], &std::fs::read(&idx).unwrap());
+    assert_eq!(
+        (c.slots, c.first_slot, c.last_slot, c.lost_buffers),
+        (200, 0, 199, 0)
+    );
+}
+
+#[test]
+fn records_to_a_new_file_until_full() {
+    let s = Scratch::new("file");
+    let img = s.file("rec.img");
+    let idx = s.file("rec.idx");
+    let sum = record_exit(
+        &[
+            "--target",
+            &img,
+            "--file-size",
+            "40M",
+            "--index",
+            &idx,
+            "--payload-size",
+            "64K",
+        ],
+        3,
+    );
+    assert_eq!(sum["stop_reason"], "target_full");
+    let cap = sum["capacity_slots"].as_u64().unwrap();
+    assert_eq!(cap, (40 * 1024 - 1024 - 4) / 68); // (size - 1 MiB - backup) / slot, in KiB
+    assert_eq!(sum["slots"], cap);
+    let c = check_recording(
+        &[std::fs::read(&img).unwrap()],
+        &std::fs::read(&idx).unwrap(),
+    );
+    assert_eq!(c.slots, cap);
+    // Exit status 3 = target full, documented in --help.
+    let out = run(
+        "dmarec",
+        &[
+            "record",
+            "--quiet",
+            "--target",
+            &s.file("b.img"),
+            "--file-size",
+            "8M",
+            "--index",
+            &s.file("b.idx"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3));
+}
+
+#[test]
+fn stripes_over_two_unequal_loop_devices() {
+    if !require_root("stripes_over_two_unequal_loop_devices") {
+        return;
+    }
+    let s = Scratch::new("stripe");
+    let small = LoopDevice::new(&s.path, "small", 48 << 20).unwrap();
+    let big = LoopDevice::new(&s.path, "big", 96 << 20).unwrap();
+    let idx = s.file("rec.idx");
+    let sum = record_exit(
+        &[
+            "--target",
+            &small.device,
+            "--target",
+            &big.device,
+            "--index",
+            &idx,
+        ],
+        3,
+    );
+    assert_eq!(sum["stop_reason"], "target_full");
+    let per: Vec<u64> = sum["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["slot_count"].as_u64().unwrap())
+        .collect();
+    assert!(per[1] > per[0]);
+    assert_eq!(
+        sum["slots"].as_u64().unwrap(),
+        per[0] + per[1],
+        "every slot of both members used"
+    );
+    let c = check_recording(
+        &[small.read_backing(), big.read_backing()],
+        &std::fs::read(&idx).unwrap(),
+    );
+    assert_eq!(c.slots, per[0] + per[1]);
+}
+
+#[test]
+fn ring_mode_wraps_and_keeps_the_newest_slots() {
+    let s = Scratch::new("ring");
+    let img = s.file("ring.img");
+    let idx = s.file("ring.idx");
+    let sum = record(&[
+        "--target",
+        &img,
+        "--file-size",
+        "24M",
+        "--index",
+        &idx,
+        "--on-full",
+        "wrap",
+        "--size",
+        "100M",
+        "--payload-size",
+        "256K",
+    ]);
+    assert_eq!(sum["stop_reason"], "size_reached");
+    let cap = sum["capacity_slots"].as_u64().unwrap();
+    assert_eq!(sum["slots"], 400);
+    assert_eq!(sum["ring_laps"].as_u64().unwrap(), 399 / cap);
+    let c = check_recording(
+        &[std::fs::read(&img).unwrap()],
+        &std::fs::read(&idx).unwrap(),
+    );
+    assert_eq!(c.slots, cap, "exactly one lap of live slots checked");
+    assert_eq!(c.last_slot, 399);
+}
+
+#[test]
+fn injected_drops_appear_as_gaps() {
+    let s = Scratch::new("gaps");
+    let img = s.file("g.img");
+    let idx = s.file("g.idx");
+    let sum = record(&[
+        "--target",
+        &img,
+        "--file-size",
+        "64M",
+        "--index",
+        &idx,
+        "--size",
+        "20M",
+        "--payload-size",
+        "64K",
+        "--sim-drop-every",
+        "5",
+    ]);
+    // Every 5th card buffer is lost: card_seq 4, 9, 14, ... never recorded.
+    let slots = sum["slots"].as_u64().unwrap();
+    assert_eq!(slots, 320);
+    let c = check_recording(
+        &[std::fs::read(&img).unwrap()],
+        &std::fs::read(&idx).unwrap(),
+    );
+    assert_eq!(c.lost_buffers, sum["buffers_lost"].as_u64().unwrap());
+    // One lost buffer before every fourth recorded one but the first
+    // (card_seq 4, 9, ...; the loss after the last recorded slot precedes nothing).
+    assert_eq!(c.lost_buffers, slots / 4 - 1);
+    assert_eq!(sum["slots_with_gap"].as_u64().unwrap(), c.lost_buffers);
+}
+
+#[test]
+fn refuses_unsafe_targets_with_clear_errors() {
+    if !require_root("refuses_unsafe_targets_with_clear_errors") {
+        return;
+    }
+    let s = Scratch::new("refuse");
+    let dev = LoopDevice::new(&s.path, "fs", 64 << 20).unwrap();
+    let idx = s.file("x.idx");
+    let mkfs = Command::new("mkfs.ext4")
+        .args(["-q", "-F", &dev.device])
+        .status()
+        .expect("mkfs.ext4 (e2fsprogs)");
+    assert!(mkfs.success());
+    // A filesystem signature: refused without --force, nothing written.
+    let before = dev.read_backing();
+    let (code, err) = record_fails(&["--target", &dev.device, "--index", &idx]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("holds an ext2/3/4 filesystem") && err.contains("--force"),
+        "{err}"
+    );
+    assert!(dev.read_backing() == before, "refused target was modified");
+    assert!(!std::path::Path::new(&idx).exists() || std::fs::metadata(&idx).unwrap().len() == 0);
+    let _ = std::fs::remove_file(&idx);
+    // Mounted: refused even with --force.
+    let mnt = s.join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    assert!(Command::new("mount")
+        .arg(&dev.device)
+        .arg(&mnt)
+        .status()
+        .unwrap()
+        .success());
+    let (code, err) = record_fails(&["--target", &dev.device, "--index", &idx, "--force"]);
+    assert!(Command::new("umount").arg(&mnt).status().unwrap().success());
+    wait_unclaimed(&dev.device);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("is mounted on") || err.contains("busy"),
+        "{err}"
+    );
+    // An existing recording: refused without --force, accepted with it.
+    let _ = std::fs::remove_file(&idx);
+    record(&[
+        "--target",
+        &dev.device,
+        "--index",
+        &idx,
+        "--force",
+        "--size",
+        "4M",
+    ]);
+    let (code, err) = record_fails(&["--target", &dev.device, "--index", &s.file("y.idx")]);
+    assert_eq!(code, 1);
+    assert!(err.contains("holds a dmarec recording"), "{err}");
+    // An existing index is never overwritten without --force.
+    let (code, err) = record_fails(&[
+        "--target",
+        &s.file("new.img"),
+        "--file-size",
+        "8M",
+        "--index",
+        &idx,
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("already exists"), "{err}");
+    // Sizes and alignments that do not fit, named with their numbers.
+    let (code, err) = record_fails(&[
+        "--target",
+        &dev.device,
+        "--index",
+        &s.file("z.idx"),
+        "--payload-size",
+        "3000",
+        "--force",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("--payload-size 3000") && err.contains("power of two"),
+        "{err}"
+    );
+    let tiny = LoopDevice::new(&s.path, "tiny", 1 << 20).unwrap();
+    let (code, err) = record_fails(&[
+        "--target",
+        &tiny.device,
+        "--index",
+        &s.file("t.idx"),
+        "--force",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("too small for one slot") && err.contains("1048576 bytes"),
+        "{err}"
+    );
+    let (code, err) = record_fails(&[
+        "--target",
+        &dev.device,
+        "--target",
+        &dev.device,
+        "--index",
+        &s.file("d.idx"),
+        "--force",
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("busy") || err.contains("given twice"), "{err}");
+}
