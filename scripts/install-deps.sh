@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what the tests need on a fresh Debian 12 machine (as root):
+# QEMU, Debian's 6.1 and 6.12 kernels and headers (the driver is built and
+# booted against both), busybox for the guest initramfs, fio for the
+# benchmarks, e2fsprogs/util-linux for the loop-device tests.
+# Idempotent: installs only what is missing.
+set -euo pipefail
+
+need=()
+have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+for p in qemu-system-x86 linux-image-amd64 linux-headers-amd64 busybox-static fio dwarves \
+         e2fsprogs util-linux cpio xz-utils kmod gcc make bc; do
+  have "$p" || need+=("$p")
+done
+if ! ls /boot/vmlinuz-6.12.*-amd64 >/dev/null 2>&1 || ! ls -d /usr/src/linux-headers-6.12.*-amd64 >/dev/null 2>&1; then
+  need+=(__612__)
+fi
+[ ${#need[@]} -eq 0 ] && { echo "install-deps: everything present"; exit 0; }
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: missing ${need[*]}; run as root (or: sudo $0)" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+pkgs=()
+for p in "${need[@]}"; do [ "$p" = __612__ ] || pkgs+=("$p"); done
+if printf '%s\n' "${need[@]}" | grep -q __612__; then
+  # The newest 6.12 version that has both an unsigned image and headers.
+  ver=$(apt-cache search --names-only '^linux-image-6\.12\.[0-9]+\+deb12-amd64-unsigned$' \
+        | sed -E 's/^linux-image-(6\.12\.[0-9]+\+deb12)-amd64-unsigned.*/\1/' | sort -V -r \
+        | while read -r v; do apt-cache show "linux-headers-$v-amd64" >/dev/null 2>&1 && { echo "$v"; break; }; done)
+  [ -n "$ver" ] || { echo "install-deps: no linux-image-6.12.*-amd64-unsigned with headers in apt" >&2; exit 1; }
+  pkgs+=("linux-image-$ver-amd64-unsigned" "linux-headers-$ver-amd64")
+fi
+apt-get install -y -q --no-install-recommends "${pkgs[@]}"
+echo "install-deps: installed ${pkgs[*]}"

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Every test: install what is missing, unit/property tests, bounded fuzzing
+# of the format parsers, end-to-end tests on loop devices, and the driver in
+# Debian's 6.1 and 6.12 kernels under QEMU. Bounded: ~15-30 minutes on 2 cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+step() { printf '\n=== %s\n' "$*"; }
+
+step "dependencies"
+bash scripts/install-deps.sh
+
+step "build"
+cargo build --release --workspace --all-targets
+
+step "unit, property and end-to-end tests"
+cargo test --release --workspace
+
+step "fuzz the format parsers (bounded)"
+for t in superblock slot index; do
+  cargo run --release -q -p dmarec-formats --example fuzz -- "$t" "${FUZZ_ITERATIONS:-300000}"
+done
+
+step "kernel driver in QEMU (Debian 6.1 and 6.12)"
+bash tests/qemu/run.sh
+
+step "all tests passed"
