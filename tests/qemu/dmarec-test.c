@@ -1,0 +1,1444 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * dmarec-test: userspace test of /dev/dmarecN, run inside a QEMU guest.
+ *
+ *   dmarec-test [-d /dev/dmarec0] caps|stream|overrun|errors|mmap|lifetime|
+ *               fuzz|uring|quick|hold  [args]
+ *   dmarec-test uring --disk /dev/vda --expect-mmap ok|eopnotsupp
+ *
+ * Every check prints "ok ..." or "FAIL ..."; the last line is
+ * "dmarec-test <cmd>: N passed, M failed" and the exit status is 1 on any
+ * failure.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/io_uring.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../../kmod/include/uapi/dmarec.h"
+
+_Static_assert(sizeof(struct dmarec_caps) == 64, "caps");
+_Static_assert(sizeof(struct dmarec_setup) == 64, "setup");
+_Static_assert(sizeof(struct dmarec_userptr) == 40, "userptr");
+_Static_assert(sizeof(struct dmarec_buffer) == 56, "buffer");
+_Static_assert(sizeof(struct dmarec_stats) == 64, "stats");
+_Static_assert(sizeof(struct dmarec_sim_config) == 32, "sim_config");
+
+typedef unsigned long long u64;
+
+#define PAGE 4096UL
+
+static const char *dev_path = "/dev/dmarec0";
+static unsigned long n_pass, n_fail;
+
+static __attribute__((format(printf, 2, 3)))
+void check(bool cond, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (cond)
+		n_pass++;
+	else
+		n_fail++;
+	/* keep the log short: print failures always, passes only as summary */
+	if (!cond) {
+		printf("FAIL ");
+		va_start(ap, fmt);
+		vprintf(fmt, ap);
+		va_end(ap);
+		printf("\n");
+		fflush(stdout);
+	}
+}
+
+static __attribute__((format(printf, 1, 2)))
+void note(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	fflush(stdout);
+}
+
+#define CHECK(c) check((c), "%s:%d: %s (errno %d %s)", __func__, __LINE__, \
+		       #c, errno, strerror(errno))
+/* call must fail with errno e */
+#define CHECK_ERR(call, e) do {						\
+	errno = 0;							\
+	long r_ = (long)(call);						\
+	int e_ = errno;							\
+	check(r_ == -1 && e_ == (e), "%s:%d: %s = %ld errno %d (%s), want %s", \
+	      __func__, __LINE__, #call, r_, e_, strerror(e_), #e);	\
+} while (0)
+#define CHECK_OK(call) do {						\
+	errno = 0;							\
+	long r_ = (long)(call);						\
+	int e_ = errno;							\
+	check(r_ == 0, "%s:%d: %s = %ld errno %d (%s)", __func__, __LINE__, \
+	      #call, r_, e_, strerror(e_));				\
+} while (0)
+
+static u64 now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (u64)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+static void sleep_ms(unsigned int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+/* ---- pattern (must match the driver and the Rust implementation) ---- */
+
+static u64 splitmix64(u64 x)
+{
+	u64 z;
+
+	x += 0x9E3779B97F4A7C15ull;
+	z = x;
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+	return z ^ (z >> 31);
+}
+
+static u64 pattern_seed(u64 seq, uint32_t channel)
+{
+	return splitmix64(seq ^ ((u64)channel << 48) ^ 0xD1B54A32D192ED03ull);
+}
+
+/* returns the first bad word index, or -1 */
+static long pattern_verify(const void *payload, size_t bytes, u64 seq,
+			   uint32_t channel)
+{
+	const u64 *w = payload;
+	u64 seed = pattern_seed(seq, channel);
+	size_t i;
+
+	for (i = 0; i < bytes / 8; i++)
+		if (w[i] != (seed ^ (i * 0x9E3779B97F4A7C15ull)))
+			return (long)i;
+	return -1;
+}
+
+/* Known-answer test so a change of the formula on either side is caught. */
+static void pattern_selftest(void)
+{
+	/* splitmix64(0) is the well-known first output of SplitMix64 seed 0 */
+	check(splitmix64(0) == 0xE220A8397B1DCDAFull, "splitmix64(0)");
+}
+
+/* ---------------------------- device helpers ---------------------------- */
+
+static int dev_open(int flags)
+{
+	int fd = open(dev_path, O_RDWR | O_CLOEXEC | flags);
+
+	if (fd < 0) {
+		printf("FAIL open %s: %s\n", dev_path, strerror(errno));
+		exit(1);
+	}
+	return fd;
+}
+
+static int sim_config(int fd, uint32_t channels, u64 rate)
+{
+	struct dmarec_sim_config c = { .channels = channels,
+				       .rate_bytes_per_s = rate };
+
+	return ioctl(fd, DMAREC_IOC_SIM_CONFIG, &c);
+}
+
+static int setup(int fd, uint32_t memory, uint32_t count, uint32_t payload,
+		 struct dmarec_setup *out)
+{
+	struct dmarec_setup s = { .memory = memory, .buffer_count = count,
+				  .payload_bytes = payload };
+	int r = ioctl(fd, DMAREC_IOC_SETUP, &s);
+
+	if (out)
+		*out = s;
+	return r;
+}
+
+static int qbuf(int fd, uint32_t index)
+{
+	struct dmarec_buffer b = { .index = index };
+
+	return ioctl(fd, DMAREC_IOC_QBUF, &b);
+}
+
+static int dqbuf(int fd, struct dmarec_buffer *b)
+{
+	memset(b, 0xa5, sizeof(*b));
+	return ioctl(fd, DMAREC_IOC_DQBUF, b);
+}
+
+static int attach(int fd, uint32_t index, void *addr, u64 bytes)
+{
+	struct dmarec_userptr u = { .index = index,
+				    .payload_addr = (uintptr_t)addr,
+				    .payload_bytes = bytes };
+
+	return ioctl(fd, DMAREC_IOC_ATTACH_USERPTR, &u);
+}
+
+static struct dmarec_stats stats(int fd)
+{
+	struct dmarec_stats st;
+
+	memset(&st, 0xff, sizeof(st));
+	if (ioctl(fd, DMAREC_IOC_STATS, &st))
+		check(false, "STATS: %s", strerror(errno));
+	return st;
+}
+
+static long vm_pin_kb(void)
+{
+	char line[256];
+	long kb = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmPin: %ld kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb;
+}
+
+/*
+ * A ring as userspace sees it: base of the header+payload area of each
+ * buffer (MMAP: the device mapping; USERPTR: an anonymous region with a
+ * header page before each payload).
+ */
+struct ring {
+	int fd;
+	uint32_t memory, count, payload;
+	u64 stride;
+	uint8_t *base;
+	size_t size;
+};
+
+static uint8_t *ring_buf(struct ring *r, uint32_t i)
+{
+	return r->base + (size_t)i * r->stride;
+}
+
+static int ring_open(struct ring *r, int fd, uint32_t memory, uint32_t count,
+		     uint32_t payload)
+{
+	struct dmarec_setup s;
+	uint32_t i;
+
+	memset(r, 0, sizeof(*r));
+	r->fd = fd;
+	r->memory = memory;
+	r->count = count;
+	r->payload = payload;
+	if (setup(fd, memory, count, payload, &s)) {
+		check(false, "SETUP mem %u count %u payload %u: %s", memory,
+		      count, payload, strerror(errno));
+		return -1;
+	}
+	check(s.buffer_stride_bytes == DMAREC_HEADER_BYTES + (u64)payload,
+	      "stride %" "llu", s.buffer_stride_bytes);
+	r->stride = s.buffer_stride_bytes;
+	r->size = (size_t)r->stride * count;
+	if (memory == DMAREC_MEMORY_MMAP) {
+		check(s.mmap_size_bytes == r->size, "mmap_size %" "llu",
+		      s.mmap_size_bytes);
+		r->base = mmap(NULL, r->size, PROT_READ | PROT_WRITE,
+			       MAP_SHARED, fd, 0);
+		if (r->base == MAP_FAILED) {
+			check(false, "mmap ring: %s", strerror(errno));
+			return -1;
+		}
+		return 0;
+	}
+	check(s.mmap_size_bytes == 0, "userptr mmap_size %" "llu",
+	      s.mmap_size_bytes);
+	r->base = mmap(NULL, r->size, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (r->base == MAP_FAILED) {
+		check(false, "mmap anon: %s", strerror(errno));
+		return -1;
+	}
+	for (i = 0; i < count; i++) {
+		if (attach(fd, i, ring_buf(r, i) + DMAREC_HEADER_BYTES,
+			   payload)) {
+			check(false, "ATTACH %u: %s", i, strerror(errno));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void ring_close(struct ring *r)
+{
+	if (r->base && r->base != MAP_FAILED)
+		munmap(r->base, r->size);
+	r->base = NULL;
+	if (setup(r->fd, 0, 0, 0, NULL))
+		check(false, "SETUP teardown: %s", strerror(errno));
+}
+
+static const char *mem_name(uint32_t m)
+{
+	return m == DMAREC_MEMORY_MMAP ? "mmap" : "userptr";
+}
+
+/* Check one dequeued buffer's metadata and payload. */
+static void verify_buffer(struct ring *r, const struct dmarec_buffer *b,
+			  uint32_t channels, const char *what)
+{
+	long bad;
+
+	check(b->index < r->count, "%s: index %u", what, b->index);
+	if (b->index >= r->count)
+		return;
+	check(b->bytes_used == r->payload, "%s: bytes_used %u", what,
+	      b->bytes_used);
+	check(b->channel == b->card_seq % channels,
+	      "%s: channel %u seq %" "llu" " channels %u", what, b->channel,
+	      b->card_seq, channels);
+	check(((b->flags & DMAREC_BUF_FLAG_OVERRUN) != 0) == (b->gap_count > 0),
+	      "%s: flags %#x gap %" "llu", what, b->flags, b->gap_count);
+	check(b->reserved[0] == 0 && b->reserved[1] == 0, "%s: reserved", what);
+	bad = pattern_verify(ring_buf(r, b->index) + DMAREC_HEADER_BYTES,
+			     r->payload, b->card_seq, b->channel);
+	check(bad < 0, "%s: buffer %u seq %" "llu" " pattern mismatch at word %ld",
+	      what, b->index, b->card_seq, bad);
+}
+
+/* -------------------------------- caps -------------------------------- */
+
+static void test_caps(void)
+{
+	struct dmarec_caps c;
+	int fd = dev_open(0);
+
+	memset(&c, 0xff, sizeof(c));
+	CHECK_OK(ioctl(fd, DMAREC_IOC_QUERYCAP, &c));
+	check(c.version == DMAREC_UAPI_VERSION, "version %u", c.version);
+	check(c.caps == (DMAREC_CAP_MMAP | DMAREC_CAP_USERPTR | DMAREC_CAP_SIM),
+	      "caps %#x", c.caps);
+	check(c.max_buffers == 1024, "max_buffers %u", c.max_buffers);
+	check(c.min_payload_bytes == 4096, "min_payload %u", c.min_payload_bytes);
+	check(c.max_payload_bytes == 16u << 20, "max_payload %u",
+	      c.max_payload_bytes);
+	check(c.channels >= 1 && c.channels <= 64, "channels %u", c.channels);
+	check(!c.reserved[0] && !c.reserved[1] && !c.reserved[2] && !c.reserved[3],
+	      "caps reserved");
+	CHECK_OK(sim_config(fd, 7, 123456));
+	CHECK_OK(ioctl(fd, DMAREC_IOC_QUERYCAP, &c));
+	check(c.channels == 7 && c.rate_bytes_per_s == 123456,
+	      "caps after SIM_CONFIG: %u %" "llu", c.channels,
+	      c.rate_bytes_per_s);
+	CHECK_OK(sim_config(fd, 1, 0));
+	note("caps: version %u caps %#x max_buffers %u payload %u..%u",
+	     c.version, c.caps, c.max_buffers, c.min_payload_bytes,
+	     c.max_payload_bytes);
+	close(fd);
+}
+
+/* ------------------------------- stream ------------------------------- */
+
+/*
+ * Unlimited rate: every buffer is delivered, in order, no gaps. Verifies
+ * every byte of every payload, that the card never touches the header
+ * area, seq/channel/timestamp rules, poll(), and the STATS counters.
+ */
+static void stream_one(uint32_t memory, uint32_t count, uint32_t payload,
+		       uint32_t channels, unsigned int total)
+{
+	struct dmarec_buffer b;
+	struct dmarec_stats st;
+	struct ring r;
+	u64 t_on, last_ts = 0, expect_seq = 0;
+	unsigned int n, requeued = 0;
+	int fd = dev_open(0);
+	uint32_t i;
+	char what[64];
+
+	snprintf(what, sizeof(what), "stream %s %ux%u", mem_name(memory), count,
+		 payload);
+	CHECK_OK(sim_config(fd, channels, 0));
+	if (ring_open(&r, fd, memory, count, payload))
+		goto out;
+
+	if (memory == DMAREC_MEMORY_MMAP) {
+		/* driver memory must be zeroed before userspace sees it */
+		size_t k, nz = 0;
+
+		for (k = 0; k < r.size; k++)
+			nz += r.base[k] != 0;
+		check(nz == 0, "%s: %zu nonzero bytes in fresh ring", what, nz);
+	}
+	/* userspace header: a marker the card must never overwrite */
+	for (i = 0; i < count; i++)
+		memset(ring_buf(&r, i), 0x40 + (i & 15), DMAREC_HEADER_BYTES);
+
+	for (i = 0; i < count; i++)
+		CHECK_OK(qbuf(fd, i));
+	t_on = now_ns();
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMON));
+
+	for (n = 0; n < total; n++) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		u64 t_dq;
+		size_t k, bad = 0;
+
+		if (n % 16 == 0) {
+			check(poll(&p, 1, 10000) == 1 && (p.revents & POLLIN),
+			      "%s: poll revents %#x", what, p.revents);
+		}
+		if (dqbuf(fd, &b)) {
+			check(false, "%s: DQBUF %u: %s", what, n, strerror(errno));
+			break;
+		}
+		t_dq = now_ns();
+		verify_buffer(&r, &b, channels, what);
+		check(b.card_seq == expect_seq && b.gap_count == 0,
+		      "%s: seq %" "llu" " want %" "llu" " gap %" "llu", what,
+		      b.card_seq, expect_seq, b.gap_count);
+		expect_seq = b.card_seq + 1;
+		check(b.card_timestamp_ns >= t_on && b.card_timestamp_ns <= t_dq &&
+		      b.card_timestamp_ns >= last_ts,
+		      "%s: timestamp %" "llu" " not in [%" "llu" ",%" "llu"
+		      "] or < last %" "llu", what, b.card_timestamp_ns, t_on,
+		      t_dq, last_ts);
+		last_ts = b.card_timestamp_ns;
+		for (k = 0; k < DMAREC_HEADER_BYTES; k++)
+			bad += ring_buf(&r, b.index)[k] != 0x40 + (b.index & 15);
+		check(bad == 0, "%s: header of buffer %u touched (%zu bytes)",
+		      what, b.index, bad);
+		/* the buffer is ours: QBUF of a user-owned buffer works, a
+		 * second QBUF of the same (now card-owned) buffer does not */
+		if (n + count < total) {
+			CHECK_OK(qbuf(fd, b.index));
+			CHECK_ERR(qbuf(fd, b.index), EINVAL);
+			requeued++;
+		}
+	}
+	/* all queued buffers consumed: nothing left, nonblocking -> EAGAIN */
+	{
+		int fl = fcntl(fd, F_GETFL);
+
+		fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+		CHECK_ERR(dqbuf(fd, &b), EAGAIN);
+		fcntl(fd, F_SETFL, fl);
+	}
+	st = stats(fd);
+	check(st.queued == count + requeued && st.dequeued == total &&
+	      st.filled == total && st.overruns == 0,
+	      "%s: stats q %" "llu" " dq %" "llu" " filled %" "llu"
+	      " ovr %" "llu", what, st.queued, st.dequeued, st.filled,
+	      st.overruns);
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMOFF));
+	CHECK_ERR(dqbuf(fd, &b), EPIPE);
+	{
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+
+		check(poll(&p, 1, 0) == 1 && (p.revents & POLLERR),
+		      "%s: poll after STREAMOFF revents %#x", what, p.revents);
+	}
+	/* after STREAMOFF every buffer is user owned again */
+	for (i = 0; i < count; i++)
+		CHECK_OK(qbuf(fd, i));
+	/* STREAMOFF returns queued buffers too */
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMOFF));
+	for (i = 0; i < count; i++)
+		CHECK_OK(qbuf(fd, i));
+	/* second stream: seq restarts at 0 */
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMON));
+	CHECK_OK(dqbuf(fd, &b));
+	check(b.card_seq == 0, "%s: seq after restart %" "llu", what,
+	      b.card_seq);
+	verify_buffer(&r, &b, channels, what);
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMOFF));
+	ring_close(&r);
+	note("%s: %u buffers verified, last seq %" "llu", what, total,
+	     expect_seq - 1);
+out:
+	close(fd);
+}
+
+static void test_stream(void)
+{
+	stream_one(DMAREC_MEMORY_MMAP, 8, 65536, 3, 200);
+	stream_one(DMAREC_MEMORY_USERPTR, 8, 65536, 3, 200);
+	stream_one(DMAREC_MEMORY_MMAP, 3, 4096, 1, 50);
+	stream_one(DMAREC_MEMORY_USERPTR, 2, 4096, 64, 70);
+	/* large buffers: multi-order compound chunks, long sg lists */
+	stream_one(DMAREC_MEMORY_MMAP, 3, 4u << 20, 5, 6);
+	stream_one(DMAREC_MEMORY_USERPTR, 2, 4u << 20, 2, 5);
+}
+
+/* ------------------------------- overrun ------------------------------ */
+
+/*
+ * Rate-limited card, consumer slower than the card: the card loses
+ * buffers. Checks seq[k] = seq[k-1] + 1 + gap[k], that losses happened,
+ * and that STATS.overruns equals the sum of gap_counts once every lost
+ * buffer has been reported by a delivered one.
+ */
+static void overrun_one(uint32_t memory)
+{
+	const uint32_t count = 4, payload = 16384, channels = 4;
+	const u64 rate = (u64)payload * 200;	/* 5 ms per buffer */
+	struct dmarec_buffer b;
+	struct dmarec_stats st;
+	struct ring r;
+	u64 sum_gap = 0, last_seq = 0, n_deq = 0, n_ovr_bufs = 0;
+	bool first = true, exact = false;
+	int fd = dev_open(0);
+	unsigned int n;
+	uint32_t i;
+	char what[64];
+
+	snprintf(what, sizeof(what), "overrun %s", mem_name(memory));
+	CHECK_OK(sim_config(fd, channels, rate));
+	if (ring_open(&r, fd, memory, count, payload))
+		goto out;
+	for (i = 0; i < count; i++)
+		CHECK_OK(qbuf(fd, i));
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMON));
+	CHECK_ERR(sim_config(fd, 1, 0), EBUSY);
+
+	/* slow phase + fast phase; the fast phase requeues at once */
+	for (n = 0; n < 400; n++) {
+		bool slow = n < 30;
+
+		if (dqbuf(fd, &b)) {
+			check(false, "%s: DQBUF: %s", what, strerror(errno));
+			break;
+		}
+		n_deq++;
+		verify_buffer(&r, &b, channels, what);
+		if (first)
+			check(b.card_seq == b.gap_count, "%s: first seq %" "llu"
+			      " gap %" "llu", what, b.card_seq, b.gap_count);
+		else
+			check(b.card_seq == last_seq + 1 + b.gap_count,
+			      "%s: seq %" "llu" " after %" "llu" " gap %" "llu",
+			      what, b.card_seq, last_seq, b.gap_count);
+		first = false;
+		last_seq = b.card_seq;
+		sum_gap += b.gap_count;
+		n_ovr_bufs += b.gap_count > 0;
+		if (slow)
+			sleep_ms(25);
+		CHECK_OK(qbuf(fd, b.index));
+		if (slow)
+			continue;
+		/*
+		 * Exact accounting holds when every filled buffer has been
+		 * dequeued and no loss is pending after the last one.
+		 */
+		st = stats(fd);
+		if (st.filled == n_deq && st.filled + st.overruns == last_seq + 1) {
+			check(st.overruns == sum_gap,
+			      "%s: stats.overruns %" "llu" " != sum gap %" "llu",
+			      what, st.overruns, sum_gap);
+			exact = true;
+			break;
+		}
+	}
+	check(exact, "%s: never reached a consistent stats snapshot", what);
+	check(sum_gap > 0 && n_ovr_bufs > 0, "%s: no overrun seen", what);
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMOFF));
+	st = stats(fd);
+	check(st.overruns >= sum_gap, "%s: overruns after STREAMOFF", what);
+	note("%s: %" "llu" " buffers dequeued, %" "llu" " with gaps, sum gap %"
+	     "llu" ", stats overruns %" "llu" " filled %" "llu", what, n_deq,
+	     n_ovr_bufs, sum_gap, st.overruns, st.filled);
+	ring_close(&r);
+out:
+	CHECK_OK(sim_config(fd, 1, 0));
+	close(fd);
+}
+
+/* Rate 0 and nothing queued: the card waits, no overrun. */
+static void no_overrun_when_unlimited(void)
+{
+	struct dmarec_buffer b;
+	struct ring r;
+	int fd = dev_open(0);
+
+	CHECK_OK(sim_config(fd, 2, 0));
+	if (ring_open(&r, fd, DMAREC_MEMORY_MMAP, 2, 4096))
+		goto out;
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMON));
+	sleep_ms(100);
+	CHECK_OK(qbuf(fd, 1));
+	CHECK_OK(dqbuf(fd, &b));
+	check(b.card_seq == 0 && b.gap_count == 0 && b.index == 1,
+	      "unlimited: seq %" "llu" " gap %" "llu", b.card_seq,
+	      b.gap_count);
+	check(stats(fd).overruns == 0, "unlimited: overruns");
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMOFF));
+	ring_close(&r);
+out:
+	close(fd);
+}
+
+static void test_overrun(void)
+{
+	overrun_one(DMAREC_MEMORY_MMAP);
+	overrun_one(DMAREC_MEMORY_USERPTR);
+	no_overrun_when_unlimited();
+}
+
+/* ------------------------------- errors ------------------------------- */
+
+static void *dq_thread(void *arg)
+{
+	struct dmarec_buffer b;
+	long r;
+
+	r = dqbuf(*(int *)arg, &b) ? errno : 0;
+	return (void *)r;
+}
+
+static void test_errors(void)
+{
+	struct dmarec_setup s;
+	struct dmarec_buffer b;
+	struct dmarec_userptr u;
+	struct dmarec_sim_config c;
+	struct ring r;
+	int fd = dev_open(0), fd2 = dev_open(0);
+	uint8_t *mem;
+	long pin0 = vm_pin_kb();
+
+	/* nothing set up */
+	CHECK_ERR(qbuf(fd, 0), EINVAL);
+	CHECK_ERR(dqbuf(fd, &b), EINVAL);
+	CHECK_ERR(ioctl(fd, DMAREC_IOC_STREAMON), EINVAL);
+	CHECK_ERR(ioctl(fd, DMAREC_IOC_STREAMOFF), EINVAL);
+	CHECK_ERR(ioctl(fd, _IO('R', 0x09)), ENOTTY);
+	CHECK_ERR(ioctl(fd, _IOR('R', 0x00, uint32_t)), ENOTTY);
+	CHECK_ERR(ioctl(fd, DMAREC_IOC_QUERYCAP, (void *)8), EFAULT);
+	CHECK_ERR(mmap(NULL, PAGE, PROT_READ, MAP_SHARED, fd, 0) == MAP_FAILED ? -1 : 0,
+		  EINVAL);
+
+	/* SETUP validation */
+	CHECK_ERR(setup(fd, 0, 1, 4096, NULL), EINVAL);
+	CHECK_ERR(setup(fd, 3, 1, 4096, NULL), EINVAL);
+	CHECK_ERR(setup(fd, 1, 1025, 4096, NULL), EINVAL);
+	CHECK_ERR(setup(fd, 1, 1, 2048, NULL), EINVAL);
+	CHECK_ERR(setup(fd, 1, 1, 12288, NULL), EINVAL);
+	CHECK_ERR(setup(fd, 1, 1, 32u << 20, NULL), EINVAL);
+	CHECK_ERR(setup(fd, 2, 1, 4097, NULL), EINVAL);
+	memset(&s, 0, sizeof(s));
+	s.memory = 1; s.buffer_count = 1; s.payload_bytes = 4096; s.flags = 1;
+	CHECK_ERR(ioctl(fd, DMAREC_IOC_SETUP, &s), EINVAL);
+	s.flags = 0; s.reserved[3] = 1;
+	CHECK_ERR(ioctl(fd, DMAREC_IOC_SETUP, &s), EINVAL);
+	/* a ring bigger than half of RAM is refused, not OOM */
+	CHECK_ERR(setup(fd, 1, 1024, 16u << 20, NULL), ENOMEM);
+	CHECK_ERR(ioctl(fd, DMAREC_IOC_SETUP, (void *)1), EFAULT);
+
+	/* SIM_CONFIG validation */
+	CHECK_ERR(sim_config(fd, 0, 0), EINVAL);
+	CHECK_ERR(sim_config(fd, 65, 0), EINVAL);
+	memset(&c, 0, sizeof(c));
+	c.channels = 1; c.flags = 2;
+	CHECK_ERR(ioctl(fd, DMAREC_IOC_SIM_CONFIG, &c), EINVAL);
+	c.flags = 0; c.reserved[1] = 9;
+	CHECK_ERR(ioctl(fd, DMAREC_IOC_SIM_CONFIG, &c), EINVAL);
+
+	/* USERPTR attach validation */
+	CHECK_OK(setup(fd, DMAREC_MEMORY_USERPTR, 4, 8192, &s));
+	check(s.buffer_stride_bytes == 4096 + 8192 && s.mmap_size_bytes == 0,
+	      "userptr setup outs");
+	mem = mmap(NULL, 8 * PAGE, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK_ERR(setup(fd2, DMAREC_MEMORY_MMAP, 1, 4096, NULL), EBUSY);
+	CHECK_ERR(attach(fd2, 0, mem, 8192), EBUSY);
+	CHECK_ERR(attach(fd, 4, mem, 8192), EINVAL);
+	CHECK_ERR(attach(fd, 0xffffffffu, mem, 8192), EINVAL);
+	CHECK_ERR(attach(fd, 0, mem + 1, 8192), EINVAL);
+	CHECK_ERR(attach(fd, 0, mem + 2048, 8192), EINVAL);
+	CHECK_ERR(attach(fd, 0, mem, 4096), EINVAL);
+	CHECK_ERR(attach(fd, 0, mem, 8192 + 4096), EINVAL);
+	CHECK_ERR(attach(fd, 0, NULL, 8192), EINVAL);
+	CHECK_ERR(attach(fd, 0, (void *)0xfffffffffffff000ull, 8192), EINVAL);
+	CHECK_ERR(attach(fd, 0, (void *)0xffff888000000000ull, 8192), EFAULT);
+	CHECK_ERR(attach(fd, 0, (void *)0x7ffffffff000ull, 8192), EFAULT);
+	memset(&u, 0, sizeof(u));
+	u.payload_addr = (uintptr_t)mem; u.payload_bytes = 8192; u.flags = 1;
+	CHECK_ERR(ioctl(fd, DMAREC_IOC_ATTACH_USERPTR, &u), EINVAL);
+	u.flags = 0; u.reserved[0] = 1;
+	CHECK_ERR(ioctl(fd, DMAREC_IOC_ATTACH_USERPTR, &u), EINVAL);
+	{
+		/* read-only memory cannot be pinned for writing */
+		void *ro = mmap(NULL, 2 * PAGE, PROT_READ,
+				MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		CHECK_ERR(attach(fd, 0, ro, 8192), EFAULT);
+		munmap(ro, 2 * PAGE);
+	}
+	{
+		/* half mapped range: pins are dropped again */
+		uint8_t *h = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE,
+				  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		munmap(h + PAGE, PAGE);
+		CHECK_ERR(attach(fd, 0, h, 8192), EFAULT);
+		munmap(h, PAGE);
+	}
+	check(vm_pin_kb() == pin0, "VmPin after failed attaches %ld", vm_pin_kb());
+	CHECK_OK(attach(fd, 0, mem, 8192));
+	check(vm_pin_kb() == pin0 + 8, "VmPin after attach %ld", vm_pin_kb());
+	CHECK_ERR(attach(fd, 0, mem + 2 * PAGE, 8192), EBUSY);
+	CHECK_OK(attach(fd, 1, mem + 2 * PAGE, 8192));
+	/* unattached buffer cannot be queued */
+	CHECK_ERR(qbuf(fd, 2), EINVAL);
+	CHECK_ERR(qbuf(fd, 4), EINVAL);
+	CHECK_ERR(mmap(NULL, PAGE, PROT_READ, MAP_SHARED, fd, 0) == MAP_FAILED ? -1 : 0,
+		  EINVAL);
+	memset(&b, 0, sizeof(b));
+	b.index = 0; b.flags = 2;
+	CHECK_ERR(ioctl(fd, DMAREC_IOC_QBUF, &b), EINVAL);
+	b.flags = 0; b.reserved[1] = 1;
+	CHECK_ERR(ioctl(fd, DMAREC_IOC_QBUF, &b), EINVAL);
+	CHECK_ERR(qbuf(fd2, 0), EBUSY);
+	CHECK_ERR(ioctl(fd2, DMAREC_IOC_STREAMON), EBUSY);
+	CHECK_ERR(sim_config(fd2, 2, 0), EBUSY);
+
+	/* streaming: config/setup/attach refused, DQBUF semantics */
+	CHECK_OK(sim_config(fd, 1, 0));
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMON));
+	CHECK_ERR(ioctl(fd, DMAREC_IOC_STREAMON), EBUSY);
+	CHECK_ERR(attach(fd, 2, mem + 4 * PAGE, 8192), EBUSY);
+	CHECK_ERR(setup(fd, 0, 0, 0, NULL), EBUSY);
+	CHECK_ERR(setup(fd, 1, 2, 4096, NULL), EBUSY);
+	CHECK_ERR(sim_config(fd, 2, 0), EBUSY);
+	{
+		int fdn = dev_open(O_NONBLOCK);
+
+		CHECK_ERR(dqbuf(fdn, &b), EBUSY);	/* not the owner */
+		close(fdn);
+	}
+	{
+		int fl = fcntl(fd, F_GETFL);
+
+		fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+		CHECK_ERR(dqbuf(fd, &b), EAGAIN);
+		fcntl(fd, F_SETFL, fl);
+	}
+	{
+		/* a blocked DQBUF is woken by STREAMOFF with EPIPE */
+		pthread_t t;
+		void *res;
+
+		pthread_create(&t, NULL, dq_thread, &fd);
+		sleep_ms(200);
+		CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMOFF));
+		pthread_join(t, &res);
+		check((long)res == EPIPE, "blocked DQBUF woke with %ld", (long)res);
+	}
+	/* QBUF of a filled-not-dequeued buffer */
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMON));
+	CHECK_OK(qbuf(fd, 0));
+	{
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+
+		check(poll(&p, 1, 10000) == 1, "poll filled");
+	}
+	CHECK_ERR(qbuf(fd, 0), EINVAL);
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMOFF));
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMOFF));	/* idempotent */
+	CHECK_OK(qbuf(fd, 0));		/* returned to userspace */
+	CHECK_OK(qbuf(fd, 1));		/* queued before STREAMON ... */
+	CHECK_OK(setup(fd, 0, 0, 0, NULL));	/* ... and torn down */
+	check(vm_pin_kb() == pin0, "VmPin after teardown %ld", vm_pin_kb());
+	CHECK_ERR(qbuf(fd, 0), EINVAL);
+	/* now fd2 may own the card */
+	CHECK_OK(setup(fd2, DMAREC_MEMORY_MMAP, 1, 4096, NULL));
+	CHECK_ERR(setup(fd, DMAREC_MEMORY_MMAP, 1, 4096, NULL), EBUSY);
+	close(fd2);	/* releasing the owner frees the card */
+	CHECK_OK(setup(fd, DMAREC_MEMORY_MMAP, 1, 4096, NULL));
+	/* re-SETUP by the owner replaces the ring */
+	if (!ring_open(&r, fd, DMAREC_MEMORY_USERPTR, 2, 4096)) {
+		check(vm_pin_kb() == pin0 + 8, "VmPin ring %ld", vm_pin_kb());
+		ring_close(&r);
+	}
+	munmap(mem, 8 * PAGE);
+	close(fd);
+}
+
+/* -------------------------------- mmap -------------------------------- */
+
+static bool map_fails(int fd, size_t len, off_t off, int flags, int want)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, flags, fd, off);
+
+	if (p != MAP_FAILED) {
+		munmap(p, len);
+		return false;
+	}
+	return errno == want;
+}
+
+static void test_mmap(void)
+{
+	const uint32_t count = 4, payload = 16384;
+	const size_t stride = 4096 + payload, size = stride * count;
+	struct dmarec_buffer b;
+	struct ring r;
+	int fd = dev_open(0), fd2 = dev_open(0);
+	uint8_t *p, *q;
+
+	CHECK_OK(sim_config(fd, 1, 0));
+	if (ring_open(&r, fd, DMAREC_MEMORY_MMAP, count, payload))
+		goto out;
+	check(map_fails(fd, size + PAGE, 0, MAP_SHARED, EINVAL), "len too big");
+	check(map_fails(fd, PAGE, size, MAP_SHARED, EINVAL), "offset at end");
+	check(map_fails(fd, 2 * PAGE, size - PAGE, MAP_SHARED, EINVAL),
+	      "offset+len past end");
+	check(map_fails(fd, PAGE, 0x7ffffffffffff000ll, MAP_SHARED, EINVAL),
+	      "huge offset");
+	check(map_fails(fd, PAGE, 100, MAP_SHARED, EINVAL), "unaligned offset");
+	check(map_fails(fd, PAGE, 0, MAP_PRIVATE, EINVAL), "MAP_PRIVATE");
+	check(map_fails(fd2, PAGE, 0, MAP_SHARED, EBUSY), "non-owner mmap");
+
+	/* buffer 2 alone, at offset 2*stride */
+	p = mmap(NULL, stride, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 2 * stride);
+	check(p != MAP_FAILED, "map buffer 2: %s", strerror(errno));
+	if (p != MAP_FAILED) {
+		p[0] = 0x5a;
+		check(ring_buf(&r, 2)[0] == 0x5a, "buffer 2 mapping aliases ring");
+		/* mremap cannot grow it (VM_DONTEXPAND) */
+		q = mremap(p, stride, stride + PAGE, MREMAP_MAYMOVE);
+		check(q == MAP_FAILED, "mremap grow succeeded");
+		/* MADV_DONTNEED zaps the PTEs; the fault handler restores */
+		CHECK_OK(madvise(p, stride, MADV_DONTNEED));
+		check(p[0] == 0x5a, "after MADV_DONTNEED %#x", p[0]);
+		/* unmap the middle: the VMA splits, both halves count */
+		CHECK_OK(munmap(p + PAGE, PAGE));
+		munmap(r.base, r.size);
+		r.base = NULL;
+		CHECK_ERR(setup(fd, 0, 0, 0, NULL), EBUSY);
+		CHECK_OK(munmap(p, PAGE));
+		CHECK_ERR(setup(fd, 0, 0, 0, NULL), EBUSY);
+		CHECK_OK(munmap(p + 2 * PAGE, stride - 2 * PAGE));
+	}
+	CHECK_OK(setup(fd, 0, 0, 0, NULL));
+
+	/* munmap early, while streaming: the card keeps working */
+	if (ring_open(&r, fd, DMAREC_MEMORY_MMAP, count, payload))
+		goto out;
+	for (uint32_t i = 0; i < count; i++)
+		CHECK_OK(qbuf(fd, i));
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMON));
+	munmap(r.base, r.size);
+	r.base = NULL;
+	for (int i = 0; i < 20; i++) {
+		CHECK_OK(dqbuf(fd, &b));
+		CHECK_OK(qbuf(fd, b.index));
+	}
+	/* map again while streaming and verify a fresh buffer */
+	r.base = mmap(NULL, r.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	check(r.base != MAP_FAILED, "remap while streaming");
+	if (r.base != MAP_FAILED) {
+		CHECK_OK(dqbuf(fd, &b));
+		verify_buffer(&r, &b, 1, "remapped");
+	} else {
+		r.base = NULL;
+	}
+	/* fork: the child inherits the mapping; teardown waits for it */
+	{
+		pid_t pid = fork();
+
+		if (pid == 0) {
+			sleep_ms(300);
+			_exit(0);
+		}
+		CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMOFF));
+		if (r.base)
+			munmap(r.base, r.size);
+		r.base = NULL;
+		CHECK_ERR(setup(fd, 0, 0, 0, NULL), EBUSY);
+		waitpid(pid, NULL, 0);
+		CHECK_OK(setup(fd, 0, 0, 0, NULL));
+	}
+out:
+	close(fd2);
+	close(fd);
+}
+
+/* ------------------------------ lifetime ------------------------------ */
+
+/* Child: own the card, stream, tell the parent, keep streaming. */
+static void child_stream(int wfd, uint32_t memory, bool share_map)
+{
+	struct dmarec_buffer b;
+	struct ring r;
+	int fd = dev_open(0);
+
+	sim_config(fd, 2, 0);
+	if (ring_open(&r, fd, memory, 4, 65536))
+		_exit(2);
+	for (uint32_t i = 0; i < 4; i++)
+		qbuf(fd, i);
+	if (ioctl(fd, DMAREC_IOC_STREAMON))
+		_exit(3);
+	(void)share_map;
+	if (write(wfd, "R", 1) != 1)
+		_exit(4);
+	for (;;) {
+		if (dqbuf(fd, &b) == 0)
+			qbuf(fd, b.index);
+	}
+}
+
+static void kill_child_while_streaming(uint32_t memory)
+{
+	int pfd[2], fd;
+	char c;
+	pid_t pid;
+	int status;
+
+	if (pipe(pfd))
+		return;
+	pid = fork();
+	if (pid == 0) {
+		close(pfd[0]);
+		child_stream(pfd[1], memory, false);
+	}
+	close(pfd[1]);
+	check(read(pfd[0], &c, 1) == 1, "child %s did not start", mem_name(memory));
+	close(pfd[0]);
+	fd = dev_open(0);
+	/* the child owns the card */
+	CHECK_ERR(setup(fd, DMAREC_MEMORY_MMAP, 1, 4096, NULL), EBUSY);
+	sleep_ms(100);
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	check(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+	      "child status %#x", status);
+	/* its release() stopped the card and dropped pins and pages */
+	CHECK_OK(setup(fd, DMAREC_MEMORY_MMAP, 2, 4096, NULL));
+	CHECK_OK(setup(fd, 0, 0, 0, NULL));
+	close(fd);
+}
+
+static void test_lifetime(void)
+{
+	struct dmarec_buffer b;
+	struct ring r;
+	int fd, i;
+
+	/* close while streaming (MMAP: unmap first, USERPTR: keep memory) */
+	for (i = 0; i < 2; i++) {
+		uint32_t mem = i ? DMAREC_MEMORY_USERPTR : DMAREC_MEMORY_MMAP;
+
+		fd = dev_open(0);
+		CHECK_OK(sim_config(fd, 1, 0));
+		if (ring_open(&r, fd, mem, 4, 8192) == 0) {
+			for (uint32_t k = 0; k < 4; k++)
+				CHECK_OK(qbuf(fd, k));
+			CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMON));
+			CHECK_OK(dqbuf(fd, &b));
+			if (mem == DMAREC_MEMORY_MMAP)
+				munmap(r.base, r.size);
+		}
+		close(fd);
+		if (mem == DMAREC_MEMORY_USERPTR)
+			munmap(r.base, r.size);
+	}
+	/* closing the fd while the mapping lives: release waits for munmap */
+	fd = dev_open(0);
+	if (ring_open(&r, fd, DMAREC_MEMORY_MMAP, 2, 4096) == 0) {
+		int fd2;
+
+		CHECK_OK(qbuf(fd, 0));
+		CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMON));
+		close(fd);
+		fd2 = dev_open(0);
+		CHECK_ERR(setup(fd2, DMAREC_MEMORY_MMAP, 1, 4096, NULL), EBUSY);
+		r.base[0] = 1;	/* still mapped and usable */
+		munmap(r.base, r.size);
+		CHECK_OK(setup(fd2, DMAREC_MEMORY_MMAP, 1, 4096, NULL));
+		close(fd2);
+	} else {
+		close(fd);
+	}
+	/* pinned user memory unmapped by the process while streaming */
+	fd = dev_open(0);
+	if (ring_open(&r, fd, DMAREC_MEMORY_USERPTR, 4, 8192) == 0) {
+		for (uint32_t k = 0; k < 4; k++)
+			CHECK_OK(qbuf(fd, k));
+		CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMON));
+		munmap(r.base, r.size);
+		r.base = NULL;
+		for (int k = 0; k < 10; k++) {
+			CHECK_OK(dqbuf(fd, &b));
+			CHECK_OK(qbuf(fd, b.index));
+		}
+		CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMOFF));
+		ring_close(&r);
+	}
+	close(fd);
+
+	kill_child_while_streaming(DMAREC_MEMORY_USERPTR);
+	kill_child_while_streaming(DMAREC_MEMORY_MMAP);
+}
+
+/* -------------------------------- fuzz -------------------------------- */
+
+static u64 rng_state = 0x1234567;
+
+static u64 rnd(void)
+{
+	return splitmix64(rng_state++);
+}
+
+static u64 interesting(void)
+{
+	static const u64 v[] = {
+		0, 1, 2, 3, 4, 7, 8, 64, 65, 1023, 1024, 1025, 4095, 4096,
+		4097, 8192, 65536, 1u << 20, 16u << 20, (16u << 20) + 1,
+		32u << 20, 0x7fffffff, 0x80000000u, 0xffffffffu,
+		0x100000000ull, 0x7fffffffffffffffull, 0xffffffffffffffffull,
+		0xffff888000000000ull, 0x7ffffffff000ull,
+	};
+
+	if (rnd() % 4 == 0)
+		return rnd();
+	return v[rnd() % (sizeof(v) / sizeof(v[0]))];
+}
+
+static void fuzz_fill(void *p, size_t len, uint8_t *pool)
+{
+	u64 *w = p;
+	size_t i;
+
+	for (i = 0; i < len / 8; i++) {
+		switch (rnd() % 8) {
+		case 0:
+			w[i] = (uintptr_t)(pool + (rnd() % 8) * PAGE);
+			break;
+		case 1:
+			w[i] = rnd();
+			break;
+		case 2 ... 3:
+			w[i] = 0;
+			break;
+		default:
+			w[i] = interesting() | (interesting() << 32) * (rnd() & 1);
+		}
+	}
+	/* make the first fields of the known structures plausible often */
+	if (rnd() & 1) {
+		uint32_t *u = p;
+
+		u[0] = rnd() % 3;		/* memory / index / channels */
+		u[1] = (uint32_t)(rnd() % 4 ? rnd() % 9 : interesting());
+		u[2] = (uint32_t)(rnd() % 2 ? 4096u << (rnd() % 5) : interesting());
+		u[3] = rnd() % 8 ? 0 : (uint32_t)rnd();
+	}
+}
+
+static void test_fuzz(unsigned long iters)
+{
+	static const unsigned long cmds[] = {
+		DMAREC_IOC_QUERYCAP, DMAREC_IOC_SETUP, DMAREC_IOC_ATTACH_USERPTR,
+		DMAREC_IOC_QBUF, DMAREC_IOC_DQBUF, DMAREC_IOC_STREAMON,
+		DMAREC_IOC_STREAMOFF, DMAREC_IOC_STATS, DMAREC_IOC_SIM_CONFIG,
+	};
+	uint8_t *pool = mmap(NULL, 16 * PAGE, PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	uint8_t *arg = pool + 8 * PAGE;
+	unsigned long i, ok = 0, per_errno[256] = { 0 };
+	int fd = dev_open(O_NONBLOCK), fd2 = dev_open(O_NONBLOCK);
+	char *env = getenv("DMAREC_FUZZ_SEED");
+
+	if (env)
+		rng_state = strtoull(env, NULL, 0);
+	note("fuzz: seed %#" "llx" ", %lu iterations", rng_state, iters);
+	for (i = 0; i < iters; i++) {
+		unsigned long cmd;
+		void *a = arg;
+		int f = rnd() % 8 ? fd : fd2;
+		long r;
+
+		switch (rnd() % 10) {
+		case 0:		/* any number at all */
+			cmd = (uint32_t)rnd();
+			break;
+		case 1:		/* our type, random nr/size/dir */
+			cmd = _IOC(rnd() % 4, 'R', rnd() % 16, rnd() % 128);
+			break;
+		default:
+			cmd = cmds[rnd() % (sizeof(cmds) / sizeof(cmds[0]))];
+		}
+		fuzz_fill(arg, 128, pool);
+		switch (rnd() % 16) {
+		case 0: a = NULL; break;
+		case 1: a = (void *)0xffff888000000000ull; break;
+		case 2: a = (void *)(uintptr_t)rnd(); break;
+		case 3: a = pool + 16 * PAGE - 8; break;	/* straddles end */
+		default: break;
+		}
+		r = ioctl(f, cmd, a);
+		if (r == 0)
+			ok++;
+		else
+			per_errno[errno & 255]++;
+		if (rnd() % 64 == 0) {
+			/* random mmaps of the ring */
+			size_t len = (rnd() % 64 + 1) * PAGE;
+			off_t off = (off_t)((rnd() % 64) * PAGE);
+			void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+				       rnd() & 1 ? MAP_SHARED : MAP_PRIVATE,
+				       f, off);
+
+			if (p != MAP_FAILED) {
+				((volatile uint8_t *)p)[0];
+				munmap(p, len);
+			}
+		}
+		if (rnd() % 500 == 0) {	/* start over with fresh files */
+			close(fd);
+			close(fd2);
+			fd = dev_open(O_NONBLOCK);
+			fd2 = dev_open(O_NONBLOCK);
+		}
+	}
+	note("fuzz: %lu ok, EINVAL %lu EBUSY %lu ENOTTY %lu EFAULT %lu EAGAIN %lu"
+	     " EPIPE %lu ENOMEM %lu", ok, per_errno[EINVAL], per_errno[EBUSY],
+	     per_errno[ENOTTY], per_errno[EFAULT], per_errno[EAGAIN],
+	     per_errno[EPIPE], per_errno[ENOMEM]);
+	check(per_errno[ENOTTY] > 0 && per_errno[EINVAL] > 0 && ok > 0,
+	      "fuzz did not reach the handlers");
+	for (i = 0; i < 256; i++) {
+		if (i == EINVAL || i == EBUSY || i == ENOTTY || i == EFAULT ||
+		    i == EAGAIN || i == EPIPE || i == ENOMEM)
+			continue;
+		check(per_errno[i] == 0, "fuzz: unexpected errno %lu (%s) x%lu",
+		      i, strerror((int)i), per_errno[i]);
+	}
+	close(fd);
+	close(fd2);
+	munmap(pool, 16 * PAGE);
+	/* the device must still work */
+	stream_one(DMAREC_MEMORY_MMAP, 2, 8192, 2, 10);
+	stream_one(DMAREC_MEMORY_USERPTR, 2, 8192, 2, 10);
+}
+
+/* -------------------------------- uring ------------------------------- */
+
+struct uring {
+	int fd;
+	void *sq, *cq;
+	size_t sq_sz, cq_sz, sqes_sz;
+	struct io_uring_sqe *sqes;
+	unsigned *sq_tail, *sq_mask, *sq_array, *cq_head, *cq_tail, *cq_mask;
+	struct io_uring_cqe *cqes;
+};
+
+static int uring_init(struct uring *u, unsigned entries)
+{
+	struct io_uring_params p;
+
+	memset(&p, 0, sizeof(p));
+	memset(u, 0, sizeof(*u));
+	u->fd = (int)syscall(__NR_io_uring_setup, entries, &p);
+	if (u->fd < 0)
+		return -1;
+	u->sq_sz = p.sq_off.array + p.sq_entries * sizeof(unsigned);
+	u->cq_sz = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
+	u->sqes_sz = p.sq_entries * sizeof(struct io_uring_sqe);
+	u->sq = mmap(NULL, u->sq_sz, PROT_READ | PROT_WRITE, MAP_SHARED |
+		     MAP_POPULATE, u->fd, IORING_OFF_SQ_RING);
+	u->cq = mmap(NULL, u->cq_sz, PROT_READ | PROT_WRITE, MAP_SHARED |
+		     MAP_POPULATE, u->fd, IORING_OFF_CQ_RING);
+	u->sqes = mmap(NULL, u->sqes_sz, PROT_READ | PROT_WRITE, MAP_SHARED |
+		       MAP_POPULATE, u->fd, IORING_OFF_SQES);
+	if (u->sq == MAP_FAILED || u->cq == MAP_FAILED || u->sqes == MAP_FAILED)
+		return -1;
+	u->sq_tail = (unsigned *)((char *)u->sq + p.sq_off.tail);
+	u->sq_mask = (unsigned *)((char *)u->sq + p.sq_off.ring_mask);
+	u->sq_array = (unsigned *)((char *)u->sq + p.sq_off.array);
+	u->cq_head = (unsigned *)((char *)u->cq + p.cq_off.head);
+	u->cq_tail = (unsigned *)((char *)u->cq + p.cq_off.tail);
+	u->cq_mask = (unsigned *)((char *)u->cq + p.cq_off.ring_mask);
+	u->cqes = (struct io_uring_cqe *)((char *)u->cq + p.cq_off.cqes);
+	return 0;
+}
+
+static void uring_exit(struct uring *u)
+{
+	munmap(u->sq, u->sq_sz);
+	munmap(u->cq, u->cq_sz);
+	munmap(u->sqes, u->sqes_sz);
+	close(u->fd);
+}
+
+/* one WRITE_FIXED/READ_FIXED, waited for; returns cqe res */
+static int uring_rw_fixed(struct uring *u, int op, int fd, void *addr,
+			  unsigned len, u64 off, unsigned buf_index)
+{
+	unsigned tail = __atomic_load_n(u->sq_tail, __ATOMIC_RELAXED);
+	unsigned idx = tail & *u->sq_mask, head;
+	struct io_uring_sqe *sqe = &u->sqes[idx];
+	int res;
+
+	memset(sqe, 0, sizeof(*sqe));
+	sqe->opcode = op;
+	sqe->fd = fd;
+	sqe->addr = (uintptr_t)addr;
+	sqe->len = len;
+	sqe->off = off;
+	sqe->buf_index = buf_index;
+	sqe->user_data = 42;
+	u->sq_array[idx] = idx;
+	__atomic_store_n(u->sq_tail, tail + 1, __ATOMIC_RELEASE);
+	if (syscall(__NR_io_uring_enter, u->fd, 1, 1, IORING_ENTER_GETEVENTS,
+		    NULL, 0) < 0)
+		return -errno;
+	head = __atomic_load_n(u->cq_head, __ATOMIC_RELAXED);
+	if (head == __atomic_load_n(u->cq_tail, __ATOMIC_ACQUIRE))
+		return -EIO;
+	res = u->cqes[head & *u->cq_mask].res;
+	__atomic_store_n(u->cq_head, head + 1, __ATOMIC_RELEASE);
+	return res;
+}
+
+/*
+ * Register the ring's buffers (header+payload each) with io_uring, then
+ * for several dequeued buffers: write a slot header into the header area,
+ * O_DIRECT WRITE_FIXED header+payload to the disk, read it back and
+ * compare.
+ */
+static void uring_one(uint32_t memory, const char *disk, const char *expect_reg)
+{
+	const uint32_t count = 4, payload = 65536;
+	struct iovec iov[4];
+	struct dmarec_buffer b;
+	struct uring u;
+	struct ring r;
+	int fd = dev_open(0), dfd, reg, k;
+	uint8_t *rb = NULL;
+	char what[64];
+
+	snprintf(what, sizeof(what), "uring %s", mem_name(memory));
+	dfd = open(disk, O_RDWR | O_DIRECT | O_CLOEXEC);
+	check(dfd >= 0, "%s: open %s: %s", what, disk, strerror(errno));
+	if (dfd < 0)
+		goto out_fd;
+	CHECK_OK(sim_config(fd, 2, 0));
+	if (ring_open(&r, fd, memory, count, payload))
+		goto out_disk;
+	if (uring_init(&u, 8)) {
+		check(false, "%s: io_uring_setup: %s", what, strerror(errno));
+		goto out_ring;
+	}
+	for (uint32_t i = 0; i < count; i++) {
+		iov[i].iov_base = ring_buf(&r, i);
+		iov[i].iov_len = r.stride;
+	}
+	reg = (int)syscall(__NR_io_uring_register, u.fd,
+			   IORING_REGISTER_BUFFERS, iov, count);
+	reg = reg < 0 ? errno : 0;
+	note("%s: IORING_REGISTER_BUFFERS of %u x %" "llu" " bytes: %s",
+	     what, count, r.stride, reg ? strerrorname_np(reg) : "OK");
+	if (strcmp(expect_reg, "ok") == 0)
+		check(reg == 0, "%s: register: %s, expected OK", what,
+		      strerror(reg));
+	else
+		check(reg == EOPNOTSUPP, "%s: register: %s, expected EOPNOTSUPP",
+		      what, reg ? strerror(reg) : "OK");
+	if (reg)
+		goto out_uring;
+
+	if (posix_memalign((void **)&rb, 4096, r.stride))
+		goto out_uring;
+	for (uint32_t i = 0; i < count; i++)
+		CHECK_OK(qbuf(fd, i));
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMON));
+	for (k = 0; k < 16; k++) {
+		uint8_t *buf;
+		u64 off;
+		int res;
+
+		if (dqbuf(fd, &b)) {
+			check(false, "%s: DQBUF: %s", what, strerror(errno));
+			break;
+		}
+		buf = ring_buf(&r, b.index);
+		/* slot header written by userspace into the header area */
+		memset(buf, 0, DMAREC_HEADER_BYTES);
+		snprintf((char *)buf, 64, "DMARECSLOT seq=%" "llu" " ch=%u",
+			 b.card_seq, b.channel);
+		memcpy(buf + 64, &b, sizeof(b));
+		off = (u64)k * r.stride;
+		res = uring_rw_fixed(&u, IORING_OP_WRITE_FIXED, dfd, buf,
+				     r.stride, off, b.index);
+		check(res == (int)r.stride, "%s: WRITE_FIXED res %d (%s)", what,
+		      res, res < 0 ? strerror(-res) : "");
+		memset(rb, 0, r.stride);
+		check(pread(dfd, rb, r.stride, off) == (ssize_t)r.stride,
+		      "%s: pread: %s", what, strerror(errno));
+		check(memcmp(rb, buf, r.stride) == 0, "%s: read-back differs", what);
+		check(pattern_verify(rb + DMAREC_HEADER_BYTES, r.payload,
+				     b.card_seq, b.channel) < 0,
+		      "%s: pattern on disk", what);
+		check(strncmp((char *)rb, "DMARECSLOT", 10) == 0,
+		      "%s: header on disk", what);
+		/* the write completed: the buffer may go back to the card */
+		CHECK_OK(qbuf(fd, b.index));
+	}
+	{
+		/* READ_FIXED back into a registered buffer the user owns */
+		int res;
+
+		CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMOFF));
+		memset(ring_buf(&r, 0), 0, r.stride);
+		res = uring_rw_fixed(&u, IORING_OP_READ_FIXED, dfd,
+				     ring_buf(&r, 0), r.stride, 0, 0);
+		check(res == (int)r.stride, "%s: READ_FIXED res %d", what, res);
+		pread(dfd, rb, r.stride, 0);
+		check(memcmp(rb, ring_buf(&r, 0), r.stride) == 0,
+		      "%s: READ_FIXED data", what);
+	}
+	note("%s: %d O_DIRECT WRITE_FIXED of header+payload verified", what, k);
+	if (memory == DMAREC_MEMORY_MMAP) {
+		/*
+		 * Tear the ring down while io_uring still pins its pages: the
+		 * pages must outlive the driver's reference.
+		 */
+		munmap(r.base, r.size);
+		r.base = NULL;
+		CHECK_OK(setup(fd, 0, 0, 0, NULL));
+		uring_exit(&u);
+		free(rb);
+		close(dfd);
+		close(fd);
+		return;
+	}
+out_uring:
+	free(rb);
+	uring_exit(&u);
+out_ring:
+	ioctl(fd, DMAREC_IOC_STREAMOFF);
+	ring_close(&r);
+out_disk:
+	close(dfd);
+out_fd:
+	close(fd);
+}
+
+static void test_uring(const char *disk, const char *expect_mmap)
+{
+	uring_one(DMAREC_MEMORY_USERPTR, disk, "ok");
+	uring_one(DMAREC_MEMORY_MMAP, disk, expect_mmap);
+}
+
+/* ------------------------------ helpers ------------------------------- */
+
+/* quick smoke run used by the insmod/rmmod loop */
+static void test_quick(void)
+{
+	stream_one(DMAREC_MEMORY_MMAP, 2, 4096, 2, 4);
+	stream_one(DMAREC_MEMORY_USERPTR, 2, 4096, 2, 4);
+}
+
+/* keep a mapping of a streaming ring (and the module) alive until killed */
+static void test_hold(void)
+{
+	struct ring r;
+	int fd = dev_open(0);
+
+	if (ring_open(&r, fd, DMAREC_MEMORY_MMAP, 2, 4096))
+		exit(1);
+	qbuf(fd, 0);
+	ioctl(fd, DMAREC_IOC_STREAMON);
+	close(fd);
+	note("hold: ready");
+	for (;;)
+		pause();
+}
+
+int main(int argc, char **argv)
+{
+	const char *cmd, *disk = "/dev/vda", *expect = "ok";
+	int i;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
+		if (!strcmp(argv[i], "-d") && i + 1 < argc)
+			dev_path = argv[++i];
+		else if (!strcmp(argv[i], "--disk") && i + 1 < argc)
+			disk = argv[++i];
+		else if (!strcmp(argv[i], "--expect-mmap") && i + 1 < argc)
+			expect = argv[++i];
+		else
+			break;
+	}
+	if (i >= argc) {
+		fprintf(stderr, "usage: %s [-d DEV] [--disk DEV] [--expect-mmap ok|eopnotsupp]"
+			" caps|stream|overrun|errors|mmap|lifetime|fuzz [N]|uring|quick|hold\n",
+			argv[0]);
+		return 2;
+	}
+	cmd = argv[i];
+	pattern_selftest();
+	if (!strcmp(cmd, "caps"))
+		test_caps();
+	else if (!strcmp(cmd, "stream"))
+		test_stream();
+	else if (!strcmp(cmd, "overrun"))
+		test_overrun();
+	else if (!strcmp(cmd, "errors"))
+		test_errors();
+	else if (!strcmp(cmd, "mmap"))
+		test_mmap();
+	else if (!strcmp(cmd, "lifetime"))
+		test_lifetime();
+	else if (!strcmp(cmd, "fuzz"))
+		test_fuzz(i + 1 < argc ? strtoul(argv[i + 1], NULL, 0) : 5000);
+	else if (!strcmp(cmd, "uring"))
+		test_uring(disk, expect);
+	else if (!strcmp(cmd, "quick"))
+		test_quick();
+	else if (!strcmp(cmd, "hold"))
+		test_hold();
+	else {
+		fprintf(stderr, "unknown command %s\n", cmd);
+		return 2;
+	}
+	printf("dmarec-test %s: %lu passed, %lu failed\n", cmd, n_pass, n_fail);
+	return n_fail ? 1 : 0;
+}
