@@ -62,7 +62,9 @@ impl IndexWriter {
             next_seq: 0,
             batches: (0..BATCH_COUNT)
                 .map(|_| Batch {
-                    bytes: vec![0u8; BATCH_ENTRIES * INDEX_ENTRY_BYTES].into_boxed_slice(),
+                    // A non-zero fill writes every page now (zeroed memory
+                    // would stay unmapped until the hot path touched it).
+                    bytes: vec![0xA5u8; BATCH_ENTRIES * INDEX_ENTRY_BYTES].into_boxed_slice(),
                     len_entries: 0,
                     file_offset: 0,
                     state: BatchState::Free,

@@ -168,9 +168,11 @@ impl<'a> Recorder<'a> {
         let started = Instant::now();
         let mut last_sync = started;
         let mut steady_usage: Option<(u64, libc::rusage)> = None;
+        let mut steady_end: Option<(u64, libc::rusage)> = None;
         let steady_after_slots = 2 * count as u64;
         let mut cqes: Vec<(u64, i32)> =
-            Vec::with_capacity(self.ring.params().cq_entries() as usize);
+            vec![(u64::MAX, 0); self.ring.params().cq_entries() as usize];
+        cqes.clear(); // capacity kept, its pages already touched
 
         self.source.start()?;
         loop {
@@ -265,6 +267,9 @@ impl<'a> Recorder<'a> {
                 && !index.pending()
                 && index.entries_durable == index.entries_written
             {
+                // The steady-state window ends with the loop (teardown's
+                // faults are not the hot path's).
+                steady_end = Some((slot_seq, crate::status::rusage()));
                 break;
             }
             if in_flight == 0 && self.ring.submission().is_empty() {
@@ -428,7 +433,7 @@ impl<'a> Recorder<'a> {
             started.elapsed(),
             card,
             index.entries_durable,
-            steady_usage,
+            steady_usage.zip(steady_end),
             slot_seq,
         );
         self.progress.tick(&summary, true);

@@ -149,7 +149,7 @@ impl Summary {
         elapsed: Duration,
         card: CardStats,
         durable: u64,
-        steady: Option<(u64, libc::rusage)>,
+        steady: Option<((u64, libc::rusage), (u64, libc::rusage))>,
         slots_started: u64,
     ) {
         self.stop_reason = Some(reason);
@@ -172,10 +172,10 @@ impl Summary {
         } else {
             0.0
         };
-        if let Some((at_slot, u)) = steady {
-            self.steady_state_slots = slots_started - at_slot;
-            self.steady_state_minor_faults = (now.ru_minflt - u.ru_minflt) as u64;
-            self.steady_state_major_faults = (now.ru_majflt - u.ru_majflt) as u64;
+        if let Some(((from_slot, u), (to_slot, end))) = steady {
+            self.steady_state_slots = to_slot - from_slot;
+            self.steady_state_minor_faults = (end.ru_minflt - u.ru_minflt) as u64;
+            self.steady_state_major_faults = (end.ru_majflt - u.ru_majflt) as u64;
             let faults = (self.steady_state_minor_faults + self.steady_state_major_faults) as f64;
             self.faults_per_1000_buffers = if self.steady_state_slots > 0 {
                 faults * 1000.0 / self.steady_state_slots as f64
