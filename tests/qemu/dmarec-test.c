@@ -1017,7 +1017,7 @@ static void test_lifetime(void)
 
 /* -------------------------------- fuzz -------------------------------- */
 
-static u64 rng_state = 0x1234567;
+static __thread u64 rng_state = 0x1234567;
 
 static u64 rnd(void)
 {
@@ -1039,58 +1039,110 @@ static u64 interesting(void)
 	return v[rnd() % (sizeof(v) / sizeof(v[0]))];
 }
 
-static void fuzz_fill(void *p, size_t len, uint8_t *pool)
+#define FUZZ_POOL_PAGES 64
+
+static u64 fuzz_small(unsigned int n)
 {
-	u64 *w = p;
-	size_t i;
+	return rnd() % 8 ? rnd() % n : interesting();
+}
 
-	for (i = 0; i < len / 8; i++) {
-		switch (rnd() % 8) {
-		case 0:
-			w[i] = (uintptr_t)(pool + (rnd() % 8) * PAGE);
-			break;
-		case 1:
-			w[i] = rnd();
-			break;
-		case 2 ... 3:
-			w[i] = 0;
-			break;
-		default:
-			w[i] = interesting() | (interesting() << 32) * (rnd() & 1);
-		}
-	}
-	/* make the first fields of the known structures plausible often */
-	if (rnd() & 1) {
-		uint32_t *u = p;
-
-		u[0] = rnd() % 3;		/* memory / index / channels */
-		u[1] = (uint32_t)(rnd() % 4 ? rnd() % 9 : interesting());
-		u[2] = (uint32_t)(rnd() % 2 ? 4096u << (rnd() % 5) : interesting());
-		u[3] = rnd() % 8 ? 0 : (uint32_t)rnd();
+static u64 fuzz_payload(void)
+{
+	switch (rnd() % 16) {
+	case 0: return interesting();
+	case 1: return 16u << 20;
+	default: return 4096u << (rnd() % 5);
 	}
 }
 
-static void test_fuzz(unsigned long iters)
+static u64 fuzz_addr(uint8_t *pool)
+{
+	switch (rnd() % 8) {
+	case 0: return interesting();
+	case 1: return (uintptr_t)pool + rnd() % (FUZZ_POOL_PAGES * PAGE);
+	default: return (uintptr_t)(pool + (rnd() % (FUZZ_POOL_PAGES - 32)) * PAGE);
+	}
+}
+
+/* mostly-valid argument for a known command, or random bytes */
+static void fuzz_arg(unsigned long cmd, void *arg, size_t len, uint8_t *pool)
+{
+	u64 *w = arg;
+	size_t i;
+
+	for (i = 0; i < len / 8; i++)
+		w[i] = rnd() % 3 ? interesting() : rnd();
+	if (rnd() % 4 == 0)
+		return;
+	memset(arg, 0, len);
+	/* occasionally one stray bit anywhere (flags, reserved, outputs) */
+	if (rnd() % 8 == 0)
+		((uint8_t *)arg)[rnd() % 64] |= 1u << (rnd() % 8);
+	switch (cmd) {
+	case DMAREC_IOC_SETUP: {
+		struct dmarec_setup *s = arg;
+
+		s->memory = fuzz_small(3);
+		s->buffer_count = fuzz_small(9);
+		s->payload_bytes = fuzz_payload();
+		if (s->payload_bytes > (1u << 20) && s->buffer_count > 3)
+			s->buffer_count = 3;
+		break;
+	}
+	case DMAREC_IOC_ATTACH_USERPTR: {
+		struct dmarec_userptr *u = arg;
+
+		u->index = fuzz_small(9);
+		u->payload_addr = fuzz_addr(pool);
+		u->payload_bytes = fuzz_payload();
+		break;
+	}
+	case DMAREC_IOC_QBUF:
+	case DMAREC_IOC_DQBUF: {
+		struct dmarec_buffer *b = arg;
+
+		b->index = fuzz_small(9);
+		b->flags |= rnd() % 4 ? 0 : (uint32_t)fuzz_small(3);
+		break;
+	}
+	case DMAREC_IOC_SIM_CONFIG: {
+		struct dmarec_sim_config *c = arg;
+
+		c->channels = fuzz_small(66);
+		c->rate_bytes_per_s = rnd() % 2 ? 0 : rnd() % 2 ?
+			(rnd() % 100000) * 4096 : interesting();
+		break;
+	}
+	default:
+		break;
+	}
+}
+
+struct fuzz_worker {
+	pthread_t thread;
+	u64 seed;
+	unsigned long iters;
+	int fd, fd2;
+	uint8_t *pool;
+	unsigned long ok, n_stream_ok, n_dq_ok, per_errno[256];
+};
+
+static void *fuzz_worker(void *data)
 {
 	static const unsigned long cmds[] = {
 		DMAREC_IOC_QUERYCAP, DMAREC_IOC_SETUP, DMAREC_IOC_ATTACH_USERPTR,
 		DMAREC_IOC_QBUF, DMAREC_IOC_DQBUF, DMAREC_IOC_STREAMON,
 		DMAREC_IOC_STREAMOFF, DMAREC_IOC_STATS, DMAREC_IOC_SIM_CONFIG,
 	};
-	uint8_t *pool = mmap(NULL, 16 * PAGE, PROT_READ | PROT_WRITE,
-			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-	uint8_t *arg = pool + 8 * PAGE;
-	unsigned long i, ok = 0, per_errno[256] = { 0 };
-	int fd = dev_open(O_NONBLOCK), fd2 = dev_open(O_NONBLOCK);
-	char *env = getenv("DMAREC_FUZZ_SEED");
+	struct fuzz_worker *w = data;
+	uint8_t arg[128] __attribute__((aligned(8)));
+	unsigned long i;
 
-	if (env)
-		rng_state = strtoull(env, NULL, 0);
-	note("fuzz: seed %#" "llx" ", %lu iterations", rng_state, iters);
-	for (i = 0; i < iters; i++) {
+	rng_state = w->seed;
+	for (i = 0; i < w->iters; i++) {
 		unsigned long cmd;
 		void *a = arg;
-		int f = rnd() % 8 ? fd : fd2;
+		int f = rnd() % 8 ? w->fd : w->fd2;
 		long r;
 
 		switch (rnd() % 10) {
@@ -1100,22 +1152,30 @@ static void test_fuzz(unsigned long iters)
 		case 1:		/* our type, random nr/size/dir */
 			cmd = _IOC(rnd() % 4, 'R', rnd() % 16, rnd() % 128);
 			break;
+		case 2:
+		case 3:		/* the stream state machine, more often */
+			cmd = rnd() % 2 ? DMAREC_IOC_STREAMON : DMAREC_IOC_DQBUF;
+			break;
 		default:
 			cmd = cmds[rnd() % (sizeof(cmds) / sizeof(cmds[0]))];
 		}
-		fuzz_fill(arg, 128, pool);
+		fuzz_arg(cmd, arg, sizeof(arg), w->pool);
 		switch (rnd() % 16) {
 		case 0: a = NULL; break;
 		case 1: a = (void *)0xffff888000000000ull; break;
 		case 2: a = (void *)(uintptr_t)rnd(); break;
-		case 3: a = pool + 16 * PAGE - 8; break;	/* straddles end */
+		case 3: a = w->pool + (FUZZ_POOL_PAGES + 1) * PAGE - 8; break; /* straddles end */
 		default: break;
 		}
 		r = ioctl(f, cmd, a);
+		if (r == 0 && cmd == DMAREC_IOC_STREAMON)
+			w->n_stream_ok++;
+		if (r == 0 && cmd == DMAREC_IOC_DQBUF)
+			w->n_dq_ok++;
 		if (r == 0)
-			ok++;
+			w->ok++;
 		else
-			per_errno[errno & 255]++;
+			w->per_errno[errno & 255]++;
 		if (rnd() % 64 == 0) {
 			/* random mmaps of the ring */
 			size_t len = (rnd() % 64 + 1) * PAGE;
@@ -1129,19 +1189,64 @@ static void test_fuzz(unsigned long iters)
 				munmap(p, len);
 			}
 		}
-		if (rnd() % 500 == 0) {	/* start over with fresh files */
-			close(fd);
-			close(fd2);
-			fd = dev_open(O_NONBLOCK);
-			fd2 = dev_open(O_NONBLOCK);
-		}
 	}
+	return NULL;
+}
+
+/*
+ * Rounds of two threads issuing random ioctls/mmaps on the same two files
+ * (so the calls race each other), then both files are closed in whatever
+ * state they are in (often streaming with pinned memory) and reopened.
+ */
+static void test_fuzz(unsigned long iters)
+{
+	enum { THREADS = 2, ROUNDS = 10 };
+	struct fuzz_worker w[THREADS];
+	uint8_t *pool = mmap(NULL, (FUZZ_POOL_PAGES + 1) * PAGE,
+			     PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	unsigned long i, ok = 0, per_errno[256] = { 0 };
+	unsigned long n_stream_ok = 0, n_dq_ok = 0;
+	char *env = getenv("DMAREC_FUZZ_SEED");
+	u64 seed = env ? strtoull(env, NULL, 0) : 0x1234567;
+	int t, round;
+
+	note("fuzz: seed %#llx, %lu iterations x %d threads", seed, iters,
+	     THREADS);
+	memset(w, 0, sizeof(w));
+	for (round = 0; round < ROUNDS; round++) {
+		int fd = dev_open(O_NONBLOCK), fd2 = dev_open(O_NONBLOCK);
+
+		for (t = 0; t < THREADS; t++) {
+			w[t].seed = seed + (u64)(round * THREADS + t) * 0x100000000ull;
+			w[t].iters = iters / ROUNDS;
+			w[t].fd = fd;
+			w[t].fd2 = fd2;
+			w[t].pool = pool;
+			pthread_create(&w[t].thread, NULL, fuzz_worker, &w[t]);
+		}
+		for (t = 0; t < THREADS; t++)
+			pthread_join(w[t].thread, NULL);
+		close(fd);
+		close(fd2);
+	}
+	for (t = 0; t < THREADS; t++) {
+		ok += w[t].ok;
+		n_stream_ok += w[t].n_stream_ok;
+		n_dq_ok += w[t].n_dq_ok;
+		for (i = 0; i < 256; i++)
+			per_errno[i] += w[t].per_errno[i];
+	}
+	note("fuzz: STREAMON ok %lu, DQBUF ok %lu", n_stream_ok, n_dq_ok);
 	note("fuzz: %lu ok, EINVAL %lu EBUSY %lu ENOTTY %lu EFAULT %lu EAGAIN %lu"
 	     " EPIPE %lu ENOMEM %lu", ok, per_errno[EINVAL], per_errno[EBUSY],
 	     per_errno[ENOTTY], per_errno[EFAULT], per_errno[EAGAIN],
 	     per_errno[EPIPE], per_errno[ENOMEM]);
-	check(per_errno[ENOTTY] > 0 && per_errno[EINVAL] > 0 && ok > 0,
-	      "fuzz did not reach the handlers");
+	check(per_errno[ENOTTY] > 0 && per_errno[EINVAL] > 0 && ok > 0 &&
+	      per_errno[EBUSY] > 0 && per_errno[EAGAIN] > 0 &&
+	      per_errno[EPIPE] > 0 && n_stream_ok > 0 && n_dq_ok > 0,
+	      "fuzz did not reach the handlers (streamon ok %lu, dqbuf ok %lu)",
+	      n_stream_ok, n_dq_ok);
 	for (i = 0; i < 256; i++) {
 		if (i == EINVAL || i == EBUSY || i == ENOTTY || i == EFAULT ||
 		    i == EAGAIN || i == EPIPE || i == ENOMEM)
@@ -1149,9 +1254,7 @@ static void test_fuzz(unsigned long iters)
 		check(per_errno[i] == 0, "fuzz: unexpected errno %lu (%s) x%lu",
 		      i, strerror((int)i), per_errno[i]);
 	}
-	close(fd);
-	close(fd2);
-	munmap(pool, 16 * PAGE);
+	munmap(pool, (FUZZ_POOL_PAGES + 1) * PAGE);
 	/* the device must still work */
 	stream_one(DMAREC_MEMORY_MMAP, 2, 8192, 2, 10);
 	stream_one(DMAREC_MEMORY_USERPTR, 2, 8192, 2, 10);
