@@ -169,6 +169,7 @@ impl<'a> Recorder<'a> {
         let mut last_sync = started;
         let mut steady_usage: Option<(u64, libc::rusage)> = None;
         let mut steady_end: Option<(u64, libc::rusage)> = None;
+        let mut card: Option<CardStats> = None;
         let steady_after_slots = 2 * count as u64;
         let mut cqes: Vec<(u64, i32)> =
             vec![(u64::MAX, 0); self.ring.params().cq_entries() as usize];
@@ -182,13 +183,13 @@ impl<'a> Recorder<'a> {
                     stop = Some(StopReason::Signal);
                 } else if self.limits.duration.is_some_and(|d| started.elapsed() >= d) {
                     stop = Some(StopReason::DurationReached);
-                } else if self
-                    .limits
-                    .size_bytes
-                    .is_some_and(|s| slot_seq * payload_bytes as u64 >= s)
-                {
-                    stop = Some(StopReason::SizeReached);
                 }
+            }
+            // Stop the card as soon as the recording stops: what it would
+            // fill (or lose) while the last writes drain is not part of the
+            // recording.
+            if stop.is_some() && card.is_none() {
+                card = Some(self.source.stop()?);
             }
 
             // Submit slot writes for filled buffers, up to the queue depth.
@@ -407,7 +408,10 @@ impl<'a> Recorder<'a> {
             self.progress.tick(&summary, false);
         }
 
-        let card: CardStats = self.source.stop()?;
+        let card: CardStats = match card {
+            Some(c) => c,
+            None => self.source.stop()?,
+        };
         // Nothing is in flight now. Drop the ring's references to the targets
         // and the memory synchronously: a ring torn down at process exit is
         // released later by a kernel worker, and until then it would keep

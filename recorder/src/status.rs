@@ -45,6 +45,12 @@ pub struct Summary {
     pub buffers_lost: u64,
     pub card_filled: u64,
     pub card_overruns: u64,
+    /// Card losses after the last recorded slot: no slot carries their gap
+    /// count (card_overruns - buffers_lost).
+    pub buffers_lost_after_last_slot: u64,
+    /// Buffers the card filled that were not recorded because the recording
+    /// stopped first.
+    pub buffers_filled_not_recorded: u64,
     pub short_writes: u64,
     pub index_entries_durable: u64,
     pub first_card_seq: Option<u64>,
@@ -109,6 +115,8 @@ impl Summary {
             buffers_lost: 0,
             card_filled: 0,
             card_overruns: 0,
+            buffers_lost_after_last_slot: 0,
+            buffers_filled_not_recorded: 0,
             short_writes: 0,
             index_entries_durable: 0,
             first_card_seq: None,
@@ -157,6 +165,8 @@ impl Summary {
         self.rate_mb_per_s = self.bytes_written as f64 / 1e6 / self.seconds.max(1e-9);
         self.card_filled = card.filled;
         self.card_overruns = card.overruns;
+        self.buffers_lost_after_last_slot = card.overruns.saturating_sub(self.buffers_lost);
+        self.buffers_filled_not_recorded = card.filled.saturating_sub(self.slots_submitted);
         self.index_entries_durable = durable;
         self.ring_laps = if self.capacity_slots > 0 {
             slots_started.saturating_sub(1) / self.capacity_slots
@@ -220,8 +230,8 @@ impl Summary {
             }
         );
         s += &format!(
-            "  gaps        {} slots after a gap, {} buffers lost (card overruns {})\n",
-            self.slots_with_gap, self.buffers_lost, self.card_overruns
+            "  gaps        {} slots after a gap, {} buffers lost (card overruns {}, of them {} after the last slot)\n",
+            self.slots_with_gap, self.buffers_lost, self.card_overruns, self.buffers_lost_after_last_slot
         );
         s += &format!(
             "  cost        {:.2} CPU s/GiB, {:.3} page faults per 1000 buffers in steady state, {} payload bytes copied\n",

@@ -261,3 +261,69 @@ pub fn check_recording(devices: &[Vec<u8>], index: &[u8]) -> Checked {
     c.last_slot = prev.map(|p| p.slot_seq).unwrap_or(0);
     c
 }
+
+/// A write-bandwidth limit on a block device (cgroup v1 blkio throttle, or
+/// cgroup v2 io.max), for a target slower than the card. Removed on drop.
+pub struct Throttle {
+    cgroup: PathBuf,
+}
+
+impl Throttle {
+    pub fn new(device: &str, write_bytes_per_s: u64) -> Result<Throttle> {
+        let out = Command::new("lsblk")
+            .args(["-dno", "MAJ:MIN", device])
+            .output()?;
+        let majmin = String::from_utf8(out.stdout)?.trim().to_string();
+        let name = format!(
+            "dmarec-test-{}-{}",
+            std::process::id(),
+            majmin.replace(':', "-")
+        );
+        let v1 = Path::new("/sys/fs/cgroup/blkio");
+        let v2 = Path::new("/sys/fs/cgroup");
+        if v1.join("blkio.throttle.write_bps_device").exists() || v1.join("cgroup.procs").exists() {
+            let cg = v1.join(&name);
+            std::fs::create_dir_all(&cg)?;
+            std::fs::write(
+                cg.join("blkio.throttle.write_bps_device"),
+                format!("{majmin} {write_bytes_per_s}"),
+            )?;
+            return Ok(Throttle { cgroup: cg });
+        }
+        if v2.join("cgroup.controllers").exists() {
+            std::fs::write(v2.join("cgroup.subtree_control"), "+io")?;
+            let cg = v2.join(&name);
+            std::fs::create_dir_all(&cg)?;
+            std::fs::write(
+                cg.join("io.max"),
+                format!("{majmin} wbps={write_bytes_per_s}"),
+            )?;
+            return Ok(Throttle { cgroup: cg });
+        }
+        bail!("no blkio (cgroup v1) or io (cgroup v2) controller to throttle {device}")
+    }
+
+    /// A command that runs `program args..` inside the throttled cgroup.
+    pub fn command(&self, program: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new("sh");
+        c.arg("-c")
+            .arg(format!(
+                "echo $$ > {}/cgroup.procs && exec \"$0\" \"$@\"",
+                self.cgroup.display()
+            ))
+            .arg(program)
+            .args(args);
+        c
+    }
+}
+
+impl Drop for Throttle {
+    fn drop(&mut self) {
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.cgroup).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}

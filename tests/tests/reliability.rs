@@ -1,0 +1,248 @@
+//! Failing devices and overruns: dmarec reports the device and offset,
+//! keeps everything before the failure consistent and indexed, exits 4;
+//! a card faster than the disk produces counted gaps, never silent loss,
+//! with memory bounded by the ring.
+
+use e2e::*;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn summary_of(out: &std::process::Output) -> serde_json::Value {
+    json(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// A tmpfs of `size` mounted in `dir`; unmounted on drop.
+struct Tmpfs(std::path::PathBuf);
+impl Tmpfs {
+    fn new(dir: std::path::PathBuf, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(&dir).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "mount tmpfs");
+        Tmpfs(dir)
+    }
+}
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn eio_from_a_full_backing_store_stops_cleanly_with_exit_4() {
+    if !require_root("eio_from_a_full_backing_store_stops_cleanly_with_exit_4") {
+        return;
+    }
+    let s = Scratch::new("eio");
+    let fs = Tmpfs::new(s.join("small"), "40M");
+    // 200 MiB device on a 40 MiB tmpfs: writes fail for real once it fills.
+    let dev = LoopDevice::new(&fs.0, "disk", 200 << 20).unwrap();
+    let idx = s.file("rec.idx");
+    let out = run(
+        "dmarec",
+        &[
+            "record",
+            "--quiet",
+            "--json",
+            "--force",
+            "--target",
+            &dev.device,
+            "--index",
+            &idx,
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sum = summary_of(&out);
+    assert_eq!(sum["stop_reason"], "io_error");
+    let err = sum["error"].as_str().unwrap();
+    assert!(
+        err.contains(&format!("write failed on {}", dev.device))
+            && err.contains("at offset")
+            && err.contains("(slot "),
+        "{err}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("write failed on"), "{stderr}");
+    // Everything before the failure is indexed and checks.
+    let slots = sum["slots"].as_u64().unwrap();
+    assert!(slots > 10, "some slots before the tmpfs filled");
+    assert_eq!(sum["index_entries_durable"].as_u64().unwrap(), slots);
+    let image = std::fs::read(&dev.backing).unwrap();
+    let c = check_recording(&[image], &std::fs::read(&idx).unwrap());
+    assert_eq!(c.slots, slots);
+}
+
+#[test]
+fn device_set_read_only_mid_recording_stops_with_exit_4() {
+    if !require_root("device_set_read_only_mid_recording_stops_with_exit_4") {
+        return;
+    }
+    let s = Scratch::new("ro");
+    let dev = LoopDevice::new(&s.path, "disk", 1 << 30).unwrap();
+    let idx = s.file("rec.idx");
+    let child = Command::new(bin("dmarec"))
+        .args([
+            "record",
+            "--quiet",
+            "--json",
+            "--force",
+            "--rate",
+            "100",
+            "--target",
+            &dev.device,
+            "--index",
+            &idx,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(Command::new("blockdev")
+        .args(["--setro", &dev.device])
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    let _ = Command::new("blockdev")
+        .args(["--setrw", &dev.device])
+        .status();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sum = summary_of(&out);
+    let err = sum["error"].as_str().unwrap();
+    assert!(
+        err.contains(&dev.device) && err.contains("at offset"),
+        "{err}"
+    );
+    let slots = sum["slots"].as_u64().unwrap();
+    assert_eq!(sum["index_entries_durable"].as_u64().unwrap(), slots);
+    let c = check_recording(&[dev.read_backing()], &std::fs::read(&idx).unwrap());
+    assert_eq!(c.slots, slots);
+}
+
+#[test]
+fn detach_while_recording_is_deferred_and_the_recording_completes() {
+    if !require_root("detach_while_recording_is_deferred_and_the_recording_completes") {
+        return;
+    }
+    let s = Scratch::new("detach");
+    let dev = LoopDevice::new(&s.path, "disk", 256 << 20).unwrap();
+    let idx = s.file("rec.idx");
+    let child = Command::new(bin("dmarec"))
+        .args([
+            "record",
+            "--quiet",
+            "--json",
+            "--force",
+            "--rate",
+            "100",
+            "--target",
+            &dev.device,
+            "--index",
+            &idx,
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    // The kernel only marks an open loop device for autoclear.
+    let _ = Command::new("losetup").args(["-d", &dev.device]).status();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "runs to target full");
+    let sum = summary_of(&out);
+    let c = check_recording(
+        &[std::fs::read(&dev.backing).unwrap()],
+        &std::fs::read(&idx).unwrap(),
+    );
+    assert_eq!(c.slots, sum["slots"].as_u64().unwrap());
+}
+
+#[test]
+fn overruns_become_counted_gaps_and_memory_stays_bounded() {
+    if !require_root("overruns_become_counted_gaps_and_memory_stays_bounded") {
+        return;
+    }
+    let s = Scratch::new("overrun");
+    let dev = LoopDevice::new(&s.path, "disk", 1 << 30).unwrap();
+    let idx = s.file("rec.idx");
+    // The disk takes 20 MB/s, the card delivers 100 MB/s.
+    let throttle = Throttle::new(&dev.device, 20 << 20).unwrap();
+    let args = [
+        "record",
+        "--quiet",
+        "--json",
+        "--force",
+        "--rate",
+        "100",
+        "--duration",
+        "3",
+        "--buffers",
+        "16",
+        "--queue-depth",
+        "4",
+        "--target",
+        &dev.device,
+        "--index",
+        &idx,
+    ];
+    let mut child = throttle
+        .command(&bin("dmarec"), &args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut max_rss_kib = 0u64;
+    while child.try_wait().unwrap().is_none() {
+        std::thread::sleep(Duration::from_millis(100));
+        if let Ok(st) = std::fs::read_to_string(format!("/proc/{}/status", child.id())) {
+            let rss = st
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+            max_rss_kib = max_rss_kib.max(rss.unwrap_or(0));
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let sum = summary_of(&out);
+    let lost = sum["buffers_lost"].as_u64().unwrap();
+    let overruns = sum["card_overruns"].as_u64().unwrap();
+    assert!(
+        lost > 0,
+        "a 100 MB/s card must overrun a 20 MB/s disk: {sum}"
+    );
+    // Every buffer the card produced is accounted for: recorded, lost before a
+    // recorded slot (its gap count), or after the last one, or filled when
+    // the recording stopped.
+    let slots = sum["slots"].as_u64().unwrap();
+    let filled = sum["card_filled"].as_u64().unwrap();
+    let after = sum["buffers_lost_after_last_slot"].as_u64().unwrap();
+    let unrecorded = sum["buffers_filled_not_recorded"].as_u64().unwrap();
+    assert_eq!(overruns, lost + after, "{sum}");
+    assert_eq!(filled, slots + unrecorded, "{sum}");
+    assert_eq!(
+        sum["last_card_seq"].as_u64().unwrap() + 1,
+        slots + lost,
+        "{sum}"
+    );
+    let c = check_recording(&[dev.read_backing()], &std::fs::read(&idx).unwrap());
+    assert_eq!(c.slots, slots);
+    assert_eq!(c.lost_buffers, lost, "gap counts on disk = losses reported");
+    // 16 buffers of 516 KiB = 8 MiB of ring: RSS stays bounded by it plus code.
+    assert!(
+        max_rss_kib > 0 && max_rss_kib < 48 * 1024,
+        "RSS {max_rss_kib} KiB"
+    );
+}
