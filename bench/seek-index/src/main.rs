@@ -8,7 +8,9 @@
 //! process: optionally evicts the file from the page cache
 //! (posix_fadvise DONTNEED), then times open + mmap + IndexView::new +
 //! the first lower_bound on a random card timestamp (the "first seek"), then
-//! `warm_seeks` further random lower_bounds in the same mapping. Every result
+//! `warm_seeks` further random lower_bounds in the same mapping.
+//! `--madv-random` advises the mapping MADV_RANDOM (a fault then reads one
+//! page instead of read_ahead_kb around it). Every result
 //! is checked (entry[i-1].ts < target <= entry[i].ts). Prints one JSON line.
 
 use formats::index::{IndexView, INDEX_ENTRY_BYTES, INDEX_HEADER_BYTES};
@@ -96,7 +98,7 @@ fn faults() -> (i64, i64) {
     (u.ru_minflt, u.ru_majflt)
 }
 
-fn seek(path: &str, warm: usize, seed: u64, drop_cache: bool) {
+fn seek(path: &str, warm: usize, seed: u64, drop_cache: bool, madv_random: bool) {
     if drop_cache {
         let f = File::open(path).expect("open index");
         // SAFETY: plain syscall on our fd.
@@ -120,6 +122,11 @@ fn seek(path: &str, warm: usize, seed: u64, drop_cache: bool) {
         )
     };
     assert!(p != libc::MAP_FAILED, "mmap");
+    if madv_random {
+        // SAFETY: advice on our own mapping. Without it a fault reads
+        // around the faulting page (read_ahead_kb of the device).
+        unsafe { libc::madvise(p, len, libc::MADV_RANDOM) };
+    }
     // SAFETY: the mapping is `len` bytes and lives until the process exits.
     let bytes = unsafe { std::slice::from_raw_parts(p as *const u8, len) };
     let view = IndexView::new(bytes).expect("index decodes");
@@ -158,7 +165,7 @@ fn seek(path: &str, warm: usize, seed: u64, drop_cache: bool) {
         warm_ns[((warm_ns.len() - 1) as f64 * q).round() as usize] as f64 / 1e3
     };
     println!(
-        "{{\"entries\":{n},\"drop_cache\":{drop_cache},\"open_map_view_us\":{:.3},\"first_lower_bound_us\":{:.3},\"first_seek_us\":{:.3},\"first_seek_minor_faults\":{},\"first_seek_major_faults\":{},\"warm_seeks\":{warm},\"warm_median_us\":{:.3},\"warm_p99_us\":{:.3},\"warm_max_us\":{:.3}}}",
+        "{{\"entries\":{n},\"drop_cache\":{drop_cache},\"madv_random\":{madv_random},\"open_map_view_us\":{:.3},\"first_lower_bound_us\":{:.3},\"first_seek_us\":{:.3},\"first_seek_minor_faults\":{},\"first_seek_major_faults\":{},\"warm_seeks\":{warm},\"warm_median_us\":{:.3},\"warm_p99_us\":{:.3},\"warm_max_us\":{:.3}}}",
         t_open.as_secs_f64() * 1e6,
         first_lb.as_secs_f64() * 1e6,
         first_total.as_secs_f64() * 1e6,
@@ -178,10 +185,11 @@ fn main() {
             &a[2],
             a[3].parse().expect("warm_seeks"),
             a[4].parse().expect("seed"),
-            a.get(5).map(String::as_str) == Some("--drop-cache"),
+            a[5..].iter().any(|x| x == "--drop-cache"),
+            a[5..].iter().any(|x| x == "--madv-random"),
         ),
         _ => {
-            eprintln!("usage: seek-index build <path> <entries>\n       seek-index seek <path> <warm_seeks> <seed> [--drop-cache]");
+            eprintln!("usage: seek-index build <path> <entries>\n       seek-index seek <path> <warm_seeks> <seed> [--drop-cache] [--madv-random]");
             std::process::exit(2);
         }
     }
