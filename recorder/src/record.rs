@@ -168,7 +168,7 @@ impl<'a> Recorder<'a> {
         let started = Instant::now();
         let mut last_sync = started;
         let mut steady_usage: Option<(u64, libc::rusage)> = None;
-        let mut steady_end: Option<(u64, libc::rusage)> = None;
+        let steady_end: Option<(u64, libc::rusage)>;
         let mut card: Option<CardStats> = None;
         let steady_after_slots = 2 * count as u64;
         let mut cqes: Vec<(u64, i32)> =
