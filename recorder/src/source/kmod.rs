@@ -118,6 +118,13 @@ impl KmodSource {
                 )
             })?;
         }
+        if channels == 0 || channels as usize > formats::MAX_CHANNELS {
+            bail!(
+                "source {}: the card has {channels} channels; a recording holds 1..={} (set --channels)",
+                path.display(),
+                formats::MAX_CHANNELS
+            );
+        }
         let mut src = KmodSource {
             file,
             path: path.display().to_string(),

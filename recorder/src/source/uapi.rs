@@ -105,3 +105,92 @@ nix::ioctl_none!(streamon, b'R', 0x05);
 nix::ioctl_none!(streamoff, b'R', 0x06);
 nix::ioctl_read!(stats, b'R', 0x07, DmarecStats);
 nix::ioctl_write_ptr!(sim_config, b'R', 0x08, DmarecSimConfig);
+
+#[cfg(test)]
+mod tests {
+    //! The C header is the contract: compile it and compare every size and
+    //! ioctl number with this mirror.
+    use super::*;
+    use std::process::Command;
+
+    #[test]
+    fn matches_the_c_header() {
+        let dir = std::env::temp_dir().join(format!("dmarec-uapi-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let src = dir.join("uapi.c");
+        std::fs::write(
+            &src,
+            r#"#include <stdio.h>
+#include "dmarec.h"
+int main(void) {
+    printf("%zu %zu %zu %zu %zu %zu\n", sizeof(struct dmarec_caps), sizeof(struct dmarec_setup),
+           sizeof(struct dmarec_userptr), sizeof(struct dmarec_buffer), sizeof(struct dmarec_stats),
+           sizeof(struct dmarec_sim_config));
+    printf("%lu %lu %lu %lu %lu %lu %lu %lu %lu\n", (unsigned long)DMAREC_IOC_QUERYCAP,
+           (unsigned long)DMAREC_IOC_SETUP, (unsigned long)DMAREC_IOC_ATTACH_USERPTR,
+           (unsigned long)DMAREC_IOC_QBUF, (unsigned long)DMAREC_IOC_DQBUF,
+           (unsigned long)DMAREC_IOC_STREAMON, (unsigned long)DMAREC_IOC_STREAMOFF,
+           (unsigned long)DMAREC_IOC_STATS, (unsigned long)DMAREC_IOC_SIM_CONFIG);
+    printf("%d %d %u %u\n", DMAREC_UAPI_VERSION, DMAREC_HEADER_BYTES, DMAREC_CAP_SIM, DMAREC_BUF_FLAG_OVERRUN);
+    return 0;
+}
+"#,
+        )
+        .unwrap();
+        let include = concat!(env!("CARGO_MANIFEST_DIR"), "/../kmod/include/uapi");
+        let exe = dir.join("uapi");
+        let cc = Command::new("gcc")
+            .arg("-I")
+            .arg(include)
+            .arg(&src)
+            .arg("-o")
+            .arg(&exe)
+            .status()
+            .expect("gcc");
+        assert!(cc.success(), "compiling the uapi header failed");
+        let out = String::from_utf8(Command::new(&exe).output().unwrap().stdout).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let lines: Vec<Vec<u64>> = out
+            .lines()
+            .map(|l| l.split_whitespace().map(|n| n.parse().unwrap()).collect())
+            .collect();
+        let sizes = [
+            size_of::<DmarecCaps>(),
+            size_of::<DmarecSetup>(),
+            size_of::<DmarecUserptr>(),
+            size_of::<DmarecBuffer>(),
+            size_of::<DmarecStats>(),
+            size_of::<DmarecSimConfig>(),
+        ];
+        assert_eq!(
+            lines[0],
+            sizes.map(|s| s as u64).to_vec(),
+            "struct sizes differ from the C header"
+        );
+        let codes = [
+            nix::request_code_read!(b'R', 0x00, size_of::<DmarecCaps>()),
+            nix::request_code_readwrite!(b'R', 0x01, size_of::<DmarecSetup>()),
+            nix::request_code_write!(b'R', 0x02, size_of::<DmarecUserptr>()),
+            nix::request_code_write!(b'R', 0x03, size_of::<DmarecBuffer>()),
+            nix::request_code_readwrite!(b'R', 0x04, size_of::<DmarecBuffer>()),
+            nix::request_code_none!(b'R', 0x05),
+            nix::request_code_none!(b'R', 0x06),
+            nix::request_code_read!(b'R', 0x07, size_of::<DmarecStats>()),
+            nix::request_code_write!(b'R', 0x08, size_of::<DmarecSimConfig>()),
+        ];
+        assert_eq!(
+            lines[1],
+            codes.map(|c| c as u64).to_vec(),
+            "ioctl numbers differ from the C header"
+        );
+        assert_eq!(
+            lines[2],
+            vec![
+                DMAREC_UAPI_VERSION as u64,
+                DMAREC_HEADER_BYTES as u64,
+                DMAREC_CAP_SIM as u64,
+                DMAREC_BUF_FLAG_OVERRUN as u64
+            ]
+        );
+    }
+}
