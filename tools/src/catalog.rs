@@ -1,0 +1,251 @@
+//! The list of a recording's slots in slot order: the index file when it
+//! is usable, else an index image built by scanning the targets' header
+//! pages ([`crate::scan`]), so every command seeks the same way (binary
+//! search with [`IndexView::lower_bound`]).
+//!
+//! The index is checked where it is used: its header and recording against
+//! the targets, and every entry a command touches (CRC, increasing slot
+//! numbers, placement by the layout). A command asks for the entries it
+//! needs through [`open_planned`]; if the index is damaged there, the
+//! command falls back to a scan and says so on stderr.
+
+use crate::scan::{self, ScanReport};
+use crate::stripe::StripeSet;
+use anyhow::{bail, Context, Result};
+use formats::index::{IndexView, INDEX_ENTRY_BYTES};
+use formats::{IndexEntry, IndexHeader, SlotHeader, SLOT_HEADER_BYTES};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+enum Bytes {
+    Mapped(memmap2::Mmap),
+    Owned(Vec<u8>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Origin {
+    Index(PathBuf),
+    Scan,
+}
+
+pub struct Catalog {
+    bytes: Bytes,
+    pub origin: Origin,
+    /// Bytes of a torn index tail that were ignored.
+    pub torn_tail_bytes: usize,
+    /// Entries in the file (or image).
+    len: usize,
+    /// First live entry (ring mode: the last `capacity` slot numbers).
+    live_start: usize,
+    /// Set when the catalog comes from a scan.
+    pub scan: Option<ScanReport>,
+}
+
+/// Why an index cannot be used where a command needs it.
+#[derive(Debug)]
+pub struct IndexDamage(pub String);
+
+impl From<formats::FormatError> for IndexDamage {
+    fn from(e: formats::FormatError) -> Self {
+        IndexDamage(e.to_string())
+    }
+}
+
+/// Builds the index file image (header page, member 0's superblock, entries).
+pub fn index_image(stripe: &StripeSet, entries: &[IndexEntry]) -> Vec<u8> {
+    let header = IndexHeader {
+        superblock: stripe.superblock.clone(),
+    };
+    let mut bytes = header.encode();
+    bytes.reserve_exact(entries.len() * INDEX_ENTRY_BYTES);
+    for e in entries {
+        bytes.extend_from_slice(&e.encode());
+    }
+    bytes
+}
+
+impl Catalog {
+    pub fn view(&self) -> IndexView<'_> {
+        let bytes: &[u8] = match &self.bytes {
+            Bytes::Mapped(m) => m,
+            Bytes::Owned(v) => v,
+        };
+        IndexView::new(bytes).expect("catalog header was checked when it was opened")
+    }
+
+    /// Positions of the live entries.
+    pub fn live(&self) -> Range<usize> {
+        self.live_start..self.len
+    }
+
+    pub fn is_scan(&self) -> bool {
+        self.origin == Origin::Scan
+    }
+
+    pub fn describe(&self) -> String {
+        match &self.origin {
+            Origin::Index(p) => format!("index {}", p.display()),
+            Origin::Scan => "scan of the targets' slot headers".to_string(),
+        }
+    }
+
+    /// Opens `path` as the index of the stripe set's recording.
+    pub fn from_index(stripe: &StripeSet, path: &Path) -> Result<Catalog, IndexDamage> {
+        let file =
+            std::fs::File::open(path).map_err(|e| IndexDamage(format!("cannot open: {e}")))?;
+        // SAFETY: the map is read-only; the recorder only appends to an index
+        // (never rewrites bytes in place) and the map has a fixed length.
+        let map = unsafe { memmap2::Mmap::map(&file) }
+            .map_err(|e| IndexDamage(format!("cannot map: {e}")))?;
+        let view = IndexView::new(&map)?;
+        let sb = &view.header.superblock;
+        if sb.recording_uuid != stripe.recording_uuid() {
+            return Err(IndexDamage(format!(
+                "it is the index of recording {}, the targets hold recording {}",
+                sb.recording_uuid,
+                stripe.recording_uuid()
+            )));
+        }
+        if *sb != stripe.superblock {
+            return Err(IndexDamage(
+                "its copy of the superblock differs from the targets'".to_string(),
+            ));
+        }
+        let (len, torn) = (view.len(), view.torn_tail_bytes);
+        drop(view);
+        let mut c = Catalog {
+            bytes: Bytes::Mapped(map),
+            origin: Origin::Index(path.into()),
+            torn_tail_bytes: torn,
+            len,
+            live_start: 0,
+            scan: None,
+        };
+        c.live_start = c.find_live_start(stripe)?;
+        Ok(c)
+    }
+
+    /// Builds the catalog by scanning every slot header of the targets.
+    pub fn from_scan(stripe: &StripeSet, progress: &mut dyn FnMut(u64)) -> Result<Catalog> {
+        let found = scan::scan(stripe, progress)?;
+        let image = index_image(stripe, &found.entries);
+        let len = found.entries.len();
+        Ok(Catalog {
+            bytes: Bytes::Owned(image),
+            origin: Origin::Scan,
+            torn_tail_bytes: 0,
+            len,
+            live_start: 0,
+            scan: Some(found.report),
+        })
+    }
+
+    fn find_live_start(&self, stripe: &StripeSet) -> Result<usize, IndexDamage> {
+        if self.len == 0 {
+            return Ok(0);
+        }
+        let view = self.view();
+        let newest = view.get(self.len - 1)?.slot_seq;
+        let oldest_live = (newest + 1).saturating_sub(stripe.layout.capacity_slots());
+        Ok(view.lower_bound(oldest_live, |e| e.slot_seq)?)
+    }
+
+    /// Checks entries `range`: CRC, strictly increasing slot numbers, each
+    /// placed where the layout puts it.
+    pub fn check_entries(
+        &self,
+        stripe: &StripeSet,
+        range: Range<usize>,
+    ) -> Result<(), IndexDamage> {
+        let view = self.view();
+        let mut prev: Option<u64> = if range.start > 0 {
+            Some(
+                view.get(range.start - 1)
+                    .map_err(|e| at(range.start - 1, e))?
+                    .slot_seq,
+            )
+        } else {
+            None
+        };
+        for i in range {
+            let e = view.get(i).map_err(|err| at(i, err))?;
+            if prev.is_some_and(|p| e.slot_seq <= p) {
+                return Err(IndexDamage(format!(
+                    "entry {i}: slot {} after slot {} (not increasing)",
+                    e.slot_seq,
+                    prev.unwrap()
+                )));
+            }
+            let loc = stripe.layout.locate(e.slot_seq);
+            if !loc.is_some_and(|l| {
+                l.device_index == e.device_index as usize && l.offset_bytes == e.device_offset_bytes
+            }) {
+                return Err(IndexDamage(format!(
+                    "entry {i}: slot {} recorded at member {} offset {}, but the layout places it elsewhere",
+                    e.slot_seq, e.device_index, e.device_offset_bytes
+                )));
+            }
+            prev = Some(e.slot_seq);
+        }
+        Ok(())
+    }
+
+    /// Looks at the slot after the last entry on the targets: if it is a
+    /// valid slot of this recording, the index is behind (a crash lost its
+    /// tail). Returns a warning to print.
+    pub fn behind_targets(&self, stripe: &StripeSet) -> Option<String> {
+        if self.is_scan() || self.len == 0 {
+            return None;
+        }
+        let last = self.view().get(self.len - 1).ok()?.slot_seq;
+        let loc = stripe.layout.locate(last + 1)?;
+        let t = stripe.member(loc.device_index)?;
+        let page =
+            crate::target::read_exact_direct(&t.file, loc.offset_bytes, SLOT_HEADER_BYTES, &t.path)
+                .ok()?;
+        let h = SlotHeader::decode(&page).ok()?;
+        (h.recording_uuid == stripe.recording_uuid() && h.slot_seq == last + 1).then(|| {
+            format!(
+                "the index ends at slot {last}, but {} holds slot {} of this recording: the index is behind the targets (a crash?); run `dmaplay reindex` to index every slot",
+                t.path.display(),
+                last + 1
+            )
+        })
+    }
+}
+
+fn at(i: usize, e: formats::FormatError) -> IndexDamage {
+    IndexDamage(format!("entry {i}: {e}"))
+}
+
+/// Opens the catalog and runs `plan` on it (which finds and checks the
+/// entries a command needs). With no index, or an index that is unusable
+/// or damaged where `plan` looked, says so on stderr and scans the targets.
+pub fn open_planned<T>(
+    stripe: &StripeSet,
+    index: Option<&Path>,
+    progress: &mut dyn FnMut(u64),
+    plan: impl Fn(&Catalog) -> Result<Result<T, IndexDamage>>,
+) -> Result<(Catalog, T)> {
+    match index {
+        None => eprintln!("dmaplay: no --index given: scanning the targets' slot headers"),
+        Some(path) => match Catalog::from_index(stripe, path) {
+            Ok(c) => match plan(&c)? {
+                Ok(t) => return Ok((c, t)),
+                Err(IndexDamage(why)) => eprintln!(
+                    "dmaplay: index {} is damaged ({why}); falling back to scanning the targets' slot headers (run `dmaplay reindex` to rebuild it)",
+                    path.display()
+                ),
+            },
+            Err(IndexDamage(why)) => eprintln!(
+                "dmaplay: index {} is not usable ({why}); falling back to scanning the targets' slot headers",
+                path.display()
+            ),
+        },
+    }
+    let c = Catalog::from_scan(stripe, progress).context("scanning the targets")?;
+    match plan(&c)? {
+        Ok(t) => Ok((c, t)),
+        Err(IndexDamage(why)) => bail!("internal: the scanned catalog fails its own check: {why}"),
+    }
+}

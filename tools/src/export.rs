@@ -1,0 +1,574 @@
+//! `dmaplay export`: one channel's (or every channel's) payloads to raw
+//! files or SigMF recordings, over a time range found by binary search in
+//! the catalog, reading only the slots of the exported channels.
+//!
+//! Gaps: with the round-robin channel layout, channel `c`'s buffers are the
+//! card sequence numbers `≡ c (mod channels)`. Every such number missing
+//! between two exported slots of the channel is a lost buffer, whatever the
+//! reason (the card lost it, its slot is missing from the catalog, sits on
+//! a missing member, or fails its CRC check): `--gaps mark` writes nothing
+//! for it and marks it, `zero` writes `payload_bytes` of zeros per lost
+//! buffer and marks it, `error` stops.
+
+use crate::catalog::{Catalog, IndexDamage};
+use crate::select::{self, Selection};
+use crate::sigmf::{Annotation, Capture, Meta};
+use crate::stripe::StripeSet;
+use crate::uring::{self, FnSink, Reader, Request};
+use anyhow::{bail, Context, Result};
+use formats::time::rfc3339_utc;
+use formats::{datatype_sample_bytes, IndexEntry, SLOT_HEADER_BYTES};
+use serde::Serialize;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    Raw,
+    Sigmf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GapMode {
+    Mark,
+    Zero,
+    Error,
+}
+
+pub struct ExportOptions {
+    /// One channel, or None for every channel.
+    pub channel: Option<u16>,
+    pub out: PathBuf,
+    pub format: OutputFormat,
+    pub from_s: Option<f64>,
+    pub to_s: Option<f64>,
+    pub gaps: GapMode,
+    pub force: bool,
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GapReport {
+    /// The exported slot the gap precedes (None: at the end of the range).
+    pub before_slot_seq: Option<u64>,
+    pub before_card_seq: Option<u64>,
+    pub buffers_lost: u64,
+    /// Position in the output, in samples.
+    pub sample_start: u64,
+    /// Zero samples written for it (0 with --gaps mark).
+    pub filler_samples: u64,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ChannelReport {
+    pub channel: u16,
+    pub data_path: String,
+    pub meta_path: Option<String>,
+    pub slots: u64,
+    pub payload_bytes: u64,
+    pub samples: u64,
+    pub gaps: Vec<GapReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ExportReport {
+    pub recording_uuid: String,
+    pub catalog: String,
+    pub first_slot_seq: Option<u64>,
+    pub last_slot_seq: Option<u64>,
+    pub channels: Vec<ChannelReport>,
+}
+
+/// Where channel `channel`'s output goes: (data file, meta file).
+pub fn output_paths(
+    out: &Path,
+    format: OutputFormat,
+    channel: Option<u16>,
+) -> (PathBuf, Option<PathBuf>) {
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dir = out.parent().map(Path::to_path_buf).unwrap_or_default();
+    match format {
+        OutputFormat::Raw => {
+            let name = match channel {
+                None => name,
+                Some(c) => match name.rfind('.') {
+                    Some(dot) if dot > 0 => format!("{}-ch{c}{}", &name[..dot], &name[dot..]),
+                    _ => format!("{name}-ch{c}"),
+                },
+            };
+            (dir.join(name), None)
+        }
+        OutputFormat::Sigmf => {
+            let mut base = name.as_str();
+            for suffix in [".sigmf-data", ".sigmf-meta", ".sigmf"] {
+                if let Some(b) = base.strip_suffix(suffix) {
+                    base = b;
+                    break;
+                }
+            }
+            let base = match channel {
+                None => base.to_string(),
+                Some(c) => format!("{base}-ch{c}"),
+            };
+            (
+                dir.join(format!("{base}.sigmf-data")),
+                Some(dir.join(format!("{base}.sigmf-meta"))),
+            )
+        }
+    }
+}
+
+fn exported_channels(stripe: &StripeSet, o: &ExportOptions) -> Vec<u16> {
+    match o.channel {
+        Some(c) => vec![c],
+        None => (0..stripe.superblock.channels.len() as u16).collect(),
+    }
+}
+
+fn paths_for(o: &ExportOptions, c: u16) -> (PathBuf, Option<PathBuf>) {
+    output_paths(
+        &o.out,
+        o.format,
+        if o.channel.is_some() { None } else { Some(c) },
+    )
+}
+
+/// Checks the channel and the output paths before anything is read.
+pub fn check_options(stripe: &StripeSet, o: &ExportOptions) -> Result<()> {
+    let n = stripe.superblock.channels.len();
+    if let Some(c) = o.channel {
+        if c as usize >= n {
+            bail!(
+                "--channel {c}: recording {} has channels 0..{} only",
+                stripe.recording_uuid(),
+                n - 1
+            );
+        }
+    }
+    for c in exported_channels(stripe, o) {
+        let (data, meta) = paths_for(o, c);
+        for p in std::iter::once(data).chain(meta) {
+            if !o.force && p.exists() {
+                bail!(
+                    "output {} exists: remove it, choose another --out, or give --force",
+                    p.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The catalog positions of the time range, by binary search.
+pub fn plan(
+    stripe: &StripeSet,
+    catalog: &Catalog,
+    o: &ExportOptions,
+) -> Result<std::ops::Range<usize>, IndexDamage> {
+    let sel = Selection {
+        channel: None,
+        from_s: o.from_s,
+        to_s: o.to_s,
+        seq: None,
+    };
+    select::resolve(catalog, stripe, &sel)
+}
+
+/// Most skip reasons quoted in one gap's comment.
+const MAX_REASONS: usize = 4;
+
+struct ChannelOut {
+    channel: u16,
+    data: BufWriter<File>,
+    data_path: PathBuf,
+    meta_path: Option<PathBuf>,
+    sample_bytes: u64,
+    samples_per_buffer: u64,
+    /// The next card sequence number of this channel not yet accounted for.
+    next_card_seq: u64,
+    samples: u64,
+    slots: u64,
+    payload_bytes: u64,
+    need_capture: bool,
+    captures: Vec<Capture>,
+    annotations: Vec<Annotation>,
+    skipped: Vec<String>,
+    skipped_more: u64,
+    gaps: Vec<GapReport>,
+}
+
+struct Ctx<'a> {
+    mode: GapMode,
+    channels: u64,
+    zeros: &'a [u8],
+}
+
+impl ChannelOut {
+    fn skip(&mut self, e: &IndexEntry, why: &str) {
+        if self.skipped.len() < MAX_REASONS {
+            self.skipped.push(format!("slot {} {why}", e.slot_seq));
+        } else {
+            self.skipped_more += 1;
+        }
+    }
+
+    /// Accounts for `lost` buffers before `before` (None: range end).
+    fn gap(&mut self, ctx: &Ctx, lost: u64, before: Option<&IndexEntry>) -> Result<()> {
+        assert!(lost > 0);
+        let reasons = if self.skipped.is_empty() {
+            "lost by the card or in slots missing from the recording".to_string()
+        } else {
+            let more = if self.skipped_more > 0 {
+                format!(" and {} more", self.skipped_more)
+            } else {
+                String::new()
+            };
+            format!("{}{more}", self.skipped.join(", "))
+        };
+        self.skipped.clear();
+        self.skipped_more = 0;
+        let place = match before {
+            Some(e) => format!("before slot {} (card_seq {})", e.slot_seq, e.card_seq),
+            None => "at the end of the exported range".to_string(),
+        };
+        let lost_samples = lost * self.samples_per_buffer;
+        let comment = format!("gap: {lost} buffer(s) ({lost_samples} samples) of channel {} missing {place}: {reasons}", self.channel);
+        if ctx.mode == GapMode::Error {
+            bail!(
+                "channel {}: {comment}; export across gaps with --gaps mark or --gaps zero",
+                self.channel
+            );
+        }
+        let filler_samples = if ctx.mode == GapMode::Zero {
+            lost_samples
+        } else {
+            0
+        };
+        if filler_samples > 0 && self.captures.is_empty() {
+            self.captures.push(Capture {
+                sample_start: 0,
+                datetime: None,
+            });
+        }
+        self.annotations.push(Annotation {
+            sample_start: self.samples,
+            sample_count: filler_samples,
+            comment: comment.clone(),
+        });
+        self.gaps.push(GapReport {
+            before_slot_seq: before.map(|e| e.slot_seq),
+            before_card_seq: before.map(|e| e.card_seq),
+            buffers_lost: lost,
+            sample_start: self.samples,
+            filler_samples,
+            reason: comment,
+        });
+        if ctx.mode == GapMode::Zero {
+            // Bounded by `lost`, which the card sequence numbers give.
+            for _ in 0..lost {
+                self.data
+                    .write_all(ctx.zeros)
+                    .with_context(|| format!("writing {}", self.data_path.display()))?;
+            }
+            self.samples += filler_samples;
+        }
+        self.need_capture = true;
+        Ok(())
+    }
+
+    fn deliver(&mut self, ctx: &Ctx, e: &IndexEntry, payload: &[u8]) -> Result<()> {
+        if e.card_seq % ctx.channels != self.channel as u64 {
+            bail!(
+                "slot {}: channel {} but card_seq {} (round-robin layout puts it on channel {}): the recording is inconsistent; run dmaplay verify",
+                e.slot_seq, e.channel, e.card_seq, e.card_seq % ctx.channels
+            );
+        }
+        if e.card_seq < self.next_card_seq {
+            bail!(
+                "slot {}: card_seq {} goes backwards (expected {} or later); run dmaplay verify",
+                e.slot_seq,
+                e.card_seq,
+                self.next_card_seq
+            );
+        }
+        let lost = (e.card_seq - self.next_card_seq) / ctx.channels;
+        if lost > 0 {
+            self.gap(ctx, lost, Some(e))?;
+        }
+        if self.need_capture || self.captures.is_empty() {
+            self.captures.push(Capture {
+                sample_start: self.samples,
+                datetime: Some(rfc3339_utc(e.host_timestamp_ns)),
+            });
+            self.need_capture = false;
+        }
+        self.data
+            .write_all(payload)
+            .with_context(|| format!("writing {}", self.data_path.display()))?;
+        self.samples += payload.len() as u64 / self.sample_bytes;
+        self.payload_bytes += payload.len() as u64;
+        self.slots += 1;
+        self.next_card_seq = e.card_seq + ctx.channels;
+        Ok(())
+    }
+
+    /// Lost buffers of this channel after its last slot, up to `last_card_seq`.
+    fn finish(
+        mut self,
+        ctx: &Ctx,
+        last_card_seq: Option<u64>,
+        meta: Option<Meta>,
+    ) -> Result<ChannelReport> {
+        if let Some(last) = last_card_seq {
+            if last >= self.next_card_seq {
+                let lost = (last - self.next_card_seq) / ctx.channels + 1;
+                self.gap(ctx, lost, None)?;
+            }
+        }
+        self.data
+            .flush()
+            .with_context(|| format!("writing {}", self.data_path.display()))?;
+        self.data
+            .get_ref()
+            .sync_data()
+            .with_context(|| format!("syncing {}", self.data_path.display()))?;
+        if let (Some(path), Some(mut meta)) = (&self.meta_path, meta) {
+            meta.captures = std::mem::take(&mut self.captures);
+            meta.annotations = std::mem::take(&mut self.annotations);
+            let text = serde_json::to_string_pretty(&meta.to_json())?;
+            std::fs::write(path, text + "\n")
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(ChannelReport {
+            channel: self.channel,
+            data_path: self.data_path.display().to_string(),
+            meta_path: self.meta_path.as_ref().map(|p| p.display().to_string()),
+            slots: self.slots,
+            payload_bytes: self.payload_bytes,
+            samples: self.samples,
+            gaps: self.gaps,
+        })
+    }
+}
+
+/// Buffer budget and most reads in flight.
+const BUFFER_BUDGET_BYTES: usize = 64 << 20;
+const MAX_BUFFERS: usize = 32;
+
+pub fn export(
+    stripe: &StripeSet,
+    catalog: &Catalog,
+    range: std::ops::Range<usize>,
+    o: &ExportOptions,
+) -> Result<ExportReport> {
+    let sb = &stripe.superblock;
+    let n = sb.channels.len() as u64;
+    let payload_bytes = sb.payload_bytes as usize;
+    let slot_bytes = sb.slot_bytes() as usize;
+    let view = catalog.view();
+    let first = if range.is_empty() {
+        None
+    } else {
+        Some(view.get(range.start)?)
+    };
+    let last = if range.is_empty() {
+        None
+    } else {
+        Some(view.get(range.end - 1)?)
+    };
+    let wanted = exported_channels(stripe, o);
+    let mut outs: Vec<Option<ChannelOut>> = (0..n).map(|_| None).collect();
+    let mut created: Vec<PathBuf> = Vec::new();
+    for &c in &wanted {
+        let ch = &sb.channels[c as usize];
+        let sample_bytes = datatype_sample_bytes(&ch.datatype)
+            .expect("superblock datatypes were validated") as u64;
+        let (data_path, meta_path) = paths_for(o, c);
+        let file = File::create(&data_path)
+            .with_context(|| format!("creating {}", data_path.display()))?;
+        created.push(data_path.clone());
+        // The first buffer of channel c at or after the range's first card_seq.
+        let start = first
+            .map(|f| f.card_seq + (c as u64 + n - f.card_seq % n) % n)
+            .unwrap_or(0);
+        outs[c as usize] = Some(ChannelOut {
+            channel: c,
+            data: BufWriter::with_capacity(1 << 20, file),
+            data_path,
+            meta_path,
+            sample_bytes,
+            samples_per_buffer: payload_bytes as u64 / sample_bytes,
+            next_card_seq: start,
+            samples: 0,
+            slots: 0,
+            payload_bytes: 0,
+            need_capture: false,
+            captures: Vec::new(),
+            annotations: Vec::new(),
+            skipped: Vec::new(),
+            skipped_more: 0,
+            gaps: Vec::new(),
+        });
+    }
+    let zeros = vec![0u8; payload_bytes];
+    let ctx = Ctx {
+        mode: o.gaps,
+        channels: n,
+        zeros: &zeros,
+    };
+    let result = (|| -> Result<()> {
+        let exported =
+            |e: &IndexEntry| (e.channel as u64) < n && outs_has(&wanted, e.channel as u16);
+        let readable = |e: &IndexEntry| stripe.member(e.device_index as usize).is_some();
+        let files: Vec<Option<&File>> = stripe
+            .members
+            .iter()
+            .map(|m| m.as_ref().map(|t| &t.file))
+            .collect();
+        let count = uring::buffer_count(slot_bytes, files.len(), BUFFER_BUDGET_BYTES, MAX_BUFFERS);
+        let mut reader = Reader::new(&files, slot_bytes, count)?;
+        let bar = crate::progress::bytes_bar(0, "export", o.quiet);
+        let mut requests = range.clone().filter_map(|i| {
+            let e = view.get(i).ok()?; // checked by plan()
+            (exported(&e) && readable(&e)).then_some(Request {
+                device_index: e.device_index as usize,
+                offset_bytes: e.device_offset_bytes,
+                len_bytes: slot_bytes,
+                tag: i as u64,
+            })
+        });
+        let mut cursor = range.start;
+        // Entries before `upto` that were not read: skipped (missing member).
+        let skip_unread =
+            |outs: &mut Vec<Option<ChannelOut>>, upto: usize, cursor: &mut usize| -> Result<()> {
+                while *cursor < upto {
+                    let e = view.get(*cursor)?;
+                    if exported(&e) && !readable(&e) {
+                        if let Some(out) = outs[e.channel as usize].as_mut() {
+                            out.skip(
+                                &e,
+                                &format!("unavailable (member {} was not given)", e.device_index),
+                            );
+                        }
+                    }
+                    *cursor += 1;
+                }
+                Ok(())
+            };
+        reader.run(
+            &mut requests,
+            &mut FnSink(|slot: &[u8], c: uring::Completion| {
+                let i = c.request.tag as usize;
+                skip_unread(&mut outs, i, &mut cursor)?;
+                cursor = i + 1;
+                let e = view.get(i)?;
+                let out = outs[e.channel as usize]
+                    .as_mut()
+                    .expect("only exported channels are read");
+                let problem = match c.result {
+                    Err(why) => Some(format!("read failed: {why}")),
+                    Ok(()) => crate::verify::check_slot(
+                        slot,
+                        &e,
+                        stripe.recording_uuid(),
+                        payload_bytes,
+                        false,
+                    ),
+                };
+                match problem {
+                    Some(why) => out.skip(&e, &format!("damaged ({why})")),
+                    None => {
+                        let used = e.payload_bytes_used as usize;
+                        out.deliver(&ctx, &e, &slot[SLOT_HEADER_BYTES..SLOT_HEADER_BYTES + used])?;
+                    }
+                }
+                if let Some(bar) = &bar {
+                    bar.inc(slot_bytes as u64);
+                }
+                Ok(())
+            }),
+        )?;
+        skip_unread(&mut outs, range.end, &mut cursor)?;
+        if let Some(bar) = &bar {
+            bar.finish_and_clear();
+        }
+        Ok(())
+    })();
+    let mut reports = Vec::with_capacity(wanted.len());
+    let mut result = result;
+    #[allow(unused_mut)]
+    if result.is_ok() {
+        for out in outs.into_iter().flatten() {
+            let ch = &sb.channels[out.channel as usize];
+            let meta = (o.format == OutputFormat::Sigmf).then(|| Meta {
+                datatype: ch.datatype.clone(),
+                sample_rate_hz: ch.sample_rate_hz,
+                description: format!(
+                    "dmarec recording {}, channel {} ({})",
+                    sb.recording_uuid, out.channel, ch.name
+                ),
+                captures: Vec::new(),
+                annotations: Vec::new(),
+            });
+            if let Some(p) = &out.meta_path {
+                created.push(p.clone());
+            }
+            match out.finish(&ctx, last.map(|e| e.card_seq), meta) {
+                Ok(r) => reports.push(r),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+    }
+    if let Err(e) = result {
+        // Leave no half-written output behind.
+        for p in &created {
+            let _ = std::fs::remove_file(p);
+        }
+        return Err(e);
+    }
+    Ok(ExportReport {
+        recording_uuid: sb.recording_uuid.to_string(),
+        catalog: catalog.describe(),
+        first_slot_seq: first.map(|e| e.slot_seq),
+        last_slot_seq: last.map(|e| e.slot_seq),
+        channels: reports,
+    })
+}
+
+fn outs_has(wanted: &[u16], c: u16) -> bool {
+    wanted.contains(&c)
+}
+
+impl ExportReport {
+    pub fn text(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        for c in &self.channels {
+            let _ = writeln!(
+                s,
+                "channel {}: {} slots, {} bytes, {} samples -> {}{}",
+                c.channel,
+                c.slots,
+                c.payload_bytes,
+                c.samples,
+                c.data_path,
+                c.meta_path
+                    .as_ref()
+                    .map(|m| format!(" + {m}"))
+                    .unwrap_or_default()
+            );
+            for g in &c.gaps {
+                let _ = writeln!(s, "  at sample {}: {}", g.sample_start, g.reason);
+            }
+        }
+        s
+    }
+}

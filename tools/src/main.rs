@@ -1,0 +1,380 @@
+//! `dmaplay`: the command line over the `tools` library.
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use tools::catalog::{self, Catalog};
+use tools::export::{ExportOptions, GapMode, OutputFormat};
+use tools::replay::{ReplayOptions, Speed};
+use tools::select::{parse_seconds, Selection, SeqRange};
+use tools::stripe::StripeSet;
+use tools::{export, inspect, reindex, replay, verify};
+
+const EXIT_OK: i32 = 0;
+const EXIT_ERROR: i32 = 1;
+const EXIT_BAD_SLOTS: i32 = 3;
+
+const AFTER_HELP: &str = "\
+Targets are the members of a recording's stripe set (block devices or files), in any order.
+dmaplay opens them read-only (O_RDONLY|O_DIRECT) and never writes to them. A member that is
+not given is reported by index and UUID; inspect, verify, export and replay go on without it
+and report its slots as unavailable (verify lists them as bad, export treats them as gaps);
+reindex refuses. Without --index, or with an index that is unusable or damaged, commands scan
+the targets' slot headers instead and say so on stderr.
+
+Times (--from, --to) are seconds relative to the card timestamp of the first live slot
+(in ring mode, the oldest slot still on the targets). Slot ranges (--seq, --range) are
+A..B with both ends included, A.., ..B or a single N.
+
+Exit status:
+  0  success
+  1  error (bad input, unreadable target, --gaps error hit a gap, ...)
+  2  usage error
+  3  verify: bad, missing or unavailable slots were found (listed on stdout)";
+
+#[derive(Parser)]
+#[command(name = "dmaplay", version, about = "Inspect, verify, export, replay and reindex dmarec recordings", after_help = AFTER_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Recording, members, time span, bytes, channels, gaps and ring wraps; --slots lists slots.
+    #[command(after_help = AFTER_HELP)]
+    Inspect(InspectArgs),
+    /// Read every slot and check header, payload CRC (and --pattern); exit 3 if any is bad.
+    #[command(after_help = AFTER_HELP)]
+    Verify(VerifyArgs),
+    /// Write channel payloads to raw files or SigMF recordings.
+    #[command(after_help = EXPORT_HELP)]
+    Export(ExportArgs),
+    /// Stream payloads to stdout, a file or a FIFO, paced by the card timestamps.
+    #[command(after_help = AFTER_HELP)]
+    Replay(ReplayArgs),
+    /// Rebuild the index from the targets (after a crash or a lost index).
+    #[command(after_help = REINDEX_HELP)]
+    Reindex(ReindexArgs),
+}
+
+const EXPORT_HELP: &str = "\
+Output names: with --channel N, --out PATH is the file (raw) or the SigMF base name
+(PATH.sigmf-data and PATH.sigmf-meta; a .sigmf-data/.sigmf-meta/.sigmf suffix is dropped
+first). With --all, -chN is inserted before the extension of each channel's file.
+Existing outputs are refused unless --force.
+
+A gap is any buffer of the channel that is missing between two of its exported slots: lost
+by the card (gap_count), in a slot missing from the catalog, on a missing member, or in a
+slot that fails its CRC check. --gaps mark writes no filler and marks the gap (SigMF: an
+annotation with sample_count 0 and a new capture segment; raw: listed in the report);
+--gaps zero writes payload_bytes of zeros per lost buffer (and marks it); --gaps error
+stops at the first gap with status 1.
+
+Exit status: 0 success, 1 error, 2 usage error.";
+
+const REINDEX_HELP: &str = "\
+Reads the header page of every slot location (4 KiB each, O_DIRECT), keeps the slots of
+this recording that are where the layout puts them (in ring mode, the newest lap), reads
+the payloads of the newest --check-newest slots and leaves torn ones (payload CRC mismatch:
+a write cut short by a crash) out of the index, then writes the index to a temporary file
+and renames it over --index. Reports slots found, torn slots, slots of other recordings,
+damaged headers and slot numbers missing (unwritten or destroyed). Every member must be given.
+
+Exit status: 0 index written, 1 error (also: --index exists and no --force), 2 usage error.";
+
+#[derive(Args)]
+struct Common {
+    /// Members of the recording's stripe set, in any order.
+    #[arg(required = true, value_name = "TARGET")]
+    targets: Vec<PathBuf>,
+    /// The recording's index file (default: scan the targets' slot headers).
+    #[arg(long)]
+    index: Option<PathBuf>,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct InspectArgs {
+    #[command(flatten)]
+    common: Common,
+    /// List the slots (filtered by --channel, --from/--to, --seq).
+    #[arg(long)]
+    slots: bool,
+    /// Only slots of this channel (with --slots).
+    #[arg(long)]
+    channel: Option<u16>,
+    /// From this many seconds after the first slot (with --slots).
+    #[arg(long, value_parser = parse_seconds)]
+    from: Option<f64>,
+    /// Up to this many seconds after the first slot (with --slots).
+    #[arg(long, value_parser = parse_seconds)]
+    to: Option<f64>,
+    /// Slot numbers A..B, both included (with --slots).
+    #[arg(long)]
+    seq: Option<SeqRange>,
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Also check the payload against the simulated card's pattern.
+    #[arg(long)]
+    pattern: bool,
+    /// Only slots A..B (both included).
+    #[arg(long)]
+    range: Option<SeqRange>,
+    /// Checking threads (default: one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Raw,
+    Sigmf,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum GapsArg {
+    Mark,
+    Zero,
+    Error,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Export this channel.
+    #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+    channel: Option<u16>,
+    /// Export every channel, one file (or SigMF pair) each.
+    #[arg(long)]
+    all: bool,
+    /// Output file or base name (see below).
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, value_enum, default_value = "raw")]
+    format: FormatArg,
+    /// From this many seconds after the first slot.
+    #[arg(long, value_parser = parse_seconds)]
+    from: Option<f64>,
+    /// Up to this many seconds after the first slot.
+    #[arg(long, value_parser = parse_seconds)]
+    to: Option<f64>,
+    /// What to do where buffers are missing.
+    #[arg(long, value_enum, default_value = "mark")]
+    gaps: GapsArg,
+    /// Overwrite existing output files.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Only this channel (default: every channel, in recording order).
+    #[arg(long)]
+    channel: Option<u16>,
+    /// original (real time), xN (N times real time, e.g. x2 or x0.5) or max.
+    #[arg(long, default_value = "original", value_parser = Speed::parse)]
+    speed: Speed,
+    /// Start this many seconds after the first slot.
+    #[arg(long, value_parser = parse_seconds)]
+    from: Option<f64>,
+    /// Stop this many seconds after the first slot.
+    #[arg(long, value_parser = parse_seconds)]
+    to: Option<f64>,
+    /// Write here (a FIFO, a device or a new file) instead of stdout.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Overwrite an existing regular --out file.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Args)]
+struct ReindexArgs {
+    /// Members of the recording's stripe set, in any order (all of them).
+    #[arg(required = true, value_name = "TARGET")]
+    targets: Vec<PathBuf>,
+    /// Index file to write.
+    #[arg(long)]
+    index: PathBuf,
+    /// Replace an existing index file.
+    #[arg(long)]
+    force: bool,
+    /// Read the payloads of this many newest slots to find torn ones.
+    #[arg(long, default_value_t = reindex::DEFAULT_CHECK_NEWEST)]
+    check_newest: usize,
+    #[arg(long)]
+    json: bool,
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn no_progress(_: u64) {}
+
+fn open(targets: &[PathBuf]) -> Result<StripeSet> {
+    let stripe = StripeSet::open(targets)?;
+    stripe.warn_missing();
+    Ok(stripe)
+}
+
+fn run_inspect(a: InspectArgs) -> Result<i32> {
+    let stripe = open(&a.common.targets)?;
+    let sel = a.slots.then(|| Selection {
+        channel: a.channel,
+        from_s: a.from,
+        to_s: a.to,
+        seq: a.seq,
+    });
+    let (_, report) = catalog::open_planned(
+        &stripe,
+        a.common.index.as_deref(),
+        &mut no_progress,
+        |c: &Catalog| Ok(inspect::inspect(&stripe, c, sel.as_ref())),
+    )?;
+    if a.common.json {
+        print_json(&report)?;
+    } else {
+        print!("{}", report.text());
+    }
+    Ok(EXIT_OK)
+}
+
+fn run_verify(a: VerifyArgs) -> Result<i32> {
+    let stripe = open(&a.common.targets)?;
+    let o = verify::VerifyOptions {
+        range: a.range,
+        pattern: a.pattern,
+        quiet: a.common.quiet,
+        threads: a.threads,
+    };
+    let (catalog, range) =
+        catalog::open_planned(&stripe, a.common.index.as_deref(), &mut no_progress, |c| {
+            Ok(verify::plan(&stripe, c, &o))
+        })?;
+    let report = verify::verify(&stripe, &catalog, range, &o)?;
+    if a.common.json {
+        print_json(&report)?;
+    } else {
+        print!("{}", report.text());
+    }
+    Ok(if report.bad.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_BAD_SLOTS
+    })
+}
+
+fn run_export(a: ExportArgs) -> Result<i32> {
+    let stripe = open(&a.common.targets)?;
+    let o = ExportOptions {
+        channel: a.channel,
+        out: a.out,
+        format: match a.format {
+            FormatArg::Raw => OutputFormat::Raw,
+            FormatArg::Sigmf => OutputFormat::Sigmf,
+        },
+        from_s: a.from,
+        to_s: a.to,
+        gaps: match a.gaps {
+            GapsArg::Mark => GapMode::Mark,
+            GapsArg::Zero => GapMode::Zero,
+            GapsArg::Error => GapMode::Error,
+        },
+        force: a.force,
+        quiet: a.common.quiet,
+    };
+    export::check_options(&stripe, &o)?;
+    let (catalog, range) =
+        catalog::open_planned(&stripe, a.common.index.as_deref(), &mut no_progress, |c| {
+            Ok(export::plan(&stripe, c, &o))
+        })?;
+    let report = export::export(&stripe, &catalog, range, &o)?;
+    if a.common.json {
+        print_json(&report)?;
+    } else {
+        eprint!("{}", report.text());
+    }
+    Ok(EXIT_OK)
+}
+
+fn run_replay(a: ReplayArgs) -> Result<i32> {
+    let stripe = open(&a.common.targets)?;
+    let o = ReplayOptions {
+        channel: a.channel,
+        speed: a.speed,
+        from_s: a.from,
+        to_s: a.to,
+        out: a.out,
+        force: a.force,
+    };
+    replay::check_options(&stripe, &o)?;
+    let (catalog, range) =
+        catalog::open_planned(&stripe, a.common.index.as_deref(), &mut no_progress, |c| {
+            Ok(replay::plan(&stripe, c, &o))
+        })?;
+    let report = replay::replay(&stripe, &catalog, range, &o)?;
+    if a.common.json {
+        // stdout may carry the stream: the JSON report goes to stderr then.
+        let text = serde_json::to_string_pretty(&report)?;
+        if o.out.is_some() {
+            println!("{text}");
+        } else {
+            eprintln!("{text}");
+        }
+    } else if !a.common.quiet {
+        eprint!("{}", report.text());
+    }
+    Ok(EXIT_OK)
+}
+
+fn run_reindex(a: ReindexArgs) -> Result<i32> {
+    let stripe = open(&a.targets)?;
+    let o = reindex::ReindexOptions {
+        index: a.index,
+        force: a.force,
+        check_newest: a.check_newest,
+        quiet: a.quiet,
+    };
+    let report = reindex::reindex(&stripe, &o)?;
+    if a.json {
+        print_json(&report)?;
+    } else {
+        print!("{}", report.text());
+    }
+    Ok(EXIT_OK)
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Inspect(a) => run_inspect(a),
+        Command::Verify(a) => run_verify(a),
+        Command::Export(a) => run_export(a),
+        Command::Replay(a) => run_replay(a),
+        Command::Reindex(a) => run_reindex(a),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("dmaplay: error: {e:#}");
+            std::process::exit(EXIT_ERROR);
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! `dmaplay replay`: stream the payloads of a channel (or of every
+//! channel, in recording order) to stdout, a file or a FIFO, paced by the
+//! card timestamps: in real time, N times faster or slower, or as fast as
+//! the disks go. A damaged or unavailable slot is skipped with a warning.
+
+use crate::catalog::{Catalog, IndexDamage};
+use crate::select::{self, Selection};
+use crate::stripe::StripeSet;
+use crate::uring::{self, FnSink, Reader, Request};
+use anyhow::{bail, Context, Result};
+use formats::SLOT_HEADER_BYTES;
+use serde::Serialize;
+use std::io::Write;
+use std::os::unix::fs::FileTypeExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Speed {
+    /// Card time divided by this factor (1 = real time).
+    Factor(f64),
+    Max,
+}
+
+impl Speed {
+    /// `original`, `xN` (N > 0, e.g. x2, x0.5) or `max`.
+    pub fn parse(s: &str) -> Result<Speed, String> {
+        match s {
+            "original" | "x1" => Ok(Speed::Factor(1.0)),
+            "max" => Ok(Speed::Max),
+            _ => match s.strip_prefix('x').map(str::parse::<f64>) {
+                Some(Ok(f)) if f.is_finite() && f > 0.0 => Ok(Speed::Factor(f)),
+                _ => Err(format!("{s:?}: use original, max, or xN with N > 0 (e.g. x2, x0.5)")),
+            },
+        }
+    }
+}
+
+pub struct ReplayOptions {
+    pub channel: Option<u16>,
+    pub speed: Speed,
+    pub from_s: Option<f64>,
+    pub to_s: Option<f64>,
+    pub out: Option<PathBuf>,
+    pub force: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReplayReport {
+    pub slots: u64,
+    pub bytes: u64,
+    pub skipped: Vec<String>,
+    pub seconds: f64,
+    /// The reader of the stream went away (EPIPE) before the end.
+    pub reader_closed: bool,
+}
+
+pub fn check_options(stripe: &StripeSet, o: &ReplayOptions) -> Result<()> {
+    let n = stripe.superblock.channels.len();
+    if let Some(c) = o.channel {
+        if c as usize >= n {
+            bail!("--channel {c}: recording {} has channels 0..{} only", stripe.recording_uuid(), n - 1);
+        }
+    }
+    if let Some(p) = &o.out {
+        if let Ok(m) = std::fs::metadata(p) {
+            if m.is_file() && !o.force {
+                bail!("--out {} exists: remove it, choose another path, or give --force", p.display());
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn plan(stripe: &StripeSet, catalog: &Catalog, o: &ReplayOptions) -> Result<std::ops::Range<usize>, IndexDamage> {
+    let sel = Selection { channel: o.channel, from_s: o.from_s, to_s: o.to_s, seq: None };
+    select::resolve(catalog, stripe, &sel)
+}
+
+const BUFFER_BUDGET_BYTES: usize = 32 << 20;
+const MAX_BUFFERS: usize = 16;
+/// Most skipped slots listed in the report (all are warned about).
+const MAX_LISTED_SKIPS: usize = 1000;
+
+pub fn replay(stripe: &StripeSet, catalog: &Catalog, range: std::ops::Range<usize>, o: &ReplayOptions) -> Result<ReplayReport> {
+    let sb = &stripe.superblock;
+    let slot_bytes = sb.slot_bytes() as usize;
+    let payload_bytes = sb.payload_bytes as usize;
+    let view = catalog.view();
+    let mut out: Box<dyn Write> = match &o.out {
+        None => Box::new(std::io::stdout().lock()),
+        Some(p) => {
+            let is_special = std::fs::metadata(p).map(|m| m.file_type().is_fifo() || m.file_type().is_char_device()).unwrap_or(false);
+            let f = if is_special {
+                std::fs::OpenOptions::new().write(true).open(p)
+            } else {
+                std::fs::File::create(p)
+            }
+            .with_context(|| format!("opening --out {}", p.display()))?;
+            Box::new(std::io::BufWriter::with_capacity(1 << 20, f))
+        }
+    };
+    let sel = Selection { channel: o.channel, ..Default::default() };
+    let mut skipped: Vec<String> = Vec::new();
+    let note_skip = |skipped: &mut Vec<String>, msg: String| {
+        eprintln!("dmaplay: replay: skipping {msg}");
+        if skipped.len() < MAX_LISTED_SKIPS {
+            skipped.push(msg);
+        }
+    };
+    let mut requests = Vec::new();
+    for i in range {
+        let e = view.get(i)?;
+        if !sel.wants(&e) {
+            continue;
+        }
+        if stripe.member(e.device_index as usize).is_none() {
+            note_skip(&mut skipped, format!("slot {}: member {} was not given", e.slot_seq, e.device_index));
+            continue;
+        }
+        requests.push(Request { device_index: e.device_index as usize, offset_bytes: e.device_offset_bytes, len_bytes: slot_bytes, tag: i as u64 });
+    }
+    let files: Vec<Option<&std::fs::File>> = stripe.members.iter().map(|m| m.as_ref().map(|t| &t.file)).collect();
+    let count = uring::buffer_count(slot_bytes, files.len(), BUFFER_BUDGET_BYTES, MAX_BUFFERS);
+    let mut reader = Reader::new(&files, slot_bytes, count)?;
+    let started = Instant::now();
+    let mut origin_card_ns: Option<u64> = None;
+    let (mut slots, mut bytes) = (0u64, 0u64);
+    let mut reader_closed = false;
+    const CLOSED: &str = "stream reader closed";
+    let run = reader.run(
+        &mut requests.into_iter(),
+        &mut FnSink(|slot: &[u8], c: uring::Completion| {
+            let e = view.get(c.request.tag as usize)?;
+            let problem = match c.result {
+                Err(why) => Some(format!("read failed: {why}")),
+                Ok(()) => crate::verify::check_slot(slot, &e, stripe.recording_uuid(), payload_bytes, false),
+            };
+            if let Some(why) = problem {
+                note_skip(&mut skipped, format!("slot {} (card_seq {}): {why}", e.slot_seq, e.card_seq));
+                return Ok(());
+            }
+            let t0 = *origin_card_ns.get_or_insert(e.card_timestamp_ns);
+            if let Speed::Factor(f) = o.speed {
+                let due = Duration::from_secs_f64(e.card_timestamp_ns.saturating_sub(t0) as f64 / 1e9 / f);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    out.flush().ok();
+                    std::thread::sleep(wait);
+                }
+            }
+            let payload = &slot[SLOT_HEADER_BYTES..SLOT_HEADER_BYTES + e.payload_bytes_used as usize];
+            match out.write_all(payload) {
+                Ok(()) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => bail!(CLOSED),
+                Err(err) => return Err(err).context("writing the replay stream"),
+            }
+            slots += 1;
+            bytes += payload.len() as u64;
+            Ok(())
+        }),
+    );
+    match run {
+        Ok(()) => match out.flush() {
+            Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => reader_closed = true,
+            r => r.context("writing the replay stream")?,
+        },
+        Err(e) if e.to_string() == CLOSED => reader_closed = true,
+        Err(e) => return Err(e),
+    }
+    Ok(ReplayReport { slots, bytes, skipped, seconds: started.elapsed().as_secs_f64(), reader_closed })
+}
+
+impl ReplayReport {
+    pub fn text(&self) -> String {
+        format!(
+            "replayed {} slots, {} bytes in {:.3} s{}{}\n",
+            self.slots,
+            self.bytes,
+            self.seconds,
+            if self.skipped.is_empty() { String::new() } else { format!(", {} skipped", self.skipped.len()) },
+            if self.reader_closed { " (reader closed the stream)" } else { "" }
+        )
+    }
+}

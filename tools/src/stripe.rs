@@ -1,0 +1,175 @@
+//! The stripe set: the targets given on the command line, in any order,
+//! put in member order by their superblocks, checked to be one recording.
+//!
+//! A missing member is not an error here: read commands go on with the
+//! members that are present and report the missing member's slots as
+//! unavailable; `reindex` refuses (see [`StripeSet::require_complete`]).
+
+use crate::target::Target;
+use anyhow::{bail, Result};
+use formats::{Layout, Superblock, Uuid};
+use std::path::PathBuf;
+
+pub struct StripeSet {
+    /// Members in member order; `None` for a member not given.
+    pub members: Vec<Option<Target>>,
+    /// The recording's superblock as member 0 holds it (device_index 0).
+    pub superblock: Superblock,
+    pub layout: Layout,
+}
+
+/// A member of the stripe set that was not among the targets.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct MissingMember {
+    pub device_index: usize,
+    pub uuid: String,
+    pub size_bytes: u64,
+    pub slot_count: u64,
+}
+
+impl StripeSet {
+    /// Opens every target and assembles the stripe set.
+    pub fn open(paths: &[PathBuf]) -> Result<StripeSet> {
+        assert!(!paths.is_empty(), "clap requires at least one target");
+        let mut targets = Vec::with_capacity(paths.len());
+        for p in paths {
+            targets.push(Target::open(p)?);
+        }
+        StripeSet::assemble(targets)
+    }
+
+    pub fn assemble(targets: Vec<Target>) -> Result<StripeSet> {
+        let reference_path = targets[0].path.display().to_string();
+        let mut reference = targets[0].superblock.clone();
+        reference.device_index = 0;
+        let device_count = reference.members.len();
+        if targets.len() > device_count {
+            bail!(
+                "{} targets given, but recording {} has {device_count} member(s): give each member once",
+                targets.len(),
+                reference.recording_uuid
+            );
+        }
+        let mut members: Vec<Option<Target>> = (0..device_count).map(|_| None).collect();
+        for t in targets {
+            let sb = &t.superblock;
+            if sb.recording_uuid != reference.recording_uuid {
+                bail!(
+                    "target {} belongs to recording {}, but target {} to recording {}: give the members of one recording",
+                    t.path.display(),
+                    sb.recording_uuid,
+                    reference_path,
+                    reference.recording_uuid
+                );
+            }
+            let mut normalized = sb.clone();
+            normalized.device_index = 0;
+            if normalized != reference {
+                bail!(
+                    "target {}: its superblock disagrees with the other members' (member table, geometry or channels) although it has the same recording UUID {}",
+                    t.path.display(),
+                    sb.recording_uuid
+                );
+            }
+            let index = sb.device_index as usize;
+            let need = sb.member().size_bytes;
+            if t.size_bytes < need {
+                bail!(
+                    "target {}: {} bytes, but member {index} of recording {} was {need} bytes (truncated copy?)",
+                    t.path.display(),
+                    t.size_bytes,
+                    sb.recording_uuid
+                );
+            }
+            if let Some(other) = &members[index] {
+                bail!(
+                    "targets {} and {} are both member {index} of recording {}: give each member once",
+                    other.path.display(),
+                    t.path.display(),
+                    sb.recording_uuid
+                );
+            }
+            members[index] = Some(t);
+        }
+        let layout = Layout::from_superblock(&reference);
+        Ok(StripeSet {
+            members,
+            superblock: reference,
+            layout,
+        })
+    }
+
+    pub fn missing(&self) -> Vec<MissingMember> {
+        self.members
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.is_none())
+            .map(|(i, _)| {
+                let m = &self.superblock.members[i];
+                MissingMember {
+                    device_index: i,
+                    uuid: m.uuid.to_string(),
+                    size_bytes: m.size_bytes,
+                    slot_count: m.slot_count,
+                }
+            })
+            .collect()
+    }
+
+    /// An error naming every missing member, for commands that need them all.
+    pub fn require_complete(&self, command: &str) -> Result<()> {
+        let missing = self.missing();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = missing
+            .iter()
+            .map(|m| {
+                format!(
+                    "member {} (uuid {}, {} bytes)",
+                    m.device_index, m.uuid, m.size_bytes
+                )
+            })
+            .collect();
+        bail!(
+            "{command}: recording {} has {} members, missing: {}; give every member as a target",
+            self.superblock.recording_uuid,
+            self.members.len(),
+            names.join(", ")
+        )
+    }
+
+    /// Prints one warning line per missing member (read commands go on without it).
+    pub fn warn_missing(&self) {
+        for m in self.missing() {
+            eprintln!(
+                "dmaplay: warning: member {} of recording {} (uuid {}, {} bytes) was not given; its {} slots are reported as unavailable",
+                m.device_index, self.superblock.recording_uuid, m.uuid, m.size_bytes, m.slot_count
+            );
+        }
+        for t in self.members.iter().flatten() {
+            if let Some(why) = &t.primary_damage {
+                eprintln!(
+                    "dmaplay: warning: target {}: primary superblock damaged ({why}); using the backup copy",
+                    t.path.display()
+                );
+            }
+        }
+    }
+
+    pub fn recording_uuid(&self) -> Uuid {
+        self.superblock.recording_uuid
+    }
+
+    pub fn member(&self, device_index: usize) -> Option<&Target> {
+        self.members.get(device_index).and_then(|m| m.as_ref())
+    }
+
+    /// Path of a member for messages, or "<missing member N>".
+    pub fn describe(&self, device_index: usize) -> String {
+        match self.member(device_index) {
+            Some(t) => t.path.display().to_string(),
+            None => format!("<missing member {device_index}>"),
+        }
+    }
+}

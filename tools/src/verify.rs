@@ -1,0 +1,428 @@
+//! `dmaplay verify`: read every selected slot (O_DIRECT io_uring reads into
+//! registered buffers, several per member in flight) and check it: the
+//! header decodes, belongs to this recording and this slot number, agrees
+//! with the catalog entry, the payload CRC matches, and with `--pattern`
+//! the payload is the simulated card's. CRC work runs on worker threads
+//! (one per core), so the disks are the limit. Every bad slot is listed:
+//! member, offset, slot number, card sequence number, what is wrong.
+
+use crate::aligned::BufferPool;
+use crate::catalog::{Catalog, IndexDamage};
+use crate::scan::Found;
+use crate::select::{self, Selection};
+use crate::stripe::StripeSet;
+use crate::uring::{self, Completion, Reader, Request, Sink};
+use anyhow::{Context, Result};
+use formats::{pattern, IndexEntry, SlotHeader, Uuid, SLOT_HEADER_BYTES};
+use serde::Serialize;
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BadSlot {
+    pub slot_seq: u64,
+    /// From the catalog (the header may be the damaged part); None when
+    /// the slot is missing from the catalog.
+    pub card_seq: Option<u64>,
+    pub device_index: usize,
+    pub device: String,
+    pub offset_bytes: u64,
+    pub problem: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct VerifyReport {
+    pub recording_uuid: String,
+    pub catalog: String,
+    pub slots_checked: u64,
+    pub bytes_read: u64,
+    pub seconds: f64,
+    pub mb_per_s: f64,
+    pub pattern_checked: bool,
+    pub registered_buffers: bool,
+    pub worker_threads: usize,
+    pub index_behind: Option<String>,
+    pub bad: Vec<BadSlot>,
+}
+
+pub struct VerifyOptions {
+    pub range: Option<select::SeqRange>,
+    pub pattern: bool,
+    pub quiet: bool,
+    /// Worker threads for CRC and pattern checks (0: one per core).
+    pub threads: usize,
+}
+
+/// Budget for read buffers, and most reads in flight.
+const BUFFER_BUDGET_BYTES: usize = 128 << 20;
+const MAX_BUFFERS: usize = 64;
+
+/// Finds the catalog positions to verify (checked entries).
+pub fn plan(
+    stripe: &StripeSet,
+    catalog: &Catalog,
+    o: &VerifyOptions,
+) -> Result<std::ops::Range<usize>, IndexDamage> {
+    let sel = Selection {
+        seq: o.range,
+        ..Default::default()
+    };
+    select::resolve(catalog, stripe, &sel)
+}
+
+/// What is wrong with a slot read into `slot` (header page + payload).
+pub fn check_slot(
+    slot: &[u8],
+    e: &IndexEntry,
+    uuid: Uuid,
+    payload_bytes: usize,
+    with_pattern: bool,
+) -> Option<String> {
+    let mut problems: Vec<String> = Vec::new();
+    let payload = &slot[SLOT_HEADER_BYTES..SLOT_HEADER_BYTES + payload_bytes];
+    match SlotHeader::decode(&slot[..SLOT_HEADER_BYTES]) {
+        Err(err) => problems.push(format!("header: {err}")),
+        Ok(h) if h.recording_uuid != uuid => problems.push(format!(
+            "holds a slot of another recording {} (slot {})",
+            h.recording_uuid, h.slot_seq
+        )),
+        Ok(h) if h.slot_seq != e.slot_seq => problems.push(format!(
+            "holds slot {} instead (stale ring lap or misplaced)",
+            h.slot_seq
+        )),
+        Ok(h) => {
+            let from_header = IndexEntry::from_header(&h, e.device_offset_bytes);
+            if from_header != *e {
+                problems.push(format!(
+                    "header differs from the catalog entry: {}",
+                    differing_fields(&from_header, e)
+                ));
+            }
+        }
+    }
+    let used = e.payload_bytes_used as usize;
+    if used > payload_bytes {
+        problems.push(format!(
+            "payload_bytes_used {used} exceeds the payload size {payload_bytes}"
+        ));
+    } else {
+        let computed = formats::crc32(&payload[..used]);
+        if computed != e.payload_crc32 {
+            problems.push(format!(
+                "payload CRC mismatch (stored {:#010x}, computed {computed:#010x})",
+                e.payload_crc32
+            ));
+        }
+        if with_pattern {
+            if let Some(at) =
+                pattern::first_mismatch(&payload[..used], e.channel as u16, e.card_seq)
+            {
+                problems.push(format!(
+                    "payload differs from the simulated card's pattern at byte {at}"
+                ));
+            }
+        }
+    }
+    (!problems.is_empty()).then(|| problems.join("; "))
+}
+
+fn differing_fields(a: &IndexEntry, b: &IndexEntry) -> String {
+    let mut f = Vec::new();
+    macro_rules! cmp {
+        ($($field:ident),*) => { $( if a.$field != b.$field { f.push(format!("{} {} vs {}", stringify!($field), a.$field, b.$field)); } )* };
+    }
+    cmp!(
+        card_seq,
+        card_timestamp_ns,
+        host_timestamp_ns,
+        gap_count,
+        payload_bytes_used,
+        payload_crc32,
+        channel,
+        device_index,
+        flags
+    );
+    f.join(", ")
+}
+
+struct Job {
+    buffer: usize,
+    entry: IndexEntry,
+}
+
+struct Done {
+    buffer: usize,
+    entry: IndexEntry,
+    problem: Option<String>,
+}
+
+struct VerifySink<'a> {
+    stripe: &'a StripeSet,
+    jobs: Option<SyncSender<Job>>,
+    done: Receiver<Done>,
+    bad: Vec<BadSlot>,
+    checked: u64,
+    bar: Option<indicatif::ProgressBar>,
+    slot_bytes: u64,
+    entries: Vec<IndexEntry>,
+}
+
+impl VerifySink<'_> {
+    fn record(&mut self, d: &Done) {
+        self.checked += 1;
+        if let Some(bar) = &self.bar {
+            bar.inc(self.slot_bytes);
+        }
+        if let Some(problem) = &d.problem {
+            self.bad.push(bad(self.stripe, &d.entry, problem.clone()));
+        }
+    }
+}
+
+fn bad(stripe: &StripeSet, e: &IndexEntry, problem: String) -> BadSlot {
+    BadSlot {
+        slot_seq: e.slot_seq,
+        card_seq: Some(e.card_seq),
+        device_index: e.device_index as usize,
+        device: stripe.describe(e.device_index as usize),
+        offset_bytes: e.device_offset_bytes,
+        problem,
+    }
+}
+
+impl Sink for VerifySink<'_> {
+    fn deliver(&mut self, _pool: &BufferPool, c: Completion) -> Result<Option<usize>> {
+        let entry = self.entries[c.request.tag as usize];
+        if let Err(why) = c.result {
+            self.checked += 1;
+            self.bad
+                .push(bad(self.stripe, &entry, format!("read failed: {why}")));
+            return Ok(Some(c.buffer));
+        }
+        let jobs = self.jobs.as_ref().expect("jobs channel open while reading");
+        jobs.send(Job {
+            buffer: c.buffer,
+            entry,
+        })
+        .context("verify worker thread stopped")?;
+        Ok(None)
+    }
+
+    fn reclaim(&mut self, wait: bool) -> Result<Option<usize>> {
+        let d = if wait {
+            self.done.recv().context("verify worker thread stopped")?
+        } else {
+            match self.done.try_recv() {
+                Ok(d) => d,
+                Err(_) => return Ok(None),
+            }
+        };
+        self.record(&d);
+        Ok(Some(d.buffer))
+    }
+}
+
+pub fn verify(
+    stripe: &StripeSet,
+    catalog: &Catalog,
+    range: std::ops::Range<usize>,
+    o: &VerifyOptions,
+) -> Result<VerifyReport> {
+    let started = Instant::now();
+    let sb = &stripe.superblock;
+    let slot_bytes = sb.slot_bytes() as usize;
+    let payload_bytes = sb.payload_bytes as usize;
+    let uuid = stripe.recording_uuid();
+    let view = catalog.view();
+    let mut bad_slots = Vec::new();
+    // Entries to read; slots on missing members and slot numbers the
+    // catalog lacks are bad without reading.
+    let mut entries = Vec::with_capacity(range.len());
+    let mut prev_seq: Option<u64> = None;
+    let mut missing_seqs: Vec<u64> = Vec::new();
+    for i in range.clone() {
+        let e = view
+            .get(i)
+            .with_context(|| format!("{}: entry {i}", catalog.describe()))?;
+        if let Some(p) = prev_seq {
+            // Bounded by the capacity: the entries are live and increasing.
+            missing_seqs.extend(p + 1..e.slot_seq);
+        }
+        prev_seq = Some(e.slot_seq);
+        if stripe.member(e.device_index as usize).is_none() {
+            bad_slots.push(bad(
+                stripe,
+                &e,
+                format!("unavailable: member {} was not given", e.device_index),
+            ));
+        } else {
+            entries.push(e);
+        }
+    }
+    for seq in missing_seqs {
+        let found = catalog
+            .scan
+            .as_ref()
+            .and_then(|r| {
+                r.missing
+                    .iter()
+                    .find(|m| (m.first_slot_seq..=m.last_slot_seq).contains(&seq))
+                    .map(|m| m.found)
+            })
+            .unwrap_or(Found::NotInIndex);
+        let loc = stripe
+            .layout
+            .locate(seq)
+            .expect("a slot between live slots is in the layout");
+        bad_slots.push(BadSlot {
+            slot_seq: seq,
+            card_seq: None,
+            device_index: loc.device_index,
+            device: stripe.describe(loc.device_index),
+            offset_bytes: loc.offset_bytes,
+            problem: format!(
+                "missing from the {}: {}",
+                if catalog.is_scan() { "scan" } else { "index" },
+                found.describe()
+            ),
+        });
+    }
+    let threads = if o.threads > 0 {
+        o.threads
+    } else {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    };
+    let files: Vec<Option<&std::fs::File>> = stripe
+        .members
+        .iter()
+        .map(|m| m.as_ref().map(|t| &t.file))
+        .collect();
+    let count = uring::buffer_count(slot_bytes, files.len(), BUFFER_BUDGET_BYTES, MAX_BUFFERS);
+    let mut reader = Reader::new(&files, slot_bytes, count)?;
+    let pool: Arc<BufferPool> = reader.pool().clone();
+    let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Job>(count);
+    let (done_tx, done_rx) = mpsc::channel::<Done>();
+    let jobs_rx = Arc::new(std::sync::Mutex::new(jobs_rx));
+    let mut workers = Vec::with_capacity(threads);
+    for _ in 0..threads {
+        let (jobs_rx, done_tx, pool) = (jobs_rx.clone(), done_tx.clone(), pool.clone());
+        let with_pattern = o.pattern;
+        workers.push(std::thread::spawn(move || loop {
+            let job = match jobs_rx.lock().expect("jobs lock").recv() {
+                Ok(j) => j,
+                Err(_) => return,
+            };
+            // The worker owns job.buffer until it sends it back in Done.
+            let problem = check_slot(
+                pool.bytes(job.buffer),
+                &job.entry,
+                uuid,
+                payload_bytes,
+                with_pattern,
+            );
+            if done_tx
+                .send(Done {
+                    buffer: job.buffer,
+                    entry: job.entry,
+                    problem,
+                })
+                .is_err()
+            {
+                return;
+            }
+        }));
+    }
+    drop(done_tx);
+    let bar = crate::progress::bytes_bar((entries.len() * slot_bytes) as u64, "verify", o.quiet);
+    let mut requests = entries.iter().enumerate().map(|(i, e)| Request {
+        device_index: e.device_index as usize,
+        offset_bytes: e.device_offset_bytes,
+        len_bytes: slot_bytes,
+        tag: i as u64,
+    });
+    let mut sink = VerifySink {
+        stripe,
+        jobs: Some(jobs_tx),
+        done: done_rx,
+        bad: Vec::new(),
+        checked: 0,
+        bar,
+        slot_bytes: slot_bytes as u64,
+        entries: entries.clone(),
+    };
+    let run = reader.run(&mut requests, &mut sink);
+    sink.jobs = None; // workers end when the queue is empty
+    for w in workers {
+        let _ = w.join();
+    }
+    run?;
+    if let Some(bar) = &sink.bar {
+        bar.finish_and_clear();
+    }
+    bad_slots.extend(sink.bad);
+    bad_slots.sort_by_key(|b| b.slot_seq);
+    let seconds = started.elapsed().as_secs_f64();
+    let bytes_read = sink.checked * slot_bytes as u64;
+    Ok(VerifyReport {
+        recording_uuid: uuid.to_string(),
+        catalog: catalog.describe(),
+        slots_checked: sink.checked,
+        bytes_read,
+        seconds,
+        mb_per_s: if seconds > 0.0 {
+            bytes_read as f64 / seconds / 1e6
+        } else {
+            0.0
+        },
+        pattern_checked: o.pattern,
+        registered_buffers: reader.registered_buffers(),
+        worker_threads: threads,
+        index_behind: catalog.behind_targets(stripe),
+        bad: bad_slots,
+    })
+}
+
+impl VerifyReport {
+    pub fn text(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let _ =
+            writeln!(
+            s,
+            "verified {} slots of recording {} ({}) from the {}: {:.1} MB in {:.2} s, {:.1} MB/s",
+            self.slots_checked,
+            self.recording_uuid,
+            if self.pattern_checked { "CRC and pattern" } else { "CRC" },
+            self.catalog,
+            self.bytes_read as f64 / 1e6,
+            self.seconds,
+            self.mb_per_s
+        );
+        if let Some(w) = &self.index_behind {
+            let _ = writeln!(s, "warning: {w}");
+        }
+        if self.bad.is_empty() {
+            let _ = writeln!(s, "all slots good");
+        } else {
+            let _ = writeln!(s, "{} bad slot(s):", self.bad.len());
+            for b in &self.bad {
+                let _ = writeln!(
+                    s,
+                    "  slot {} card_seq {} on {} (member {}) offset {}: {}",
+                    b.slot_seq,
+                    b.card_seq
+                        .map(|c| c.to_string())
+                        .unwrap_or_else(|| "?".into()),
+                    b.device,
+                    b.device_index,
+                    b.offset_bytes,
+                    b.problem
+                );
+            }
+        }
+        s
+    }
+}
