@@ -27,3 +27,5 @@ pub mod verify;
 
 #[cfg(test)]
 mod synth;
+#[cfg(test)]
+mod tests;

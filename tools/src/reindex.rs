@@ -54,7 +54,10 @@ pub struct ReindexReport {
 pub fn reindex(stripe: &StripeSet, o: &ReindexOptions) -> Result<ReindexReport> {
     stripe.require_complete("reindex")?;
     if o.index.exists() && !o.force {
-        bail!("index {} exists: give --force to replace it (or choose another --index path)", o.index.display());
+        bail!(
+            "index {} exists: give --force to replace it (or choose another --index path)",
+            o.index.display()
+        );
     }
     let bar = crate::progress::bytes_bar(stripe.layout.capacity_slots(), "scan headers", o.quiet);
     let mut s = scan::scan(stripe, &mut |n| {
@@ -83,7 +86,9 @@ pub fn reindex(stripe: &StripeSet, o: &ReindexOptions) -> Result<ReindexReport> 
         r.missing = match (r.oldest_slot_seq, r.newest_slot_seq) {
             (Some(a), Some(b)) => {
                 let oldest_window = (b + 1).saturating_sub(capacity).min(a);
-                scan::missing_runs(&s.entries, oldest_window, b, |seq| s.found[(seq % capacity) as usize])
+                scan::missing_runs(&s.entries, oldest_window, b, |seq| {
+                    s.found[(seq % capacity) as usize]
+                })
             }
             _ => Vec::new(),
         };
@@ -98,7 +103,11 @@ pub fn reindex(stripe: &StripeSet, o: &ReindexOptions) -> Result<ReindexReport> 
         slots_indexed: s.entries.len() as u64,
         first_slot_seq: s.entries.first().map(|e| e.slot_seq),
         last_slot_seq: s.entries.last().map(|e| e.slot_seq),
-        ring_wraps: s.entries.last().map(|e| e.slot_seq / stripe.layout.capacity_slots()).unwrap_or(0),
+        ring_wraps: s
+            .entries
+            .last()
+            .map(|e| e.slot_seq / stripe.layout.capacity_slots())
+            .unwrap_or(0),
         payloads_checked,
         torn,
         scan: s.report,
@@ -113,7 +122,11 @@ fn find_torn(stripe: &StripeSet, entries: &[IndexEntry], newest: usize) -> Resul
     }
     let slot_bytes = stripe.superblock.slot_bytes() as usize;
     let payload_bytes = stripe.superblock.payload_bytes as usize;
-    let files: Vec<Option<&std::fs::File>> = stripe.members.iter().map(|m| m.as_ref().map(|t| &t.file)).collect();
+    let files: Vec<Option<&std::fs::File>> = stripe
+        .members
+        .iter()
+        .map(|m| m.as_ref().map(|t| &t.file))
+        .collect();
     let count = uring::buffer_count(slot_bytes, files.len(), 64 << 20, 16);
     let mut reader = Reader::new(&files, slot_bytes, count)?;
     let mut torn = Vec::new();
@@ -129,7 +142,13 @@ fn find_torn(stripe: &StripeSet, entries: &[IndexEntry], newest: usize) -> Resul
             let e = &tail[c.request.tag as usize];
             let problem = match c.result {
                 Err(why) => Some(format!("read failed: {why}")),
-                Ok(()) => crate::verify::check_slot(slot, e, stripe.recording_uuid(), payload_bytes, false),
+                Ok(()) => crate::verify::check_slot(
+                    slot,
+                    e,
+                    stripe.recording_uuid(),
+                    payload_bytes,
+                    false,
+                ),
             };
             if let Some(problem) = problem {
                 torn.push(TornSlot {
@@ -153,14 +172,23 @@ fn write_index(path: &Path, bytes: &[u8]) -> Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "index".into());
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "index".into());
     let tmp = dir.join(format!(".{name}.reindex-{}", std::process::id()));
     let result = (|| -> Result<()> {
-        let mut f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        f.write_all(bytes).with_context(|| format!("writing {}", tmp.display()))?;
-        f.sync_all().with_context(|| format!("syncing {}", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-        std::fs::File::open(&dir).and_then(|d| d.sync_all()).with_context(|| format!("syncing directory {}", dir.display()))?;
+        let mut f =
+            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        f.write_all(bytes)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        f.sync_all()
+            .with_context(|| format!("syncing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path)
+            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+        std::fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("syncing directory {}", dir.display()))?;
         Ok(())
     })();
     if result.is_err() {
@@ -179,23 +207,50 @@ impl ReindexReport {
             self.index,
             self.slots_indexed,
             self.recording_uuid,
-            self.first_slot_seq.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
-            self.last_slot_seq.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+            self.first_slot_seq
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "-".into()),
+            self.last_slot_seq
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "-".into()),
             self.ring_wraps
         );
-        let _ = writeln!(s, "scanned {} slot locations: {:?}", self.scan.locations_read, self.scan.counts);
-        let _ = writeln!(s, "payloads of the newest {} slots checked, {} torn (not indexed)", self.payloads_checked, self.torn.len());
+        let _ = writeln!(
+            s,
+            "scanned {} slot locations: {:?}",
+            self.scan.locations_read, self.scan.counts
+        );
+        let _ = writeln!(
+            s,
+            "payloads of the newest {} slots checked, {} torn (not indexed)",
+            self.payloads_checked,
+            self.torn.len()
+        );
         for t in &self.torn {
-            let _ = writeln!(s, "  torn slot {} (card_seq {}) on {} offset {}: {}", t.slot_seq, t.card_seq, t.device, t.offset_bytes, t.problem);
+            let _ = writeln!(
+                s,
+                "  torn slot {} (card_seq {}) on {} offset {}: {}",
+                t.slot_seq, t.card_seq, t.device, t.offset_bytes, t.problem
+            );
         }
         for (uuid, n) in &self.scan.other_recordings {
             let _ = writeln!(s, "{n} stale slot(s) of another recording {uuid} (ignored)");
         }
         for d in &self.scan.damaged_headers {
-            let _ = writeln!(s, "damaged slot header on member {} offset {}: {}", d.device_index, d.offset_bytes, d.error);
+            let _ = writeln!(
+                s,
+                "damaged slot header on member {} offset {}: {}",
+                d.device_index, d.offset_bytes, d.error
+            );
         }
         for m in &self.scan.missing {
-            let _ = writeln!(s, "slots {}..{} missing (unwritten or destroyed): {}", m.first_slot_seq, m.last_slot_seq, m.found.describe());
+            let _ = writeln!(
+                s,
+                "slots {}..{} missing (unwritten or destroyed): {}",
+                m.first_slot_seq,
+                m.last_slot_seq,
+                m.found.describe()
+            );
         }
         s
     }

@@ -30,7 +30,9 @@ impl Speed {
             "max" => Ok(Speed::Max),
             _ => match s.strip_prefix('x').map(str::parse::<f64>) {
                 Some(Ok(f)) if f.is_finite() && f > 0.0 => Ok(Speed::Factor(f)),
-                _ => Err(format!("{s:?}: use original, max, or xN with N > 0 (e.g. x2, x0.5)")),
+                _ => Err(format!(
+                    "{s:?}: use original, max, or xN with N > 0 (e.g. x2, x0.5)"
+                )),
             },
         }
     }
@@ -59,21 +61,37 @@ pub fn check_options(stripe: &StripeSet, o: &ReplayOptions) -> Result<()> {
     let n = stripe.superblock.channels.len();
     if let Some(c) = o.channel {
         if c as usize >= n {
-            bail!("--channel {c}: recording {} has channels 0..{} only", stripe.recording_uuid(), n - 1);
+            bail!(
+                "--channel {c}: recording {} has channels 0..{} only",
+                stripe.recording_uuid(),
+                n - 1
+            );
         }
     }
     if let Some(p) = &o.out {
         if let Ok(m) = std::fs::metadata(p) {
             if m.is_file() && !o.force {
-                bail!("--out {} exists: remove it, choose another path, or give --force", p.display());
+                bail!(
+                    "--out {} exists: remove it, choose another path, or give --force",
+                    p.display()
+                );
             }
         }
     }
     Ok(())
 }
 
-pub fn plan(stripe: &StripeSet, catalog: &Catalog, o: &ReplayOptions) -> Result<std::ops::Range<usize>, IndexDamage> {
-    let sel = Selection { channel: o.channel, from_s: o.from_s, to_s: o.to_s, seq: None };
+pub fn plan(
+    stripe: &StripeSet,
+    catalog: &Catalog,
+    o: &ReplayOptions,
+) -> Result<std::ops::Range<usize>, IndexDamage> {
+    let sel = Selection {
+        channel: o.channel,
+        from_s: o.from_s,
+        to_s: o.to_s,
+        seq: None,
+    };
     select::resolve(catalog, stripe, &sel)
 }
 
@@ -82,7 +100,12 @@ const MAX_BUFFERS: usize = 16;
 /// Most skipped slots listed in the report (all are warned about).
 const MAX_LISTED_SKIPS: usize = 1000;
 
-pub fn replay(stripe: &StripeSet, catalog: &Catalog, range: std::ops::Range<usize>, o: &ReplayOptions) -> Result<ReplayReport> {
+pub fn replay(
+    stripe: &StripeSet,
+    catalog: &Catalog,
+    range: std::ops::Range<usize>,
+    o: &ReplayOptions,
+) -> Result<ReplayReport> {
     let sb = &stripe.superblock;
     let slot_bytes = sb.slot_bytes() as usize;
     let payload_bytes = sb.payload_bytes as usize;
@@ -90,7 +113,9 @@ pub fn replay(stripe: &StripeSet, catalog: &Catalog, range: std::ops::Range<usiz
     let mut out: Box<dyn Write> = match &o.out {
         None => Box::new(std::io::stdout().lock()),
         Some(p) => {
-            let is_special = std::fs::metadata(p).map(|m| m.file_type().is_fifo() || m.file_type().is_char_device()).unwrap_or(false);
+            let is_special = std::fs::metadata(p)
+                .map(|m| m.file_type().is_fifo() || m.file_type().is_char_device())
+                .unwrap_or(false);
             let f = if is_special {
                 std::fs::OpenOptions::new().write(true).open(p)
             } else {
@@ -100,7 +125,10 @@ pub fn replay(stripe: &StripeSet, catalog: &Catalog, range: std::ops::Range<usiz
             Box::new(std::io::BufWriter::with_capacity(1 << 20, f))
         }
     };
-    let sel = Selection { channel: o.channel, ..Default::default() };
+    let sel = Selection {
+        channel: o.channel,
+        ..Default::default()
+    };
     let mut skipped: Vec<String> = Vec::new();
     let note_skip = |skipped: &mut Vec<String>, msg: String| {
         eprintln!("dmaplay: replay: skipping {msg}");
@@ -115,12 +143,27 @@ pub fn replay(stripe: &StripeSet, catalog: &Catalog, range: std::ops::Range<usiz
             continue;
         }
         if stripe.member(e.device_index as usize).is_none() {
-            note_skip(&mut skipped, format!("slot {}: member {} was not given", e.slot_seq, e.device_index));
+            note_skip(
+                &mut skipped,
+                format!(
+                    "slot {}: member {} was not given",
+                    e.slot_seq, e.device_index
+                ),
+            );
             continue;
         }
-        requests.push(Request { device_index: e.device_index as usize, offset_bytes: e.device_offset_bytes, len_bytes: slot_bytes, tag: i as u64 });
+        requests.push(Request {
+            device_index: e.device_index as usize,
+            offset_bytes: e.device_offset_bytes,
+            len_bytes: slot_bytes,
+            tag: i as u64,
+        });
     }
-    let files: Vec<Option<&std::fs::File>> = stripe.members.iter().map(|m| m.as_ref().map(|t| &t.file)).collect();
+    let files: Vec<Option<&std::fs::File>> = stripe
+        .members
+        .iter()
+        .map(|m| m.as_ref().map(|t| &t.file))
+        .collect();
     let count = uring::buffer_count(slot_bytes, files.len(), BUFFER_BUDGET_BYTES, MAX_BUFFERS);
     let mut reader = Reader::new(&files, slot_bytes, count)?;
     let started = Instant::now();
@@ -134,21 +177,33 @@ pub fn replay(stripe: &StripeSet, catalog: &Catalog, range: std::ops::Range<usiz
             let e = view.get(c.request.tag as usize)?;
             let problem = match c.result {
                 Err(why) => Some(format!("read failed: {why}")),
-                Ok(()) => crate::verify::check_slot(slot, &e, stripe.recording_uuid(), payload_bytes, false),
+                Ok(()) => crate::verify::check_slot(
+                    slot,
+                    &e,
+                    stripe.recording_uuid(),
+                    payload_bytes,
+                    false,
+                ),
             };
             if let Some(why) = problem {
-                note_skip(&mut skipped, format!("slot {} (card_seq {}): {why}", e.slot_seq, e.card_seq));
+                note_skip(
+                    &mut skipped,
+                    format!("slot {} (card_seq {}): {why}", e.slot_seq, e.card_seq),
+                );
                 return Ok(());
             }
             let t0 = *origin_card_ns.get_or_insert(e.card_timestamp_ns);
             if let Speed::Factor(f) = o.speed {
-                let due = Duration::from_secs_f64(e.card_timestamp_ns.saturating_sub(t0) as f64 / 1e9 / f);
+                let due = Duration::from_secs_f64(
+                    e.card_timestamp_ns.saturating_sub(t0) as f64 / 1e9 / f,
+                );
                 if let Some(wait) = due.checked_sub(started.elapsed()) {
                     out.flush().ok();
                     std::thread::sleep(wait);
                 }
             }
-            let payload = &slot[SLOT_HEADER_BYTES..SLOT_HEADER_BYTES + e.payload_bytes_used as usize];
+            let payload =
+                &slot[SLOT_HEADER_BYTES..SLOT_HEADER_BYTES + e.payload_bytes_used as usize];
             match out.write_all(payload) {
                 Ok(()) => {}
                 Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => bail!(CLOSED),
@@ -167,7 +222,13 @@ pub fn replay(stripe: &StripeSet, catalog: &Catalog, range: std::ops::Range<usiz
         Err(e) if e.to_string() == CLOSED => reader_closed = true,
         Err(e) => return Err(e),
     }
-    Ok(ReplayReport { slots, bytes, skipped, seconds: started.elapsed().as_secs_f64(), reader_closed })
+    Ok(ReplayReport {
+        slots,
+        bytes,
+        skipped,
+        seconds: started.elapsed().as_secs_f64(),
+        reader_closed,
+    })
 }
 
 impl ReplayReport {
@@ -177,8 +238,16 @@ impl ReplayReport {
             self.slots,
             self.bytes,
             self.seconds,
-            if self.skipped.is_empty() { String::new() } else { format!(", {} skipped", self.skipped.len()) },
-            if self.reader_closed { " (reader closed the stream)" } else { "" }
+            if self.skipped.is_empty() {
+                String::new()
+            } else {
+                format!(", {} skipped", self.skipped.len())
+            },
+            if self.reader_closed {
+                " (reader closed the stream)"
+            } else {
+                ""
+            }
         )
     }
 }

@@ -43,13 +43,6 @@ impl StripeSet {
         let mut reference = targets[0].superblock.clone();
         reference.device_index = 0;
         let device_count = reference.members.len();
-        if targets.len() > device_count {
-            bail!(
-                "{} targets given, but recording {} has {device_count} member(s): give each member once",
-                targets.len(),
-                reference.recording_uuid
-            );
-        }
         let mut members: Vec<Option<Target>> = (0..device_count).map(|_| None).collect();
         for t in targets {
             let sb = &t.superblock;

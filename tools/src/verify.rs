@@ -223,6 +223,39 @@ impl Sink for VerifySink<'_> {
     }
 }
 
+/// Slot numbers the catalog lacks in the live window (the last `capacity`
+/// numbers up to the newest slot, or 0 ..= newest), within `range`.
+/// `seqs` are the slot numbers of the catalog entries in that range.
+fn missing_in_window(
+    stripe: &StripeSet,
+    catalog: &Catalog,
+    seqs: &[u64],
+    range: Option<select::SeqRange>,
+) -> Result<Vec<u64>> {
+    let live = catalog.live();
+    if live.is_empty() {
+        return Ok(Vec::new());
+    }
+    let newest = catalog.view().get(live.end - 1)?.slot_seq;
+    let mut first = (newest + 1).saturating_sub(stripe.layout.capacity_slots());
+    let mut last = newest;
+    if let Some(r) = range {
+        first = first.max(r.first);
+        last = last.min(r.last);
+    }
+    let mut missing = Vec::new();
+    let mut expect = first;
+    // Bounded by the window: at most `capacity` slot numbers.
+    for &seq in seqs.iter().chain(std::iter::once(&last.saturating_add(1))) {
+        while expect < seq && expect <= last {
+            missing.push(expect);
+            expect += 1;
+        }
+        expect = expect.max(seq.saturating_add(1));
+    }
+    Ok(missing)
+}
+
 pub fn verify(
     stripe: &StripeSet,
     catalog: &Catalog,
@@ -239,17 +272,12 @@ pub fn verify(
     // Entries to read; slots on missing members and slot numbers the
     // catalog lacks are bad without reading.
     let mut entries = Vec::with_capacity(range.len());
-    let mut prev_seq: Option<u64> = None;
-    let mut missing_seqs: Vec<u64> = Vec::new();
+    let mut seqs: Vec<u64> = Vec::with_capacity(range.len());
     for i in range.clone() {
         let e = view
             .get(i)
             .with_context(|| format!("{}: entry {i}", catalog.describe()))?;
-        if let Some(p) = prev_seq {
-            // Bounded by the capacity: the entries are live and increasing.
-            missing_seqs.extend(p + 1..e.slot_seq);
-        }
-        prev_seq = Some(e.slot_seq);
+        seqs.push(e.slot_seq);
         if stripe.member(e.device_index as usize).is_none() {
             bad_slots.push(bad(
                 stripe,
@@ -260,6 +288,7 @@ pub fn verify(
             entries.push(e);
         }
     }
+    let missing_seqs = missing_in_window(stripe, catalog, &seqs, o.range)?;
     for seq in missing_seqs {
         let found = catalog
             .scan
