@@ -183,6 +183,10 @@ build_initramfs() {
 	(cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) | gzip -1 >"$out"
 }
 
+# kernel messages that fail a run (searched in the guest's dmesg and in
+# the kernel lines of the serial console, which also has panics)
+bad_re='BUG:|WARNING:|Oops|general protection|leak|Call Trace|kernel BUG|refcount_t|list_(add|del) corruption|INFO: task .* blocked|Kernel panic'
+
 overall=0
 summary=()
 for kver in "${kernels[@]}"; do
@@ -206,14 +210,14 @@ for kver in "${kernels[@]}"; do
 		-machine q35 -accel tcg -cpu max -smp 2 -m 1024 \
 		-nographic -no-reboot -monitor none -serial stdio \
 		-kernel "/boot/vmlinuz-$kver" -initrd "$work/initrd-$kver.gz" \
-		-append "console=ttyS0 panic=1 oops=panic loglevel=4 rdinit=/init" \
+		-append "console=ttyS0 panic=1 oops=panic loglevel=4 init_on_alloc=0 rdinit=/init" \
 		-drive "file=$disk,format=raw,if=virtio,cache=none" \
 		</dev/null >"$log" 2>&1
 	qrc=$?
 	set -e
 	secs=$(( $(date +%s) - start ))
 	tr -d '\r' <"$log" >"$log.txt"
-	grep -E '^(== |ok |FAIL|dmarec-test|DMAREC-|caps:|stream |overrun |uring |fuzz:|cycles:|hold:|  )' "$log.txt" | grep -v '^DMAREC-DMESG' || true
+	grep -E '^(== |ok |FAIL|dmarec-test|DMAREC-|caps:|stream |overrun |uring |fuzz:|cycles:|hold:|memcheck:|  )' "$log.txt" | grep -v '^DMAREC-DMESG' || true
 	result=FAIL
 	why=
 	if [ $qrc -eq 124 ] || [ $qrc -eq 137 ]; then
@@ -225,8 +229,8 @@ for kver in "${kernels[@]}"; do
 		sed -n '/^DMAREC-DMESG-BEGIN$/,/^DMAREC-DMESG-END$/p' "$log.txt" >"$work/dmesg-$kver.txt"
 		if ! grep -q '^DMAREC-DMESG-END$' "$work/dmesg-$kver.txt"; then
 			why="no dmesg dump"
-		elif grep -nE 'BUG:|WARNING:|Oops|general protection|leak|Call Trace|kernel BUG|refcount_t|list_(add|del) corruption|INFO: task .* blocked' \
-			"$work/dmesg-$kver.txt" "$log.txt" | head -20; then
+		elif { cat "$work/dmesg-$kver.txt"; grep -E '^\[ *[0-9]+\.[0-9]+\]' "$log.txt"; } |
+			grep -E "$bad_re" | head -20 | grep .; then
 			why="kernel reported a problem (see above)"
 		else
 			result=PASS

@@ -4,7 +4,7 @@
 set -e
 insmod $DMAREC_KO cards=2 channels=3
 test -c /dev/dmarec0 && test -c /dev/dmarec1
-for t in caps stream overrun errors mmap lifetime; do
+for t in caps stream overrun errors mmap lifetime leak; do
 	dmarec-test $t
 done
 # the second card works independently
