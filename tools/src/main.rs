@@ -236,7 +236,7 @@ fn open(targets: &[PathBuf]) -> Result<StripeSet> {
 
 fn run_inspect(a: InspectArgs) -> Result<i32> {
     let stripe = open(&a.common.targets)?;
-    let sel = a.slots.then(|| Selection {
+    let sel = a.slots.then_some(Selection {
         channel: a.channel,
         from_s: a.from,
         to_s: a.to,

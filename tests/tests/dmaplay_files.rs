@@ -1,0 +1,371 @@
+//! dmaplay on recordings made by `dmarec record --source sim` into regular
+//! files: every command, checked against the recorder's own index and the
+//! simulated card's pattern; damage (bit flips in slot headers and
+//! payloads, truncated and corrupted index, an older recording underneath,
+//! a missing stripe member) reported exactly.
+
+use e2e::*;
+use formats::index::IndexView;
+use formats::{pattern, IndexEntry, SLOT_HEADER_BYTES};
+use std::collections::BTreeSet;
+use std::os::unix::fs::FileExt;
+use std::process::Output;
+
+const PAYLOAD: usize = 65536;
+
+fn record(args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["record", "--quiet", "--json", "--payload-size", "64K"];
+    all.extend_from_slice(args);
+    let out = run("dmarec", &all);
+    // 0: stopped as asked; 3: target full (ring tests stop by size).
+    assert!(
+        matches!(out.status.code(), Some(0) | Some(3)),
+        "dmarec {}: {}",
+        all.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    json(&String::from_utf8_lossy(&out.stdout))
+}
+
+fn dmaplay(args: &[&str]) -> Output {
+    run("dmaplay", args)
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn entries(index: &str) -> Vec<IndexEntry> {
+    let bytes = std::fs::read(index).unwrap();
+    let view = IndexView::new(&bytes).unwrap();
+    (0..view.len()).map(|i| view.get(i).unwrap()).collect()
+}
+
+fn flip(path: &str, offset: u64, bit: u8) {
+    let f = std::fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, offset).unwrap();
+    b[0] ^= 1 << bit;
+    f.write_all_at(&b, offset).unwrap();
+    f.sync_all().unwrap();
+}
+
+/// What channel `ch` exports to: the pattern of every recorded buffer of
+/// the channel, zeros for lost ones when `zero`.
+fn expected(es: &[IndexEntry], channels: u64, ch: u64, zero: bool) -> Vec<u8> {
+    let recorded: BTreeSet<u64> = es.iter().map(|e| e.card_seq).collect();
+    let (first, last) = (es[0].card_seq, es.last().unwrap().card_seq);
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; PAYLOAD];
+    for x in (first..=last).filter(|x| x % channels == ch) {
+        if recorded.contains(&x) {
+            pattern::fill(&mut buf, ch as u16, x);
+            out.extend_from_slice(&buf);
+        } else if zero {
+            out.extend_from_slice(&vec![0u8; PAYLOAD]);
+        }
+    }
+    out
+}
+
+fn bad_slots(v: &serde_json::Value) -> BTreeSet<u64> {
+    v["bad"].as_array().unwrap().iter().map(|b| b["slot_seq"].as_u64().unwrap()).collect()
+}
+
+#[test]
+fn inspect_verify_export_and_replay_agree_with_the_recorder() {
+    let s = Scratch::new("dmaplay-all");
+    let (img, idx) = (s.file("rec.img"), s.file("rec.idx"));
+    let sum = record(&["--target", &img, "--file-size", "64M", "--index", &idx, "--size", "20M", "--channels", "3", "--sim-drop-every", "7"]);
+    let es = entries(&idx);
+    assert_eq!(es.len() as u64, sum["slots"].as_u64().unwrap());
+
+    let ins = json(&stdout(&dmaplay(&["inspect", &img, "--index", &idx, "--json"])));
+    assert_eq!(ins["recording_uuid"], sum["recording_uuid"]);
+    assert_eq!(ins["slots"], sum["slots"]);
+    assert_eq!(ins["buffers_lost"], sum["buffers_lost"]);
+    assert_eq!(ins["gaps"].as_array().unwrap().len() as u64, sum["slots_with_gap"].as_u64().unwrap());
+    assert_eq!(ins["payload_bytes_recorded"], sum["payload_bytes_recorded"]);
+    let per_channel: u64 = ins["channels"].as_array().unwrap().iter().map(|c| c["bytes"].as_u64().unwrap()).sum();
+    assert_eq!(per_channel, sum["payload_bytes_recorded"].as_u64().unwrap());
+    assert_eq!(ins["catalog"], format!("index {idx}"));
+
+    let out = dmaplay(&["verify", &img, "--index", &idx, "--pattern", "--json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let v = json(&stdout(&out));
+    assert_eq!((v["slots_checked"].as_u64(), v["bad"].as_array().unwrap().len()), (Some(es.len() as u64), 0));
+
+    // Raw export of channel 1, with zero filler, byte for byte.
+    let raw = s.file("ch1.raw");
+    let out = dmaplay(&["export", &img, "--index", &idx, "--channel", "1", "--out", &raw, "--gaps", "zero"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(std::fs::read(&raw).unwrap() == expected(&es, 3, 1, true), "channel 1 export differs from the pattern");
+
+    // SigMF of every channel.
+    let base = s.file("rec");
+    let out = dmaplay(&["export", &img, "--index", &idx, "--all", "--format", "sigmf", "--out", &base, "--json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let report = json(&stdout(&out));
+    for ch in 0..3u64 {
+        let gaps = report["channels"][ch as usize]["gaps"].as_array().unwrap();
+        let followed = gaps.iter().filter(|g| !g["before_slot_seq"].is_null()).count();
+        let data = std::fs::read(s.file(&format!("rec-ch{ch}.sigmf-data"))).unwrap();
+        assert!(data == expected(&es, 3, ch, false), "channel {ch} SigMF data differs");
+        let meta = json(&std::fs::read_to_string(s.file(&format!("rec-ch{ch}.sigmf-meta"))).unwrap());
+        assert_eq!(meta["global"]["core:datatype"], "ci16_le");
+        assert_eq!(meta["global"]["core:version"], "1.2.0");
+        assert_eq!(meta["global"]["core:recorder"], "dmarec");
+        let caps = meta["captures"].as_array().unwrap();
+        let anns = meta["annotations"].as_array().unwrap();
+        assert!(!anns.is_empty(), "drops every 7th buffer: channel {ch} has gaps");
+        assert_eq!(anns.len(), gaps.len());
+        let lost: u64 = gaps.iter().map(|g| g["buffers_lost"].as_u64().unwrap()).sum();
+        let want_lost = (es[0].card_seq..=es.last().unwrap().card_seq)
+            .filter(|x| x % 3 == ch && !es.iter().any(|e| e.card_seq == *x))
+            .count() as u64;
+        assert_eq!(lost, want_lost, "channel {ch} lost buffers");
+        assert_eq!(caps.len(), followed + 1, "one capture to start and one after each gap followed by data");
+        let dt = caps[0]["core:datetime"].as_str().unwrap();
+        assert!(dt.len() == 30 && dt.ends_with('Z') && dt.as_bytes()[10] == b'T', "{dt}");
+        for a in anns {
+            assert!(a["core:sample_start"].is_u64() && a["core:sample_count"].is_u64() && a["core:comment"].is_string());
+        }
+        let starts: Vec<u64> = caps.iter().map(|c| c["core:sample_start"].as_u64().unwrap()).collect();
+        assert!(starts.windows(2).all(|w| w[0] < w[1]), "captures sorted: {starts:?}");
+    }
+
+    // Replay at max speed equals the channel's payloads.
+    let stream = s.file("stream");
+    let out = dmaplay(&["replay", &img, "--index", &idx, "--channel", "2", "--speed", "max", "--out", &stream]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(std::fs::read(&stream).unwrap() == expected(&es, 3, 2, false));
+    // And to stdout.
+    let out = dmaplay(&["replay", &img, "--index", &idx, "--channel", "0", "--speed", "x1000", "--quiet"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(out.stdout == expected(&es, 3, 0, false));
+
+    // --gaps error stops at the first gap with status 1 and a clear message.
+    let out = dmaplay(&["export", &img, "--index", &idx, "--channel", "0", "--out", &s.file("e.raw"), "--gaps", "error"]);
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("gap") && stderr(&out).contains("--gaps mark"), "{}", stderr(&out));
+}
+
+#[test]
+fn verify_reports_exactly_the_damaged_slots_with_and_without_the_index() {
+    let s = Scratch::new("dmaplay-damage");
+    let (img, idx) = (s.file("rec.img"), s.file("rec.idx"));
+    record(&["--target", &img, "--file-size", "64M", "--index", &idx, "--size", "16M", "--channels", "2"]);
+    let es = entries(&idx);
+    let n = es.len() as u64;
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = |m: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % m
+    };
+    let mut hit = BTreeSet::new();
+    // Headers (not of the newest slot: a scan can't tell it from the end).
+    while hit.len() < 5 {
+        let seq = next(n - 1);
+        if hit.insert(seq) {
+            let e = es[seq as usize];
+            flip(&img, e.device_offset_bytes + next(SLOT_HEADER_BYTES as u64), next(8) as u8);
+        }
+    }
+    let headers = hit.clone();
+    while hit.len() < 12 {
+        let seq = next(n);
+        if hit.insert(seq) {
+            let e = es[seq as usize];
+            flip(&img, e.device_offset_bytes + SLOT_HEADER_BYTES as u64 + next(PAYLOAD as u64), next(8) as u8);
+        }
+    }
+    for index in [Some(idx.as_str()), None] {
+        let mut args = vec!["verify", &img, "--json"];
+        if let Some(i) = index {
+            args.extend(["--index", i]);
+        }
+        let out = dmaplay(&args);
+        assert_eq!(code(&out), 3, "bad slots give status 3: {}", stderr(&out));
+        let v = json(&stdout(&out));
+        assert_eq!(bad_slots(&v), hit, "with index {index:?}");
+        for b in v["bad"].as_array().unwrap() {
+            let seq = b["slot_seq"].as_u64().unwrap();
+            assert_eq!(b["offset_bytes"].as_u64(), Some(es[seq as usize].device_offset_bytes));
+            assert_eq!(b["device"], img.as_str());
+            let p = b["problem"].as_str().unwrap();
+            if headers.contains(&seq) {
+                assert!(p.contains("header"), "{p}");
+            } else {
+                assert!(p.contains("payload CRC mismatch"), "{p}");
+                assert_eq!(b["card_seq"].as_u64(), Some(es[seq as usize].card_seq));
+            }
+        }
+        if index.is_none() {
+            assert!(stderr(&out).contains("scanning"), "{}", stderr(&out));
+        }
+    }
+    // The text report names them too.
+    let out = dmaplay(&["verify", &img, "--index", &idx, "--quiet"]);
+    assert_eq!(code(&out), 3);
+    assert!(stdout(&out).contains(&format!("{} bad slot(s)", hit.len())), "{}", stdout(&out));
+}
+
+#[test]
+fn reindex_rebuilds_the_recorders_index_and_index_damage_falls_back_to_a_scan() {
+    let s = Scratch::new("dmaplay-reindex");
+    let (img, idx) = (s.file("rec.img"), s.file("rec.idx"));
+    record(&["--target", &img, "--file-size", "48M", "--index", &idx, "--size", "8M", "--sim-drop-every", "5"]);
+    let original = std::fs::read(&idx).unwrap();
+    let out = dmaplay(&["reindex", &img, "--index", &idx]);
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("exists") && stderr(&out).contains("--force"), "{}", stderr(&out));
+    let rebuilt = s.file("rebuilt.idx");
+    let out = dmaplay(&["reindex", &img, "--index", &rebuilt, "--json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let r = json(&stdout(&out));
+    assert_eq!(r["slots_indexed"].as_u64(), Some(128));
+    assert!(std::fs::read(&rebuilt).unwrap() == original, "reindex differs from the recorder's index");
+
+    // Torn tail: half an entry and a bad last entry are ignored and reported.
+    let mut torn = original.clone();
+    torn.truncate(original.len() - 64 - 20); // 126 entries and 44 bytes
+    let in_last_full_entry = torn.len() - 44 - 10;
+    torn[in_last_full_entry] ^= 4;
+    std::fs::write(&idx, &torn).unwrap();
+    let ins = json(&stdout(&dmaplay(&["inspect", &img, "--index", &idx, "--json"])));
+    assert_eq!(ins["index_torn_tail_bytes"].as_u64(), Some(64 + 44));
+    assert_eq!(ins["slots"].as_u64(), Some(125));
+    assert!(ins["index_behind"].as_str().unwrap().contains("reindex"));
+    // Damage inside: fall back to a scan, say so, find every slot.
+    let mut bad = original.clone();
+    bad[8192 + 64 * 40 + 3] ^= 0x10;
+    std::fs::write(&idx, &bad).unwrap();
+    let out = dmaplay(&["verify", &img, "--index", &idx, "--json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stderr(&out).contains("is damaged (entry 40: index entry: CRC mismatch"), "{}", stderr(&out));
+    assert_eq!(json(&stdout(&out))["slots_checked"].as_u64(), Some(128));
+    // Truncated into the header: unusable, scanned instead.
+    std::fs::write(&idx, &original[..6000]).unwrap();
+    let out = dmaplay(&["inspect", &img, "--index", &idx, "--json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stderr(&out).contains("not usable") && stderr(&out).contains("truncated"), "{}", stderr(&out));
+    assert_eq!(json(&stdout(&out))["slots"].as_u64(), Some(128));
+}
+
+#[test]
+fn an_older_recording_underneath_is_ignored_and_reported() {
+    let s = Scratch::new("dmaplay-older");
+    let (img, old_idx, idx) = (s.file("rec.img"), s.file("old.idx"), s.file("new.idx"));
+    let old = record(&["--target", &img, "--file-size", "32M", "--index", &old_idx, "--size", "20M"]);
+    let new = record(&["--target", &img, "--index", &idx, "--size", "5M", "--force"]);
+    assert_ne!(old["recording_uuid"], new["recording_uuid"]);
+    let ins = json(&stdout(&dmaplay(&["inspect", &img, "--json"])));
+    assert_eq!(ins["recording_uuid"], new["recording_uuid"]);
+    assert_eq!(ins["slots"].as_u64(), Some(80));
+    let stale = ins["scan"]["other_recordings"][old["recording_uuid"].as_str().unwrap()].as_u64();
+    assert_eq!(stale, Some(320 - 80));
+    let rebuilt = s.file("r.idx");
+    let out = dmaplay(&["reindex", &img, "--index", &rebuilt]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).contains(&format!("240 stale slot(s) of another recording {}", old["recording_uuid"].as_str().unwrap())), "{}", stdout(&out));
+    assert!(std::fs::read(&rebuilt).unwrap() == std::fs::read(&idx).unwrap());
+    // The old index does not belong to these targets: not used.
+    let out = dmaplay(&["verify", &img, "--index", &old_idx, "--pattern"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stderr(&out).contains("is the index of recording"), "{}", stderr(&out));
+}
+
+#[test]
+fn stripe_of_unequal_files_in_any_order_and_a_missing_member() {
+    let s = Scratch::new("dmaplay-stripe");
+    let names = ["a.img", "b.img", "c.img"];
+    for (n, size) in names.iter().zip([24u64 << 20, 40 << 20, 32 << 20]) {
+        std::fs::File::create(s.join(n)).unwrap().set_len(size).unwrap();
+    }
+    let (a, b, c, idx) = (s.file("a.img"), s.file("b.img"), s.file("c.img"), s.file("rec.idx"));
+    let sum = record(&["--target", &a, "--target", &b, "--target", &c, "--index", &idx, "--size", "80M", "--channels", "4"]);
+    let es = entries(&idx);
+    assert_eq!(es.len() as u64, sum["slots"].as_u64().unwrap());
+    let out = dmaplay(&["verify", &c, &a, &b, "--index", &idx, "--pattern", "--json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(json(&stdout(&out))["slots_checked"].as_u64(), Some(es.len() as u64));
+
+    // Member 1 (b.img) not given.
+    let ins = json(&stdout(&dmaplay(&["inspect", &c, &a, "--index", &idx, "--json"])));
+    let missing_uuid = ins["missing_members"][0]["uuid"].as_str().unwrap().to_string();
+    assert_eq!(ins["missing_members"][0]["device_index"].as_u64(), Some(1));
+    let out = dmaplay(&["verify", &c, &a, "--index", &idx, "--json"]);
+    assert_eq!(code(&out), 3);
+    assert!(stderr(&out).contains(&format!("member 1 of recording")) && stderr(&out).contains(&missing_uuid), "{}", stderr(&out));
+    let on_b: BTreeSet<u64> = es.iter().filter(|e| e.device_index == 1).map(|e| e.slot_seq).collect();
+    assert_eq!(bad_slots(&json(&stdout(&out))), on_b);
+    let out = dmaplay(&["reindex", &c, &a, "--index", &s.file("x.idx")]);
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("missing: member 1 (uuid") && stderr(&out).contains(&missing_uuid), "{}", stderr(&out));
+    // Export across the missing member: its slots are gaps, zero-filled.
+    let out = dmaplay(&["export", &a, &c, "--index", &idx, "--channel", "3", "--out", &s.file("ch3.raw"), "--gaps", "zero", "--json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let present: Vec<IndexEntry> = es.iter().copied().filter(|e| e.device_index != 1).collect();
+    let mut want = Vec::new();
+    let mut buf = vec![0u8; PAYLOAD];
+    let (first, last) = (es[0].card_seq, es.last().unwrap().card_seq);
+    let have: BTreeSet<u64> = present.iter().map(|e| e.card_seq).collect();
+    for x in (first..=last).filter(|x| x % 4 == 3) {
+        if have.contains(&x) {
+            pattern::fill(&mut buf, 3, x);
+            want.extend_from_slice(&buf);
+        } else {
+            want.extend_from_slice(&vec![0u8; PAYLOAD]);
+        }
+    }
+    assert!(std::fs::read(s.file("ch3.raw")).unwrap() == want);
+    let r = json(&stdout(&out));
+    assert!(r["channels"][0]["gaps"][0]["reason"].as_str().unwrap().contains("member 1 was not given"));
+}
+
+#[test]
+fn ring_mode_keeps_the_newest_lap() {
+    let s = Scratch::new("dmaplay-ring");
+    let (img, idx) = (s.file("rec.img"), s.file("rec.idx"));
+    let sum = record(&["--target", &img, "--file-size", "16M", "--index", &idx, "--size", "40M", "--on-full", "wrap"]);
+    let cap = sum["capacity_slots"].as_u64().unwrap();
+    let es = entries(&idx);
+    assert!(es.len() as u64 > 2 * cap);
+    let ins = json(&stdout(&dmaplay(&["inspect", &img, "--index", &idx, "--json"])));
+    assert_eq!(ins["slots"].as_u64(), Some(cap));
+    assert_eq!(ins["ring_wraps"].as_u64(), Some((es.len() as u64 - 1) / cap));
+    assert_eq!(ins["first_slot_seq"].as_u64(), Some(es.len() as u64 - cap));
+    for args in [vec!["verify", &img, "--index", &idx, "--pattern"], vec!["verify", &img, "--pattern"]] {
+        let out = dmaplay(&args);
+        assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    }
+    let rebuilt = s.file("r.idx");
+    let out = dmaplay(&["reindex", &img, "--index", &rebuilt]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(entries(&rebuilt), es[es.len() - cap as usize..].to_vec());
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_documents_exit_codes() {
+    let out = dmaplay(&["verify"]);
+    assert_eq!(code(&out), 2);
+    let out = dmaplay(&["export", "x", "--out", "y"]);
+    assert_eq!(code(&out), 2, "neither --channel nor --all");
+    let help = stdout(&dmaplay(&["verify", "--help"]));
+    assert!(help.contains("Exit status:") && help.contains("3  verify: bad"), "{help}");
+    let out = dmaplay(&["inspect", "/nonexistent/dev"]);
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("target /nonexistent/dev: cannot stat"), "{}", stderr(&out));
+    let out = dmaplay(&["inspect", "x", "--seq", "9..3"]);
+    assert_eq!(code(&out), 2);
+}
