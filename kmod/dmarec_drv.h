@@ -91,7 +91,7 @@ struct dmarec_counters {
 
 struct dmarec_card {
 	unsigned int id;
-	char name[16];
+	char name[24];
 	struct platform_device *pdev;
 	struct device *dma_dev;
 	struct miscdevice misc;

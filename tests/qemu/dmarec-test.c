@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <linux/capability.h>
 #include <linux/io_uring.h>
 #include <poll.h>
 #include <pthread.h>
@@ -27,6 +28,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -623,6 +625,8 @@ static void test_overrun(void)
 	no_overrun_when_unlimited();
 }
 
+static void test_memlock(void);
+
 /* ------------------------------- errors ------------------------------- */
 
 static void *dq_thread(void *arg)
@@ -801,6 +805,54 @@ static void test_errors(void)
 	}
 	munmap(mem, 8 * PAGE);
 	close(fd);
+	test_memlock();
+}
+
+/*
+ * USERPTR pins are charged to RLIMIT_MEMLOCK like RDMA/io_uring pins
+ * (unless CAP_IPC_LOCK). Runs in a child that drops CAP_IPC_LOCK.
+ */
+static void memlock_child(void)
+{
+	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct d[2];
+	struct rlimit rl = { 64 << 10, 64 << 10 };
+	int fd = dev_open(0);
+	uint8_t *mem;
+
+	memset(d, 0, sizeof(d));
+	if (syscall(SYS_capget, &h, d) ||
+	    (d[0].effective &= ~(1u << CAP_IPC_LOCK), syscall(SYS_capset, &h, d)) ||
+	    setrlimit(RLIMIT_MEMLOCK, &rl)) {
+		check(false, "memlock: drop CAP_IPC_LOCK / setrlimit: %s",
+		      strerror(errno));
+		_exit(1);
+	}
+	mem = mmap(NULL, 4 * 32768, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK_OK(setup(fd, DMAREC_MEMORY_USERPTR, 4, 32768, NULL));
+	CHECK_OK(attach(fd, 0, mem, 32768));
+	CHECK_OK(attach(fd, 1, mem + 32768, 32768));
+	CHECK_ERR(attach(fd, 2, mem + 65536, 32768), ENOMEM);
+	check(vm_pin_kb() == 64, "memlock: VmPin %ld", vm_pin_kb());
+	CHECK_OK(setup(fd, 0, 0, 0, NULL));
+	check(vm_pin_kb() == 0, "memlock: VmPin after teardown %ld", vm_pin_kb());
+	CHECK_OK(setup(fd, DMAREC_MEMORY_USERPTR, 4, 32768, NULL));
+	CHECK_OK(attach(fd, 2, mem + 65536, 32768));
+	close(fd);
+	_exit(n_fail ? 1 : 0);
+}
+
+static void test_memlock(void)
+{
+	int status;
+	pid_t pid = fork();
+
+	if (pid == 0)
+		memlock_child();
+	waitpid(pid, &status, 0);
+	check(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	      "memlock child status %#x", status);
 }
 
 /* -------------------------------- mmap -------------------------------- */
@@ -850,6 +902,9 @@ static void test_mmap(void)
 		/* MADV_DONTNEED zaps the PTEs; the fault handler restores */
 		CHECK_OK(madvise(p, stride, MADV_DONTNEED));
 		check(p[0] == 0x5a, "after MADV_DONTNEED %#x", p[0]);
+		CHECK_OK(madvise(p, stride, MADV_DONTNEED));
+		p[PAGE + 1] = 0x6b;	/* write fault through ->fault */
+		check(ring_buf(&r, 2)[PAGE + 1] == 0x6b, "write after zap");
 		/* unmap the middle: the VMA splits, both halves count */
 		CHECK_OK(munmap(p + PAGE, PAGE));
 		munmap(r.base, r.size);
