@@ -153,6 +153,7 @@ pub fn check_options(stripe: &StripeSet, o: &ExportOptions) -> Result<()> {
     for c in exported_channels(stripe, o) {
         let (data, meta) = paths_for(o, c);
         for p in std::iter::once(data).chain(meta) {
+            stripe.refuse_output(&p, "--out")?;
             if !o.force && p.exists() {
                 bail!(
                     "output {} exists: remove it, choose another --out, or give --force",

@@ -53,6 +53,7 @@ pub struct ReindexReport {
 
 pub fn reindex(stripe: &StripeSet, o: &ReindexOptions) -> Result<ReindexReport> {
     stripe.require_complete("reindex")?;
+    stripe.refuse_output(&o.index, "--index")?;
     if o.index.exists() && !o.force {
         bail!(
             "index {} exists: give --force to replace it (or choose another --index path)",

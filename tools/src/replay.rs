@@ -69,6 +69,7 @@ pub fn check_options(stripe: &StripeSet, o: &ReplayOptions) -> Result<()> {
         }
     }
     if let Some(p) = &o.out {
+        stripe.refuse_output(p, "--out")?;
         if let Ok(m) = std::fs::metadata(p) {
             if m.is_file() && !o.force {
                 bail!(

@@ -158,6 +158,33 @@ impl StripeSet {
         self.members.get(device_index).and_then(|m| m.as_ref())
     }
 
+    /// Refuses an output path (`what`: "--out", "--index") that is a block
+    /// device or the same file as a target: dmaplay never writes to one.
+    pub fn refuse_output(&self, path: &std::path::Path, what: &str) -> Result<()> {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let Ok(meta) = std::fs::metadata(path) else {
+            return Ok(()); // does not exist yet: a new file
+        };
+        if meta.file_type().is_block_device() {
+            bail!(
+                "{what} {}: is a block device; dmaplay writes its outputs to files, FIFOs or stdout only",
+                path.display()
+            );
+        }
+        for t in self.members.iter().flatten() {
+            if let Ok(m) = std::fs::metadata(&t.path) {
+                if m.dev() == meta.dev() && m.ino() == meta.ino() {
+                    bail!(
+                        "{what} {}: is target {} of the recording; dmaplay never writes to a target, choose another path",
+                        path.display(),
+                        t.path.display()
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Path of a member for messages, or "<missing member N>".
     pub fn describe(&self, device_index: usize) -> String {
         match self.member(device_index) {

@@ -502,3 +502,22 @@ fn replay_at_max_speed_streams_the_channel_and_paces_at_x_speed() {
     assert!(Speed::parse("x0").is_err() && Speed::parse("fast").is_err());
 }
 
+
+#[test]
+fn outputs_never_name_a_target() {
+    let d = Dir::new("guard");
+    let s = Synth::write(&d, &["a"], &Spec::default());
+    let before = std::fs::read(&s.paths[0]).unwrap();
+    let stripe = StripeSet::open(&s.paths).unwrap();
+    let mut o = export_opts(s.paths[0].clone(), Some(0), OutputFormat::Raw, GapMode::Mark);
+    o.force = true;
+    let err = export::check_options(&stripe, &o).unwrap_err().to_string();
+    assert!(err.contains("is target") && err.contains("never writes to a target"), "{err}");
+    let err = reindex::reindex(&stripe, &ReindexOptions { index: s.paths[0].clone(), force: true, check_newest: 64, quiet: true })
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--index") && err.contains("is target"), "{err}");
+    let o = ReplayOptions { channel: None, speed: Speed::Max, from_s: None, to_s: None, out: Some(s.paths[0].clone()), force: true };
+    assert!(replay::check_options(&stripe, &o).unwrap_err().to_string().contains("is target"));
+    assert!(std::fs::read(&s.paths[0]).unwrap() == before);
+}
