@@ -217,7 +217,9 @@ for kver in "${kernels[@]}"; do
 	set -e
 	secs=$(( $(date +%s) - start ))
 	tr -d '\r' <"$log" >"$log.txt"
-	grep -E '^(== |ok |FAIL|dmarec-test|DMAREC-|caps:|stream |overrun |uring |fuzz:|cycles:|hold:|memcheck:|  )' "$log.txt" | grep -v '^DMAREC-DMESG' || true
+	# the guest's own output (tests), without kernel console lines
+	sed -n '/DMAREC-BOOTED/,/^DMAREC-RESULT/p' "$log.txt" |
+		grep -vE '^\[ *[0-9]+\.[0-9]+\]' | sed 's/.*DMAREC-BOOTED/DMAREC-BOOTED/; s/^/   | /' || true
 	result=FAIL
 	why=
 	if [ $qrc -eq 124 ] || [ $qrc -eq 137 ]; then
