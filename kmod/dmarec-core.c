@@ -13,6 +13,7 @@
 #include <linux/fs.h>
 #include <linux/log2.h>
 #include <linux/module.h>
+#include <linux/nospec.h>
 #include <linux/platform_device.h>
 #include <linux/poll.h>
 #include <linux/slab.h>
@@ -240,7 +241,7 @@ static long dmarec_ioc_attach(struct dmarec_card *card, struct file *file,
 	ret = -EBUSY;
 	if (card->streaming)
 		goto out;
-	buf = &card->ring->bufs[u.index];
+	buf = &card->ring->bufs[array_index_nospec(u.index, card->ring->count)];
 	if (buf->attached)
 		goto out;
 	ret = dmarec_buf_attach_userptr(card->ring, buf, u.payload_addr);
@@ -273,7 +274,7 @@ static long dmarec_ioc_qbuf(struct dmarec_card *card, struct file *file,
 	ret = -EINVAL;
 	if (b.index >= card->ring->count)
 		goto out;
-	buf = &card->ring->bufs[b.index];
+	buf = &card->ring->bufs[array_index_nospec(b.index, card->ring->count)];
 	/* state changes away from USER only under card->lock */
 	if (!buf->attached || READ_ONCE(buf->state) != DMAREC_BUF_USER)
 		goto out;
