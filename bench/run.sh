@@ -12,7 +12,8 @@
 #   BACKINGS="disk tmpfs"   (a) loop device on a file on the main disk (DISK_DIR)
 #                           (b) loop device on a file in a tmpfs (no disk: CPU cost)
 #   DISK_DIR=/var/tmp       where the disk-backed loop files go (must be the main disk)
-#   STEPS="record sweep faults read reindex stripe seek"
+#   STEPS="record sweep faults overrun read reindex stripe seek payload"
+#   OVERRUN_RATE=1200 (MB/s) OVERRUN_BUFFERS="16 32 64"   card at a fixed rate: buffers lost per ring size
 #   FIO_QDS="4 8 16 32"     fio iodepths measured (fio's best median is the reference)
 #   SWEEP_QDS="4 8 16 32" SWEEP_BUFFERS="16 32 64 128" SWEEP_REPS=3
 #   DMAREC_ARGS=""          extra arguments for every `dmarec record` (e.g. "--queue-depth 32")
@@ -30,7 +31,9 @@ REPS=${REPS:-5}
 SIZE=${SIZE:-2G}
 BACKINGS=${BACKINGS:-"disk tmpfs"}
 DISK_DIR=${DISK_DIR:-/var/tmp}
-STEPS=${STEPS:-"record sweep faults read reindex stripe seek"}
+STEPS=${STEPS:-"record sweep faults overrun read reindex stripe seek payload"}
+OVERRUN_RATE=${OVERRUN_RATE:-1200}
+OVERRUN_BUFFERS=${OVERRUN_BUFFERS:-"16 32 64"}
 FIO_QDS=${FIO_QDS:-"4 8 16 32"}
 SWEEP_QDS=${SWEEP_QDS:-"4 8 16 32"}
 SWEEP_BUFFERS=${SWEEP_BUFFERS:-"16 32 64 128"}
@@ -85,6 +88,8 @@ if cargo build --release -p dmarec-tools >/dev/null 2>&1 && [ -x target/release/
 fi
 (cd bench/seek-index && { cargo build --release --offline -q 2>/dev/null || cargo build --release -q; })
 cp bench/seek-index/target/release/seek-index "$WORK/bin/"
+(cd bench/payload-cost && { cargo build --release --offline -q 2>/dev/null || cargo build --release -q; })
+cp bench/payload-cost/target/release/payload-cost "$WORK/bin/"
 DMAREC="$WORK/bin/dmarec"
 DMAPLAY="$WORK/bin/dmaplay"
 # dmaplay_has <subcommand>: dmaplay is built and its --help lists the subcommand
@@ -232,6 +237,16 @@ for B in $BACKINGS; do
         alternate faults "$B" "$REPS" "${items[@]}"
     fi
 
+    # 1c. a card at a fixed rate: does a smaller ring lose buffers (overruns)?
+    if has_step overrun; then
+        items=()
+        for b in $OVERRUN_BUFFERS; do
+            q=16; [ "$b" -lt 16 ] && q=$b
+            items+=("dmarec:rate$OVERRUN_RATE-b$b=$(dmarec_rec "$IDXDIR/o.idx" "$SIZE_B" --rate "$OVERRUN_RATE" --buffers "$b" --queue-depth "$q" -- "$DEV")")
+        done
+        alternate overrun "$B" "$REPS" "${items[@]}"
+    fi
+
     # 5. dmaplay verify / export vs fio sequential read of the same bytes
     if has_step read || has_step reindex; then
         log "  read: recording $SIZE for the read steps"
@@ -302,6 +317,14 @@ if has_step seek; then
     # the reference: the same device's 4 KiB random read latency at depth 1
     run seek disk fio randread-4k-qd1 1 -- fio --name=lat --filename="$DISK_WORK/seek.idx" --ioengine=psync --direct=1 \
         --bs=4k --rw=randread --iodepth=1 --runtime=5 --time_based --output-format=json
+fi
+
+# CPU per GiB of the simulated card's fill and of the payload CRC, apart
+# (one thread, no I/O), for the default ring and a small one.
+if has_step payload; then
+    alternate payload cpu "$REPS" \
+        "payload-cost:b64=$WORK/bin/payload-cost 64 524288 $SIZE_B" \
+        "payload-cost:b16=$WORK/bin/payload-cost 16 524288 $SIZE_B"
 fi
 
 log "summarizing"

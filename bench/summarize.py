@@ -117,7 +117,7 @@ def main():
     failed = [r for r in rows if r["rc"] != 0]
     backings = []
     for r in rows:
-        if r["backing"] not in backings and r["step"] != "seek":
+        if r["backing"] not in backings and r["step"] not in ("seek", "payload"):
             backings.append(r["backing"])
     p(f"# bench results: {os.path.basename(os.path.abspath(d))}\n")
     p("```\n" + open(os.path.join(d, "machine.txt")).read().rstrip() + "\n```\n")
@@ -206,6 +206,18 @@ def main():
             ranking.sort(reverse=True)
             p("\nBest medians: " + ", ".join(f"qd {q} × {bb} buffers {fmt(m)}" for _, q, bb, m in ranking[:4]) + "\n")
 
+    # 1c overrun
+    if sel(rows, step="overrun"):
+        p("## 1c. Card at a fixed rate: buffers lost per ring size\n")
+        p("| backing | config | MB/s | buffers lost (card overruns) | slots with a gap | CPU s/GiB | n |")
+        p("|---|---|---|---|---|---|---|")
+        for b in backings:
+            for tool, cfg in configs(rows, step="overrun", backing=b):
+                rs = [r for r in sel(rows, step="overrun", backing=b, config=cfg) if r["json"]]
+                p(f"| {b} | {cfg} | {fmt(med(r['rate'] for r in rs))} | {fmt(med(r['json']['buffers_lost'] for r in rs))} "
+                  f"| {fmt(med(r['json']['slots_with_gap'] for r in rs))} | {fmt(med(r.get('cpu_per_gib') for r in rs), 3)} | {len(rs)} |")
+        p("")
+
     # 3 faults
     if sel(rows, step="faults") or sel(rows, step="record", tool="dmarec"):
         p("## 3. Page faults in dmarec's steady state\n")
@@ -283,6 +295,18 @@ def main():
         lat = sel(rows, step="seek", tool="fio")
         if lat:
             p(f"\nReference: fio 4 KiB random read, depth 1, on the same file: mean latency {lat[0]['lat_us'] / 1e3:.3f} ms.")
+        p("")
+
+    pc = sel(rows, step="payload")
+    if pc:
+        p("## CPU of the card's fill and of the CRC, apart (payload-cost: one thread, no I/O)\n")
+        p("| ring | fill s/GiB (sim card) | crc s/GiB (recorder) | fill then crc, s/GiB | n |")
+        p("|---|---|---|---|---|")
+        for cfg in ("b64", "b16"):
+            rs = [r["json"] for r in sel(rows, step="payload", config=cfg) if r["json"]]
+            if rs:
+                p(f"| {cfg[1:]} buffers × 516 KiB | {fmt(med(x['fill_s_per_gib'] for x in rs), 4)} | {fmt(med(x['crc_s_per_gib'] for x in rs), 4)} "
+                  f"| {fmt(med(x['fill_crc_s_per_gib'] for x in rs), 4)} | {len(rs)} |")
         p("")
 
     # 7 stripe
