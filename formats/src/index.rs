@@ -89,7 +89,7 @@ impl IndexHeader {
                 ),
             ));
         }
-        if minor <= FORMAT_VERSION_MINOR && !all_zero(&b[20..OFF_CRC]) {
+        if crate::knows_minor(minor) && !all_zero(&b[20..OFF_CRC]) {
             return Err(FormatError::invalid(
                 WHAT,
                 "reserved",

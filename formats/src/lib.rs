@@ -43,6 +43,13 @@ pub const FORMAT_VERSION_MAJOR: u16 = 1;
 /// Minor version this crate writes.
 pub const FORMAT_VERSION_MINOR: u16 = 0;
 
+/// Whether this build knows every field of minor version `minor`: then
+/// reserved bytes must be zero; a newer minor may use them.
+#[allow(clippy::absurd_extreme_comparisons)] // always true while the minor is 0
+pub(crate) fn knows_minor(minor: u16) -> bool {
+    minor <= FORMAT_VERSION_MINOR
+}
+
 /// CRC-32 (IEEE 802.3 polynomial, the one zlib's `crc32` computes) of `data`.
 pub fn crc32(data: &[u8]) -> u32 {
     crc32fast::hash(data)

@@ -24,7 +24,7 @@ fn seed(channel: u16, card_seq: u64) -> u64 {
 /// Fills `payload` (length a multiple of 8) with the pattern.
 pub fn fill(payload: &mut [u8], channel: u16, card_seq: u64) {
     assert!(
-        payload.len() % 8 == 0,
+        payload.len().is_multiple_of(8),
         "pattern payload length must be a multiple of 8"
     );
     let s = seed(channel, card_seq);
@@ -36,7 +36,7 @@ pub fn fill(payload: &mut [u8], channel: u16, card_seq: u64) {
 /// Checks `payload` against the pattern; returns the byte offset of the
 /// first 8-byte word that differs, or `None` if all match.
 pub fn first_mismatch(payload: &[u8], channel: u16, card_seq: u64) -> Option<usize> {
-    if payload.len() % 8 != 0 {
+    if !payload.len().is_multiple_of(8) {
         return Some(payload.len() - payload.len() % 8);
     }
     let s = seed(channel, card_seq);

@@ -131,7 +131,7 @@ impl SlotHeader {
             flags: u16_at(b, 82),
             device_index: u16_at(b, 84),
         };
-        if minor <= FORMAT_VERSION_MINOR {
+        if crate::knows_minor(minor) {
             if h.flags & !KNOWN_FLAGS != 0 {
                 return Err(inv("flags", format!("{:#x} has unknown bits", h.flags)));
             }

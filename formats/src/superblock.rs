@@ -312,7 +312,7 @@ impl Superblock {
         }
         // Reserved bytes are zero in the minor version we know; a newer minor
         // may use them, and we ignore what we do not know.
-        if minor <= FORMAT_VERSION_MINOR
+        if crate::knows_minor(minor)
             && (!all_zero(&b[92..OFF_MEMBERS]) || !all_zero(&b[OFF_RESERVED..OFF_CRC]))
         {
             return Err(inv("reserved", "reserved bytes are not zero".to_string()));

@@ -52,6 +52,12 @@ pub struct IndexWriter {
     /// Entries covered by a completed fdatasync.
     pub entries_durable: u64,
     writes_in_flight: usize,
+    /// The first slot that will never be indexed (its write failed): the
+    /// index ends before it, and later completions are not indexed (the
+    /// slots are on the device; `dmaplay reindex` finds them).
+    end_seq: u64,
+    /// An index write failed: what is durable is what was synced before.
+    pub failed: bool,
 }
 
 impl IndexWriter {
@@ -75,6 +81,8 @@ impl IndexWriter {
             entries_written: 0,
             entries_durable: 0,
             writes_in_flight: 0,
+            end_seq: u64::MAX,
+            failed: false,
         }
     }
 
@@ -86,6 +94,9 @@ impl IndexWriter {
 
     /// Records the completion of a slot's write.
     pub fn complete(&mut self, e: IndexEntry) {
+        if e.slot_seq >= self.end_seq {
+            return;
+        }
         assert!(
             e.slot_seq >= self.next_seq && self.can_accept(e.slot_seq),
             "slot {} outside the reorder window",
@@ -101,10 +112,41 @@ impl IndexWriter {
         self.drain();
     }
 
+    /// Slot `slot_seq`'s write failed: the index ends before it.
+    pub fn fail_slot(&mut self, slot_seq: u64) {
+        assert!(
+            slot_seq >= self.next_seq,
+            "slot {slot_seq} failed after being indexed"
+        );
+        self.end_seq = self.end_seq.min(slot_seq);
+        for w in self.window.iter_mut() {
+            if w.is_some_and(|e| e.slot_seq >= slot_seq) {
+                *w = None;
+            }
+        }
+    }
+
+    /// A batch write failed: free the batch without counting its entries.
+    pub fn write_failed(&mut self, b: usize) {
+        assert_eq!(self.batches[b].state, BatchState::InFlight);
+        self.batches[b].state = BatchState::Free;
+        self.writes_in_flight -= 1;
+        self.failed = true;
+        // Nothing more is appended after a hole in the file.
+        self.end_seq = self.next_seq;
+        self.window.iter_mut().for_each(|w| *w = None);
+        if let Some(f) = self.filling.take() {
+            self.batches[f].state = BatchState::Free;
+        }
+    }
+
     /// Moves the contiguous completed prefix into batches, as far as free
     /// batches allow (bounded by the window size).
     fn drain(&mut self) {
         for _ in 0..self.window.len() {
+            if self.next_seq >= self.end_seq || self.failed {
+                return;
+            }
             let w = (self.next_seq % self.window.len() as u64) as usize;
             let Some(e) = self.window[w] else { return };
             let Some(b) = self.filling_batch() else {
@@ -238,6 +280,29 @@ mod tests {
         w.complete(entry(3));
         let next = w.seal(true).unwrap();
         assert_eq!(next.file_offset, 8192 + 3 * 64);
+    }
+
+    #[test]
+    fn a_failed_slot_ends_the_index_and_later_completions_do_not_hang_it() {
+        let mut w = IndexWriter::new(8, 8192);
+        w.complete(entry(0));
+        w.complete(entry(2)); // completes before 1, which then fails
+        w.fail_slot(1);
+        w.complete(entry(3));
+        assert!(!w.pending() || w.seal(true).is_some());
+        assert_eq!(w.next_seq(), 1, "index ends before the failed slot");
+        assert!(!w.pending());
+    }
+
+    #[test]
+    fn a_failed_index_write_is_not_counted() {
+        let mut w = IndexWriter::new(8, 8192);
+        w.complete(entry(0));
+        let bw = w.seal(true).unwrap();
+        w.write_failed(bw.batch);
+        assert_eq!((w.entries_written, w.writes_in_flight()), (0, 0));
+        w.complete(entry(1));
+        assert!(!w.pending() && w.seal(true).is_none());
     }
 
     #[test]

@@ -41,6 +41,7 @@ Examples:
 
 Exit status:
   0  stopped as asked (size, duration, SIGINT/SIGTERM); everything recorded is indexed
+     (a second SIGINT/SIGTERM aborts at once with status 130)
   1  refused or failed to start (nothing was written, or only superblocks)
   2  usage error
   3  target full (--on-full stop): everything recorded is indexed
@@ -152,8 +153,14 @@ fn parse_bytes(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is too large"))
 }
 
+/// First SIGINT/SIGTERM: stop cleanly (drain, finalize the index). A second
+/// one aborts at once, for a stop that does not finish.
 extern "C" fn on_signal(_: libc::c_int) {
-    STOP_REQUESTED.store(true, Ordering::Relaxed);
+    if STOP_REQUESTED.swap(true, Ordering::Relaxed) {
+        // SAFETY: _exit is async-signal-safe. Slots already written stay
+        // valid on the targets; `dmaplay reindex` indexes them.
+        unsafe { libc::_exit(130) };
+    }
 }
 
 fn install_signal_handlers() {

@@ -44,7 +44,7 @@ impl SlotMemory {
     /// Allocates `count` buffers of header + `payload_bytes`, populated and
     /// locked. Tries huge pages first when the size allows.
     pub fn allocate(count: usize, payload_bytes: usize) -> Result<SlotMemory> {
-        assert!(count > 0 && payload_bytes % 4096 == 0);
+        assert!(count > 0 && payload_bytes.is_multiple_of(4096));
         let stride_bytes = SLOT_HEADER_BYTES + payload_bytes;
         let bytes = count
             .checked_mul(stride_bytes)

@@ -174,6 +174,8 @@ impl<'a> Recorder<'a> {
         let mut cqes: Vec<(u64, i32)> =
             vec![(u64::MAX, 0); self.ring.params().cq_entries() as usize];
         cqes.clear(); // capacity kept, its pages already touched
+        let mut resubmit: Vec<usize> = vec![usize::MAX; count];
+        resubmit.clear(); // at most one short write per buffer per pass
 
         self.source.start()?;
         loop {
@@ -241,11 +243,11 @@ impl<'a> Recorder<'a> {
                 }
             }
 
-            // Index batches and periodic fdatasync.
+            // Periodic fdatasync of the index, then batches. A sync round
+            // seals the partial batch once (only when no index write is in
+            // flight, so the fsync that follows is never starved) and issues
+            // the fsync when that write has completed.
             let sync_due = last_sync.elapsed() >= self.limits.index_sync_interval;
-            if let Some(bw) = index.seal(sync_due || stop.is_some()) {
-                self.push_index_write(index_fd, &bw)?;
-            }
             let unsynced = index.entries_written > index.entries_durable;
             if fsync_in_flight.is_none()
                 && index.writes_in_flight() == 0
@@ -259,6 +261,13 @@ impl<'a> Recorder<'a> {
                 self.push(&sqe)?;
                 fsync_in_flight = Some(index.entries_written);
                 last_sync = Instant::now();
+            }
+            let flush = stop.is_some() || (sync_due && index.writes_in_flight() == 0);
+            if let Some(bw) = index.seal(flush) {
+                self.push_index_write(index_fd, &bw)?;
+            }
+            if sync_due && !unsynced && !index.pending() && index.writes_in_flight() == 0 {
+                last_sync = Instant::now(); // nothing new to sync
             }
 
             let in_flight =
@@ -300,8 +309,7 @@ impl<'a> Recorder<'a> {
             cqes.clear();
             cqes.extend(self.ring.completion().map(|c| (c.user_data(), c.result())));
             assert!(cqes.len() <= cqes.capacity());
-            let mut resubmit: [Option<usize>; 64] = [None; 64];
-            let mut n_resubmit = 0;
+            resubmit.clear();
             for &(user_data, res) in cqes.iter() {
                 let (tag, id) = (
                     user_data >> TAG_SHIFT,
@@ -336,6 +344,7 @@ impl<'a> Recorder<'a> {
                                 ));
                             }
                             stop = Some(StopReason::IoError);
+                            index.fail_slot(w.header.slot_seq);
                             writes[id] = None;
                             owner[id] = Owner::Recorder;
                             slots_in_flight -= 1;
@@ -345,15 +354,9 @@ impl<'a> Recorder<'a> {
                         if w.done_bytes < slot_bytes {
                             w.short_writes += 1;
                             summary.short_writes += 1;
-                            if n_resubmit < resubmit.len() {
-                                resubmit[n_resubmit] = Some(id);
-                                n_resubmit += 1;
-                            } else {
-                                bail!(
-                                    "more than {} short writes in one completion batch",
-                                    resubmit.len()
-                                );
-                            }
+                            // One entry per buffer in flight: never grows.
+                            assert!(resubmit.len() < resubmit.capacity());
+                            resubmit.push(id);
                             continue;
                         }
                         let entry = IndexEntry::from_header(&w.header, w.loc.offset_bytes);
@@ -368,16 +371,17 @@ impl<'a> Recorder<'a> {
                     }
                     TAG_INDEX => {
                         let requested = self.index_write_len[id];
-                        if res < 0 {
+                        if res <= 0 {
+                            let why = if res < 0 {
+                                std::io::Error::from_raw_os_error(-res).to_string()
+                            } else {
+                                "no progress".to_string()
+                            };
                             if error.is_none() {
-                                error = Some(anyhow::anyhow!(
-                                    "index write failed: {}",
-                                    std::io::Error::from_raw_os_error(-res)
-                                ));
+                                error = Some(anyhow::anyhow!("index write failed: {why}"));
                             }
                             stop = Some(StopReason::IoError);
-                            // Account it as done so the loop can drain.
-                            index.write_done(id, requested as usize, requested as usize);
+                            index.write_failed(id);
                             continue;
                         }
                         if let Some(rest) = index.write_done(id, res as usize, requested as usize) {
@@ -402,8 +406,8 @@ impl<'a> Recorder<'a> {
                     _ => unreachable!("unknown completion tag {tag}"),
                 }
             }
-            for id in resubmit.iter().take(n_resubmit).flatten() {
-                self.push_slot_write(*id, &writes[*id].unwrap())?;
+            for &id in &resubmit {
+                self.push_slot_write(id, &writes[id].expect("short write in flight"))?;
             }
             self.progress.tick(&summary, false);
         }

@@ -168,11 +168,10 @@ impl Summary {
         self.buffers_lost_after_last_slot = card.overruns.saturating_sub(self.buffers_lost);
         self.buffers_filled_not_recorded = card.filled.saturating_sub(self.slots_submitted);
         self.index_entries_durable = durable;
-        self.ring_laps = if self.capacity_slots > 0 {
-            slots_started.saturating_sub(1) / self.capacity_slots
-        } else {
-            0
-        };
+        self.ring_laps = slots_started
+            .saturating_sub(1)
+            .checked_div(self.capacity_slots)
+            .unwrap_or(0);
         let now = rusage();
         self.cpu_user_s = secs(now.ru_utime);
         self.cpu_sys_s = secs(now.ru_stime);

@@ -50,7 +50,11 @@ fn entries(index: &str) -> Vec<IndexEntry> {
 }
 
 fn flip(path: &str, offset: u64, bit: u8) {
-    let f = std::fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
     let mut b = [0u8; 1];
     f.read_exact_at(&mut b, offset).unwrap();
     b[0] ^= 1 << bit;
@@ -77,92 +81,219 @@ fn expected(es: &[IndexEntry], channels: u64, ch: u64, zero: bool) -> Vec<u8> {
 }
 
 fn bad_slots(v: &serde_json::Value) -> BTreeSet<u64> {
-    v["bad"].as_array().unwrap().iter().map(|b| b["slot_seq"].as_u64().unwrap()).collect()
+    v["bad"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["slot_seq"].as_u64().unwrap())
+        .collect()
 }
 
 #[test]
 fn inspect_verify_export_and_replay_agree_with_the_recorder() {
     let s = Scratch::new("dmaplay-all");
     let (img, idx) = (s.file("rec.img"), s.file("rec.idx"));
-    let sum = record(&["--target", &img, "--file-size", "64M", "--index", &idx, "--size", "20M", "--channels", "3", "--sim-drop-every", "7"]);
+    let sum = record(&[
+        "--target",
+        &img,
+        "--file-size",
+        "64M",
+        "--index",
+        &idx,
+        "--size",
+        "20M",
+        "--channels",
+        "3",
+        "--sim-drop-every",
+        "7",
+    ]);
     let es = entries(&idx);
     assert_eq!(es.len() as u64, sum["slots"].as_u64().unwrap());
 
-    let ins = json(&stdout(&dmaplay(&["inspect", &img, "--index", &idx, "--json"])));
+    let ins = json(&stdout(&dmaplay(&[
+        "inspect", &img, "--index", &idx, "--json",
+    ])));
     assert_eq!(ins["recording_uuid"], sum["recording_uuid"]);
     assert_eq!(ins["slots"], sum["slots"]);
     assert_eq!(ins["buffers_lost"], sum["buffers_lost"]);
-    assert_eq!(ins["gaps"].as_array().unwrap().len() as u64, sum["slots_with_gap"].as_u64().unwrap());
+    assert_eq!(
+        ins["gaps"].as_array().unwrap().len() as u64,
+        sum["slots_with_gap"].as_u64().unwrap()
+    );
     assert_eq!(ins["payload_bytes_recorded"], sum["payload_bytes_recorded"]);
-    let per_channel: u64 = ins["channels"].as_array().unwrap().iter().map(|c| c["bytes"].as_u64().unwrap()).sum();
+    let per_channel: u64 = ins["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["bytes"].as_u64().unwrap())
+        .sum();
     assert_eq!(per_channel, sum["payload_bytes_recorded"].as_u64().unwrap());
     assert_eq!(ins["catalog"], format!("index {idx}"));
 
     let out = dmaplay(&["verify", &img, "--index", &idx, "--pattern", "--json"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let v = json(&stdout(&out));
-    assert_eq!((v["slots_checked"].as_u64(), v["bad"].as_array().unwrap().len()), (Some(es.len() as u64), 0));
+    assert_eq!(
+        (
+            v["slots_checked"].as_u64(),
+            v["bad"].as_array().unwrap().len()
+        ),
+        (Some(es.len() as u64), 0)
+    );
 
     // Raw export of channel 1, with zero filler, byte for byte.
     let raw = s.file("ch1.raw");
-    let out = dmaplay(&["export", &img, "--index", &idx, "--channel", "1", "--out", &raw, "--gaps", "zero"]);
+    let out = dmaplay(&[
+        "export",
+        &img,
+        "--index",
+        &idx,
+        "--channel",
+        "1",
+        "--out",
+        &raw,
+        "--gaps",
+        "zero",
+    ]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert!(std::fs::read(&raw).unwrap() == expected(&es, 3, 1, true), "channel 1 export differs from the pattern");
+    assert!(
+        std::fs::read(&raw).unwrap() == expected(&es, 3, 1, true),
+        "channel 1 export differs from the pattern"
+    );
 
     // SigMF of every channel.
     let base = s.file("rec");
-    let out = dmaplay(&["export", &img, "--index", &idx, "--all", "--format", "sigmf", "--out", &base, "--json"]);
+    let out = dmaplay(&[
+        "export", &img, "--index", &idx, "--all", "--format", "sigmf", "--out", &base, "--json",
+    ]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let report = json(&stdout(&out));
     for ch in 0..3u64 {
         let gaps = report["channels"][ch as usize]["gaps"].as_array().unwrap();
-        let followed = gaps.iter().filter(|g| !g["before_slot_seq"].is_null()).count();
+        let followed = gaps
+            .iter()
+            .filter(|g| !g["before_slot_seq"].is_null())
+            .count();
         let data = std::fs::read(s.file(&format!("rec-ch{ch}.sigmf-data"))).unwrap();
-        assert!(data == expected(&es, 3, ch, false), "channel {ch} SigMF data differs");
-        let meta = json(&std::fs::read_to_string(s.file(&format!("rec-ch{ch}.sigmf-meta"))).unwrap());
+        assert!(
+            data == expected(&es, 3, ch, false),
+            "channel {ch} SigMF data differs"
+        );
+        let meta =
+            json(&std::fs::read_to_string(s.file(&format!("rec-ch{ch}.sigmf-meta"))).unwrap());
         assert_eq!(meta["global"]["core:datatype"], "ci16_le");
         assert_eq!(meta["global"]["core:version"], "1.2.0");
         assert_eq!(meta["global"]["core:recorder"], "dmarec");
         let caps = meta["captures"].as_array().unwrap();
         let anns = meta["annotations"].as_array().unwrap();
-        assert!(!anns.is_empty(), "drops every 7th buffer: channel {ch} has gaps");
+        assert!(
+            !anns.is_empty(),
+            "drops every 7th buffer: channel {ch} has gaps"
+        );
         assert_eq!(anns.len(), gaps.len());
-        let lost: u64 = gaps.iter().map(|g| g["buffers_lost"].as_u64().unwrap()).sum();
+        let lost: u64 = gaps
+            .iter()
+            .map(|g| g["buffers_lost"].as_u64().unwrap())
+            .sum();
         let want_lost = (es[0].card_seq..=es.last().unwrap().card_seq)
             .filter(|x| x % 3 == ch && !es.iter().any(|e| e.card_seq == *x))
             .count() as u64;
         assert_eq!(lost, want_lost, "channel {ch} lost buffers");
-        assert_eq!(caps.len(), followed + 1, "one capture to start and one after each gap followed by data");
+        assert_eq!(
+            caps.len(),
+            followed + 1,
+            "one capture to start and one after each gap followed by data"
+        );
         let dt = caps[0]["core:datetime"].as_str().unwrap();
-        assert!(dt.len() == 30 && dt.ends_with('Z') && dt.as_bytes()[10] == b'T', "{dt}");
+        assert!(
+            dt.len() == 30 && dt.ends_with('Z') && dt.as_bytes()[10] == b'T',
+            "{dt}"
+        );
         for a in anns {
-            assert!(a["core:sample_start"].is_u64() && a["core:sample_count"].is_u64() && a["core:comment"].is_string());
+            assert!(
+                a["core:sample_start"].is_u64()
+                    && a["core:sample_count"].is_u64()
+                    && a["core:comment"].is_string()
+            );
         }
-        let starts: Vec<u64> = caps.iter().map(|c| c["core:sample_start"].as_u64().unwrap()).collect();
-        assert!(starts.windows(2).all(|w| w[0] < w[1]), "captures sorted: {starts:?}");
+        let starts: Vec<u64> = caps
+            .iter()
+            .map(|c| c["core:sample_start"].as_u64().unwrap())
+            .collect();
+        assert!(
+            starts.windows(2).all(|w| w[0] < w[1]),
+            "captures sorted: {starts:?}"
+        );
     }
 
     // Replay at max speed equals the channel's payloads.
     let stream = s.file("stream");
-    let out = dmaplay(&["replay", &img, "--index", &idx, "--channel", "2", "--speed", "max", "--out", &stream]);
+    let out = dmaplay(&[
+        "replay",
+        &img,
+        "--index",
+        &idx,
+        "--channel",
+        "2",
+        "--speed",
+        "max",
+        "--out",
+        &stream,
+    ]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(std::fs::read(&stream).unwrap() == expected(&es, 3, 2, false));
     // And to stdout.
-    let out = dmaplay(&["replay", &img, "--index", &idx, "--channel", "0", "--speed", "x1000", "--quiet"]);
+    let out = dmaplay(&[
+        "replay",
+        &img,
+        "--index",
+        &idx,
+        "--channel",
+        "0",
+        "--speed",
+        "x1000",
+        "--quiet",
+    ]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(out.stdout == expected(&es, 3, 0, false));
 
     // --gaps error stops at the first gap with status 1 and a clear message.
-    let out = dmaplay(&["export", &img, "--index", &idx, "--channel", "0", "--out", &s.file("e.raw"), "--gaps", "error"]);
+    let out = dmaplay(&[
+        "export",
+        &img,
+        "--index",
+        &idx,
+        "--channel",
+        "0",
+        "--out",
+        &s.file("e.raw"),
+        "--gaps",
+        "error",
+    ]);
     assert_eq!(code(&out), 1);
-    assert!(stderr(&out).contains("gap") && stderr(&out).contains("--gaps mark"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("gap") && stderr(&out).contains("--gaps mark"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn verify_reports_exactly_the_damaged_slots_with_and_without_the_index() {
     let s = Scratch::new("dmaplay-damage");
     let (img, idx) = (s.file("rec.img"), s.file("rec.idx"));
-    record(&["--target", &img, "--file-size", "64M", "--index", &idx, "--size", "16M", "--channels", "2"]);
+    record(&[
+        "--target",
+        &img,
+        "--file-size",
+        "64M",
+        "--index",
+        &idx,
+        "--size",
+        "16M",
+        "--channels",
+        "2",
+    ]);
     let es = entries(&idx);
     let n = es.len() as u64;
     let mut x = 0x2545_F491_4F6C_DD1Du64;
@@ -178,7 +309,11 @@ fn verify_reports_exactly_the_damaged_slots_with_and_without_the_index() {
         let seq = next(n - 1);
         if hit.insert(seq) {
             let e = es[seq as usize];
-            flip(&img, e.device_offset_bytes + next(SLOT_HEADER_BYTES as u64), next(8) as u8);
+            flip(
+                &img,
+                e.device_offset_bytes + next(SLOT_HEADER_BYTES as u64),
+                next(8) as u8,
+            );
         }
     }
     let headers = hit.clone();
@@ -186,7 +321,11 @@ fn verify_reports_exactly_the_damaged_slots_with_and_without_the_index() {
         let seq = next(n);
         if hit.insert(seq) {
             let e = es[seq as usize];
-            flip(&img, e.device_offset_bytes + SLOT_HEADER_BYTES as u64 + next(PAYLOAD as u64), next(8) as u8);
+            flip(
+                &img,
+                e.device_offset_bytes + SLOT_HEADER_BYTES as u64 + next(PAYLOAD as u64),
+                next(8) as u8,
+            );
         }
     }
     for index in [Some(idx.as_str()), None] {
@@ -200,7 +339,10 @@ fn verify_reports_exactly_the_damaged_slots_with_and_without_the_index() {
         assert_eq!(bad_slots(&v), hit, "with index {index:?}");
         for b in v["bad"].as_array().unwrap() {
             let seq = b["slot_seq"].as_u64().unwrap();
-            assert_eq!(b["offset_bytes"].as_u64(), Some(es[seq as usize].device_offset_bytes));
+            assert_eq!(
+                b["offset_bytes"].as_u64(),
+                Some(es[seq as usize].device_offset_bytes)
+            );
             assert_eq!(b["device"], img.as_str());
             let p = b["problem"].as_str().unwrap();
             if headers.contains(&seq) {
@@ -217,24 +359,46 @@ fn verify_reports_exactly_the_damaged_slots_with_and_without_the_index() {
     // The text report names them too.
     let out = dmaplay(&["verify", &img, "--index", &idx, "--quiet"]);
     assert_eq!(code(&out), 3);
-    assert!(stdout(&out).contains(&format!("{} bad slot(s)", hit.len())), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(&format!("{} bad slot(s)", hit.len())),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]
 fn reindex_rebuilds_the_recorders_index_and_index_damage_falls_back_to_a_scan() {
     let s = Scratch::new("dmaplay-reindex");
     let (img, idx) = (s.file("rec.img"), s.file("rec.idx"));
-    record(&["--target", &img, "--file-size", "48M", "--index", &idx, "--size", "8M", "--sim-drop-every", "5"]);
+    record(&[
+        "--target",
+        &img,
+        "--file-size",
+        "48M",
+        "--index",
+        &idx,
+        "--size",
+        "8M",
+        "--sim-drop-every",
+        "5",
+    ]);
     let original = std::fs::read(&idx).unwrap();
     let out = dmaplay(&["reindex", &img, "--index", &idx]);
     assert_eq!(code(&out), 1);
-    assert!(stderr(&out).contains("exists") && stderr(&out).contains("--force"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("exists") && stderr(&out).contains("--force"),
+        "{}",
+        stderr(&out)
+    );
     let rebuilt = s.file("rebuilt.idx");
     let out = dmaplay(&["reindex", &img, "--index", &rebuilt, "--json"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let r = json(&stdout(&out));
     assert_eq!(r["slots_indexed"].as_u64(), Some(128));
-    assert!(std::fs::read(&rebuilt).unwrap() == original, "reindex differs from the recorder's index");
+    assert!(
+        std::fs::read(&rebuilt).unwrap() == original,
+        "reindex differs from the recorder's index"
+    );
 
     // Torn tail: half an entry and a bad last entry are ignored and reported.
     let mut torn = original.clone();
@@ -242,7 +406,9 @@ fn reindex_rebuilds_the_recorders_index_and_index_damage_falls_back_to_a_scan() 
     let in_last_full_entry = torn.len() - 44 - 10;
     torn[in_last_full_entry] ^= 4;
     std::fs::write(&idx, &torn).unwrap();
-    let ins = json(&stdout(&dmaplay(&["inspect", &img, "--index", &idx, "--json"])));
+    let ins = json(&stdout(&dmaplay(&[
+        "inspect", &img, "--index", &idx, "--json",
+    ])));
     assert_eq!(ins["index_torn_tail_bytes"].as_u64(), Some(64 + 44));
     assert_eq!(ins["slots"].as_u64(), Some(125));
     assert!(ins["index_behind"].as_str().unwrap().contains("reindex"));
@@ -252,13 +418,21 @@ fn reindex_rebuilds_the_recorders_index_and_index_damage_falls_back_to_a_scan() 
     std::fs::write(&idx, &bad).unwrap();
     let out = dmaplay(&["verify", &img, "--index", &idx, "--json"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert!(stderr(&out).contains("is damaged (entry 40: index entry: CRC mismatch"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is damaged (entry 40: index entry: CRC mismatch"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(json(&stdout(&out))["slots_checked"].as_u64(), Some(128));
     // Truncated into the header: unusable, scanned instead.
     std::fs::write(&idx, &original[..6000]).unwrap();
     let out = dmaplay(&["inspect", &img, "--index", &idx, "--json"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert!(stderr(&out).contains("not usable") && stderr(&out).contains("truncated"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not usable") && stderr(&out).contains("truncated"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(json(&stdout(&out))["slots"].as_u64(), Some(128));
 }
 
@@ -266,7 +440,16 @@ fn reindex_rebuilds_the_recorders_index_and_index_damage_falls_back_to_a_scan() 
 fn an_older_recording_underneath_is_ignored_and_reported() {
     let s = Scratch::new("dmaplay-older");
     let (img, old_idx, idx) = (s.file("rec.img"), s.file("old.idx"), s.file("new.idx"));
-    let old = record(&["--target", &img, "--file-size", "32M", "--index", &old_idx, "--size", "20M"]);
+    let old = record(&[
+        "--target",
+        &img,
+        "--file-size",
+        "32M",
+        "--index",
+        &old_idx,
+        "--size",
+        "20M",
+    ]);
     let new = record(&["--target", &img, "--index", &idx, "--size", "5M", "--force"]);
     assert_ne!(old["recording_uuid"], new["recording_uuid"]);
     let ins = json(&stdout(&dmaplay(&["inspect", &img, "--json"])));
@@ -277,12 +460,23 @@ fn an_older_recording_underneath_is_ignored_and_reported() {
     let rebuilt = s.file("r.idx");
     let out = dmaplay(&["reindex", &img, "--index", &rebuilt]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert!(stdout(&out).contains(&format!("240 stale slot(s) of another recording {}", old["recording_uuid"].as_str().unwrap())), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(&format!(
+            "240 stale slot(s) of another recording {}",
+            old["recording_uuid"].as_str().unwrap()
+        )),
+        "{}",
+        stdout(&out)
+    );
     assert!(std::fs::read(&rebuilt).unwrap() == std::fs::read(&idx).unwrap());
     // The old index does not belong to these targets: not used.
     let out = dmaplay(&["verify", &img, "--index", &old_idx, "--pattern"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert!(stderr(&out).contains("is the index of recording"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is the index of recording"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -290,30 +484,85 @@ fn stripe_of_unequal_files_in_any_order_and_a_missing_member() {
     let s = Scratch::new("dmaplay-stripe");
     let names = ["a.img", "b.img", "c.img"];
     for (n, size) in names.iter().zip([24u64 << 20, 40 << 20, 32 << 20]) {
-        std::fs::File::create(s.join(n)).unwrap().set_len(size).unwrap();
+        std::fs::File::create(s.join(n))
+            .unwrap()
+            .set_len(size)
+            .unwrap();
     }
-    let (a, b, c, idx) = (s.file("a.img"), s.file("b.img"), s.file("c.img"), s.file("rec.idx"));
-    let sum = record(&["--target", &a, "--target", &b, "--target", &c, "--index", &idx, "--size", "80M", "--channels", "4"]);
+    let (a, b, c, idx) = (
+        s.file("a.img"),
+        s.file("b.img"),
+        s.file("c.img"),
+        s.file("rec.idx"),
+    );
+    let sum = record(&[
+        "--target",
+        &a,
+        "--target",
+        &b,
+        "--target",
+        &c,
+        "--index",
+        &idx,
+        "--size",
+        "80M",
+        "--channels",
+        "4",
+    ]);
     let es = entries(&idx);
     assert_eq!(es.len() as u64, sum["slots"].as_u64().unwrap());
     let out = dmaplay(&["verify", &c, &a, &b, "--index", &idx, "--pattern", "--json"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert_eq!(json(&stdout(&out))["slots_checked"].as_u64(), Some(es.len() as u64));
+    assert_eq!(
+        json(&stdout(&out))["slots_checked"].as_u64(),
+        Some(es.len() as u64)
+    );
 
     // Member 1 (b.img) not given.
-    let ins = json(&stdout(&dmaplay(&["inspect", &c, &a, "--index", &idx, "--json"])));
-    let missing_uuid = ins["missing_members"][0]["uuid"].as_str().unwrap().to_string();
+    let ins = json(&stdout(&dmaplay(&[
+        "inspect", &c, &a, "--index", &idx, "--json",
+    ])));
+    let missing_uuid = ins["missing_members"][0]["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(ins["missing_members"][0]["device_index"].as_u64(), Some(1));
     let out = dmaplay(&["verify", &c, &a, "--index", &idx, "--json"]);
     assert_eq!(code(&out), 3);
-    assert!(stderr(&out).contains(&format!("member 1 of recording")) && stderr(&out).contains(&missing_uuid), "{}", stderr(&out));
-    let on_b: BTreeSet<u64> = es.iter().filter(|e| e.device_index == 1).map(|e| e.slot_seq).collect();
+    assert!(
+        stderr(&out).contains(&"member 1 of recording".to_string())
+            && stderr(&out).contains(&missing_uuid),
+        "{}",
+        stderr(&out)
+    );
+    let on_b: BTreeSet<u64> = es
+        .iter()
+        .filter(|e| e.device_index == 1)
+        .map(|e| e.slot_seq)
+        .collect();
     assert_eq!(bad_slots(&json(&stdout(&out))), on_b);
     let out = dmaplay(&["reindex", &c, &a, "--index", &s.file("x.idx")]);
     assert_eq!(code(&out), 1);
-    assert!(stderr(&out).contains("missing: member 1 (uuid") && stderr(&out).contains(&missing_uuid), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("missing: member 1 (uuid") && stderr(&out).contains(&missing_uuid),
+        "{}",
+        stderr(&out)
+    );
     // Export across the missing member: its slots are gaps, zero-filled.
-    let out = dmaplay(&["export", &a, &c, "--index", &idx, "--channel", "3", "--out", &s.file("ch3.raw"), "--gaps", "zero", "--json"]);
+    let out = dmaplay(&[
+        "export",
+        &a,
+        &c,
+        "--index",
+        &idx,
+        "--channel",
+        "3",
+        "--out",
+        &s.file("ch3.raw"),
+        "--gaps",
+        "zero",
+        "--json",
+    ]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let present: Vec<IndexEntry> = es.iter().copied().filter(|e| e.device_index != 1).collect();
     let mut want = Vec::new();
@@ -330,22 +579,44 @@ fn stripe_of_unequal_files_in_any_order_and_a_missing_member() {
     }
     assert!(std::fs::read(s.file("ch3.raw")).unwrap() == want);
     let r = json(&stdout(&out));
-    assert!(r["channels"][0]["gaps"][0]["reason"].as_str().unwrap().contains("member 1 was not given"));
+    assert!(r["channels"][0]["gaps"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("member 1 was not given"));
 }
 
 #[test]
 fn ring_mode_keeps_the_newest_lap() {
     let s = Scratch::new("dmaplay-ring");
     let (img, idx) = (s.file("rec.img"), s.file("rec.idx"));
-    let sum = record(&["--target", &img, "--file-size", "16M", "--index", &idx, "--size", "40M", "--on-full", "wrap"]);
+    let sum = record(&[
+        "--target",
+        &img,
+        "--file-size",
+        "16M",
+        "--index",
+        &idx,
+        "--size",
+        "40M",
+        "--on-full",
+        "wrap",
+    ]);
     let cap = sum["capacity_slots"].as_u64().unwrap();
     let es = entries(&idx);
     assert!(es.len() as u64 > 2 * cap);
-    let ins = json(&stdout(&dmaplay(&["inspect", &img, "--index", &idx, "--json"])));
+    let ins = json(&stdout(&dmaplay(&[
+        "inspect", &img, "--index", &idx, "--json",
+    ])));
     assert_eq!(ins["slots"].as_u64(), Some(cap));
-    assert_eq!(ins["ring_wraps"].as_u64(), Some((es.len() as u64 - 1) / cap));
+    assert_eq!(
+        ins["ring_wraps"].as_u64(),
+        Some((es.len() as u64 - 1) / cap)
+    );
     assert_eq!(ins["first_slot_seq"].as_u64(), Some(es.len() as u64 - cap));
-    for args in [vec!["verify", &img, "--index", &idx, "--pattern"], vec!["verify", &img, "--pattern"]] {
+    for args in [
+        vec!["verify", &img, "--index", &idx, "--pattern"],
+        vec!["verify", &img, "--pattern"],
+    ] {
         let out = dmaplay(&args);
         assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
     }
@@ -362,10 +633,17 @@ fn usage_errors_exit_2_and_help_documents_exit_codes() {
     let out = dmaplay(&["export", "x", "--out", "y"]);
     assert_eq!(code(&out), 2, "neither --channel nor --all");
     let help = stdout(&dmaplay(&["verify", "--help"]));
-    assert!(help.contains("Exit status:") && help.contains("3  verify: bad"), "{help}");
+    assert!(
+        help.contains("Exit status:") && help.contains("3  verify: bad"),
+        "{help}"
+    );
     let out = dmaplay(&["inspect", "/nonexistent/dev"]);
     assert_eq!(code(&out), 1);
-    assert!(stderr(&out).contains("target /nonexistent/dev: cannot stat"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("target /nonexistent/dev: cannot stat"),
+        "{}",
+        stderr(&out)
+    );
     let out = dmaplay(&["inspect", "x", "--seq", "9..3"]);
     assert_eq!(code(&out), 2);
 }

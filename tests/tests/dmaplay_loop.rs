@@ -19,16 +19,32 @@ struct ReadOnlyLoop {
 
 impl ReadOnlyLoop {
     fn attach(backing: &PathBuf) -> ReadOnlyLoop {
-        let out = Command::new("losetup").args(["-f", "--show", "-r", "--direct-io=on"]).arg(backing).output().unwrap();
-        assert!(out.status.success(), "losetup -r: {}", String::from_utf8_lossy(&out.stderr));
-        ReadOnlyLoop { device: String::from_utf8(out.stdout).unwrap().trim().to_string() }
+        let out = Command::new("losetup")
+            .args(["-f", "--show", "-r", "--direct-io=on"])
+            .arg(backing)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "losetup -r: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ReadOnlyLoop {
+            device: String::from_utf8(out.stdout).unwrap().trim().to_string(),
+        }
     }
 }
 
 impl Drop for ReadOnlyLoop {
     fn drop(&mut self) {
         for _ in 0..50 {
-            if Command::new("losetup").arg("-d").arg(&self.device).status().map(|s| s.success()).unwrap_or(false) {
+            if Command::new("losetup")
+                .arg("-d")
+                .arg(&self.device)
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false)
+            {
                 return;
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
@@ -40,7 +56,13 @@ fn record(args: &[&str]) -> serde_json::Value {
     let mut all = vec!["record", "--quiet", "--json", "--payload-size", "64K"];
     all.extend_from_slice(args);
     let out = run("dmarec", &all);
-    assert_eq!(out.status.code(), Some(0), "dmarec {}: {}", all.join(" "), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "dmarec {}: {}",
+        all.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
     json(&String::from_utf8_lossy(&out.stdout))
 }
 
@@ -55,7 +77,11 @@ fn entries(index: &str) -> Vec<IndexEntry> {
 }
 
 fn flip(path: &PathBuf, offset: u64, bit: u8) {
-    let f = std::fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
     let mut b = [0u8; 1];
     f.read_exact_at(&mut b, offset).unwrap();
     b[0] ^= 1 << bit;
@@ -76,10 +102,31 @@ fn stripe_on_loop_devices_damage_and_torn_slots() {
     let d0 = LoopDevice::new(&s.path, "d0", 48 << 20).unwrap();
     let d1 = LoopDevice::new(&s.path, "d1", 80 << 20).unwrap();
     let idx = s.file("rec.idx");
-    let sum = record(&["--target", &d0.device, "--target", &d1.device, "--index", &idx, "--size", "90M", "--channels", "2", "--sim-drop-every", "11"]);
+    let sum = record(&[
+        "--target",
+        &d0.device,
+        "--target",
+        &d1.device,
+        "--index",
+        &idx,
+        "--size",
+        "90M",
+        "--channels",
+        "2",
+        "--sim-drop-every",
+        "11",
+    ]);
     let es = entries(&idx);
     assert_eq!(es.len() as u64, sum["slots"].as_u64().unwrap());
-    let out = dmaplay(&["verify", &d1.device, &d0.device, "--index", &idx, "--pattern", "--json"]);
+    let out = dmaplay(&[
+        "verify",
+        &d1.device,
+        &d0.device,
+        "--index",
+        &idx,
+        "--pattern",
+        "--json",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", err(&out));
     let v = json(&String::from_utf8_lossy(&out.stdout));
     assert_eq!(v["slots_checked"].as_u64(), Some(es.len() as u64));
@@ -90,30 +137,56 @@ fn stripe_on_loop_devices_damage_and_torn_slots() {
     let hit: BTreeSet<u64> = [3u64, 77, 200, es.len() as u64 / 2].into();
     for &seq in &hit {
         let e = es[seq as usize];
-        flip(&backing[e.device_index as usize], e.device_offset_bytes + SLOT_HEADER_BYTES as u64 + 4096 + seq, (seq % 8) as u8);
+        flip(
+            &backing[e.device_index as usize],
+            e.device_offset_bytes + SLOT_HEADER_BYTES as u64 + 4096 + seq,
+            (seq % 8) as u8,
+        );
     }
     let out = dmaplay(&["verify", &d0.device, &d1.device, "--index", &idx, "--json"]);
     assert_eq!(out.status.code(), Some(3));
     let v = json(&String::from_utf8_lossy(&out.stdout));
-    let got: BTreeSet<u64> = v["bad"].as_array().unwrap().iter().map(|b| b["slot_seq"].as_u64().unwrap()).collect();
+    let got: BTreeSet<u64> = v["bad"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["slot_seq"].as_u64().unwrap())
+        .collect();
     assert_eq!(got, hit);
     for b in v["bad"].as_array().unwrap() {
         let e = es[b["slot_seq"].as_u64().unwrap() as usize];
-        let dev = if e.device_index == 0 { &d0.device } else { &d1.device };
+        let dev = if e.device_index == 0 {
+            &d0.device
+        } else {
+            &d1.device
+        };
         assert_eq!(b["device"].as_str(), Some(dev.as_str()));
     }
 
     // A crash: the index is lost and the newest slot is torn.
     let newest = *es.last().unwrap();
-    flip(&backing[newest.device_index as usize], newest.device_offset_bytes + SLOT_HEADER_BYTES as u64 + 100, 1);
+    flip(
+        &backing[newest.device_index as usize],
+        newest.device_offset_bytes + SLOT_HEADER_BYTES as u64 + 100,
+        1,
+    );
     std::fs::remove_file(&idx).unwrap();
     let out = dmaplay(&["reindex", &d0.device, &d1.device, "--index", &idx, "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", err(&out));
     let r = json(&String::from_utf8_lossy(&out.stdout));
-    let torn: Vec<u64> = r["torn"].as_array().unwrap().iter().map(|t| t["slot_seq"].as_u64().unwrap()).collect();
+    let torn: Vec<u64> = r["torn"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["slot_seq"].as_u64().unwrap())
+        .collect();
     assert_eq!(torn, vec![newest.slot_seq]);
     assert_eq!(r["slots_indexed"].as_u64(), Some(es.len() as u64 - 1));
-    assert_eq!(entries(&idx), es[..es.len() - 1].to_vec(), "the rebuilt index is the recorder's without the torn slot");
+    assert_eq!(
+        entries(&idx),
+        es[..es.len() - 1].to_vec(),
+        "the rebuilt index is the recorder's without the torn slot"
+    );
 }
 
 #[test]
@@ -123,21 +196,74 @@ fn every_read_command_works_on_a_read_only_device() {
     }
     let s = Scratch::new("dmaplay-ro");
     let (img, idx) = (s.file("rec.img"), s.file("rec.idx"));
-    record(&["--target", &img, "--file-size", "32M", "--index", &idx, "--size", "10M", "--channels", "2"]);
+    record(&[
+        "--target",
+        &img,
+        "--file-size",
+        "32M",
+        "--index",
+        &idx,
+        "--size",
+        "10M",
+        "--channels",
+        "2",
+    ]);
     let ro = ReadOnlyLoop::attach(&s.join("rec.img"));
     let dev = ro.device.as_str();
     let cmds: Vec<Vec<String>> = vec![
         vec!["inspect".into(), dev.into(), "--index".into(), idx.clone()],
-        vec!["inspect".into(), dev.into(), "--slots".into(), "--seq".into(), "0..9".into()],
-        vec!["verify".into(), dev.into(), "--index".into(), idx.clone(), "--pattern".into()],
-        vec!["export".into(), dev.into(), "--index".into(), idx.clone(), "--all".into(), "--format".into(), "sigmf".into(), "--out".into(), s.file("x")],
-        vec!["replay".into(), dev.into(), "--index".into(), idx.clone(), "--speed".into(), "max".into(), "--out".into(), s.file("stream")],
-        vec!["reindex".into(), dev.into(), "--index".into(), s.file("re.idx")],
+        vec![
+            "inspect".into(),
+            dev.into(),
+            "--slots".into(),
+            "--seq".into(),
+            "0..9".into(),
+        ],
+        vec![
+            "verify".into(),
+            dev.into(),
+            "--index".into(),
+            idx.clone(),
+            "--pattern".into(),
+        ],
+        vec![
+            "export".into(),
+            dev.into(),
+            "--index".into(),
+            idx.clone(),
+            "--all".into(),
+            "--format".into(),
+            "sigmf".into(),
+            "--out".into(),
+            s.file("x"),
+        ],
+        vec![
+            "replay".into(),
+            dev.into(),
+            "--index".into(),
+            idx.clone(),
+            "--speed".into(),
+            "max".into(),
+            "--out".into(),
+            s.file("stream"),
+        ],
+        vec![
+            "reindex".into(),
+            dev.into(),
+            "--index".into(),
+            s.file("re.idx"),
+        ],
     ];
     for c in cmds {
         let args: Vec<&str> = c.iter().map(String::as_str).collect();
         let out = dmaplay(&args);
-        assert_eq!(out.status.code(), Some(0), "dmaplay {}: {}", args.join(" "), err(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "dmaplay {}: {}",
+            args.join(" "),
+            err(&out)
+        );
     }
     assert!(std::fs::read(s.file("re.idx")).unwrap() == std::fs::read(&idx).unwrap());
     assert_eq!(std::fs::metadata(s.file("stream")).unwrap().len(), 10 << 20);

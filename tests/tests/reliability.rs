@@ -246,3 +246,100 @@ fn overruns_become_counted_gaps_and_memory_stays_bounded() {
         "RSS {max_rss_kib} KiB"
     );
 }
+
+/// Waits for `child` at most `limit`, killing it (and failing) on timeout.
+fn wait_bounded(mut child: std::process::Child, limit: Duration) -> std::process::Output {
+    let deadline = std::time::Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("dmarec did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn one_failing_slot_in_the_middle_ends_the_index_before_it_without_hanging() {
+    if !require_root("one_failing_slot_in_the_middle_ends_the_index_before_it_without_hanging") {
+        return;
+    }
+    let s = Scratch::new("hole");
+    let fs = Tmpfs::new(s.join("t"), "80M");
+    let backing = fs.0.join("disk");
+    // A fully allocated 64 MiB device file...
+    std::fs::write(&backing, vec![0u8; 64 << 20]).unwrap();
+    let slot_bytes: u64 = (512 + 4) << 10;
+    let bad_slot = 20u64;
+    // ...with the first page of slot 20 punched out (a hole further in would
+    // make the loop driver complete a short write as success)...
+    let hole_at = (1 << 20) + bad_slot * slot_bytes;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&backing)
+        .unwrap();
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: fallocate on a file we own.
+    let rc = unsafe {
+        libc::fallocate(
+            f.as_raw_fd(),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            hole_at as i64,
+            4096,
+        )
+    };
+    assert_eq!(rc, 0, "punch hole");
+    drop(f);
+    // ...on a tmpfs that is otherwise full: writing the hole fails, the rest works.
+    let filler = std::fs::File::create(fs.0.join("filler")).unwrap();
+    use std::io::Write;
+    let mut w = std::io::BufWriter::new(filler);
+    let chunk = vec![1u8; 1 << 20];
+    while w.write_all(&chunk).and_then(|_| w.flush()).is_ok() {}
+    drop(w);
+    let dev = LoopDevice::attach(backing).unwrap();
+    let idx = s.file("rec.idx");
+    let child = Command::new(bin("dmarec"))
+        .args([
+            "record",
+            "--quiet",
+            "--json",
+            "--force",
+            "--target",
+            &dev.device,
+            "--index",
+            &idx,
+            "--buffers",
+            "16",
+            "--queue-depth",
+            "8",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_bounded(child, Duration::from_secs(60));
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sum = summary_of(&out);
+    let err = sum["error"].as_str().unwrap();
+    assert!(err.contains(&format!("(slot {bad_slot},")), "{err}");
+    assert!(
+        err.contains(&format!("at offset {}", (1 << 20) + bad_slot * slot_bytes)),
+        "{err}"
+    );
+    // The index ends right before the failed slot, and what it holds checks.
+    assert_eq!(
+        sum["index_entries_durable"].as_u64().unwrap(),
+        bad_slot,
+        "{sum}"
+    );
+    let image = std::fs::read(&dev.backing).unwrap();
+    let c = check_recording(&[image], &std::fs::read(&idx).unwrap());
+    assert_eq!((c.slots, c.last_slot), (bad_slot, bad_slot - 1));
+}

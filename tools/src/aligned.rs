@@ -30,7 +30,7 @@ impl BufferPool {
     pub fn new(buffer_bytes: usize, count: usize) -> anyhow::Result<BufferPool> {
         assert!(count > 0, "a pool has at least one buffer");
         assert!(
-            buffer_bytes > 0 && buffer_bytes % ALIGN_BYTES == 0,
+            buffer_bytes > 0 && buffer_bytes.is_multiple_of(ALIGN_BYTES),
             "buffer size {buffer_bytes} is not a positive multiple of {ALIGN_BYTES}"
         );
         let total_bytes = buffer_bytes.checked_mul(count).ok_or_else(|| {

@@ -155,7 +155,7 @@ pub fn scan(stripe: &StripeSet, progress: &mut dyn FnMut(u64)) -> Result<Scan> {
                 .position_of(d, device_slot)
                 .expect("scanned location is in the layout");
             read += 1;
-            if read % 4096 == 0 {
+            if read.is_multiple_of(4096) {
                 progress(read);
             }
             let class = match c.result {

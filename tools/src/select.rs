@@ -119,6 +119,6 @@ fn bound(
 
 impl Selection {
     pub fn wants(&self, e: &IndexEntry) -> bool {
-        self.channel.map_or(true, |c| e.channel as u16 == c)
+        self.channel.is_none_or(|c| e.channel as u16 == c)
     }
 }

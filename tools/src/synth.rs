@@ -108,7 +108,11 @@ impl Synth {
             channel_layout: CHANNEL_LAYOUT_ROUND_ROBIN,
             members,
             channels: (0..spec.channels)
-                .map(|c| Channel { name: format!("ch{c}"), datatype: "ci16_le".into(), sample_rate_hz: spec.sample_rate_hz })
+                .map(|c| Channel {
+                    name: format!("ch{c}"),
+                    datatype: "ci16_le".into(),
+                    sample_rate_hz: spec.sample_rate_hz,
+                })
                 .collect(),
         };
         let paths: Vec<PathBuf> = names.iter().map(|n| dir.join(n)).collect();
@@ -116,7 +120,13 @@ impl Synth {
             .iter()
             .zip(&spec.member_bytes)
             .map(|(p, &size)| {
-                let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(p).unwrap();
+                let f = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(p)
+                    .unwrap();
                 if f.metadata().unwrap().len() != size {
                     f.set_len(size).unwrap();
                 }
@@ -128,7 +138,8 @@ impl Synth {
             s.device_index = i as u16;
             let bytes = s.encode();
             f.write_all_at(&bytes, 0).unwrap();
-            f.write_all_at(&bytes, Superblock::backup_offset(spec.member_bytes[i])).unwrap();
+            f.write_all_at(&bytes, Superblock::backup_offset(spec.member_bytes[i]))
+                .unwrap();
         }
         let layout = Layout::from_superblock(&sb);
         let mut entries = Vec::new();
@@ -158,17 +169,28 @@ impl Synth {
                 device_index: loc.device_index as u16,
             };
             h.encode_into(head);
-            files[loc.device_index].write_all_at(&slot, loc.offset_bytes).unwrap();
+            files[loc.device_index]
+                .write_all_at(&slot, loc.offset_bytes)
+                .unwrap();
             entries.push(IndexEntry::from_header(&h, loc.offset_bytes));
             card_seq += 1;
         }
         let index = dir.join(&format!("{}.idx", names[0]));
-        let mut bytes = IndexHeader { superblock: sb.clone() }.encode();
+        let mut bytes = IndexHeader {
+            superblock: sb.clone(),
+        }
+        .encode();
         for e in &entries {
             bytes.extend_from_slice(&e.encode());
         }
         std::fs::write(&index, bytes).unwrap();
-        Synth { paths, index, sb, layout, entries }
+        Synth {
+            paths,
+            index,
+            sb,
+            layout,
+            entries,
+        }
     }
 
     /// The entries still on the members (ring: the last `capacity`).
@@ -178,13 +200,21 @@ impl Synth {
     }
 
     pub fn entry(&self, slot_seq: u64) -> IndexEntry {
-        *self.entries.iter().find(|e| e.slot_seq == slot_seq).unwrap()
+        *self
+            .entries
+            .iter()
+            .find(|e| e.slot_seq == slot_seq)
+            .unwrap()
     }
 }
 
 /// Flips bit `bit` of the byte at `offset` of `path`.
 pub fn flip(path: &std::path::Path, offset: u64, bit: u8) {
-    let f = std::fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
     let mut b = [0u8; 1];
     f.read_exact_at(&mut b, offset).unwrap();
     b[0] ^= 1 << bit;

@@ -180,7 +180,7 @@ int main(void) {
         ];
         assert_eq!(
             lines[1],
-            codes.map(|c| c as u64).to_vec(),
+            codes.map(|c| c).to_vec(),
             "ioctl numbers differ from the C header"
         );
         assert_eq!(
