@@ -821,9 +821,12 @@ static void memlock_child(void)
 	uint8_t *mem;
 
 	memset(d, 0, sizeof(d));
-	if (syscall(SYS_capget, &h, d) ||
-	    (d[0].effective &= ~(1u << CAP_IPC_LOCK), syscall(SYS_capset, &h, d)) ||
-	    setrlimit(RLIMIT_MEMLOCK, &rl)) {
+	if (syscall(SYS_capget, &h, d)) {
+		check(false, "memlock: capget: %s", strerror(errno));
+		_exit(1);
+	}
+	d[0].effective &= ~(1u << CAP_IPC_LOCK);
+	if (syscall(SYS_capset, &h, d) || setrlimit(RLIMIT_MEMLOCK, &rl)) {
 		check(false, "memlock: drop CAP_IPC_LOCK / setrlimit: %s",
 		      strerror(errno));
 		_exit(1);
@@ -1222,11 +1225,20 @@ static void *fuzz_worker(void *data)
 		}
 		fuzz_arg(cmd, arg, sizeof(arg), w->pool);
 		switch (rnd() % 16) {
-		case 0: a = NULL; break;
-		case 1: a = (void *)0xffff888000000000ull; break;
-		case 2: a = (void *)(uintptr_t)rnd(); break;
-		case 3: a = w->pool + (FUZZ_POOL_PAGES + 1) * PAGE - 8; break; /* straddles end */
-		default: break;
+		case 0:
+			a = NULL;
+			break;
+		case 1:
+			a = (void *)0xffff888000000000ull;
+			break;
+		case 2:
+			a = (void *)(uintptr_t)rnd();
+			break;
+		case 3:		/* straddles the end of the mapping */
+			a = w->pool + (FUZZ_POOL_PAGES + 1) * PAGE - 8;
+			break;
+		default:
+			break;
 		}
 		r = ioctl(f, cmd, a);
 		if (r == 0 && cmd == DMAREC_IOC_STREAMON)
