@@ -18,7 +18,7 @@
 #   SWEEP_QDS="4 8 16 32" SWEEP_BUFFERS="16 32 64 128" SWEEP_REPS=3
 #   DMAREC_ARGS=""          extra arguments for every `dmarec record` (e.g. "--queue-depth 32")
 #   SEEK_ENTRIES=524288     index entries (256 GiB / 512 KiB)  SEEK_PROCS=21  SEEK_WARM=10000
-#   EXPORT_ARGS="--channel 0 --format raw"   dmaplay export arguments (output goes to a temp dir)
+#   EXPORT_ARGS="--all --format raw --force"   dmaplay export arguments (output goes to files in the tmpfs)
 #   OUT=bench/results/<timestamp>
 #
 # Needs root (losetup, mount), fio, /usr/bin/time, python3. Every loop device,
@@ -42,7 +42,7 @@ DMAREC_ARGS=${DMAREC_ARGS:-}
 SEEK_ENTRIES=${SEEK_ENTRIES:-524288}
 SEEK_PROCS=${SEEK_PROCS:-21}
 SEEK_WARM=${SEEK_WARM:-10000}
-EXPORT_ARGS=${EXPORT_ARGS:-"--channel 0 --format raw"}
+EXPORT_ARGS=${EXPORT_ARGS:-"--all --format raw --force"}
 STAMP=$(date -u +%Y%m%d-%H%M%S)
 OUT=${OUT:-$REPO/bench/results/$STAMP}
 
@@ -256,24 +256,27 @@ for B in $BACKINGS; do
         for q in 8 16 32; do items+=("fio:read-qd$q=$(fio_read "$DEV" "$q" "$MIB" "$rec_bytes")"); done
         if has_step read; then
             if dmaplay_has verify; then
-                items+=("dmaplay:verify=$DMAPLAY verify $DEV --index $IDXDIR/read.idx")
+                items+=("dmaplay:verify=$DMAPLAY verify --quiet --json --index $IDXDIR/read.idx $DEV")
             else
                 log "  read: dmaplay verify not available yet: measuring fio only"
             fi
             if dmaplay_has export; then
-                mkdir -p "$IDXDIR/export"
-                items+=("dmaplay:export=$DMAPLAY export $DEV --index $IDXDIR/read.idx $EXPORT_ARGS --out $IDXDIR/export/x")
+                # the exported files go to the tmpfs (RAM) for both backings, so
+                # the export's own output costs a copy, not a second disk stream
+                setup_tmpfs
+                mkdir -p "$TMPFS/export"
+                items+=("dmaplay:export=$DMAPLAY export --quiet --json --index $IDXDIR/read.idx $EXPORT_ARGS --out $TMPFS/export/x.raw $DEV")
             else
                 log "  read: dmaplay export not available yet"
             fi
             alternate read "$B" "$REPS" "${items[@]}"
-            rm -rf "$IDXDIR/export"
+            [ -n "$TMPFS" ] && rm -rf "$TMPFS/export"
         fi
         # 6a. reindex: rebuild the index from the device
         if has_step reindex; then
             if dmaplay_has reindex; then
                 alternate reindex "$B" "$REPS" \
-                    "dmaplay:reindex=$DMAPLAY reindex $DEV --index $IDXDIR/reindexed.idx --force" \
+                    "dmaplay:reindex=$DMAPLAY reindex --quiet --json --force --index $IDXDIR/reindexed.idx $DEV" \
                     "fio:read-qd16=$(fio_read "$DEV" 16 "$MIB" "$rec_bytes")"
             else
                 log "  reindex: dmaplay reindex not available yet: skipped"

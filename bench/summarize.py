@@ -55,6 +55,8 @@ def metrics(r):
         r["bytes"] = sum(x[kind]["io_bytes"] for x in j["jobs"])
         r["rate"] = sum(x[kind]["bw_bytes"] for x in j["jobs"]) / 1e6
         r["lat_us"] = j["jobs"][0][kind]["clat_ns"]["mean"] / 1e3
+    elif r["tool"] == "dmaplay" and "mb_per_s" in j:
+        r["rate"] = j["mb_per_s"]
     if r["bytes"] and r["wall"] > 0:
         r["wall_rate"] = r["bytes"] / 1e6 / r["wall"]
         r["cpu_per_gib"] = r["cpu"] / (r["bytes"] / GIB)
