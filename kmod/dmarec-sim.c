@@ -179,8 +179,10 @@ int dmarec_sim_start(struct dmarec_card *card)
 	if (card->rate) {
 		period = div64_u64((u64)card->ring->payload_bytes * NSEC_PER_SEC,
 				   card->rate);
-		/* at most one buffer per microsecond: keeps absurd rates
-		 * from turning the card thread into a busy loop */
+		/*
+		 * At most one buffer per microsecond: keeps absurd rates
+		 * from turning the card thread into a busy loop.
+		 */
 		period = max_t(u64, period, NSEC_PER_USEC);
 	}
 	card->sim_channels = card->channels;
