@@ -522,6 +522,8 @@ static void overrun_one(uint32_t memory)
 {
 	const uint32_t count = 4, payload = 16384, channels = 4;
 	const u64 rate = (u64)payload * 200;	/* 5 ms per buffer */
+	const u64 period = 5000000;
+	u64 t_on = 0, last_ts = 0;
 	struct dmarec_buffer b;
 	struct dmarec_stats st;
 	struct ring r;
@@ -538,6 +540,7 @@ static void overrun_one(uint32_t memory)
 		goto out;
 	for (i = 0; i < count; i++)
 		CHECK_OK(qbuf(fd, i));
+	t_on = now_ns();
 	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMON));
 	CHECK_ERR(sim_config(fd, 1, 0), EBUSY);
 
@@ -559,6 +562,12 @@ static void overrun_one(uint32_t memory)
 			      "%s: seq %" "llu" " after %" "llu" " gap %" "llu",
 			      what, b.card_seq, last_seq, b.gap_count);
 		first = false;
+		/* never faster than the rate: buffer s is due at
+		 * start + (s + 1) * period, and start >= t_on */
+		check(b.card_timestamp_ns >= t_on + (b.card_seq + 1) * period,
+		      "%s: seq %llu at %llu ns after STREAMON, before its deadline",
+		      what, b.card_seq, b.card_timestamp_ns - t_on);
+		last_ts = b.card_timestamp_ns;
 		last_seq = b.card_seq;
 		sum_gap += b.gap_count;
 		n_ovr_bufs += b.gap_count > 0;
@@ -581,6 +590,10 @@ static void overrun_one(uint32_t memory)
 		}
 	}
 	check(exact, "%s: never reached a consistent stats snapshot", what);
+	/* not much slower either: losses keep card_seq on the clock */
+	check((last_seq + 1) * period * 2 >= last_ts - t_on,
+	      "%s: %llu buffers in %llu ns, period %llu", what, last_seq + 1,
+	      last_ts - t_on, period);
 	check(sum_gap > 0 && n_ovr_bufs > 0, "%s: no overrun seen", what);
 	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMOFF));
 	st = stats(fd);

@@ -12,8 +12,9 @@
 #                        /opt/dmarec/ (repeatable)
 #   -t, --test GLOB      only run guest tests whose file name matches GLOB
 #   -g, --guest-dir DIR  also run DIR/*.sh as guest tests (repeatable)
-#   -T, --timeout SECS   limit for one boot (default 600)
-#   -K, --keep           keep the temporary directory
+#   -T, --timeout SECS   limit for one boot (default 300)
+#   -K, --keep           keep the temporary directory (after a failure the
+#                        logs are kept anyway)
 # environment:
 #   DMAREC_ADD="bin1 bin2"     same as --add for each word
 #   DMAREC_GUEST_DIRS="d1 d2"  same as --guest-dir
@@ -33,7 +34,7 @@ kernels=()
 adds=()
 guest_dirs=("$here/guest")
 test_glob=${DMAREC_TESTS:-*}
-timeout_s=600
+timeout_s=300
 keep=0
 for a in ${DMAREC_ADD:-}; do adds+=("$a"); done
 for d in ${DMAREC_GUEST_DIRS:-}; do guest_dirs+=("$d"); done
@@ -62,6 +63,11 @@ cleanup() {
 	local rc=$?
 	if [ "$keep" = 1 ]; then
 		echo "run.sh: kept $work"
+	elif [ "$keep" = logs ]; then
+		# after a failure keep only the logs
+		find "$work" -mindepth 1 -maxdepth 1 ! -name '*.log' ! -name '*.txt' \
+			-exec rm -rf {} +
+		echo "run.sh: logs kept in $work"
 	else
 		rm -rf "$work"
 	fi
@@ -242,7 +248,7 @@ for kver in "${kernels[@]}"; do
 	if [ "$result" != PASS ]; then
 		overall=1
 		tail -60 "$log.txt"
-		keep=1
+		[ "$keep" = 1 ] || keep=logs
 	fi
 	summary+=("$kver: $result")
 done

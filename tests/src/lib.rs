@@ -127,9 +127,14 @@ impl LoopDevice {
         Ok(LoopDevice { device, backing })
     }
 
-    /// Reads the whole device content through the backing file.
+    /// Reads the whole device content. It waits until no one holds the
+    /// device exclusively (a killed recorder's io_uring is torn down
+    /// asynchronously and its last writes land after the process is gone),
+    /// then reads the backing file with O_DIRECT: a buffered read could
+    /// return page-cache data older than the loop device's direct writes.
     pub fn read_backing(&self) -> Vec<u8> {
-        std::fs::read(&self.backing).expect("read backing file")
+        wait_unclaimed(&self.device);
+        read_direct(&self.backing)
     }
 }
 
@@ -150,6 +155,52 @@ impl Drop for LoopDevice {
         }
         let _ = std::fs::remove_file(&self.backing);
     }
+}
+
+/// Waits (at most 10 s) until `device` can be opened O_EXCL: after umount,
+/// or after a recorder's exit, the kernel releases its claim a moment later.
+pub fn wait_unclaimed(device: &str) {
+    use std::os::unix::fs::OpenOptionsExt;
+    for _ in 0..100 {
+        if std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_EXCL)
+            .open(device)
+            .is_ok()
+        {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("{device} still claimed after 10 s");
+}
+
+/// Reads a whole file with O_DIRECT (bypassing the page cache).
+pub fn read_direct(path: &Path) -> Vec<u8> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    const CHUNK: usize = 1 << 20;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+        .expect("open O_DIRECT");
+    let layout = std::alloc::Layout::from_size_align(CHUNK, 4096).unwrap();
+    // SAFETY: non-zero size; freed below.
+    let buf = unsafe { std::alloc::alloc(layout) };
+    let mut out = Vec::new();
+    loop {
+        // SAFETY: buf is valid for CHUNK bytes.
+        let chunk = unsafe { std::slice::from_raw_parts_mut(buf, CHUNK) };
+        let n = f.read(chunk).expect("O_DIRECT read");
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&chunk[..n]);
+    }
+    // SAFETY: allocated above with this layout.
+    unsafe { std::alloc::dealloc(buf, layout) };
+    out
 }
 
 /// Parses the JSON a command printed with `--json`.

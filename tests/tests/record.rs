@@ -34,24 +34,6 @@ fn record_fails(args: &[&str]) -> (i32, String) {
     )
 }
 
-/// After umount the kernel drops its exclusive claim on the device a moment
-/// later (deferred release); wait for it, at most 10 s.
-fn wait_unclaimed(device: &str) {
-    use std::os::unix::fs::OpenOptionsExt;
-    for _ in 0..100 {
-        if std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_EXCL)
-            .open(device)
-            .is_ok()
-        {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    panic!("{device} still claimed 10 s after umount");
-}
-
 #[test]
 fn records_to_a_loop_device_and_every_slot_checks() {
     if !require_root("records_to_a_loop_device_and_every_slot_checks") {

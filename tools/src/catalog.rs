@@ -194,21 +194,28 @@ impl Catalog {
     /// valid slot of this recording, the index is behind (a crash lost its
     /// tail). Returns a warning to print.
     pub fn behind_targets(&self, stripe: &StripeSet) -> Option<String> {
-        if self.is_scan() || self.len == 0 {
+        if self.is_scan() {
             return None;
         }
-        let last = self.view().get(self.len - 1).ok()?.slot_seq;
-        let loc = stripe.layout.locate(last + 1)?;
+        // An index without entries is behind if slot 0 is on the targets.
+        let next = match self.len {
+            0 => 0,
+            n => self.view().get(n - 1).ok()?.slot_seq + 1,
+        };
+        let loc = stripe.layout.locate(next)?;
         let t = stripe.member(loc.device_index)?;
         let page =
             crate::target::read_exact_direct(&t.file, loc.offset_bytes, SLOT_HEADER_BYTES, &t.path)
                 .ok()?;
         let h = SlotHeader::decode(&page).ok()?;
-        (h.recording_uuid == stripe.recording_uuid() && h.slot_seq == last + 1).then(|| {
+        (h.recording_uuid == stripe.recording_uuid() && h.slot_seq == next).then(|| {
+            let ends = match next {
+                0 => "the index lists no slot".to_string(),
+                n => format!("the index ends at slot {}", n - 1),
+            };
             format!(
-                "the index ends at slot {last}, but {} holds slot {} of this recording: the index is behind the targets (a crash?); run `dmaplay reindex` to index every slot",
+                "{ends}, but {} holds slot {next} of this recording: the index is behind the targets (a crash?); run `dmaplay reindex` to index every slot",
                 t.path.display(),
-                last + 1
             )
         })
     }
