@@ -21,10 +21,14 @@
 #   DMAREC_TESTS=GLOB          same as --test
 #   DMAREC_FUZZ_ITERS=N        fuzz iterations in the guest (default 5000)
 #   DMAREC_CYCLES=N            insmod/rmmod cycles (default 100)
+#   DMAREC_DISKS=N             scratch virtio disks /dev/vda.. (default 1)
+#   DMAREC_DISK_MB=N           size of each scratch disk (default 64)
+#   DMAREC_MEM_MB=N            guest RAM (default 1024)
 #
 # Guest tests are shell scripts run by busybox sh as root in sorted order;
 # each gets DMAREC_KO (module path), DMAREC_DISK (/dev/vda, a scratch raw
-# disk), KVER and KVER_MAJOR_MINOR, and passes by exiting 0.
+# disk; more as /dev/vdb.. with DMAREC_DISKS), DMAREC_DISKS, KVER and
+# KVER_MAJOR_MINOR, and passes by exiting 0.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -184,8 +188,8 @@ build_initramfs() {
 	done
 	cp "$here/init" "$root/init"
 	chmod 0755 "$root/init" "$root"/tests/*.sh
-	printf 'KVER=%s\nDMAREC_FUZZ_ITERS=%s\nDMAREC_CYCLES=%s\n' "$kver" \
-		"${DMAREC_FUZZ_ITERS:-5000}" "${DMAREC_CYCLES:-100}" >"$root/etc.env"
+	printf 'KVER=%s\nDMAREC_FUZZ_ITERS=%s\nDMAREC_CYCLES=%s\nDMAREC_DISKS=%s\n' "$kver" \
+		"${DMAREC_FUZZ_ITERS:-5000}" "${DMAREC_CYCLES:-100}" "${DMAREC_DISKS:-1}" >"$root/etc.env"
 	(cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) | gzip -1 >"$out"
 }
 
@@ -206,18 +210,21 @@ for kver in "${kernels[@]}"; do
 		exit 1
 	fi
 	build_initramfs "$kver" "$bdir/dmarec.ko" "$work/initrd-$kver.gz"
-	disk=$work/disk-$kver.img
-	truncate -s 64M "$disk"
+	drives=()
+	for ((d = 0; d < ${DMAREC_DISKS:-1}; d++)); do
+		truncate -s "${DMAREC_DISK_MB:-64}M" "$work/disk$d-$kver.img"
+		drives+=(-drive "file=$work/disk$d-$kver.img,format=raw,if=virtio,cache=none")
+	done
 	log=$work/serial-$kver.log
 	echo "   booting (timeout ${timeout_s}s), serial log $log"
 	start=$(date +%s)
 	set +e
 	timeout --foreground -k 10 "$timeout_s" qemu-system-x86_64 \
-		-machine q35 -accel tcg -cpu max -smp 2 -m 1024 \
+		-machine q35 -accel tcg -cpu max -smp 2 -m "${DMAREC_MEM_MB:-1024}" \
 		-nographic -no-reboot -monitor none -serial stdio \
 		-kernel "/boot/vmlinuz-$kver" -initrd "$work/initrd-$kver.gz" \
 		-append "console=ttyS0 panic=1 oops=panic loglevel=4 init_on_alloc=0 rdinit=/init" \
-		-drive "file=$disk,format=raw,if=virtio,cache=none" \
+		"${drives[@]}" \
 		</dev/null >"$log" 2>&1
 	qrc=$?
 	set -e
