@@ -127,7 +127,8 @@ static long dmarec_ioc_querycap(struct dmarec_card *card, void __user *uarg)
 		.max_payload_bytes = DMAREC_MAX_PAYLOAD,
 	};
 
-	mutex_lock(&card->lock);
+	if (mutex_lock_interruptible(&card->lock))
+		return -ERESTARTSYS;
 	caps.channels = card->channels;
 	caps.rate_bytes_per_s = card->rate;
 	mutex_unlock(&card->lock);
@@ -166,7 +167,8 @@ static long dmarec_ioc_setup(struct dmarec_card *card, struct file *file,
 	if (ret)
 		return ret;
 
-	mutex_lock(&card->lock);
+	if (mutex_lock_interruptible(&card->lock))
+		return -ERESTARTSYS;
 	ret = -EBUSY;
 	if (card->owner && card->owner != file)
 		goto out;
@@ -229,7 +231,8 @@ static long dmarec_ioc_attach(struct dmarec_card *card, struct file *file,
 	if (u.payload_addr > (u64)ULONG_MAX - u.payload_bytes)
 		return -EINVAL;
 
-	mutex_lock(&card->lock);
+	if (mutex_lock_interruptible(&card->lock))
+		return -ERESTARTSYS;
 	ret = dmarec_check_owner(card, file);
 	if (ret)
 		goto out;
@@ -267,7 +270,8 @@ static long dmarec_ioc_qbuf(struct dmarec_card *card, struct file *file,
 	    !dmarec_is_zero(b.reserved, sizeof(b.reserved)))
 		return -EINVAL;
 
-	mutex_lock(&card->lock);
+	if (mutex_lock_interruptible(&card->lock))
+		return -ERESTARTSYS;
 	ret = dmarec_check_owner(card, file);
 	if (ret)
 		goto out;
@@ -328,7 +332,8 @@ static long dmarec_ioc_dqbuf(struct dmarec_card *card, struct file *file,
 	struct dmarec_buf *buf;
 	long ret;
 
-	mutex_lock(&card->lock);
+	if (mutex_lock_interruptible(&card->lock))
+		return -ERESTARTSYS;
 	for (;;) {
 		ret = dmarec_check_owner(card, file);
 		if (ret)
@@ -344,7 +349,8 @@ static long dmarec_ioc_dqbuf(struct dmarec_card *card, struct file *file,
 					       dmarec_dq_ready(card));
 		if (ret)
 			return ret;
-		mutex_lock(&card->lock);
+		if (mutex_lock_interruptible(&card->lock))
+			return -ERESTARTSYS;
 	}
 
 	dmarec_buf_sync_for_cpu(card->ring, buf);
@@ -367,7 +373,8 @@ static long dmarec_ioc_streamon(struct dmarec_card *card, struct file *file)
 {
 	long ret;
 
-	mutex_lock(&card->lock);
+	if (mutex_lock_interruptible(&card->lock))
+		return -ERESTARTSYS;
 	ret = dmarec_check_owner(card, file);
 	if (ret)
 		goto out;
@@ -396,7 +403,8 @@ static long dmarec_ioc_streamoff(struct dmarec_card *card, struct file *file)
 {
 	long ret;
 
-	mutex_lock(&card->lock);
+	if (mutex_lock_interruptible(&card->lock))
+		return -ERESTARTSYS;
 	ret = dmarec_check_owner(card, file);
 	if (!ret)
 		dmarec_stream_stop(card);
@@ -431,7 +439,8 @@ static long dmarec_ioc_sim_config(struct dmarec_card *card, struct file *file,
 	if (c.channels < 1 || c.channels > DMAREC_MAX_CHANNELS)
 		return -EINVAL;
 
-	mutex_lock(&card->lock);
+	if (mutex_lock_interruptible(&card->lock))
+		return -ERESTARTSYS;
 	ret = -EBUSY;
 	if ((card->owner && card->owner != file) || card->streaming)
 		goto out;
