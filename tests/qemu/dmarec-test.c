@@ -49,6 +49,7 @@ typedef unsigned long long u64;
 #define PAGE 4096UL
 
 static const char *dev_path = "/dev/dmarec0";
+static bool use_hugetlb;	/* USERPTR rings in MAP_HUGETLB memory */
 static unsigned long n_pass, n_fail;
 
 static __attribute__((format(printf, 2, 3)))
@@ -287,10 +288,15 @@ static int ring_open(struct ring *r, int fd, uint32_t memory, uint32_t count,
 	}
 	check(s.mmap_size_bytes == 0, "userptr mmap_size %" "llu",
 	      s.mmap_size_bytes);
+	if (use_hugetlb)	/* 2 MiB pages; munmap needs the rounded size */
+		r->size = (r->size + (2ul << 20) - 1) & ~((2ul << 20) - 1);
 	r->base = mmap(NULL, r->size, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE |
+		       (use_hugetlb ? MAP_HUGETLB : 0), -1, 0);
 	if (r->base == MAP_FAILED) {
-		check(false, "mmap anon: %s", strerror(errno));
+		check(false, "mmap anon%s: %s", use_hugetlb ? " hugetlb" : "",
+		      strerror(errno));
+		r->base = NULL;
 		return -1;
 	}
 	for (i = 0; i < count; i++) {
@@ -1639,6 +1645,18 @@ static void test_leak(void)
 	      "memcheck: %ld kB of memory not returned", before - after);
 }
 
+/* ------------------------------- hugetlb ------------------------------ */
+
+/* USERPTR payloads inside 2 MiB hugetlb pages (pins of tail pages). */
+static void test_hugetlb(const char *disk)
+{
+	use_hugetlb = true;
+	stream_one(DMAREC_MEMORY_USERPTR, 4, 1u << 20, 3, 40);
+	stream_one(DMAREC_MEMORY_USERPTR, 8, 65536, 2, 40);
+	uring_one(DMAREC_MEMORY_USERPTR, disk, "ok");
+	use_hugetlb = false;
+}
+
 /* ------------------------------ helpers ------------------------------- */
 
 /* quick smoke run used by the insmod/rmmod loop */
@@ -1682,7 +1700,7 @@ int main(int argc, char **argv)
 	}
 	if (i >= argc) {
 		fprintf(stderr, "usage: %s [-d DEV] [--disk DEV] [--expect-mmap ok|eopnotsupp]"
-			" caps|stream|overrun|errors|mmap|lifetime|leak|fuzz [N]|uring|quick|hold\n",
+			" caps|stream|overrun|errors|mmap|lifetime|leak|hugetlb|fuzz [N]|uring|quick|hold\n",
 			argv[0]);
 		return 2;
 	}
@@ -1704,6 +1722,8 @@ int main(int argc, char **argv)
 		test_fuzz(i + 1 < argc ? strtoul(argv[i + 1], NULL, 0) : 5000);
 	else if (!strcmp(cmd, "uring"))
 		test_uring(disk, expect);
+	else if (!strcmp(cmd, "hugetlb"))
+		test_hugetlb(disk);
 	else if (!strcmp(cmd, "leak"))
 		test_leak();
 	else if (!strcmp(cmd, "quick"))
