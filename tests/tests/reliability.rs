@@ -260,21 +260,22 @@ fn wait_bounded(mut child: std::process::Child, limit: Duration) -> std::process
     child.wait_with_output().unwrap()
 }
 
-#[test]
-fn one_failing_slot_in_the_middle_ends_the_index_before_it_without_hanging() {
-    if !require_root("one_failing_slot_in_the_middle_ends_the_index_before_it_without_hanging") {
-        return;
-    }
+const BAD_SLOT: u64 = 20;
+const SLOT_BYTES: u64 = (512 + 4) << 10;
+
+/// Records to a loop device over a fully allocated file on an otherwise full
+/// tmpfs, with one page of slot 20 punched out at `hole_in_slot` bytes into
+/// the slot: writing that page fails for real, everything else works.
+fn record_over_hole(
+    hole_in_slot: u64,
+) -> (Scratch, Tmpfs, LoopDevice, String, std::process::Output) {
     let s = Scratch::new("hole");
     let fs = Tmpfs::new(s.join("t"), "80M");
     let backing = fs.0.join("disk");
     // A fully allocated 64 MiB device file...
     std::fs::write(&backing, vec![0u8; 64 << 20]).unwrap();
-    let slot_bytes: u64 = (512 + 4) << 10;
-    let bad_slot = 20u64;
-    // ...with the first page of slot 20 punched out (a hole further in would
-    // make the loop driver complete a short write as success)...
-    let hole_at = (1 << 20) + bad_slot * slot_bytes;
+    // ...with one page of slot 20 punched out...
+    let hole_at = (1 << 20) + BAD_SLOT * SLOT_BYTES + hole_in_slot;
     let f = std::fs::OpenOptions::new()
         .write(true)
         .open(&backing)
@@ -320,6 +321,17 @@ fn one_failing_slot_in_the_middle_ends_the_index_before_it_without_hanging() {
         .spawn()
         .unwrap();
     let out = wait_bounded(child, Duration::from_secs(60));
+    (s, fs, dev, idx, out)
+}
+
+#[test]
+fn one_failing_slot_in_the_middle_ends_the_index_before_it_without_hanging() {
+    if !require_root("one_failing_slot_in_the_middle_ends_the_index_before_it_without_hanging") {
+        return;
+    }
+    // A hole at the slot's first page: the write fails outright.
+    let (_s, _fs, dev, idx, out) = record_over_hole(0);
+    let (bad_slot, slot_bytes) = (BAD_SLOT, SLOT_BYTES);
     assert_eq!(
         out.status.code(),
         Some(4),
@@ -339,7 +351,41 @@ fn one_failing_slot_in_the_middle_ends_the_index_before_it_without_hanging() {
         bad_slot,
         "{sum}"
     );
-    let image = std::fs::read(&dev.backing).unwrap();
+    let image = dev.read_backing();
     let c = check_recording(&[image], &std::fs::read(&idx).unwrap());
     assert_eq!((c.slots, c.last_slot), (bad_slot, bad_slot - 1));
+}
+
+#[test]
+fn a_short_write_reported_as_success_is_caught_by_verify() {
+    if !require_root("a_short_write_reported_as_success_is_caught_by_verify") {
+        return;
+    }
+    // A hole 64 KiB into the slot: the loop driver completes the short write
+    // as a success, so the recorder cannot know; the payload CRC does.
+    let (_s, _fs, dev, idx, out) = record_over_hole(64 << 10);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "recording runs to the end: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = run(
+        "dmaplay",
+        &["verify", "--quiet", "--json", "--index", &idx, &dev.device],
+    );
+    assert_eq!(
+        v.status.code(),
+        Some(3),
+        "verify must report the damaged slot"
+    );
+    let report = json(&String::from_utf8_lossy(&v.stdout));
+    let bad: Vec<u64> = report["bad"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["slot_seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(bad, vec![BAD_SLOT], "{report}");
+    assert!(report["bad"][0].to_string().contains("CRC"), "{report}");
 }
