@@ -20,7 +20,9 @@ for t in superblock slot index; do
   cargo run --release -q -p dmarec-formats --example fuzz -- "$t" "${FUZZ_ITERATIONS:-300000}"
 done
 
-step "kernel driver in QEMU (Debian 6.1 and 6.12)"
-bash tests/qemu/run.sh
+step "kernel driver and recorder in QEMU (Debian 6.1 and 6.12)"
+# The driver's own tests, plus dmarec recording from /dev/dmarec0 in every
+# memory mode and dmaplay verifying it, inside each guest.
+bash tests/qemu/run.sh -a target/release/dmarec -a target/release/dmaplay -g tests/qemu/recorder
 
 step "all tests passed"
