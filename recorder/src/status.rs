@@ -61,6 +61,11 @@ pub struct Summary {
     pub cpu_user_s: f64,
     pub cpu_sys_s: f64,
     pub cpu_s_per_gib: f64,
+    /// CPU the simulated card's thread used filling payloads (work a real
+    /// card's DMA engine does for free).
+    pub card_cpu_s: f64,
+    /// The recorder's own CPU per GiB: all of this process minus the card.
+    pub recorder_cpu_s_per_gib: f64,
     pub steady_state_slots: u64,
     pub steady_state_minor_faults: u64,
     pub steady_state_major_faults: u64,
@@ -125,6 +130,8 @@ impl Summary {
             cpu_user_s: 0.0,
             cpu_sys_s: 0.0,
             cpu_s_per_gib: 0.0,
+            card_cpu_s: 0.0,
+            recorder_cpu_s_per_gib: 0.0,
             steady_state_slots: 0,
             steady_state_minor_faults: 0,
             steady_state_major_faults: 0,
@@ -176,11 +183,11 @@ impl Summary {
         self.cpu_user_s = secs(now.ru_utime);
         self.cpu_sys_s = secs(now.ru_stime);
         let gib = self.bytes_written as f64 / (1u64 << 30) as f64;
-        self.cpu_s_per_gib = if gib > 0.0 {
-            (self.cpu_user_s + self.cpu_sys_s) / gib
-        } else {
-            0.0
-        };
+        self.card_cpu_s = card.card_cpu_ns as f64 / 1e9;
+        let per_gib = |cpu_s: f64| if gib > 0.0 { cpu_s / gib } else { 0.0 };
+        self.cpu_s_per_gib = per_gib(self.cpu_user_s + self.cpu_sys_s);
+        self.recorder_cpu_s_per_gib =
+            per_gib((self.cpu_user_s + self.cpu_sys_s - self.card_cpu_s).max(0.0));
         if let Some(((from_slot, u), (to_slot, end))) = steady {
             self.steady_state_slots = to_slot - from_slot;
             self.steady_state_minor_faults = (end.ru_minflt - u.ru_minflt) as u64;
@@ -233,8 +240,8 @@ impl Summary {
             self.slots_with_gap, self.buffers_lost, self.card_overruns, self.buffers_lost_after_last_slot
         );
         s += &format!(
-            "  cost        {:.2} CPU s/GiB, {:.3} page faults per 1000 buffers in steady state, {} payload bytes copied\n",
-            self.cpu_s_per_gib, self.faults_per_1000_buffers, self.payload_bytes_copied
+            "  cost        {:.2} CPU s/GiB ({:.2} recorder + simulated card {:.2} s), {:.3} page faults per 1000 buffers in steady state, {} payload bytes copied\n",
+            self.cpu_s_per_gib, self.recorder_cpu_s_per_gib, self.card_cpu_s, self.faults_per_1000_buffers, self.payload_bytes_copied
         );
         if let Some(e) = &self.error {
             s += &format!("  ERROR       {e}\n");

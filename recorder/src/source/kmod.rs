@@ -354,6 +354,7 @@ impl Source for KmodSource {
         Ok(CardStats {
             filled: st.filled,
             overruns: st.overruns,
+            card_cpu_ns: 0,
         })
     }
 

@@ -26,6 +26,9 @@ pub struct CardStats {
     pub filled: u64,
     /// Buffers the card lost because none was queued.
     pub overruns: u64,
+    /// CPU time this process spent being the card (the simulated card's
+    /// thread filling payloads; 0 for a real card, whose DMA engine is free).
+    pub card_cpu_ns: u64,
 }
 
 pub trait Source {

@@ -35,6 +35,7 @@ pub struct SimSource {
     stop: Arc<AtomicBool>,
     overruns: Arc<AtomicU64>,
     filled_count: Arc<AtomicU64>,
+    card_cpu_ns: Arc<AtomicU64>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -49,6 +50,7 @@ impl SimSource {
             stop: Arc::new(AtomicBool::new(false)),
             overruns: Arc::new(AtomicU64::new(0)),
             filled_count: Arc::new(AtomicU64::new(0)),
+            card_cpu_ns: Arc::new(AtomicU64::new(0)),
             thread: None,
         }
     }
@@ -63,10 +65,17 @@ struct Engine {
     stop: Arc<AtomicBool>,
     overruns: Arc<AtomicU64>,
     filled_count: Arc<AtomicU64>,
+    card_cpu_ns: Arc<AtomicU64>,
 }
 
 impl Engine {
     fn run(self) {
+        let cpu = self.card_cpu_ns.clone();
+        self.fill_loop();
+        cpu.store(thread_cpu_ns(), Ordering::Relaxed);
+    }
+
+    fn fill_loop(self) {
         let payload_bytes = self.memory.payload_bytes();
         let buffer_interval = (self.cfg.rate_bytes_per_s > 0).then(|| {
             Duration::from_secs_f64(payload_bytes as f64 / self.cfg.rate_bytes_per_s as f64)
@@ -132,6 +141,17 @@ impl Engine {
     }
 }
 
+/// CPU time of the calling thread, ns.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -160,6 +180,7 @@ impl Source for SimSource {
             stop: self.stop.clone(),
             overruns: self.overruns.clone(),
             filled_count: self.filled_count.clone(),
+            card_cpu_ns: self.card_cpu_ns.clone(),
         };
         self.thread = Some(
             std::thread::Builder::new()
@@ -213,6 +234,7 @@ impl Source for SimSource {
         Ok(CardStats {
             filled: self.filled_count.load(Ordering::Relaxed),
             overruns: self.overruns.load(Ordering::Relaxed),
+            card_cpu_ns: self.card_cpu_ns.load(Ordering::Relaxed),
         })
     }
 
