@@ -399,7 +399,10 @@ pub fn export(
             .unwrap_or(0);
         outs[c as usize] = Some(ChannelOut {
             channel: c,
-            data: BufWriter::with_capacity(1 << 20, file),
+            // Smaller than any payload (>= 4 KiB): BufWriter passes writes of
+            // at least its capacity straight to the file, so payloads are not
+            // copied in user space; only small pieces (zero filler) buffer.
+            data: BufWriter::with_capacity(formats::MIN_PAYLOAD_BYTES as usize, file),
             data_path,
             meta_path,
             sample_bytes,

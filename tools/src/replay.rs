@@ -123,7 +123,10 @@ pub fn replay(
                 std::fs::File::create(p)
             }
             .with_context(|| format!("opening --out {}", p.display()))?;
-            Box::new(std::io::BufWriter::with_capacity(1 << 20, f))
+            Box::new(std::io::BufWriter::with_capacity(
+                formats::MIN_PAYLOAD_BYTES as usize,
+                f,
+            )) // payloads bypass the buffer
         }
     };
     let sel = Selection {
