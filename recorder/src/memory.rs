@@ -185,7 +185,7 @@ pub const MEMLOCK_HELP: &str = "Grant locked memory: `ulimit -l unlimited` in th
 /// io_uring registration are both charged) when allowed; fails saying how
 /// much is needed and how to grant it.
 pub fn ensure_memlock(needed_bytes: u64) -> Result<()> {
-    let want = needed_bytes.saturating_mul(2).saturating_add(16 << 20);
+    let want = needed_bytes.saturating_mul(2);
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -208,7 +208,8 @@ pub fn ensure_memlock(needed_bytes: u64) -> Result<()> {
         return Ok(());
     }
     bail!(
-        "locked-memory limit (RLIMIT_MEMLOCK) is {} bytes, the slot ring needs {want} bytes. {MEMLOCK_HELP}",
+        "locked-memory limit (RLIMIT_MEMLOCK) is {} bytes; dmarec needs {want} bytes: the {needed_bytes}-byte slot ring \
+         is counted twice (locked, and registered with io_uring). {MEMLOCK_HELP}",
         lim.rlim_cur
     )
 }

@@ -21,6 +21,8 @@ pub struct Target {
     pub size_bytes: u64,
     pub is_block_device: bool,
     pub logical_block_bytes: u32,
+    /// This run created the file (removed again if start-up fails).
+    pub created: bool,
 }
 
 pub struct OpenOptionsCli {
@@ -67,6 +69,7 @@ pub fn open_target(path: &Path, opts: &OpenOptionsCli, payload_bytes: u32) -> Re
         size_bytes,
         is_block_device: ft.is_block_device(),
         logical_block_bytes,
+        created: false,
     };
     check_geometry(&t, payload_bytes)?;
     if !opts.force {
@@ -125,6 +128,7 @@ fn create_file_target(path: &Path, opts: &OpenOptionsCli, payload_bytes: u32) ->
         size_bytes,
         is_block_device: false,
         logical_block_bytes: 512,
+        created: true,
     };
     if let Err(e) = check_geometry(&t, payload_bytes) {
         let _ = std::fs::remove_file(path);

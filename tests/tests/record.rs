@@ -317,3 +317,71 @@ fn refuses_unsafe_targets_with_clear_errors() {
     assert_eq!(code, 1);
     assert!(err.contains("busy") || err.contains("given twice"), "{err}");
 }
+
+#[test]
+fn too_little_locked_memory_is_refused_with_the_fix_and_leaves_nothing_behind() {
+    if !require_root("too_little_locked_memory_is_refused_with_the_fix_and_leaves_nothing_behind") {
+        return;
+    }
+    let s = Scratch::new("memlock");
+    std::fs::set_permissions(&s.path, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let (img, idx) = (s.file("r.img"), s.file("r.idx"));
+    // An unprivileged user (no CAP_IPC_LOCK) with a 1 MiB locked-memory limit.
+    let as_nobody = |extra: &[&str]| {
+        let mut c = Command::new("prlimit");
+        c.args([
+            "--memlock=1048576:1048576",
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+        ])
+        .arg(bin("dmarec"))
+        .args([
+            "record",
+            "--quiet",
+            "--target",
+            &img,
+            "--file-size",
+            "16M",
+            "--index",
+            &idx,
+            "--size",
+            "1M",
+        ])
+        .args(extra);
+        c.output().unwrap()
+    };
+    let out = as_nobody(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("RLIMIT_MEMLOCK")
+            && err.contains("1048576 bytes")
+            && err.contains("ulimit -l"),
+        "{err}"
+    );
+    assert!(
+        !std::path::Path::new(&img).exists() && !std::path::Path::new(&idx).exists(),
+        "a refused start left files behind"
+    );
+    // A ring that fits the limit records.
+    let out = as_nobody(&[
+        "--buffers",
+        "2",
+        "--queue-depth",
+        "1",
+        "--payload-size",
+        "64K",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c = check_recording(
+        &[std::fs::read(&img).unwrap()],
+        &std::fs::read(&idx).unwrap(),
+    );
+    assert_eq!(c.slots, 16);
+}
