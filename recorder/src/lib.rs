@@ -61,6 +61,7 @@ pub struct RecordOptions {
     pub channels: Option<u16>,
     pub rate_bytes_per_s: Option<u64>,
     pub sim_drop_every: u64,
+    pub sim_fill_once: bool,
     pub memory_mode: MemoryMode,
     pub status_interval: Duration,
     pub index_sync_interval: Duration,
@@ -229,6 +230,7 @@ fn record_inner(o: &RecordOptions, created: &mut Vec<PathBuf>) -> Result<Summary
                 channels: o.channels.unwrap_or(4),
                 rate_bytes_per_s: o.rate_bytes_per_s.unwrap_or(0),
                 drop_every: o.sim_drop_every,
+                fill_once: o.sim_fill_once,
             };
             (Box::new(SimSource::new(cfg, mem.clone())), mem)
         }

@@ -105,6 +105,11 @@ struct RecordArgs {
     /// Simulated card: lose every Nth buffer (to test gap handling).
     #[arg(long, default_value_t = 0)]
     sim_drop_every: u64,
+    /// Simulated card: fill each buffer only on first use (benchmarks: models a
+    /// DMA engine that costs the host nothing; recordings then verify by CRC but
+    /// not by `dmaplay verify --pattern`).
+    #[arg(long)]
+    sim_fill_once: bool,
     /// Size of a regular-file target that does not exist yet (preallocated).
     #[arg(long, value_parser = parse_bytes)]
     file_size: Option<u64>,
@@ -199,6 +204,7 @@ fn run_record(a: RecordArgs) -> Result<i32> {
         channels: a.channels,
         rate_bytes_per_s: a.rate.map(|r| (r * 1e6) as u64),
         sim_drop_every: a.sim_drop_every,
+        sim_fill_once: a.sim_fill_once,
         memory_mode: match a.memory {
             Memory::Auto => MemoryMode::Auto,
             Memory::Mmap => MemoryMode::Mmap,

@@ -25,6 +25,10 @@ pub struct SimConfig {
     pub rate_bytes_per_s: u64,
     /// Lose every Nth card buffer (card_seq % N == N-1); 0 = never.
     pub drop_every: u64,
+    /// Fill each buffer only the first time it is used (benchmarks: a real
+    /// card's DMA costs the host CPU nothing, and fio reuses one prefilled
+    /// buffer). Such recordings verify by CRC, not by the pattern.
+    pub fill_once: bool,
 }
 
 pub struct SimSource {
@@ -83,6 +87,7 @@ impl Engine {
         let start = Instant::now();
         let mut card_seq = 0u64;
         let mut gap_count = 0u64;
+        let mut filled_once = vec![false; self.memory.count()];
         while !self.stop.load(Ordering::Relaxed) {
             if self.cfg.drop_every > 0 && card_seq % self.cfg.drop_every == self.cfg.drop_every - 1
             {
@@ -116,13 +121,16 @@ impl Engine {
                 },
             };
             let channel = (card_seq % self.cfg.channels as u64) as u16;
-            // SAFETY: the recorder queued `buffer` to us, so until we send it
-            // back no one else reads or writes its payload; the memory lives
-            // in an Arc we hold.
-            let payload = unsafe {
-                std::slice::from_raw_parts_mut(self.memory.payload_ptr(buffer), payload_bytes)
-            };
-            formats::pattern::fill(payload, channel, card_seq);
+            if !(self.cfg.fill_once && filled_once[buffer]) {
+                // SAFETY: the recorder queued `buffer` to us, so until we send
+                // it back no one else reads or writes its payload; the memory
+                // lives in an Arc we hold.
+                let payload = unsafe {
+                    std::slice::from_raw_parts_mut(self.memory.payload_ptr(buffer), payload_bytes)
+                };
+                formats::pattern::fill(payload, channel, card_seq);
+                filled_once[buffer] = true;
+            }
             let filled = Filled {
                 buffer,
                 card_seq,
@@ -249,7 +257,15 @@ impl Source for SimSource {
             0 => "unlimited rate".to_string(),
             r => format!("{:.1} MB/s", r as f64 / 1e6),
         };
-        format!("simulated card, {} channel(s), {rate}", self.cfg.channels)
+        let fill = if self.cfg.fill_once {
+            ", each buffer filled once (benchmark mode)"
+        } else {
+            ""
+        };
+        format!(
+            "simulated card, {} channel(s), {rate}{fill}",
+            self.cfg.channels
+        )
     }
 }
 
