@@ -93,8 +93,8 @@ struct RecordArgs {
     /// Buffers in the ring (registered once, at start).
     #[arg(long, default_value_t = 64)]
     buffers: usize,
-    /// Slot writes in flight at most.
-    #[arg(long, default_value_t = 16)]
+    /// Slot writes in flight at most (8: best median on the machines measured, docs/BENCHMARKS.md).
+    #[arg(long, default_value_t = 8)]
     queue_depth: usize,
     /// When the targets are full: stop, or wrap and overwrite the oldest slots (ring mode).
     #[arg(long, value_enum, default_value = "stop")]

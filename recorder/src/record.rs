@@ -167,6 +167,7 @@ impl<'a> Recorder<'a> {
         let mut error: Option<anyhow::Error> = None;
         let started = Instant::now();
         let mut last_sync = started;
+        let mut last_slot_done = started;
         let mut steady_usage: Option<(u64, libc::rusage)> = None;
         let steady_end: Option<(u64, libc::rusage)>;
         let mut card: Option<CardStats> = None;
@@ -363,6 +364,7 @@ impl<'a> Recorder<'a> {
                         writes[id] = None;
                         slots_in_flight -= 1;
                         summary.note_written(slot_bytes as u64);
+                        last_slot_done = Instant::now();
                         index.complete(entry);
                         owner[id] = Owner::Card;
                         if stop.is_none() {
@@ -439,6 +441,7 @@ impl<'a> Recorder<'a> {
         summary.finish(
             stop.unwrap_or(StopReason::Signal),
             started.elapsed(),
+            last_slot_done.duration_since(started),
             card,
             index.entries_durable,
             steady_usage.zip(steady_end),

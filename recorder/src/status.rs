@@ -39,8 +39,14 @@ pub struct Summary {
     pub bytes_written: u64,
     pub capacity_slots: u64,
     pub ring_laps: u64,
+    /// From the card's start to the end, final flushes included.
     pub seconds: f64,
+    /// Bytes written / time from the start to the last slot's completion:
+    /// the write rate, measured as fio measures its own (no final flush).
     pub rate_mb_per_s: f64,
+    /// Time spent after the last slot's completion: draining, the index's
+    /// last write and fdatasync, flushing the targets' caches.
+    pub final_flush_s: f64,
     pub slots_with_gap: u64,
     pub buffers_lost: u64,
     pub card_filled: u64,
@@ -116,6 +122,7 @@ impl Summary {
             ring_laps: 0,
             seconds: 0.0,
             rate_mb_per_s: 0.0,
+            final_flush_s: 0.0,
             slots_with_gap: 0,
             buffers_lost: 0,
             card_filled: 0,
@@ -162,6 +169,7 @@ impl Summary {
         &mut self,
         reason: StopReason,
         elapsed: Duration,
+        writing: Duration,
         card: CardStats,
         durable: u64,
         steady: Option<((u64, libc::rusage), (u64, libc::rusage))>,
@@ -169,7 +177,8 @@ impl Summary {
     ) {
         self.stop_reason = Some(reason);
         self.seconds = elapsed.as_secs_f64();
-        self.rate_mb_per_s = self.bytes_written as f64 / 1e6 / self.seconds.max(1e-9);
+        self.rate_mb_per_s = self.bytes_written as f64 / 1e6 / writing.as_secs_f64().max(1e-9);
+        self.final_flush_s = (elapsed.saturating_sub(writing)).as_secs_f64();
         self.card_filled = card.filled;
         self.card_overruns = card.overruns;
         self.buffers_lost_after_last_slot = card.overruns.saturating_sub(self.buffers_lost);
@@ -224,7 +233,7 @@ impl Summary {
             self.index, self.index_entries_durable
         );
         s += &format!(
-            "  recorded    {} slots, {:.1} MiB payload in {:.2} s = {:.1} MB/s{}\n",
+            "  recorded    {} slots, {:.1} MiB payload in {:.2} s, written at {:.1} MB/s{}\n",
             self.slots,
             self.payload_bytes_recorded as f64 / (1 << 20) as f64,
             self.seconds,
