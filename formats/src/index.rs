@@ -45,39 +45,7 @@ impl IndexHeader {
     }
 
     pub fn decode(b: &[u8]) -> Result<IndexHeader, FormatError> {
-        if b.len() < INDEX_HEADER_BYTES {
-            return Err(FormatError::Truncated {
-                what: WHAT,
-                needed: INDEX_HEADER_BYTES,
-                got: b.len(),
-            });
-        }
-        let magic: [u8; 8] = arr_at(b, 0);
-        if magic != MAGIC {
-            return Err(FormatError::BadMagic {
-                what: WHAT,
-                expected: MAGIC,
-                found: magic,
-            });
-        }
-        let stored = u32_at(b, OFF_CRC);
-        let computed = crc32(&b[..OFF_CRC]);
-        if stored != computed {
-            return Err(FormatError::CrcMismatch {
-                what: WHAT,
-                stored,
-                computed,
-            });
-        }
-        let (major, minor) = (u16_at(b, 8), u16_at(b, 10));
-        if major != FORMAT_VERSION_MAJOR {
-            return Err(FormatError::UnknownVersion {
-                what: WHAT,
-                found_major: major,
-                found_minor: minor,
-                supported_major: FORMAT_VERSION_MAJOR,
-            });
-        }
+        let minor = check_envelope(b, WHAT, MAGIC, INDEX_HEADER_BYTES, OFF_CRC)?;
         if u32_at(b, 12) != INDEX_ENTRY_BYTES as u32 || u32_at(b, 16) != INDEX_HEADER_BYTES as u32 {
             return Err(FormatError::invalid(
                 WHAT,

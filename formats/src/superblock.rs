@@ -157,40 +157,8 @@ impl Superblock {
     }
 
     pub fn decode(b: &[u8]) -> Result<Superblock, FormatError> {
-        if b.len() < SUPERBLOCK_BYTES {
-            return Err(FormatError::Truncated {
-                what: WHAT,
-                needed: SUPERBLOCK_BYTES,
-                got: b.len(),
-            });
-        }
+        let minor = check_envelope(b, WHAT, MAGIC, SUPERBLOCK_BYTES, OFF_CRC)?;
         let b = &b[..SUPERBLOCK_BYTES];
-        let magic: [u8; 8] = arr_at(b, 0);
-        if magic != MAGIC {
-            return Err(FormatError::BadMagic {
-                what: WHAT,
-                expected: MAGIC,
-                found: magic,
-            });
-        }
-        let stored = u32_at(b, OFF_CRC);
-        let computed = crc32(&b[..OFF_CRC]);
-        if stored != computed {
-            return Err(FormatError::CrcMismatch {
-                what: WHAT,
-                stored,
-                computed,
-            });
-        }
-        let (major, minor) = (u16_at(b, 8), u16_at(b, 10));
-        if major != FORMAT_VERSION_MAJOR {
-            return Err(FormatError::UnknownVersion {
-                what: WHAT,
-                found_major: major,
-                found_minor: minor,
-                supported_major: FORMAT_VERSION_MAJOR,
-            });
-        }
         let inv = |field, detail: String| FormatError::invalid(WHAT, field, detail);
         if u32_at(b, 12) != SUPERBLOCK_BYTES as u32 {
             return Err(inv(

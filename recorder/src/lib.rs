@@ -10,6 +10,7 @@
 //! registered buffer), the buffer back to the card after its write
 //! completed, index entries appended in slot order ([`index_writer`]).
 
+pub mod clock;
 pub mod index_writer;
 pub mod memory;
 pub mod record;

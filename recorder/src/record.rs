@@ -112,16 +112,6 @@ pub fn register_files(ring: &IoUring, targets: &[Target], index: &File) -> Resul
     Ok(())
 }
 
-fn realtime_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own (vDSO, no syscall).
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 impl<'a> Recorder<'a> {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -438,15 +428,15 @@ impl<'a> Recorder<'a> {
         self.index_file
             .sync_data()
             .context("index: final fdatasync")?;
-        summary.finish(
-            stop.unwrap_or(StopReason::Signal),
-            started.elapsed(),
-            last_slot_done.duration_since(started),
+        summary.finish(crate::status::RunEnd {
+            reason: stop.unwrap_or(StopReason::Signal),
+            elapsed: started.elapsed(),
+            writing: last_slot_done.duration_since(started),
             card,
-            index.entries_durable,
-            steady_usage.zip(steady_end),
-            slot_seq,
-        );
+            durable: index.entries_durable,
+            steady: steady_usage.zip(steady_end),
+            slots_started: slot_seq,
+        });
         self.progress.tick(&summary, true);
         if let Some(e) = error {
             summary.error = Some(format!("{e:#}"));
@@ -477,7 +467,7 @@ impl<'a> Recorder<'a> {
             slot_seq,
             card_seq: f.card_seq,
             card_timestamp_ns: f.card_timestamp_ns,
-            host_timestamp_ns: realtime_ns(),
+            host_timestamp_ns: crate::clock::realtime_ns(),
             gap_count: f.gap_count,
             payload_bytes_used: f.bytes_used,
             payload_crc32: formats::crc32(payload),

@@ -165,16 +165,16 @@ impl Summary {
         self.payload_bytes_recorded += slot_bytes - formats::SLOT_HEADER_BYTES as u64;
     }
 
-    pub fn finish(
-        &mut self,
-        reason: StopReason,
-        elapsed: Duration,
-        writing: Duration,
-        card: CardStats,
-        durable: u64,
-        steady: Option<((u64, libc::rusage), (u64, libc::rusage))>,
-        slots_started: u64,
-    ) {
+    pub fn finish(&mut self, end: RunEnd) {
+        let RunEnd {
+            reason,
+            elapsed,
+            writing,
+            card,
+            durable,
+            steady,
+            slots_started,
+        } = end;
         self.stop_reason = Some(reason);
         self.seconds = elapsed.as_secs_f64();
         self.rate_mb_per_s = self.bytes_written as f64 / 1e6 / writing.as_secs_f64().max(1e-9);
@@ -257,6 +257,22 @@ impl Summary {
         }
         s
     }
+}
+
+/// How a recording ended, for [`Summary::finish`].
+pub struct RunEnd {
+    pub reason: StopReason,
+    /// From the card's start to the end of the final flushes.
+    pub elapsed: Duration,
+    /// From the card's start to the last slot's completion.
+    pub writing: Duration,
+    pub card: CardStats,
+    /// Index entries covered by a completed fdatasync.
+    pub durable: u64,
+    /// Resource usage at the start and end of the steady state: (slot, usage).
+    pub steady: Option<((u64, libc::rusage), (u64, libc::rusage))>,
+    /// Slots started (submitted).
+    pub slots_started: u64,
 }
 
 /// Progress bar on a terminal, periodic status line otherwise.

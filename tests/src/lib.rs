@@ -378,3 +378,42 @@ impl Drop for Throttle {
         }
     }
 }
+
+/// The tests' random numbers: xorshift64, seeded from `DMAREC_TEST_SEED`,
+/// else from `default` (or the clock when `None`). The seed is printed so a
+/// failing run can be replayed.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn seeded(test: &str, default: Option<u64>) -> Rng {
+        let seed = std::env::var("DMAREC_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .or(default)
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+            });
+        eprintln!("{test}: DMAREC_TEST_SEED={seed}");
+        Rng(seed | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// Uniform-ish in 0..n (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    /// An index into a collection of `n` elements.
+    pub fn index(&mut self, n: usize) -> usize {
+        self.below(n as u64) as usize
+    }
+}

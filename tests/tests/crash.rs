@@ -10,29 +10,6 @@ use formats::{IndexEntry, Layout, SlotHeader, SLOT_HEADER_BYTES};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-struct Rng(u64);
-impl Rng {
-    fn seeded() -> Rng {
-        let seed = std::env::var("DMAREC_TEST_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos() as u64
-            });
-        eprintln!("crash tests: DMAREC_TEST_SEED={seed}");
-        Rng(seed | 1)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 /// Reindexes `targets` into `idx` and checks the result slot by slot against
 /// the device bytes. Returns (entries, torn slot numbers).
 fn reindex_and_check(
@@ -107,7 +84,7 @@ fn sigkill_at_random_moments_loses_no_completed_slot() {
     if !require_root("sigkill_at_random_moments_loses_no_completed_slot") {
         return;
     }
-    let mut rng = Rng::seeded();
+    let mut rng = Rng::seeded("crash tests", None);
     let s = Scratch::new("kill");
     let dev = LoopDevice::new(&s.path, "disk", 96 << 20).unwrap();
     let trials = std::env::var("DMAREC_CRASH_TRIALS")
@@ -315,7 +292,7 @@ fn an_index_cut_at_any_byte_is_detected_and_recovered() {
     );
     let full = std::fs::read(&idx).unwrap();
     let slots = surviving_entries(&idx).len();
-    let mut rng = Rng::seeded();
+    let mut rng = Rng::seeded("crash tests", None);
     let mut cuts: Vec<usize> = (0..12)
         .map(|_| rng.below(full.len() as u64) as usize)
         .collect();

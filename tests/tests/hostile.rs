@@ -6,19 +6,6 @@ use e2e::*;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
 /// Runs dmaplay with a time limit; returns (exit code, stderr).
 fn dmaplay_bounded(args: &[&str]) -> (Option<i32>, String) {
     let mut child = Command::new(bin("dmaplay"))
@@ -114,12 +101,7 @@ fn assert_no_crash(what: &str, results: &[(String, Option<i32>, String)]) {
 
 #[test]
 fn every_command_survives_corrupted_truncated_and_random_inputs() {
-    let seed = std::env::var("DMAREC_TEST_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x5eed_cafe);
-    eprintln!("hostile: DMAREC_TEST_SEED={seed}");
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::seeded("hostile", Some(0x5eed_cafe));
     let s = Scratch::new("hostile");
     let img = s.file("r.img");
     let idx = s.file("r.idx");
@@ -155,36 +137,36 @@ fn every_command_survives_corrupted_truncated_and_random_inputs() {
         let mut bytes = good.clone();
         let what = match v % 6 {
             0 => {
-                for _ in 0..1 + rng.below(16) {
-                    let i = rng.below(8192);
-                    bytes[i] ^= 1 << rng.below(8);
+                for _ in 0..1 + rng.index(16) {
+                    let i = rng.index(8192);
+                    bytes[i] ^= 1 << rng.index(8);
                 }
                 "bit flips in the superblock area"
             }
             1 => {
-                for _ in 0..1 + rng.below(200) {
-                    let i = rng.below(bytes.len());
-                    bytes[i] = rng.next() as u8;
+                for _ in 0..1 + rng.index(200) {
+                    let i = rng.index(bytes.len());
+                    bytes[i] = rng.next_u64() as u8;
                 }
                 "random bytes anywhere"
             }
             2 => {
-                bytes.truncate(rng.below(bytes.len()));
+                bytes.truncate(rng.index(bytes.len()));
                 "truncated"
             }
             3 => {
-                bytes = (0..(1 + rng.below(4)) << 20)
-                    .map(|_| rng.next() as u8)
+                bytes = (0..(1 + rng.index(4)) << 20)
+                    .map(|_| rng.next_u64() as u8)
                     .collect();
                 "random garbage"
             }
             4 => {
                 // Slot headers damaged with valid-looking CRCs recomputed.
                 let slot = 4096 + (16 << 10);
-                for _ in 0..1 + rng.below(8) {
-                    let at = (1 << 20) + rng.below(100) * slot;
-                    let f = 16 + rng.below(72);
-                    bytes[at + f] = rng.next() as u8;
+                for _ in 0..1 + rng.index(8) {
+                    let at = (1 << 20) + rng.index(100) * slot;
+                    let f = 16 + rng.index(72);
+                    bytes[at + f] = rng.next_u64() as u8;
                     let crc = formats::crc32(&bytes[at..at + 4092]);
                     bytes[at + 4092..at + 4096].copy_from_slice(&crc.to_le_bytes());
                 }
@@ -199,11 +181,11 @@ fn every_command_survives_corrupted_truncated_and_random_inputs() {
         std::fs::write(&t, &bytes).unwrap();
         // With the good index, no index, and a damaged index.
         let mut bad_idx = good_idx.clone();
-        for _ in 0..1 + rng.below(20) {
-            let i = rng.below(bad_idx.len());
-            bad_idx[i] = rng.next() as u8;
+        for _ in 0..1 + rng.index(20) {
+            let i = rng.index(bad_idx.len());
+            bad_idx[i] = rng.next_u64() as u8;
         }
-        bad_idx.truncate(rng.below(bad_idx.len() + 1).max(bad_idx.len() / 2));
+        bad_idx.truncate(rng.index(bad_idx.len() + 1).max(bad_idx.len() / 2));
         let bi = s.file("bad.idx");
         std::fs::write(&bi, &bad_idx).unwrap();
         for (label, index) in [
@@ -247,7 +229,7 @@ fn every_command_survives_corrupted_truncated_and_random_inputs() {
     let garbage = s.file("garbage.idx");
     std::fs::write(
         &garbage,
-        (0..100_000).map(|_| rng.next() as u8).collect::<Vec<u8>>(),
+        (0..100_000).map(|_| rng.next_u64() as u8).collect::<Vec<u8>>(),
     )
     .unwrap();
     for i in [&garbage, &other_idx] {

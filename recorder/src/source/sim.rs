@@ -76,7 +76,7 @@ impl Engine {
     fn run(self) {
         let cpu = self.card_cpu_ns.clone();
         self.fill_loop();
-        cpu.store(thread_cpu_ns(), Ordering::Relaxed);
+        cpu.store(crate::clock::thread_cpu_ns(), Ordering::Relaxed);
     }
 
     fn fill_loop(self) {
@@ -134,7 +134,7 @@ impl Engine {
             let filled = Filled {
                 buffer,
                 card_seq,
-                card_timestamp_ns: monotonic_ns(),
+                card_timestamp_ns: crate::clock::monotonic_ns(),
                 channel,
                 gap_count,
                 bytes_used: payload_bytes as u32,
@@ -147,27 +147,6 @@ impl Engine {
             gap_count = 0;
         }
     }
-}
-
-/// CPU time of the calling thread, ns.
-fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own (vDSO, no syscall).
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 impl Source for SimSource {
