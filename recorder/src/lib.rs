@@ -1,7 +1,7 @@
 //! dmarec's recorder: moves a data-acquisition card's filled DMA buffers to
 //! raw block devices at the disk's speed, with no copy of the payload.
 //!
-//! Set-up ([`record`]) opens and checks the targets ([`target`]), creates
+//! Set-up ([`record()`]) opens and checks the targets ([`target`]), creates
 //! the io_uring, gets slot memory registered with it from the source
 //! ([`source`]: the simulated card, or the kernel driver in MMAP or USERPTR
 //! memory mode), writes the superblocks and the index header, and hands over

@@ -2,8 +2,9 @@
 //! from a registered buffer → raw devices opened O_DIRECT → buffer back to
 //! the card after its write completed → index entry in slot order.
 //!
-//! Everything is allocated and registered in [`Recorder::prepare`]; the loop
-//! in [`Recorder::run`] allocates nothing, copies no payload (the card fills
+//! Everything is allocated and registered before the loop (slot memory and
+//! files in `crate::record()`, the loop's own tables at the top of
+//! [`Recorder::run`]); the loop allocates nothing, copies no payload (the card fills
 //! the registered memory in place; the CPU only reads it once for the CRC),
 //! and makes one `io_uring_enter` per batch of submissions and completions.
 //! Ownership of each buffer (card, recorder, kernel) is tracked and asserted
@@ -71,14 +72,14 @@ pub struct Limits {
 }
 
 pub struct Recorder<'a> {
-    pub ring: IoUring,
-    pub memory: &'a SlotMemory,
-    pub source: &'a mut dyn Source,
-    pub targets: &'a [Target],
-    pub index_file: &'a File,
-    pub superblock: Superblock,
-    pub limits: Limits,
-    pub progress: Progress,
+    ring: IoUring,
+    memory: &'a SlotMemory,
+    source: &'a mut dyn Source,
+    targets: &'a [Target],
+    index_file: &'a File,
+    superblock: Superblock,
+    limits: Limits,
+    progress: Progress,
     /// Requested length of each index batch write in flight.
     index_write_len: [u32; crate::index_writer::BATCH_COUNT],
 }

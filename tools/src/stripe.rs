@@ -185,7 +185,7 @@ impl StripeSet {
         Ok(())
     }
 
-    /// Path of a member for messages, or "<missing member N>".
+    /// Path of a member for messages, or `"<missing member N>"`.
     pub fn describe(&self, device_index: usize) -> String {
         match self.member(device_index) {
             Some(t) => t.path.display().to_string(),

@@ -1,5 +1,5 @@
 //! Where filled buffers come from: the simulated card (`sim`) or the kernel
-//! driver (`kmod`). A source fills buffers of the recorder's [`SlotMemory`]
+//! driver (`kmod`). A source fills buffers of the recorder's [`SlotMemory`](crate::memory::SlotMemory)
 //! in place (no copy) and hands them over by index; the recorder gives each
 //! one back only after its write has completed.
 
