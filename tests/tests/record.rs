@@ -385,3 +385,91 @@ fn too_little_locked_memory_is_refused_with_the_fix_and_leaves_nothing_behind() 
     );
     assert_eq!(c.slots, 16);
 }
+
+#[test]
+fn refuses_a_disk_whose_partition_is_mounted_and_active_swap() {
+    if !require_root("refuses_a_disk_whose_partition_is_mounted_and_active_swap") {
+        return;
+    }
+    let s = Scratch::new("part");
+    let disk = LoopDevice::new(&s.path, "disk", 128 << 20).unwrap();
+    // One partition, added by the kernel (no udev here: make its node if needed).
+    let sfdisk = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo ',64M,L' | sfdisk -q {} && partx -a {}",
+            disk.device, disk.device
+        ))
+        .status()
+        .unwrap();
+    assert!(sfdisk.success(), "sfdisk/partx (package fdisk)");
+    let name = disk.device.trim_start_matches("/dev/").to_string();
+    let part = format!("/dev/{name}p1");
+    if !std::path::Path::new(&part).exists() {
+        let dev = std::fs::read_to_string(format!("/sys/block/{name}/{name}p1/dev")).unwrap();
+        let (ma, mi) = dev.trim().split_once(':').unwrap();
+        assert!(Command::new("mknod")
+            .args([&part, "b", ma, mi])
+            .status()
+            .unwrap()
+            .success());
+    }
+    assert!(Command::new("mkfs.ext4")
+        .args(["-q", "-F", &part])
+        .status()
+        .unwrap()
+        .success());
+    let mnt = s.join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    assert!(Command::new("mount")
+        .arg(&part)
+        .arg(&mnt)
+        .status()
+        .unwrap()
+        .success());
+    // The whole disk is refused (even with --force) because its partition is mounted.
+    let (code, err) = record_fails(&[
+        "--target",
+        &disk.device,
+        "--index",
+        &s.file("a.idx"),
+        "--force",
+        "--size",
+        "4M",
+    ]);
+    let _ = Command::new("umount").arg(&mnt).status();
+    let _ = Command::new("partx").args(["-d", &disk.device]).status();
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains(&format!("{part} is mounted on")), "{err}");
+    // Active swap is refused too.
+    let swap = LoopDevice::new(&s.path, "swap", 32 << 20).unwrap();
+    assert!(Command::new("mkswap")
+        .args(["-q", &swap.device])
+        .status()
+        .unwrap()
+        .success());
+    if Command::new("swapon")
+        .arg(&swap.device)
+        .status()
+        .unwrap()
+        .success()
+    {
+        let (code, err) = record_fails(&[
+            "--target",
+            &swap.device,
+            "--index",
+            &s.file("b.idx"),
+            "--force",
+            "--size",
+            "1M",
+        ]);
+        let _ = Command::new("swapoff").arg(&swap.device).status();
+        assert_eq!(code, 1, "{err}");
+        assert!(
+            err.contains("is active swap") && err.contains("swapoff"),
+            "{err}"
+        );
+    } else {
+        eprintln!("swapon not permitted here: the swap refusal is not exercised");
+    }
+}
