@@ -345,3 +345,81 @@ fn an_index_cut_at_any_byte_is_detected_and_recovered() {
         );
     }
 }
+
+#[test]
+fn a_truncated_copy_is_salvaged_up_to_its_end() {
+    let s = Scratch::new("trunc");
+    let img = s.file("r.img");
+    let idx = s.file("r.idx");
+    run_ok(
+        "dmarec",
+        &[
+            "record",
+            "--quiet",
+            "--target",
+            &img,
+            "--file-size",
+            "32M",
+            "--index",
+            &idx,
+            "--size",
+            "8M",
+            "--payload-size",
+            "64K",
+        ],
+    );
+    let entries = surviving_entries(&idx);
+    // A copy cut at 5 MiB: slots wholly inside it survive, the rest is gone.
+    let cut = 5u64 << 20;
+    let copy = s.file("cut.img");
+    let mut bytes = std::fs::read(&img).unwrap();
+    bytes.truncate(cut as usize);
+    std::fs::write(&copy, &bytes).unwrap();
+    let slot_bytes = 4096 + (64 << 10);
+    let whole: Vec<u64> = entries
+        .iter()
+        .filter(|e| e.device_offset_bytes + slot_bytes <= cut)
+        .map(|e| e.slot_seq)
+        .collect();
+    assert!(!whole.is_empty() && whole.len() < entries.len());
+    // verify names every unreadable slot and only those.
+    let out = run(
+        "dmaplay",
+        &[
+            "verify",
+            "--quiet",
+            "--json",
+            "--pattern",
+            "--index",
+            &idx,
+            &copy,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("truncated copy"),
+        "the short member must be named"
+    );
+    let report = json(&String::from_utf8_lossy(&out.stdout));
+    let bad: Vec<u64> = report["bad"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["slot_seq"].as_u64().unwrap())
+        .collect();
+    let lost: Vec<u64> = entries
+        .iter()
+        .map(|e| e.slot_seq)
+        .filter(|s| !whole.contains(s))
+        .collect();
+    assert_eq!(bad, lost);
+    // reindex recovers exactly the slots inside the copy.
+    let image = read_direct(std::path::Path::new(&copy));
+    let (after, torn) =
+        reindex_and_check(&[&copy], std::slice::from_ref(&image), &s.file("re.idx"));
+    assert_eq!(after.iter().map(|e| e.slot_seq).collect::<Vec<_>>(), whole);
+    assert!(
+        torn.len() <= 1,
+        "at most the slot cut in two is torn: {torn:?}"
+    );
+}

@@ -67,11 +67,14 @@ impl StripeSet {
             let index = sb.device_index as usize;
             let need = sb.member().size_bytes;
             if t.size_bytes < need {
-                bail!(
-                    "target {}: {} bytes, but member {index} of recording {} was {need} bytes (truncated copy?)",
+                // A truncated copy: read what is there; slots past its end are
+                // reported as unreadable ("end of device") by every command.
+                eprintln!(
+                    "dmaplay: warning: target {}: {} bytes, but member {index} of recording {} was {need} bytes (truncated copy?); slots past byte {} are unreadable",
                     t.path.display(),
                     t.size_bytes,
-                    sb.recording_uuid
+                    sb.recording_uuid,
+                    t.size_bytes
                 );
             }
             if let Some(other) = &members[index] {
