@@ -17,6 +17,7 @@
 #   FIO_QDS="4 8 16 32"     fio iodepths measured (fio's best median is the reference)
 #   SWEEP_QDS="4 8 16 32" SWEEP_BUFFERS="16 32 64 128" SWEEP_REPS=3
 #   DMAREC_ARGS=""          extra arguments for every `dmarec record` (e.g. "--queue-depth 32")
+#   INDEX_ON=same           where the disk runs keep dmarec's index: same (the disk) or other (the tmpfs)
 #   SEEK_ENTRIES=524288     index entries (256 GiB / 512 KiB)  SEEK_PROCS=21  SEEK_WARM=10000
 #   EXPORT_ARGS="--all --format raw --force"   dmaplay export arguments (output goes to files in the tmpfs)
 #   OUT=bench/results/<timestamp>
@@ -39,6 +40,7 @@ SWEEP_QDS=${SWEEP_QDS:-"4 8 16 32"}
 SWEEP_BUFFERS=${SWEEP_BUFFERS:-"16 32 64 128"}
 SWEEP_REPS=${SWEEP_REPS:-3}
 DMAREC_ARGS=${DMAREC_ARGS:-}
+INDEX_ON=${INDEX_ON:-same}
 SEEK_ENTRIES=${SEEK_ENTRIES:-524288}
 SEEK_PROCS=${SEEK_PROCS:-21}
 SEEK_WARM=${SEEK_WARM:-10000}
@@ -98,7 +100,7 @@ dmaplay_has() { [ "$HAVE_DMAPLAY" = 1 ] && "$DMAPLAY" --help 2>&1 | grep -Eq "^ 
 # ---------------------------------------------------------------- machine
 {
     echo "date_utc: $(date -u '+%Y-%m-%d %H:%M:%S')"
-    echo "command: REPS=$REPS SIZE=$SIZE BACKINGS=\"$BACKINGS\" STEPS=\"$STEPS\" FIO_QDS=\"$FIO_QDS\" SWEEP_QDS=\"$SWEEP_QDS\" SWEEP_BUFFERS=\"$SWEEP_BUFFERS\" SWEEP_REPS=$SWEEP_REPS DMAREC_ARGS=\"$DMAREC_ARGS\" bash bench/run.sh"
+    echo "command: REPS=$REPS SIZE=$SIZE BACKINGS=\"$BACKINGS\" STEPS=\"$STEPS\" FIO_QDS=\"$FIO_QDS\" SWEEP_QDS=\"$SWEEP_QDS\" SWEEP_BUFFERS=\"$SWEEP_BUFFERS\" SWEEP_REPS=$SWEEP_REPS DMAREC_ARGS=\"$DMAREC_ARGS\" INDEX_ON=$INDEX_ON bash bench/run.sh"
     echo "git: $(git rev-parse --short HEAD); built from the work tree; uncommitted in recorder/ formats/ tools/: $(git status --short -- recorder formats tools | tr '\n' ' ' | sed 's/ *$//')"
     echo "cores: $(nproc)"
     echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
@@ -204,7 +206,10 @@ has_step() { [[ " $STEPS " == *" $1 "* ]]; }
 
 for B in $BACKINGS; do
     [ "$B" = tmpfs ] && setup_tmpfs
-    if [ "$B" = disk ]; then IDXDIR=$DISK_WORK; else IDXDIR=$TMPFS; fi
+    # The index beside the target on the same disk (INDEX_ON=same, default),
+    # or on another device (INDEX_ON=other: the tmpfs), as in a deployment
+    # where the targets are raw disks and the index is on the system disk.
+    if [ "$B" = disk ] && [ "$INDEX_ON" = same ]; then IDXDIR=$DISK_WORK; else IDXDIR=$TMPFS; fi
     DEV=$(new_loop "$B" a "$DEV_B")
     log "backing $B: $DEV (dio), prefill"
     prefill "$DEV" "$DEV_B"

@@ -72,7 +72,8 @@ struct RecordArgs {
     /// Block device, partition or regular file to record to; repeat for a stripe set.
     #[arg(long = "target", required = true, value_name = "PATH")]
     targets: Vec<PathBuf>,
-    /// Index file to write (refused if it exists, unless --force).
+    /// Index file to write (refused if it exists, unless --force). Best on another disk
+    /// than the targets: its fdatasync every --index-sync-ms then does not flush theirs.
     #[arg(long)]
     index: PathBuf,
     /// Stop after this much payload (e.g. 500M, 4GiB).
