@@ -229,7 +229,9 @@ fn every_command_survives_corrupted_truncated_and_random_inputs() {
     let garbage = s.file("garbage.idx");
     std::fs::write(
         &garbage,
-        (0..100_000).map(|_| rng.next_u64() as u8).collect::<Vec<u8>>(),
+        (0..100_000)
+            .map(|_| rng.next_u64() as u8)
+            .collect::<Vec<u8>>(),
     )
     .unwrap();
     for i in [&garbage, &other_idx] {
