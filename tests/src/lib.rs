@@ -138,10 +138,29 @@ impl LoopDevice {
     }
 }
 
+impl LoopDevice {
+    /// Whether the device is still bound to our backing file. A test may
+    /// detach it itself; the kernel can then give the same /dev/loopN to
+    /// another test running in parallel, which we must not detach.
+    fn still_ours(&self) -> bool {
+        let name = self.device.trim_start_matches("/dev/");
+        let Ok(bound) = std::fs::read_to_string(format!("/sys/block/{name}/loop/backing_file"))
+        else {
+            return false;
+        };
+        let bound = bound.trim().trim_end_matches(" (deleted)");
+        let ours = std::fs::canonicalize(&self.backing).unwrap_or_else(|_| self.backing.clone());
+        Path::new(bound) == ours || Path::new(bound) == self.backing
+    }
+}
+
 impl Drop for LoopDevice {
     fn drop(&mut self) {
         // Retry: a just-closed device can be briefly busy.
         for _ in 0..50 {
+            if !self.still_ours() {
+                break;
+            }
             let ok = Command::new("losetup")
                 .arg("-d")
                 .arg(&self.device)

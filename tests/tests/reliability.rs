@@ -215,7 +215,12 @@ fn overruns_become_counted_gaps_and_memory_stays_bounded() {
         }
     }
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
+    assert!(
+        out.status.success(),
+        "dmarec exited {}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     let sum = summary_of(&out);
     let lost = sum["buffers_lost"].as_u64().unwrap();
     let overruns = sum["card_overruns"].as_u64().unwrap();
