@@ -157,41 +157,33 @@ fn open_index(path: &std::path::Path, force: bool) -> Result<File> {
     })
 }
 
-/// Runs one recording from start to summary. If it fails before the first
-/// slot is written, the files it created (new target files, the index) are
-/// removed again, so a corrected command line can simply be run again.
+/// Files this run created (new target files, the index). Removed on drop
+/// unless disarmed: a start that fails leaves nothing behind, so a corrected
+/// command line can simply be run again; once slots are written, they stay.
+#[derive(Default)]
+struct CreatedFiles {
+    paths: Vec<PathBuf>,
+    keep: bool,
+}
+
+impl Drop for CreatedFiles {
+    fn drop(&mut self) {
+        if !self.keep {
+            for p in &self.paths {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+}
+
+/// Runs one recording from start to summary.
 pub fn record(o: &RecordOptions) -> Result<Summary> {
     check_options(o)?;
     // Before any file is touched: can the ring be locked and registered?
     memory::ensure_memlock(
         (o.buffers * (formats::SLOT_HEADER_BYTES + o.payload_bytes as usize)) as u64,
     )?;
-    let mut created: Vec<PathBuf> = Vec::new();
-    let result = record_inner(o, &mut created);
-    if let Err(e) = &result {
-        if e.downcast_ref::<Started>().is_none() {
-            for p in &created {
-                let _ = std::fs::remove_file(p);
-            }
-        }
-    }
-    result.map_err(|e| match e.downcast::<Started>() {
-        Ok(s) => s.0,
-        Err(e) => e,
-    })
-}
-
-/// An error after recording started: nothing is removed.
-#[derive(Debug)]
-struct Started(anyhow::Error);
-impl std::fmt::Display for Started {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:#}", self.0)
-    }
-}
-impl std::error::Error for Started {}
-
-fn record_inner(o: &RecordOptions, created: &mut Vec<PathBuf>) -> Result<Summary> {
+    let mut created = CreatedFiles::default();
     let cli = OpenOptionsCli {
         force: o.force,
         new_file_size_bytes: o.new_file_size_bytes,
@@ -200,13 +192,13 @@ fn record_inner(o: &RecordOptions, created: &mut Vec<PathBuf>) -> Result<Summary
     for path in &o.targets {
         let t = open_target(path, &cli, o.payload_bytes)?;
         if t.created {
-            created.push(t.path.clone());
+            created.paths.push(t.path.clone());
         }
         targets.push(t);
     }
     check_distinct(&targets, &o.index)?;
     let mut index_file = open_index(&o.index, o.force)?;
-    created.push(o.index.clone());
+    created.paths.push(o.index.clone());
 
     let sq_entries = (o.queue_depth + index_writer::BATCH_COUNT + 2).next_power_of_two() as u32;
     let (ring, setup_flags) = record::new_ring(sq_entries)?;
@@ -278,7 +270,9 @@ fn record_inner(o: &RecordOptions, created: &mut Vec<PathBuf>) -> Result<Summary
     };
     let describe = source.describe();
     let backing = memory.backing();
-    let run = Recorder::new(
+    // From here on the targets hold a recording: keep every file.
+    created.keep = true;
+    let mut summary = Recorder::new(
         ring,
         &memory,
         source.as_mut(),
@@ -288,9 +282,7 @@ fn record_inner(o: &RecordOptions, created: &mut Vec<PathBuf>) -> Result<Summary
         limits,
         progress,
     )
-    .run();
-    // From here on the targets hold a recording: keep every file.
-    let mut summary = run.map_err(|e| anyhow::Error::new(Started(e)))?;
+    .run()?;
     // Teardown order: the ring is gone (run consumed it), then the source
     // (driver unpins / sim thread joined), then the memory.
     drop(source);
