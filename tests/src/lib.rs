@@ -436,3 +436,34 @@ impl Rng {
         self.below(n as u64) as usize
     }
 }
+
+/// Records `size` bytes from the simulated card into a new file
+/// `<name>.img` of `file_size` in `s`, with the index beside it and `extra`
+/// dmarec arguments. Returns the image and index paths.
+pub fn record_to_file(
+    s: &Scratch,
+    name: &str,
+    file_size: &str,
+    size: &str,
+    extra: &[&str],
+) -> (String, String) {
+    let (img, idx) = (
+        s.file(&format!("{name}.img")),
+        s.file(&format!("{name}.idx")),
+    );
+    let mut args = vec![
+        "record",
+        "--quiet",
+        "--target",
+        &img,
+        "--file-size",
+        file_size,
+        "--index",
+        &idx,
+        "--size",
+        size,
+    ];
+    args.extend_from_slice(extra);
+    run_ok("dmarec", &args);
+    (img, idx)
+}

@@ -237,23 +237,7 @@ fn power_cut_image_copied_mid_write_is_recovered_without_misreads() {
 #[test]
 fn a_torn_final_slot_is_reported_and_left_out() {
     let s = Scratch::new("torn");
-    let img = s.file("r.img");
-    let idx = s.file("r.idx");
-    run_ok(
-        "dmarec",
-        &[
-            "record",
-            "--quiet",
-            "--target",
-            &img,
-            "--file-size",
-            "32M",
-            "--index",
-            &idx,
-            "--size",
-            "8M",
-        ],
-    );
+    let (img, idx) = record_to_file(&s, "r", "32M", "8M", &[]);
     // The last slot's write was cut short: its header landed, half of its
     // payload is what the disk held before (zeros).
     let mut image = std::fs::read(&img).unwrap();
@@ -271,25 +255,7 @@ fn a_torn_final_slot_is_reported_and_left_out() {
 #[test]
 fn an_index_cut_at_any_byte_is_detected_and_recovered() {
     let s = Scratch::new("idxcut");
-    let img = s.file("r.img");
-    let idx = s.file("r.idx");
-    run_ok(
-        "dmarec",
-        &[
-            "record",
-            "--quiet",
-            "--target",
-            &img,
-            "--file-size",
-            "48M",
-            "--index",
-            &idx,
-            "--size",
-            "16M",
-            "--payload-size",
-            "128K",
-        ],
-    );
+    let (img, idx) = record_to_file(&s, "r", "48M", "16M", &["--payload-size", "128K"]);
     let full = std::fs::read(&idx).unwrap();
     let slots = surviving_entries(&idx).len();
     let mut rng = Rng::seeded("crash tests", None);
@@ -349,25 +315,7 @@ fn an_index_cut_at_any_byte_is_detected_and_recovered() {
 #[test]
 fn a_truncated_copy_is_salvaged_up_to_its_end() {
     let s = Scratch::new("trunc");
-    let img = s.file("r.img");
-    let idx = s.file("r.idx");
-    run_ok(
-        "dmarec",
-        &[
-            "record",
-            "--quiet",
-            "--target",
-            &img,
-            "--file-size",
-            "32M",
-            "--index",
-            &idx,
-            "--size",
-            "8M",
-            "--payload-size",
-            "64K",
-        ],
-    );
+    let (img, idx) = record_to_file(&s, "r", "32M", "8M", &["--payload-size", "64K"]);
     let entries = surviving_entries(&idx);
     // A copy cut at 5 MiB: slots wholly inside it survive, the rest is gone.
     let cut = 5u64 << 20;

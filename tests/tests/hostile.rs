@@ -103,27 +103,18 @@ fn assert_no_crash(what: &str, results: &[(String, Option<i32>, String)]) {
 fn every_command_survives_corrupted_truncated_and_random_inputs() {
     let mut rng = Rng::seeded("hostile", Some(0x5eed_cafe));
     let s = Scratch::new("hostile");
-    let img = s.file("r.img");
-    let idx = s.file("r.idx");
-    run_ok(
-        "dmarec",
+    let (img, idx) = record_to_file(
+        &s,
+        "r",
+        "8M",
+        "4M",
         &[
-            "record",
-            "--quiet",
-            "--target",
-            &img,
-            "--file-size",
-            "8M",
-            "--index",
-            &idx,
             "--payload-size",
             "16K",
             "--sim-drop-every",
             "7",
             "--channels",
             "3",
-            "--size",
-            "4M",
         ],
     );
     let good = std::fs::read(&img).unwrap();
@@ -207,25 +198,7 @@ fn every_command_survives_corrupted_truncated_and_random_inputs() {
     }
     eprintln!("hostile: {variants} variants x 3 index cases x 7 commands: {ok} ok, {reports} reported bad slots, {errors} clear errors, 0 crashes");
     // Random garbage as the index itself, and an index of another recording.
-    let other = s.file("o.img");
-    let other_idx = s.file("o.idx");
-    run_ok(
-        "dmarec",
-        &[
-            "record",
-            "--quiet",
-            "--target",
-            &other,
-            "--file-size",
-            "4M",
-            "--index",
-            &other_idx,
-            "--payload-size",
-            "16K",
-            "--size",
-            "1M",
-        ],
-    );
+    let (_other, other_idx) = record_to_file(&s, "o", "4M", "1M", &["--payload-size", "16K"]);
     let garbage = s.file("garbage.idx");
     std::fs::write(
         &garbage,

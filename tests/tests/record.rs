@@ -277,7 +277,10 @@ fn refuses_unsafe_targets_with_clear_errors() {
     ]);
     assert_eq!(code, 1);
     assert!(err.contains("already exists"), "{err}");
-    assert!(!s.join("new.img").exists(), "the target file a refused start created was left behind");
+    assert!(
+        !s.join("new.img").exists(),
+        "the target file a refused start created was left behind"
+    );
     // Sizes and alignments that do not fit, named with their numbers.
     let (code, err) = record_fails(&[
         "--target",

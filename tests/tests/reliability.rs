@@ -88,23 +88,7 @@ fn device_set_read_only_mid_recording_stops_with_exit_4() {
     let s = Scratch::new("ro");
     let dev = LoopDevice::new(&s.path, "disk", 1 << 30).unwrap();
     let idx = s.file("rec.idx");
-    let child = Command::new(bin("dmarec"))
-        .args([
-            "record",
-            "--quiet",
-            "--json",
-            "--force",
-            "--rate",
-            "100",
-            "--target",
-            &dev.device,
-            "--index",
-            &idx,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_record(&["--rate", "100", "--target", &dev.device, "--index", &idx]);
     std::thread::sleep(Duration::from_millis(1500));
     assert!(Command::new("blockdev")
         .args(["--setro", &dev.device])
@@ -141,22 +125,7 @@ fn detach_while_recording_is_deferred_and_the_recording_completes() {
     let s = Scratch::new("detach");
     let dev = LoopDevice::new(&s.path, "disk", 256 << 20).unwrap();
     let idx = s.file("rec.idx");
-    let child = Command::new(bin("dmarec"))
-        .args([
-            "record",
-            "--quiet",
-            "--json",
-            "--force",
-            "--rate",
-            "100",
-            "--target",
-            &dev.device,
-            "--index",
-            &idx,
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_record(&["--rate", "100", "--target", &dev.device, "--index", &idx]);
     std::thread::sleep(Duration::from_millis(800));
     // The kernel only marks an open loop device for autoclear.
     let _ = Command::new("losetup").args(["-d", &dev.device]).status();
@@ -252,6 +221,18 @@ fn overruns_become_counted_gaps_and_memory_stays_bounded() {
     );
 }
 
+/// Starts `dmarec record --quiet --json --force ARGS` in the background,
+/// its stdout (the JSON summary) and stderr piped.
+fn spawn_record(args: &[&str]) -> std::process::Child {
+    Command::new(bin("dmarec"))
+        .args(["record", "--quiet", "--json", "--force"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// Waits for `child` at most `limit`, killing it (and failing) on timeout.
 fn wait_bounded(mut child: std::process::Child, limit: Duration) -> std::process::Output {
     let deadline = std::time::Instant::now() + limit;
@@ -306,25 +287,16 @@ fn record_over_hole(
     drop(w);
     let dev = LoopDevice::attach(backing).unwrap();
     let idx = s.file("rec.idx");
-    let child = Command::new(bin("dmarec"))
-        .args([
-            "record",
-            "--quiet",
-            "--json",
-            "--force",
-            "--target",
-            &dev.device,
-            "--index",
-            &idx,
-            "--buffers",
-            "16",
-            "--queue-depth",
-            "8",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_record(&[
+        "--target",
+        &dev.device,
+        "--index",
+        &idx,
+        "--buffers",
+        "16",
+        "--queue-depth",
+        "8",
+    ]);
     let out = wait_bounded(child, Duration::from_secs(60));
     (s, fs, dev, idx, out)
 }
