@@ -18,7 +18,10 @@ const HUGE_PAGE_BYTES: usize = 2 << 20;
 pub enum Backing {
     /// Anonymous memory in 2 MiB huge pages (MAP_HUGETLB).
     HugeTlb,
-    /// Anonymous memory in base pages (transparent huge pages advised).
+    /// Anonymous memory, 2 MiB aligned, every page of it a transparent huge page.
+    TransparentHuge,
+    /// Anonymous memory in base pages (transparent huge pages were advised
+    /// but the kernel did not give them: see [`SlotMemory::allocate`]).
     Anonymous,
     /// The driver's buffers, mapped from its character device.
     Driver,
@@ -42,27 +45,49 @@ unsafe impl Sync for SlotMemory {}
 
 impl SlotMemory {
     /// Allocates `count` buffers of header + `payload_bytes`, populated and
-    /// locked. Tries huge pages first when the size allows.
+    /// locked, in huge pages when the kernel has them: reserved ones
+    /// (MAP_HUGETLB) first, then transparent ones.
+    ///
+    /// Huge pages matter for speed, not only for the TLB: a 516 KiB slot in
+    /// base pages is 129 scattered pages, one more than a loop device's (and
+    /// many a disk's) 128 segments, so the block layer must split each write,
+    /// which it refuses to do for io_uring's non-blocking issue (EAGAIN): every
+    /// write then goes through an io-wq worker thread (measured: 0.06 CPU s/GiB
+    /// more, see docs/BENCHMARKS.md). In huge pages a slot is 1–2 physically
+    /// contiguous runs.
     pub fn allocate(count: usize, payload_bytes: usize) -> Result<SlotMemory> {
         assert!(count > 0 && payload_bytes.is_multiple_of(4096));
         let stride_bytes = SLOT_HEADER_BYTES + payload_bytes;
         let bytes = count
             .checked_mul(stride_bytes)
             .context("slot ring size overflows")?;
-        ensure_memlock(bytes as u64)?;
         let huge_bytes = bytes.div_ceil(HUGE_PAGE_BYTES) * HUGE_PAGE_BYTES;
-        if let Some(base) = map_anonymous(huge_bytes, libc::MAP_HUGETLB) {
-            return Self::finish(base, huge_bytes, stride_bytes, count, Backing::HugeTlb);
+        // A ring smaller than a huge page gains nothing from one: map it
+        // exactly (the locked-memory limit of a small ring stays small).
+        let map_bytes = if bytes >= HUGE_PAGE_BYTES {
+            huge_bytes
+        } else {
+            bytes
+        };
+        ensure_memlock(map_bytes as u64)?;
+        if map_bytes == huge_bytes {
+            if let Some(base) = map_anonymous(huge_bytes, libc::MAP_HUGETLB) {
+                return Self::finish(base, huge_bytes, stride_bytes, count, Backing::HugeTlb);
+            }
         }
-        let Some(base) = map_anonymous(bytes, 0) else {
+        let Some(base) = map_huge_aligned(map_bytes) else {
             bail!(
-                "cannot allocate {bytes} bytes of slot memory: {}",
+                "cannot allocate {map_bytes} bytes of slot memory: {}",
                 std::io::Error::last_os_error()
             );
         };
-        // SAFETY: advising our own fresh mapping; failure is harmless.
-        unsafe { libc::madvise(base.as_ptr().cast(), bytes, libc::MADV_HUGEPAGE) };
-        Self::finish(base, bytes, stride_bytes, count, Backing::Anonymous)
+        // mlock in finish() populates the mapping, after the advice, so the
+        // faults take huge pages where the kernel has them.
+        let mut mem = Self::finish(base, map_bytes, stride_bytes, count, Backing::Anonymous)?;
+        if anon_huge_bytes(base.as_ptr() as usize, map_bytes) == Some(map_bytes) {
+            mem.backing = Backing::TransparentHuge;
+        }
+        Ok(mem)
     }
 
     fn finish(
@@ -157,6 +182,74 @@ impl Drop for SlotMemory {
             unsafe { libc::munmap(self.base.as_ptr().cast(), self.map_bytes) };
         }
     }
+}
+
+/// A private anonymous mapping of `bytes` at a 2 MiB aligned address,
+/// advised MADV_HUGEPAGE and not yet populated.
+fn map_huge_aligned(bytes: usize) -> Option<NonNull<u8>> {
+    let reserve = bytes + HUGE_PAGE_BYTES;
+    // SAFETY: a fresh private anonymous mapping; no existing memory touched.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            reserve,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return None;
+    }
+    let start = p as usize;
+    let aligned = start.next_multiple_of(HUGE_PAGE_BYTES);
+    let end = start + reserve;
+    // SAFETY: both ranges lie inside the mapping made above and outside
+    // [aligned, aligned + bytes), which is what we keep; nothing uses them.
+    unsafe {
+        if aligned > start {
+            libc::munmap(p, aligned - start);
+        }
+        if end > aligned + bytes {
+            libc::munmap(
+                (aligned + bytes) as *mut libc::c_void,
+                end - aligned - bytes,
+            );
+        }
+        // Advice only: failure (no THP in this kernel) leaves base pages.
+        libc::madvise(aligned as *mut libc::c_void, bytes, libc::MADV_HUGEPAGE);
+    }
+    NonNull::new(aligned as *mut u8)
+}
+
+/// Bytes of [start, start + bytes) that are transparent huge pages, from
+/// /proc/self/smaps (None when it cannot be read). Start-up only.
+fn anon_huge_bytes(start: usize, bytes: usize) -> Option<usize> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+    let mut inside = false;
+    let mut total_kib = 0usize;
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if let Some((lo, hi)) = first.split_once('-') {
+            if let (Ok(lo), Ok(hi)) = (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+            {
+                inside = lo >= start && hi <= start + bytes;
+                continue;
+            }
+        }
+        if inside {
+            if let Some(v) = line.strip_prefix("AnonHugePages:") {
+                total_kib += v
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<usize>()
+                    .ok()?;
+            }
+        }
+    }
+    Some(total_kib * 1024)
 }
 
 fn map_anonymous(bytes: usize, extra_flags: i32) -> Option<NonNull<u8>> {
