@@ -13,6 +13,7 @@
 pub mod clock;
 pub mod index_writer;
 pub mod memory;
+pub mod readback;
 pub mod record;
 pub mod source;
 pub mod status;

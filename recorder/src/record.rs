@@ -152,8 +152,13 @@ impl<'a> Recorder<'a> {
 
         let mut slot_seq = 0u64;
         let mut slots_in_flight = 0usize;
+        // Prepared slots (CRC and header done) waiting for a place in the
+        // queue, in slot order. One per buffer at most: never reallocates.
+        let mut ready: std::collections::VecDeque<usize> =
+            std::collections::VecDeque::with_capacity(count);
         let mut fsync_in_flight: Option<u64> = None;
-        let mut pending: Option<Filled> = None;
+        // A buffer taken by a blocking wait, prepared at the top of the loop.
+        let mut waited: Option<Filled> = None;
         let mut stop: Option<StopReason> = None;
         let mut error: Option<anyhow::Error> = None;
         let started = Instant::now();
@@ -186,52 +191,88 @@ impl<'a> Recorder<'a> {
                 card = Some(self.source.stop()?);
             }
 
-            // Submit slot writes for filled buffers, up to the queue depth.
-            let mut source_empty = false;
-            while stop.is_none() && slots_in_flight < depth && index.can_accept(slot_seq) {
-                if self
-                    .limits
-                    .size_bytes
-                    .is_some_and(|s| slot_seq * payload_bytes as u64 >= s)
-                {
-                    stop = Some(StopReason::SizeReached);
+            // Submit what is prepared first (a completion just made room:
+            // the device must not wait for the CRCs below), then take and
+            // prepare what the card filled, then fill the queue again.
+            for pass in 0..2 {
+                let submitted_before = summary.slots_submitted();
+                // Submit prepared slots in order, up to the queue depth. After a
+                // stop (other than an I/O error) they are still written: the card
+                // delivered them before the stop.
+                while slots_in_flight < depth {
+                    let Some(buffer) = ready.pop_front() else {
+                        break;
+                    };
+                    assert_eq!(
+                        owner[buffer],
+                        Owner::Recorder,
+                        "buffer {buffer} not prepared"
+                    );
+                    let w = writes[buffer].expect("prepared slot");
+                    summary.note_slot(&w.header);
+                    self.push_slot_write(buffer, &w)?;
+                    owner[buffer] = Owner::Kernel;
+                    slots_in_flight += 1;
+                    if steady_usage.is_none() && summary.slots_submitted() == steady_after_slots {
+                        steady_usage = Some((summary.slots_submitted(), crate::status::rusage()));
+                    }
+                }
+
+                if pass == 1 {
                     break;
                 }
-                let f = match pending.take() {
-                    Some(f) => f,
-                    None => match self.source.try_take()? {
+                // Hand the new writes to the kernel now when there is CRC work
+                // to do before the next wait (else the wait submits them).
+                if summary.slots_submitted() > submitted_before && stop.is_none() {
+                    if waited.is_none() {
+                        waited = self.source.try_take()?;
+                    }
+                    if waited.is_some() {
+                        self.submit_now()?;
+                    }
+                }
+
+                // Take every buffer the card has filled and prepare its slot at
+                // once, while the card's data is still in the CPU caches (a
+                // DMA engine writes into the last-level cache; the simulated
+                // card's fill leaves it there): the CRC, the one CPU pass over
+                // the payload, then reads cache, not memory. Bounded by the ring:
+                // each prepared slot holds a buffer.
+                while stop.is_none() && index.can_accept(slot_seq) {
+                    if self
+                        .limits
+                        .size_bytes
+                        .is_some_and(|s| slot_seq * payload_bytes as u64 >= s)
+                    {
+                        stop = Some(StopReason::SizeReached);
+                        break;
+                    }
+                    let f = match waited.take() {
                         Some(f) => f,
-                        None => {
-                            source_empty = true;
-                            break;
-                        }
-                    },
-                };
-                assert_eq!(
-                    owner[f.buffer],
-                    Owner::Card,
-                    "buffer {} handed over twice",
-                    f.buffer
-                );
-                owner[f.buffer] = Owner::Recorder;
-                let Some(loc) = layout.locate(slot_seq) else {
-                    stop = Some(StopReason::TargetFull);
-                    break;
-                };
-                let header = self.fill_header(&f, slot_seq, loc.device_index, recording_uuid);
-                summary.note_slot(&header);
-                writes[f.buffer] = Some(SlotWrite {
-                    header,
-                    loc,
-                    done_bytes: 0,
-                    short_writes: 0,
-                });
-                self.push_slot_write(f.buffer, &writes[f.buffer].unwrap())?;
-                owner[f.buffer] = Owner::Kernel;
-                slot_seq += 1;
-                slots_in_flight += 1;
-                if steady_usage.is_none() && slot_seq == steady_after_slots {
-                    steady_usage = Some((slot_seq, crate::status::rusage()));
+                        None => match self.source.try_take()? {
+                            Some(f) => f,
+                            None => break,
+                        },
+                    };
+                    if !self.prepare(
+                        &f,
+                        slot_seq,
+                        &layout,
+                        recording_uuid,
+                        &mut owner,
+                        &mut writes,
+                    ) {
+                        stop = Some(StopReason::TargetFull);
+                        break;
+                    }
+                    assert!(ready.len() < count, "more prepared slots than buffers");
+                    ready.push_back(f.buffer);
+                    slot_seq += 1;
+                }
+                if stop == Some(StopReason::IoError) {
+                    // Prepared slots after a failed one are never written; their
+                    // buffers are abandoned with the card's.
+                    ready.clear();
                 }
             }
 
@@ -266,29 +307,27 @@ impl<'a> Recorder<'a> {
                 slots_in_flight + index.writes_in_flight() + fsync_in_flight.is_some() as usize;
             if stop.is_some()
                 && in_flight == 0
+                && ready.is_empty()
                 && !index.pending()
                 && index.entries_durable == index.entries_written
             {
                 // The steady-state window ends with the loop (teardown's
                 // faults are not the hot path's).
-                steady_end = Some((slot_seq, crate::status::rusage()));
+                steady_end = Some((summary.slots_submitted(), crate::status::rusage()));
                 break;
             }
             if in_flight == 0 && self.ring.submission().is_empty() {
                 // Nothing in the kernel: block on the card.
+                assert!(ready.is_empty(), "prepared slots with an empty queue");
                 if stop.is_none() {
-                    pending = self.source.wait_take(CARD_WAIT_MS)?;
+                    waited = self.source.wait_take(CARD_WAIT_MS)?;
                 }
                 self.progress.tick(&summary, false);
                 continue;
             }
-            // Wait for a completion only when nothing more can be submitted now.
-            let can_submit_more = stop.is_none()
-                && !source_empty
-                && slots_in_flight < depth
-                && index.can_accept(slot_seq);
-            let want = if can_submit_more { 0 } else { 1 };
-            match self.ring.submit_and_wait(want) {
+            // Everything the card had is prepared and the queue holds what
+            // it can: wait for a completion.
+            match self.ring.submit_and_wait(1) {
                 Ok(_) => {}
                 Err(e)
                     if e.raw_os_error() == Some(libc::EINTR)
@@ -436,13 +475,66 @@ impl<'a> Recorder<'a> {
             card,
             durable: index.entries_durable,
             steady: steady_usage.zip(steady_end),
-            slots_started: slot_seq,
+            slots_started: summary.slots_submitted(),
         });
+        if stop == Some(StopReason::IoError) {
+            let r = crate::readback::check_tail(
+                self.targets,
+                self.index_file,
+                self.memory,
+                recording_uuid,
+                count as u64,
+            )?;
+            summary.apply_readback(&r, (SLOT_HEADER_BYTES + payload_bytes) as u64);
+            if r.dropped > 0 {
+                error = error.map(|e| {
+                    anyhow::anyhow!(
+                        "{e:#}; read back after the error, {} slot(s) written before it were \
+                         damaged (the device had reported them written): the index ends before \
+                         them, at {} entries",
+                        r.dropped,
+                        r.entries
+                    )
+                });
+            }
+        }
         self.progress.tick(&summary, true);
         if let Some(e) = error {
             summary.error = Some(format!("{e:#}"));
         }
         Ok(summary)
+    }
+
+    /// Takes ownership of a filled buffer and prepares its slot: location,
+    /// CRC and header. False when the targets are full (the buffer stays
+    /// the recorder's, abandoned with the card's at the end).
+    fn prepare(
+        &self,
+        f: &Filled,
+        slot_seq: u64,
+        layout: &Layout,
+        recording_uuid: Uuid,
+        owner: &mut [Owner],
+        writes: &mut [Option<SlotWrite>],
+    ) -> bool {
+        assert_eq!(
+            owner[f.buffer],
+            Owner::Card,
+            "buffer {} handed over twice",
+            f.buffer
+        );
+        owner[f.buffer] = Owner::Recorder;
+        let Some(loc) = layout.locate(slot_seq) else {
+            return false;
+        };
+        let header = self.fill_header(f, slot_seq, loc.device_index, recording_uuid);
+        writes[f.buffer] = Some(SlotWrite {
+            header,
+            loc,
+            done_bytes: 0,
+            short_writes: 0,
+        });
+        true
     }
 
     /// CRC of the payload (the one CPU pass over it) and the header page,
@@ -511,6 +603,19 @@ impl<'a> Recorder<'a> {
             .build()
             .user_data((TAG_INDEX << TAG_SHIFT) | bw.batch as u64);
         self.push(&sqe)
+    }
+
+    fn submit_now(&mut self) -> Result<()> {
+        match self.ring.submit() {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.raw_os_error() == Some(libc::EINTR)
+                    || e.raw_os_error() == Some(libc::EBUSY) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e).context("io_uring_enter"),
+        }
     }
 
     fn push(&mut self, sqe: &io_uring::squeue::Entry) -> Result<()> {

@@ -58,6 +58,9 @@ pub struct Summary {
     /// stopped first.
     pub buffers_filled_not_recorded: u64,
     pub short_writes: u64,
+    /// Slots whose writes completed just before a write error but read back
+    /// damaged: left out of the index (recorder/src/readback.rs).
+    pub slots_dropped_after_error: u64,
     pub index_entries_durable: u64,
     pub first_card_seq: Option<u64>,
     pub last_card_seq: Option<u64>,
@@ -130,6 +133,7 @@ impl Summary {
             buffers_lost_after_last_slot: 0,
             buffers_filled_not_recorded: 0,
             short_writes: 0,
+            slots_dropped_after_error: 0,
             index_entries_durable: 0,
             first_card_seq: None,
             last_card_seq: None,
@@ -156,6 +160,23 @@ impl Summary {
         }
         self.first_card_seq.get_or_insert(h.card_seq);
         self.last_card_seq = Some(h.card_seq);
+    }
+
+    /// Takes the read-back after a write error into account: the dropped
+    /// slots are not recorded.
+    pub fn apply_readback(&mut self, r: &crate::readback::Readback, slot_bytes: u64) {
+        self.slots_dropped_after_error = r.dropped;
+        self.slots = self.slots.saturating_sub(r.dropped);
+        self.bytes_written = self.bytes_written.saturating_sub(r.dropped * slot_bytes);
+        self.payload_bytes_recorded = self
+            .payload_bytes_recorded
+            .saturating_sub(r.dropped * (slot_bytes - formats::SLOT_HEADER_BYTES as u64));
+        self.index_entries_durable = self.index_entries_durable.min(r.entries);
+    }
+
+    /// Slots submitted so far.
+    pub fn slots_submitted(&self) -> u64 {
+        self.slots_submitted
     }
 
     /// A slot's write completed.
