@@ -57,9 +57,13 @@ def metrics(r):
         r["lat_us"] = j["jobs"][0][kind]["clat_ns"]["mean"] / 1e3
     elif r["tool"] == "dmaplay" and "mb_per_s" in j:
         r["rate"] = j["mb_per_s"]
+    # CPU without the simulated card's thread (dmarec --source sim): the
+    # work a real card's DMA engine does; fio has no card.
+    r["own_cpu"] = r["cpu"] - (j.get("card_cpu_s", 0.0) if r["tool"] == "dmarec" else 0.0)
     if r["bytes"] and r["wall"] > 0:
         r["wall_rate"] = r["bytes"] / 1e6 / r["wall"]
         r["cpu_per_gib"] = r["cpu"] / (r["bytes"] / GIB)
+        r["own_cpu_per_gib"] = r["own_cpu"] / (r["bytes"] / GIB)
 
 
 def med(xs):
@@ -133,16 +137,16 @@ def main():
     # 1+2 record
     if sel(rows, step="record"):
         p("## 1–2. Record throughput and CPU: dmarec (sim card, CRC + index) vs fio write\n")
-        p("| backing | tool | config | MB/s (tool's own) | MB/s (bytes / process wall time) | CPU s/GiB | n |")
-        p("|---|---|---|---|---|---|---|")
+        p("| backing | tool | config | MB/s (tool's own) | MB/s (bytes / process wall time) | CPU s/GiB | CPU s/GiB without the simulated card | n |")
+        p("|---|---|---|---|---|---|---|---|")
         for b in backings:
             for tool, cfg in configs(rows, step="record", backing=b):
                 rs = sel(rows, step="record", backing=b, tool=tool, config=cfg)
                 p(f"| {b} | {tool} | {cfg} | {fmt(med(r['rate'] for r in rs))} | {fmt(med(r.get('wall_rate') for r in rs))} "
-                  f"| {fmt(med(r.get('cpu_per_gib') for r in rs), 3)} | {len(rs)} |")
+                  f"| {fmt(med(r.get('cpu_per_gib') for r in rs), 3)} | {fmt(med(r.get('own_cpu_per_gib') for r in rs), 3)} | {len(rs)} |")
         p("")
-        p("| backing | fio best iodepth | dmarec / fio throughput (ratio of medians) | per-rep ratio median [min–max] | dmarec / fio CPU per GiB (ratio of medians) | per-rep CPU ratio |")
-        p("|---|---|---|---|---|---|")
+        p("| backing | fio best iodepth | dmarec / fio throughput (ratio of medians) | per-rep ratio median [min–max] | dmarec / fio CPU per GiB (ratio of medians) | per-rep CPU ratio | same, without the simulated card | per-rep |")
+        p("|---|---|---|---|---|---|---|---|")
         for b in backings:
             bf = best_fio(rows, "record", b)
             if not bf:
@@ -152,34 +156,40 @@ def main():
             fc = med(r.get("cpu_per_gib") for r in sel(rows, step="record", backing=b, config=bf[0]))
             pr = paired_ratio(rows, "record", b, ("dmarec", "default"), ("fio", bf[0]), "rate")
             pc = paired_ratio(rows, "record", b, ("dmarec", "default"), ("fio", bf[0]), "cpu_per_gib")
-            p(f"| {b} | {bf[0]} | **{dm[0] / bf[1][0]:.3f}** | {fmt(pr, 3)} | **{dc[0] / fc[0]:.2f}** | {fmt(pc, 2)} |")
+            do = med(r.get("own_cpu_per_gib") for r in sel(rows, step="record", backing=b, tool="dmarec", config="default"))
+            po = paired_ratio(rows, "record", b, ("dmarec", "default"), ("fio", bf[0]), "own_cpu_per_gib")
+            p(f"| {b} | {bf[0]} | **{dm[0] / bf[1][0]:.3f}** | {fmt(pr, 3)} | **{dc[0] / fc[0]:.2f}** | {fmt(pc, 2)} "
+              f"| **{do[0] / fc[0]:.2f}** | {fmt(po, 2)} |")
         p("")
         p("Marginal CPU per GiB: (median CPU of the SIZE runs − median CPU of the 64 MiB runs) / (GiB difference); "
           "removes each tool's fixed start-up and teardown (fio's job setup, dmarec's locked slot memory and final syncs).\n")
-        p("| backing | dmarec marginal CPU s/GiB | fio (best iodepth) marginal CPU s/GiB | ratio |")
-        p("|---|---|---|---|")
+        p("| backing | dmarec marginal CPU s/GiB | fio (best iodepth) marginal CPU s/GiB | ratio | dmarec without the simulated card | ratio |")
+        p("|---|---|---|---|---|---|")
         for b in backings:
             bf = best_fio(rows, "record", b)
-            def marg(tool, big, small):
+            def marg(tool, big, small, key="cpu"):
                 B = sel(rows, step="record", backing=b, tool=tool, config=big)
                 S = sel(rows, step="record", backing=b, tool=tool, config=small)
                 if not B or not S:
                     return None
                 mb, ms = med(r["bytes"] for r in B)[0], med(r["bytes"] for r in S)[0]
-                return (med(r["cpu"] for r in B)[0] - med(r["cpu"] for r in S)[0]) / ((mb - ms) / GIB)
+                return (med(r[key] for r in B)[0] - med(r[key] for r in S)[0]) / ((mb - ms) / GIB)
             if bf:
                 md, mf = marg("dmarec", "default", "tiny"), marg("fio", bf[0], "tiny-qd8")
+                mo = marg("dmarec", "default", "tiny", "own_cpu")
                 if md is not None and mf:
-                    p(f"| {b} | {md:.3f} | {mf:.3f} | **{md / mf:.2f}** |")
+                    p(f"| {b} | {md:.3f} | {mf:.3f} | **{md / mf:.2f}** | {mo:.3f} | **{mo / mf:.2f}** |")
         p("")
         p("dmarec's own accounting (JSON) in the same runs:\n")
-        p("| backing | cpu_user_s | cpu_sys_s | cpu_s_per_gib (JSON) | payload_bytes_copied / payload byte |")
-        p("|---|---|---|---|---|")
+        p("| backing | memory | cpu_user_s | cpu_sys_s | card_cpu_s | cpu_s_per_gib (JSON) | recorder_cpu_s_per_gib (JSON) | payload_bytes_copied / payload byte |")
+        p("|---|---|---|---|---|---|---|---|")
         for b in backings:
             rs = [r for r in sel(rows, step="record", backing=b, tool="dmarec", config="default") if r["json"]]
             cp = med(r["json"]["payload_bytes_copied"] / r["json"]["payload_bytes_recorded"] for r in rs)
-            p(f"| {b} | {fmt(med(r['json']['cpu_user_s'] for r in rs), 3)} | {fmt(med(r['json']['cpu_sys_s'] for r in rs), 3)} "
-              f"| {fmt(med(r['json']['cpu_s_per_gib'] for r in rs), 3)} | {fmt(cp, 3)} |")
+            mem = "/".join(sorted({r["json"].get("memory", "?") for r in rs}))
+            p(f"| {b} | {mem} | {fmt(med(r['json']['cpu_user_s'] for r in rs), 3)} | {fmt(med(r['json']['cpu_sys_s'] for r in rs), 3)} "
+              f"| {fmt(med(r['json'].get('card_cpu_s', 0.0) for r in rs), 3)} "
+              f"| {fmt(med(r['json']['cpu_s_per_gib'] for r in rs), 3)} | {fmt(med(r['json'].get('recorder_cpu_s_per_gib', 0.0) for r in rs), 3)} | {fmt(cp, 3)} |")
         p("")
 
     # sweep
