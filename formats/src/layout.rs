@@ -16,6 +16,24 @@ pub struct Layout {
     slot_counts: Vec<u64>,
     slot_bytes: u64,
     ring: bool,
+    /// The round-robin phases, computed once: [`Self::locate`] runs once per
+    /// recorded slot and allocates nothing.
+    phases: Vec<Phase>,
+}
+
+/// Rounds `start_round..end_round` go round-robin over `members` (every
+/// member with at least `end_round` slots, in member order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Phase {
+    start_round: u64,
+    end_round: u64,
+    members: Vec<usize>,
+}
+
+impl Phase {
+    fn slots(&self) -> u64 {
+        (self.end_round - self.start_round) * self.members.len() as u64
+    }
 }
 
 /// A slot's place on the stripe set.
@@ -37,10 +55,31 @@ impl Layout {
             slot_counts.iter().all(|&c| c > 0),
             "every member holds at least one slot"
         );
+        // The distinct slot counts, ascending, end the phases.
+        let mut thresholds = slot_counts.clone();
+        thresholds.sort_unstable();
+        thresholds.dedup();
+        let mut start_round = 0;
+        let phases = thresholds
+            .into_iter()
+            .map(|end_round| {
+                let members = (0..slot_counts.len())
+                    .filter(|&d| slot_counts[d] >= end_round)
+                    .collect();
+                let p = Phase {
+                    start_round,
+                    end_round,
+                    members,
+                };
+                start_round = end_round;
+                p
+            })
+            .collect();
         Layout {
             slot_counts,
             slot_bytes: SLOT_HEADER_BYTES as u64 + payload_bytes as u64,
             ring,
+            phases,
         }
     }
 
@@ -81,18 +120,12 @@ impl Layout {
             return None;
         }
         let (lap, mut rest) = (slot_seq / capacity, slot_seq % capacity);
-        let mut prev_round = 0u64;
-        // Phases: rounds in [prev_round, threshold) include every member with
-        // at least `threshold` slots. Bounded by the member count.
-        for threshold in self.thresholds() {
-            let members: Vec<usize> = (0..self.slot_counts.len())
-                .filter(|&d| self.slot_counts[d] >= threshold)
-                .collect();
-            let n = members.len() as u64;
-            let phase_slots = (threshold - prev_round) * n;
-            if rest < phase_slots {
-                let device_slot = prev_round + rest / n;
-                let device_index = members[(rest % n) as usize];
+        // Bounded by the member count.
+        for phase in &self.phases {
+            if rest < phase.slots() {
+                let n = phase.members.len() as u64;
+                let device_slot = phase.start_round + rest / n;
+                let device_index = phase.members[(rest % n) as usize];
                 return Some(Location {
                     device_index,
                     device_slot,
@@ -100,8 +133,7 @@ impl Layout {
                     lap,
                 });
             }
-            rest -= phase_slots;
-            prev_round = threshold;
+            rest -= phase.slots();
         }
         unreachable!("slot {slot_seq} inside capacity {capacity} but beyond every phase")
     }
@@ -113,28 +145,15 @@ impl Layout {
             return None;
         }
         let mut before = 0u64;
-        let mut prev_round = 0u64;
-        for threshold in self.thresholds() {
-            let members: Vec<usize> = (0..self.slot_counts.len())
-                .filter(|&d| self.slot_counts[d] >= threshold)
-                .collect();
-            let n = members.len() as u64;
-            if device_slot < threshold {
-                let rank = members.iter().position(|&d| d == device_index)? as u64;
-                return Some(before + (device_slot - prev_round) * n + rank);
+        for phase in &self.phases {
+            if device_slot < phase.end_round {
+                let n = phase.members.len() as u64;
+                let rank = phase.members.iter().position(|&d| d == device_index)? as u64;
+                return Some(before + (device_slot - phase.start_round) * n + rank);
             }
-            before += (threshold - prev_round) * n;
-            prev_round = threshold;
+            before += phase.slots();
         }
         None
-    }
-
-    /// The distinct slot counts, ascending.
-    fn thresholds(&self) -> Vec<u64> {
-        let mut t = self.slot_counts.clone();
-        t.sort_unstable();
-        t.dedup();
-        t
     }
 }
 

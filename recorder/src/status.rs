@@ -331,6 +331,9 @@ impl Progress {
     }
 
     pub fn tick(&mut self, s: &Summary, last: bool) {
+        if self.quiet && self.bar.is_none() {
+            return; // nothing to show: no clock read, no message formatted
+        }
         let now = Instant::now();
         if !last && now < self.next {
             return;

@@ -1,0 +1,84 @@
+//! The recording loop allocates nothing per slot: everything is allocated at
+//! start-up (TIGER_STYLE). A counting global allocator counts every
+//! allocation of the process (recorder and simulated card threads) during two
+//! whole recordings, one eight times longer than the other; the counts must
+//! be equal. (Own test binary: the allocator is global.)
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+struct Counting;
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards to the system allocator; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(p, l, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations_of_a_recording(dir: &std::path::Path, size_bytes: u64) -> u64 {
+    let target = dir.join(format!("target-{size_bytes}"));
+    let index = dir.join(format!("index-{size_bytes}"));
+    let o = recorder::RecordOptions {
+        source: recorder::SourceChoice::Sim,
+        targets: vec![target.clone()],
+        index: index.clone(),
+        size_bytes: Some(size_bytes),
+        duration: None,
+        payload_bytes: 64 << 10,
+        buffers: 16,
+        queue_depth: 4,
+        ring: false,
+        force: false,
+        new_file_size_bytes: Some(size_bytes + size_bytes / 8 + (8 << 20)),
+        channels: None,
+        rate_bytes_per_s: None,
+        sim_drop_every: 0,
+        sim_fill_once: false,
+        memory_mode: recorder::source::kmod::MemoryMode::Auto,
+        status_interval: Duration::from_secs(3600),
+        index_sync_interval: Duration::from_secs(3600),
+        quiet: true,
+    };
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let summary = recorder::record(&o).expect("recording");
+    let after = ALLOCATIONS.load(Ordering::Relaxed);
+    assert_eq!(summary.payload_bytes_recorded, size_bytes);
+    drop(summary);
+    std::fs::remove_file(target).unwrap();
+    std::fs::remove_file(index).unwrap();
+    after - before
+}
+
+#[test]
+fn the_recording_loop_allocates_nothing_per_slot() {
+    let dir = std::env::temp_dir().join(format!("dmarec-no-alloc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // 128 and 1024 slots of 64 KiB; a first run warms lazily allocated
+    // process state (thread-locals, the standard library's own caches).
+    allocations_of_a_recording(&dir, 4 << 20);
+    let short = allocations_of_a_recording(&dir, 8 << 20);
+    let long = allocations_of_a_recording(&dir, 64 << 20);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(
+        long, short,
+        "a recording 8x longer made {long} allocations instead of {short}"
+    );
+    eprintln!("allocations per recording: {short} (128 slots) = {long} (1024 slots)");
+}
