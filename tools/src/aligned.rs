@@ -7,10 +7,17 @@
 //! [`BufferPool::ptr`] rely on that protocol, which the reader and the
 //! verify workers follow.
 
-use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::alloc::{alloc, dealloc, Layout};
 
 /// Alignment of every buffer: O_DIRECT works with any logical block size up to it.
 pub const ALIGN_BYTES: usize = 4096;
+/// Pools of at least this size are aligned to it and advised to use
+/// transparent huge pages: a 516 KiB read into 129 scattered base pages is
+/// split by the block layer (a loop device takes 128 segments), which
+/// io_uring's non-blocking issue refuses, so each read would go through an
+/// io-wq worker (the recorder's slot memory has the same reason, see
+/// recorder/src/memory.rs).
+const HUGE_PAGE_BYTES: usize = 2 << 20;
 
 pub struct BufferPool {
     base: *mut u8,
@@ -36,11 +43,22 @@ impl BufferPool {
         let total_bytes = buffer_bytes.checked_mul(count).ok_or_else(|| {
             anyhow::anyhow!("read buffers: {count} x {buffer_bytes} bytes overflows")
         })?;
-        let layout = Layout::from_size_align(total_bytes, ALIGN_BYTES)?;
+        let huge = total_bytes >= HUGE_PAGE_BYTES;
+        let align = if huge { HUGE_PAGE_BYTES } else { ALIGN_BYTES };
+        let layout = Layout::from_size_align(total_bytes, align)?;
         // SAFETY: layout has a non-zero size (checked above).
-        let base = unsafe { alloc_zeroed(layout) };
+        let base = unsafe { alloc(layout) };
         if base.is_null() {
             anyhow::bail!("read buffers: cannot allocate {total_bytes} bytes");
+        }
+        // SAFETY: base..base+total_bytes is ours; the advice comes before the
+        // first touch (the zeroing), so the faults may take huge pages. The
+        // advice failing (no THP in this kernel) leaves base pages.
+        unsafe {
+            if huge {
+                libc::madvise(base.cast(), total_bytes, libc::MADV_HUGEPAGE);
+            }
+            std::ptr::write_bytes(base, 0, total_bytes);
         }
         Ok(BufferPool {
             base,
