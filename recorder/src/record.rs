@@ -4,11 +4,18 @@
 //!
 //! Everything is allocated and registered before the loop (slot memory and
 //! files in `crate::record()`, the loop's own tables at the top of
-//! [`Recorder::run`]); the loop allocates nothing, copies no payload (the card fills
-//! the registered memory in place; the CPU only reads it once for the CRC),
-//! and makes one `io_uring_enter` per batch of submissions and completions.
-//! Ownership of each buffer (card, recorder, kernel) is tracked and asserted
-//! at every transition.
+//! [`Recorder::run`]); the loop allocates nothing (recorder/tests/no_alloc.rs),
+//! copies no payload (the card fills the registered memory in place; the CPU
+//! only reads it once for the CRC), and makes one `io_uring_enter` per batch
+//! of submissions and completions, plus one when CRC work would otherwise
+//! delay new submissions.
+//!
+//! Each turn of the loop: refill the queue from the prepared slots; take
+//! every buffer the card has filled and prepare it at once (CRC while the
+//! card's data is still in cache, header, location); refill the queue again;
+//! index bookkeeping; wait for completions; give completed buffers back to
+//! the card. Ownership of each buffer (card, recorder — prepared or not —,
+//! kernel) is tracked and asserted at every transition.
 
 use crate::index_writer::IndexWriter;
 use crate::memory::SlotMemory;
