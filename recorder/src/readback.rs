@@ -33,18 +33,22 @@ pub struct Readback {
     pub entries: u64,
 }
 
-/// Checks the last `max_slots` entries of `index` against the targets and
-/// truncates the index before the first damaged slot (then fdatasyncs it).
-/// Buffer 0 of `memory` is the read buffer: nothing else uses it any more.
+/// Checks the last `max_slots` of the first `indexed` entries of `index`
+/// (those the recorder wrote and synced) against the targets and truncates
+/// the index before the first damaged slot (then fdatasyncs it). An entry
+/// that does not decode is a damaged place too. Buffer 0 of `memory` is the
+/// read buffer: nothing else uses it any more.
 pub fn check_tail(
     targets: &[Target],
     index: &File,
     memory: &SlotMemory,
     recording_uuid: Uuid,
+    indexed: u64,
     max_slots: u64,
 ) -> Result<Readback> {
     let len = index.metadata().context("index: stat")?.len();
-    let entries = len.saturating_sub(INDEX_HEADER_BYTES as u64) / INDEX_ENTRY_BYTES as u64;
+    let in_file = len.saturating_sub(INDEX_HEADER_BYTES as u64) / INDEX_ENTRY_BYTES as u64;
+    let entries = indexed.min(in_file);
     let first = entries.saturating_sub(max_slots);
     // SAFETY: the ring is torn down and the card stopped (see record.rs):
     // buffer 0 belongs to no one else; stride_bytes is inside the mapping.
@@ -56,15 +60,18 @@ pub fn check_tail(
     };
     let mut raw = [0u8; INDEX_ENTRY_BYTES];
     for i in first..entries {
-        index
-            .read_exact_at(
-                &mut raw,
-                INDEX_HEADER_BYTES as u64 + i * INDEX_ENTRY_BYTES as u64,
-            )
-            .context("index: reading back its newest entries")?;
-        let entry = IndexEntry::decode(&raw).context("index: an entry just written")?;
-        let Some(target) = targets.get(entry.device_index as usize) else {
-            break; // cannot happen: the recorder wrote this entry
+        let at = INDEX_HEADER_BYTES as u64 + i * INDEX_ENTRY_BYTES as u64;
+        if index.read_exact_at(&mut raw, at).is_err() {
+            // The index itself cannot be read: leave it as it is.
+            out.unreadable += entries - i;
+            break;
+        }
+        let decoded = IndexEntry::decode(&raw)
+            .ok()
+            .and_then(|e| targets.get(e.device_index as usize).map(|t| (e, t)));
+        let Some((entry, target)) = decoded else {
+            cut(index, &mut out, i)?;
+            break;
         };
         let slot_bytes = SLOT_HEADER_BYTES + entry.payload_bytes_used as usize;
         // Whole logical blocks, as O_DIRECT wants (a full slot always is).
@@ -85,16 +92,19 @@ pub fn check_tail(
                 && h.check_payload(&buf[SLOT_HEADER_BYTES..slot_bytes]).is_ok()
         });
         if !good {
-            out.dropped = entries - i;
-            out.entries = i;
-            index
-                .set_len(INDEX_HEADER_BYTES as u64 + i * INDEX_ENTRY_BYTES as u64)
-                .context("index: cutting it before a damaged slot")?;
-            index
-                .sync_data()
-                .context("index: fdatasync after the cut")?;
+            cut(index, &mut out, i)?;
             break;
         }
     }
     Ok(out)
+}
+
+/// Ends the index before entry `at`, durably.
+fn cut(index: &File, out: &mut Readback, at: u64) -> Result<()> {
+    out.dropped = out.entries - at;
+    out.entries = at;
+    index
+        .set_len(INDEX_HEADER_BYTES as u64 + at * INDEX_ENTRY_BYTES as u64)
+        .context("index: cutting it before a damaged slot")?;
+    index.sync_data().context("index: fdatasync after the cut")
 }

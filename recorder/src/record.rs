@@ -202,6 +202,11 @@ impl<'a> Recorder<'a> {
             // the device must not wait for the CRCs below), then take and
             // prepare what the card filled, then fill the queue again.
             for pass in 0..2 {
+                if stop == Some(StopReason::IoError) {
+                    // Prepared slots after a failed one are never written; their
+                    // buffers are abandoned with the card's.
+                    ready.clear();
+                }
                 let submitted_before = summary.slots_submitted();
                 // Submit prepared slots in order, up to the queue depth. After a
                 // stop (other than an I/O error) they are still written: the card
@@ -275,11 +280,6 @@ impl<'a> Recorder<'a> {
                     assert!(ready.len() < count, "more prepared slots than buffers");
                     ready.push_back(f.buffer);
                     slot_seq += 1;
-                }
-                if stop == Some(StopReason::IoError) {
-                    // Prepared slots after a failed one are never written; their
-                    // buffers are abandoned with the card's.
-                    ready.clear();
                 }
             }
 
@@ -475,36 +475,40 @@ impl<'a> Recorder<'a> {
         self.index_file
             .sync_data()
             .context("index: final fdatasync")?;
-        summary.finish(crate::status::RunEnd {
-            reason: stop.unwrap_or(StopReason::Signal),
-            elapsed: started.elapsed(),
-            writing: last_slot_done.duration_since(started),
-            card,
-            durable: index.entries_durable,
-            steady: steady_usage.zip(steady_end),
-            slots_started: summary.slots_submitted(),
-        });
+        let mut durable = index.entries_durable;
         if stop == Some(StopReason::IoError) {
             let r = crate::readback::check_tail(
                 self.targets,
                 self.index_file,
                 self.memory,
                 recording_uuid,
+                durable,
                 count as u64,
             )?;
             summary.apply_readback(&r, (SLOT_HEADER_BYTES + payload_bytes) as u64);
-            if r.dropped > 0 {
+            durable = durable.min(r.entries);
+            if r.dropped > 0 || r.unreadable > 0 {
                 error = error.map(|e| {
                     anyhow::anyhow!(
-                        "{e:#}; read back after the error, {} slot(s) written before it were \
-                         damaged (the device had reported them written): the index ends before \
-                         them, at {} entries",
+                        "{e:#}; read back after the error: {} slot(s) written before it were \
+                         damaged (the device had reported them written), {} could not be read \
+                         (left indexed); the index ends at {} entries",
                         r.dropped,
+                        r.unreadable,
                         r.entries
                     )
                 });
             }
         }
+        summary.finish(crate::status::RunEnd {
+            reason: stop.unwrap_or(StopReason::Signal),
+            elapsed: started.elapsed(),
+            writing: last_slot_done.duration_since(started),
+            card,
+            durable,
+            steady: steady_usage.zip(steady_end),
+            slots_started: summary.slots_submitted(),
+        });
         self.progress.tick(&summary, true);
         if let Some(e) = error {
             summary.error = Some(format!("{e:#}"));

@@ -162,8 +162,9 @@ impl Summary {
         self.last_card_seq = Some(h.card_seq);
     }
 
-    /// Takes the read-back after a write error into account: the dropped
-    /// slots are not recorded.
+    /// Takes the read-back after a write error into account (before
+    /// [`Summary::finish`], which derives the rates): the dropped slots are
+    /// not recorded. Slots are counted whole, as `note_written` counted them.
     pub fn apply_readback(&mut self, r: &crate::readback::Readback, slot_bytes: u64) {
         self.slots_dropped_after_error = r.dropped;
         self.slots = self.slots.saturating_sub(r.dropped);
@@ -171,7 +172,6 @@ impl Summary {
         self.payload_bytes_recorded = self
             .payload_bytes_recorded
             .saturating_sub(r.dropped * (slot_bytes - formats::SLOT_HEADER_BYTES as u64));
-        self.index_entries_durable = self.index_entries_durable.min(r.entries);
     }
 
     /// Slots submitted so far.
