@@ -27,6 +27,7 @@ use formats::{
     IndexEntry, Layout, Location, SlotHeader, Superblock, Uuid, SLOT_FLAG_GAP, SLOT_HEADER_BYTES,
 };
 use io_uring::{opcode, types, IoUring};
+use std::collections::VecDeque;
 use std::fs::File;
 use std::os::unix::io::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -61,13 +62,36 @@ enum Owner {
     Kernel,
 }
 
-/// A slot write in flight (indexed by buffer).
+/// A slot write, prepared or in flight (indexed by buffer).
 #[derive(Clone, Copy)]
 struct SlotWrite {
     header: SlotHeader,
     loc: Location,
     done_bytes: u32,
     short_writes: u32,
+}
+
+/// Per-buffer state of the loop, allocated once at its start.
+struct Slots {
+    owner: Vec<Owner>,
+    /// The slot each buffer carries while the recorder or the kernel owns it.
+    writes: Vec<Option<SlotWrite>>,
+    /// Prepared buffers (CRC and header done) waiting for a place in the
+    /// queue, in slot order. One per buffer at most: never reallocates.
+    ready: VecDeque<usize>,
+    /// Slot writes the kernel holds.
+    in_flight: usize,
+}
+
+impl Slots {
+    fn new(count: usize) -> Slots {
+        Slots {
+            owner: vec![Owner::Card; count],
+            writes: vec![None; count],
+            ready: VecDeque::with_capacity(count),
+            in_flight: 0,
+        }
+    }
 }
 
 pub struct Limits {
@@ -152,17 +176,11 @@ impl<'a> Recorder<'a> {
         let payload_bytes = self.memory.payload_bytes();
         let depth = self.limits.queue_depth.min(count);
         let index_fd = types::Fixed(self.targets.len() as u32);
-        let mut owner = vec![Owner::Card; count];
-        let mut writes: Vec<Option<SlotWrite>> = vec![None; count];
+        let mut slots = Slots::new(count);
         let mut index = IndexWriter::new(count, formats::index::INDEX_HEADER_BYTES as u64);
         let mut summary = Summary::new(&self.superblock, self.targets, self.memory);
 
         let mut slot_seq = 0u64;
-        let mut slots_in_flight = 0usize;
-        // Prepared slots (CRC and header done) waiting for a place in the
-        // queue, in slot order. One per buffer at most: never reallocates.
-        let mut ready: std::collections::VecDeque<usize> =
-            std::collections::VecDeque::with_capacity(count);
         let mut fsync_in_flight: Option<u64> = None;
         // A buffer taken by a blocking wait, prepared at the top of the loop.
         let mut waited: Option<Filled> = None;
@@ -200,87 +218,57 @@ impl<'a> Recorder<'a> {
 
             // Submit what is prepared first (a completion just made room:
             // the device must not wait for the CRCs below), then take and
-            // prepare what the card filled, then fill the queue again.
-            for pass in 0..2 {
-                if stop == Some(StopReason::IoError) {
-                    // Prepared slots after a failed one are never written; their
-                    // buffers are abandoned with the card's.
-                    ready.clear();
+            // prepare what the card filled, then fill the queue again. After
+            // a stop (other than an I/O error) prepared slots are still
+            // written: the card delivered them before the stop.
+            if stop == Some(StopReason::IoError) {
+                // Prepared slots after a failed one are never written; their
+                // buffers are abandoned with the card's.
+                slots.ready.clear();
+            }
+            let submitted = self.submit_ready(&mut slots, depth, &mut summary)?;
+            // Hand those writes to the kernel now when there is CRC work to
+            // do before the next wait (else the wait submits them).
+            if submitted > 0 && stop.is_none() {
+                if waited.is_none() {
+                    waited = self.source.try_take()?;
                 }
-                let submitted_before = summary.slots_submitted();
-                // Submit prepared slots in order, up to the queue depth. After a
-                // stop (other than an I/O error) they are still written: the card
-                // delivered them before the stop.
-                while slots_in_flight < depth {
-                    let Some(buffer) = ready.pop_front() else {
-                        break;
-                    };
-                    assert_eq!(
-                        owner[buffer],
-                        Owner::Recorder,
-                        "buffer {buffer} not prepared"
-                    );
-                    let w = writes[buffer].expect("prepared slot");
-                    summary.note_slot(&w.header);
-                    self.push_slot_write(buffer, &w)?;
-                    owner[buffer] = Owner::Kernel;
-                    slots_in_flight += 1;
-                    if steady_usage.is_none() && summary.slots_submitted() == steady_after_slots {
-                        steady_usage = Some((summary.slots_submitted(), crate::status::rusage()));
-                    }
+                if waited.is_some() {
+                    self.enter(0)?;
                 }
+            }
 
-                if pass == 1 {
+            // Take every buffer the card has filled and prepare its slot at
+            // once, while the card's data is still in the CPU caches (a DMA
+            // engine writes into the last-level cache; the simulated card's
+            // fill leaves it there): the CRC, the one CPU pass over the
+            // payload, then reads cache, not memory. Bounded by the ring:
+            // each prepared slot holds a buffer.
+            while stop.is_none() && index.can_accept(slot_seq) {
+                if self
+                    .limits
+                    .size_bytes
+                    .is_some_and(|s| slot_seq * payload_bytes as u64 >= s)
+                {
+                    stop = Some(StopReason::SizeReached);
                     break;
                 }
-                // Hand the new writes to the kernel now when there is CRC work
-                // to do before the next wait (else the wait submits them).
-                if summary.slots_submitted() > submitted_before && stop.is_none() {
-                    if waited.is_none() {
-                        waited = self.source.try_take()?;
-                    }
-                    if waited.is_some() {
-                        self.submit_now()?;
-                    }
-                }
-
-                // Take every buffer the card has filled and prepare its slot at
-                // once, while the card's data is still in the CPU caches (a
-                // DMA engine writes into the last-level cache; the simulated
-                // card's fill leaves it there): the CRC, the one CPU pass over
-                // the payload, then reads cache, not memory. Bounded by the ring:
-                // each prepared slot holds a buffer.
-                while stop.is_none() && index.can_accept(slot_seq) {
-                    if self
-                        .limits
-                        .size_bytes
-                        .is_some_and(|s| slot_seq * payload_bytes as u64 >= s)
-                    {
-                        stop = Some(StopReason::SizeReached);
-                        break;
-                    }
-                    let f = match waited.take() {
+                let f = match waited.take() {
+                    Some(f) => f,
+                    None => match self.source.try_take()? {
                         Some(f) => f,
-                        None => match self.source.try_take()? {
-                            Some(f) => f,
-                            None => break,
-                        },
-                    };
-                    if !self.prepare(
-                        &f,
-                        slot_seq,
-                        &layout,
-                        recording_uuid,
-                        &mut owner,
-                        &mut writes,
-                    ) {
-                        stop = Some(StopReason::TargetFull);
-                        break;
-                    }
-                    assert!(ready.len() < count, "more prepared slots than buffers");
-                    ready.push_back(f.buffer);
-                    slot_seq += 1;
+                        None => break,
+                    },
+                };
+                if !self.prepare(&f, slot_seq, &layout, recording_uuid, &mut slots) {
+                    stop = Some(StopReason::TargetFull);
+                    break;
                 }
+                slot_seq += 1;
+            }
+            self.submit_ready(&mut slots, depth, &mut summary)?;
+            if steady_usage.is_none() && summary.slots_submitted() >= steady_after_slots {
+                steady_usage = Some((summary.slots_submitted(), crate::status::rusage()));
             }
 
             // Periodic fdatasync of the index, then batches. A sync round
@@ -311,10 +299,10 @@ impl<'a> Recorder<'a> {
             }
 
             let in_flight =
-                slots_in_flight + index.writes_in_flight() + fsync_in_flight.is_some() as usize;
+                slots.in_flight + index.writes_in_flight() + fsync_in_flight.is_some() as usize;
             if stop.is_some()
                 && in_flight == 0
-                && ready.is_empty()
+                && slots.ready.is_empty()
                 && !index.pending()
                 && index.entries_durable == index.entries_written
             {
@@ -325,7 +313,7 @@ impl<'a> Recorder<'a> {
             }
             if in_flight == 0 && self.ring.submission().is_empty() {
                 // Nothing in the kernel: block on the card.
-                assert!(ready.is_empty(), "prepared slots with an empty queue");
+                assert!(slots.ready.is_empty(), "prepared slots with an empty queue");
                 if stop.is_none() {
                     waited = self.source.wait_take(CARD_WAIT_MS)?;
                 }
@@ -334,13 +322,7 @@ impl<'a> Recorder<'a> {
             }
             // Everything the card had is prepared and the queue holds what
             // it can: wait for a completion.
-            match self.ring.submit_and_wait(1) {
-                Ok(_) => {}
-                Err(e)
-                    if e.raw_os_error() == Some(libc::EINTR)
-                        || e.raw_os_error() == Some(libc::EBUSY) => {}
-                Err(e) => return Err(e).context("io_uring_enter"),
-            }
+            self.enter(1)?;
 
             // Completions, copied out of the CQ (bounded by its size) into
             // preallocated storage.
@@ -356,11 +338,11 @@ impl<'a> Recorder<'a> {
                 match tag {
                     TAG_SLOT => {
                         assert_eq!(
-                            owner[id],
+                            slots.owner[id],
                             Owner::Kernel,
                             "completion for buffer {id} not in flight"
                         );
-                        let w = writes[id].as_mut().expect("slot write in flight");
+                        let w = slots.writes[id].as_mut().expect("slot write in flight");
                         let slot_bytes = (SLOT_HEADER_BYTES + payload_bytes) as u32;
                         if res < 0
                             || (res == 0 && w.done_bytes < slot_bytes)
@@ -383,9 +365,9 @@ impl<'a> Recorder<'a> {
                             }
                             stop = Some(StopReason::IoError);
                             index.fail_slot(w.header.slot_seq);
-                            writes[id] = None;
-                            owner[id] = Owner::Recorder;
-                            slots_in_flight -= 1;
+                            slots.writes[id] = None;
+                            slots.owner[id] = Owner::Recorder;
+                            slots.in_flight -= 1;
                             continue;
                         }
                         w.done_bytes += res as u32;
@@ -398,12 +380,12 @@ impl<'a> Recorder<'a> {
                             continue;
                         }
                         let entry = IndexEntry::from_header(&w.header, w.loc.offset_bytes);
-                        writes[id] = None;
-                        slots_in_flight -= 1;
+                        slots.writes[id] = None;
+                        slots.in_flight -= 1;
                         summary.note_written(slot_bytes as u64);
                         last_slot_done = Instant::now();
                         index.complete(entry);
-                        owner[id] = Owner::Card;
+                        slots.owner[id] = Owner::Card;
                         if stop.is_none() {
                             self.source.give(id)?;
                         }
@@ -446,7 +428,7 @@ impl<'a> Recorder<'a> {
                 }
             }
             for &id in &resubmit {
-                self.push_slot_write(id, &writes[id].expect("short write in flight"))?;
+                self.push_slot_write(id, &slots.writes[id].expect("short write in flight"))?;
             }
             self.progress.tick(&summary, false);
         }
@@ -507,7 +489,6 @@ impl<'a> Recorder<'a> {
             card,
             durable,
             steady: steady_usage.zip(steady_end),
-            slots_started: summary.slots_submitted(),
         });
         self.progress.tick(&summary, true);
         if let Some(e) = error {
@@ -516,36 +497,68 @@ impl<'a> Recorder<'a> {
         Ok(summary)
     }
 
-    /// Takes ownership of a filled buffer and prepares its slot: location,
-    /// CRC and header. False when the targets are full (the buffer stays
-    /// the recorder's, abandoned with the card's at the end).
+    /// Takes ownership of a filled buffer, prepares its slot (location,
+    /// CRC, header) and queues it. False when the targets are full (the
+    /// buffer stays the recorder's, abandoned with the card's at the end).
     fn prepare(
         &self,
         f: &Filled,
         slot_seq: u64,
         layout: &Layout,
         recording_uuid: Uuid,
-        owner: &mut [Owner],
-        writes: &mut [Option<SlotWrite>],
+        slots: &mut Slots,
     ) -> bool {
         assert_eq!(
-            owner[f.buffer],
+            slots.owner[f.buffer],
             Owner::Card,
             "buffer {} handed over twice",
             f.buffer
         );
-        owner[f.buffer] = Owner::Recorder;
+        slots.owner[f.buffer] = Owner::Recorder;
         let Some(loc) = layout.locate(slot_seq) else {
             return false;
         };
         let header = self.fill_header(f, slot_seq, loc.device_index, recording_uuid);
-        writes[f.buffer] = Some(SlotWrite {
+        slots.writes[f.buffer] = Some(SlotWrite {
             header,
             loc,
             done_bytes: 0,
             short_writes: 0,
         });
+        assert!(
+            slots.ready.len() < slots.owner.len(),
+            "more prepared slots than buffers"
+        );
+        slots.ready.push_back(f.buffer);
         true
+    }
+
+    /// Submits prepared slots in order, up to `depth` in flight. Returns
+    /// how many it submitted.
+    fn submit_ready(
+        &mut self,
+        slots: &mut Slots,
+        depth: usize,
+        summary: &mut Summary,
+    ) -> Result<usize> {
+        let mut submitted = 0;
+        while slots.in_flight < depth {
+            let Some(buffer) = slots.ready.pop_front() else {
+                break;
+            };
+            assert_eq!(
+                slots.owner[buffer],
+                Owner::Recorder,
+                "buffer {buffer} not prepared"
+            );
+            let w = slots.writes[buffer].expect("prepared slot");
+            summary.note_slot(&w.header);
+            self.push_slot_write(buffer, &w)?;
+            slots.owner[buffer] = Owner::Kernel;
+            slots.in_flight += 1;
+            submitted += 1;
+        }
+        Ok(submitted)
     }
 
     /// CRC of the payload (the one CPU pass over it) and the header page,
@@ -616,8 +629,10 @@ impl<'a> Recorder<'a> {
         self.push(&sqe)
     }
 
-    fn submit_now(&mut self) -> Result<()> {
-        match self.ring.submit() {
+    /// io_uring_enter: submits what is queued and waits for `want`
+    /// completions. An interrupted or busy enter is retried by the loop.
+    fn enter(&mut self, want: usize) -> Result<()> {
+        match self.ring.submit_and_wait(want) {
             Ok(_) => Ok(()),
             Err(e)
                 if e.raw_os_error() == Some(libc::EINTR)

@@ -194,7 +194,6 @@ impl Summary {
             card,
             durable,
             steady,
-            slots_started,
         } = end;
         self.stop_reason = Some(reason);
         self.seconds = elapsed.as_secs_f64();
@@ -205,7 +204,8 @@ impl Summary {
         self.buffers_lost_after_last_slot = card.overruns.saturating_sub(self.buffers_lost);
         self.buffers_filled_not_recorded = card.filled.saturating_sub(self.slots_submitted);
         self.index_entries_durable = durable;
-        self.ring_laps = slots_started
+        self.ring_laps = self
+            .slots_submitted
             .saturating_sub(1)
             .checked_div(self.capacity_slots)
             .unwrap_or(0);
@@ -292,8 +292,6 @@ pub struct RunEnd {
     pub durable: u64,
     /// Resource usage at the start and end of the steady state: (slot, usage).
     pub steady: Option<((u64, libc::rusage), (u64, libc::rusage))>,
-    /// Slots started (submitted).
-    pub slots_started: u64,
 }
 
 /// Progress bar on a terminal, periodic status line otherwise.
