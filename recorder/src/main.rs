@@ -100,9 +100,12 @@ struct RecordArgs {
     /// Payload bytes per buffer: power of two, 4K..64M.
     #[arg(long, default_value = "512K", value_parser = parse_bytes)]
     payload_size: u64,
-    /// Buffers in the ring (registered once, at start).
-    #[arg(long, default_value_t = 64)]
-    buffers: usize,
+    /// Buffers in the ring (registered once, at start), or `auto`: a ring of 256 MiB
+    /// (at most a quarter of the RAM), enough to ride out the write stalls measured on
+    /// loop and virtio disks at half their rate (docs/BENCHMARKS.md, sustained). The
+    /// summary says what the longest stall would have needed.
+    #[arg(long, default_value = "auto", value_parser = parse_buffers)]
+    buffers: BufferCount,
     /// Slot writes in flight at most (8: best median on the machines measured, docs/BENCHMARKS.md).
     #[arg(long, default_value_t = 8)]
     queue_depth: usize,
@@ -143,6 +146,21 @@ struct RecordArgs {
     /// No progress or status output.
     #[arg(long)]
     quiet: bool,
+}
+
+#[derive(Clone, Copy)]
+enum BufferCount {
+    Auto,
+    Count(usize),
+}
+
+fn parse_buffers(s: &str) -> Result<BufferCount, String> {
+    if s == "auto" {
+        return Ok(BufferCount::Auto);
+    }
+    s.parse::<usize>()
+        .map(BufferCount::Count)
+        .map_err(|_| format!("{s:?} is not a buffer count or `auto`"))
 }
 
 /// Bytes with an optional K/M/G/T suffix (powers of 1024; KB/MB/GB are powers of 1000).
@@ -211,7 +229,10 @@ fn run_record(a: RecordArgs) -> Result<i32> {
         size_bytes: a.size,
         duration: a.duration.map(Duration::from_secs_f64),
         payload_bytes: a.payload_size as u32,
-        buffers: a.buffers,
+        buffers: match a.buffers {
+            BufferCount::Count(n) => n,
+            BufferCount::Auto => recorder::auto_buffers(a.payload_size as u32),
+        },
         queue_depth: a.queue_depth,
         ring: matches!(a.on_full, OnFull::Wrap),
         force: a.force,

@@ -30,6 +30,13 @@ pub struct Summary {
     pub ring_mode: bool,
     pub payload_bytes: u32,
     pub buffers: usize,
+    /// Slot memory of the ring (buffers × slot bytes).
+    pub ring_bytes: u64,
+    /// The card's rate over the run (buffers filled or lost × payload / time).
+    pub card_rate_mb_per_s: f64,
+    /// Buffers a ring needs to hold the card's data through the longest
+    /// slot write of this run (at the card's rate, plus the queue).
+    pub ring_buffers_for_longest_write: u64,
     pub memory: String,
     pub io_uring_setup: String,
     pub stop_reason: Option<StopReason>,
@@ -123,6 +130,9 @@ impl Summary {
             ring_mode: sb.ring(),
             payload_bytes: sb.payload_bytes,
             buffers: memory.count(),
+            ring_bytes: memory.total_bytes() as u64,
+            card_rate_mb_per_s: 0.0,
+            ring_buffers_for_longest_write: 0,
             memory: format!("{:?}", memory.backing()),
             io_uring_setup: String::new(),
             stop_reason: None,
@@ -216,6 +226,7 @@ impl Summary {
         self.final_flush_s = (elapsed.saturating_sub(writing)).as_secs_f64();
         self.card_filled = card.filled;
         self.card_overruns = card.overruns;
+        self.size_ring_for_stalls(card, elapsed);
         self.buffers_lost_after_last_slot = card.overruns.saturating_sub(self.buffers_lost);
         self.buffers_filled_not_recorded = card.filled.saturating_sub(self.slots_submitted);
         self.index_entries_durable = durable;
@@ -244,6 +255,20 @@ impl Summary {
                 0.0
             };
         }
+    }
+
+    /// The card's rate, and the ring that would have held its data through
+    /// the longest write of the run.
+    fn size_ring_for_stalls(&mut self, card: CardStats, elapsed: Duration) {
+        let slot_bytes = self.ring_bytes / self.buffers.max(1) as u64;
+        let payload_bytes = (card.filled + card.overruns) * self.payload_bytes as u64;
+        let rate_bytes_per_s = payload_bytes as f64 / elapsed.as_secs_f64().max(1e-9);
+        self.card_rate_mb_per_s = rate_bytes_per_s / 1e6;
+        let stall_bytes = rate_bytes_per_s * self.stalls.max_write_latency_ms / 1e3;
+        // The card needs a buffer for every slot it fills while the stalled
+        // write holds the queue up, plus the one it is filling then.
+        self.ring_buffers_for_longest_write =
+            (stall_bytes / slot_bytes.max(1) as f64).ceil() as u64 + 1;
     }
 
     pub fn text(&self) -> String {
@@ -294,6 +319,19 @@ impl Summary {
             self.target_flushes,
             self.stalls.text(self.buffers)
         );
+        if self.buffers_lost > 0 {
+            s += &format!(
+                "  ring        {} buffers lost: the longest write took {:.0} ms; at the card's {:.0} MB/s \
+                 a ring of {} buffers ({} MiB, now {}) would have held it: --buffers {}\n",
+                self.buffers_lost,
+                self.stalls.max_write_latency_ms,
+                self.card_rate_mb_per_s,
+                self.ring_buffers_for_longest_write,
+                self.ring_buffers_for_longest_write * self.ring_bytes / self.buffers.max(1) as u64 >> 20,
+                self.buffers,
+                self.ring_buffers_for_longest_write
+            );
+        }
         if let Some(e) = &self.error {
             s += &format!("  ERROR       {e}\n");
         }
