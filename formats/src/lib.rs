@@ -16,6 +16,7 @@
 //! from borrowed byte slices. The byte layout is specified in docs/FORMAT.md.
 
 mod bytes;
+pub mod check;
 mod error;
 pub mod index;
 mod layout;
@@ -25,6 +26,7 @@ mod superblock;
 pub mod time;
 mod uuid;
 
+pub use check::{check_slot, SlotProblem, TornTail};
 pub use error::FormatError;
 pub use index::{IndexEntry, IndexHeader};
 pub use layout::{Layout, Location};
