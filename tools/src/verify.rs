@@ -13,7 +13,7 @@ use crate::select::{self, Selection};
 use crate::stripe::StripeSet;
 use crate::uring::{self, Completion, Reader, Request, Sink};
 use anyhow::{Context, Result};
-use formats::{pattern, IndexEntry, SlotHeader, Uuid, SLOT_HEADER_BYTES};
+use formats::{check, pattern, IndexEntry, Uuid, SLOT_HEADER_BYTES};
 use serde::Serialize;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
@@ -71,7 +71,10 @@ pub fn plan(
     select::resolve(catalog, stripe, &sel)
 }
 
-/// What is wrong with a slot read into `slot` (header page + payload).
+/// What is wrong with a slot read into `slot` (header page + payload):
+/// [`formats::check_slot`], the one definition of a good slot; when the
+/// header is the problem, the payload is also checked against the catalog
+/// entry; with `with_pattern`, the payload against the simulated card's.
 pub fn check_slot(
     slot: &[u8],
     e: &IndexEntry,
@@ -81,69 +84,29 @@ pub fn check_slot(
 ) -> Option<String> {
     let mut problems: Vec<String> = Vec::new();
     let payload = &slot[SLOT_HEADER_BYTES..SLOT_HEADER_BYTES + payload_bytes];
-    match SlotHeader::decode(&slot[..SLOT_HEADER_BYTES]) {
-        Err(err) => problems.push(format!("header: {err}")),
-        Ok(h) if h.recording_uuid != uuid => problems.push(format!(
-            "holds a slot of another recording {} (slot {})",
-            h.recording_uuid, h.slot_seq
-        )),
-        Ok(h) if h.slot_seq != e.slot_seq => problems.push(format!(
-            "holds slot {} instead (stale ring lap or misplaced)",
-            h.slot_seq
-        )),
-        Ok(h) => {
-            let from_header = IndexEntry::from_header(&h, e.device_offset_bytes);
-            if from_header != *e {
-                problems.push(format!(
-                    "header differs from the catalog entry: {}",
-                    differing_fields(&from_header, e)
-                ));
+    if let Err(problem) = formats::check_slot(slot, e, uuid, payload_bytes) {
+        problems.push(problem.to_string());
+        if !problem.is_payload() {
+            let against_entry = check::check_payload(
+                payload,
+                e.payload_bytes_used,
+                e.payload_crc32,
+                payload_bytes,
+            );
+            if let Err(payload_problem) = against_entry {
+                problems.push(payload_problem.to_string());
             }
         }
     }
     let used = e.payload_bytes_used as usize;
-    if used > payload_bytes {
-        problems.push(format!(
-            "payload_bytes_used {used} exceeds the payload size {payload_bytes}"
-        ));
-    } else {
-        let computed = formats::crc32(&payload[..used]);
-        if computed != e.payload_crc32 {
+    if with_pattern && used <= payload_bytes {
+        if let Some(at) = pattern::first_mismatch(&payload[..used], e.channel as u16, e.card_seq) {
             problems.push(format!(
-                "payload CRC mismatch (stored {:#010x}, computed {computed:#010x})",
-                e.payload_crc32
+                "payload differs from the simulated card's pattern at byte {at}"
             ));
-        }
-        if with_pattern {
-            if let Some(at) =
-                pattern::first_mismatch(&payload[..used], e.channel as u16, e.card_seq)
-            {
-                problems.push(format!(
-                    "payload differs from the simulated card's pattern at byte {at}"
-                ));
-            }
         }
     }
     (!problems.is_empty()).then(|| problems.join("; "))
-}
-
-fn differing_fields(a: &IndexEntry, b: &IndexEntry) -> String {
-    let mut f = Vec::new();
-    macro_rules! cmp {
-        ($($field:ident),*) => { $( if a.$field != b.$field { f.push(format!("{} {} vs {}", stringify!($field), a.$field, b.$field)); } )* };
-    }
-    cmp!(
-        card_seq,
-        card_timestamp_ns,
-        host_timestamp_ns,
-        gap_count,
-        payload_bytes_used,
-        payload_crc32,
-        channel,
-        device_index,
-        flags
-    );
-    f.join(", ")
 }
 
 struct Job {
