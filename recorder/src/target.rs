@@ -31,9 +31,6 @@ pub struct OpenOptionsCli {
     pub new_file_size_bytes: Option<u64>,
 }
 
-const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
-const BLKSSZGET: libc::c_ulong = 0x1268;
-
 /// Opens and checks one target. Nothing is written.
 pub fn open_target(path: &Path, opts: &OpenOptionsCli, payload_bytes: u32) -> Result<Target> {
     let meta = std::fs::metadata(path);
@@ -58,11 +55,8 @@ pub fn open_target(path: &Path, opts: &OpenOptionsCli, payload_bytes: u32) -> Re
             ),
             _ => anyhow::Error::new(e).context(format!("target {}: cannot open for O_DIRECT writing", path.display())),
         })?;
-    let (size_bytes, logical_block_bytes) = if ft.is_block_device() {
-        block_geometry(&file, path)?
-    } else {
-        (meta.len(), 512)
-    };
+    let geometry = blockio::geometry(&file, path)?;
+    let (size_bytes, logical_block_bytes) = (geometry.size_bytes, geometry.logical_block_bytes);
     let t = Target {
         path: path.to_path_buf(),
         file,
@@ -86,11 +80,7 @@ fn open_exclusive(path: &Path, block: bool) -> std::io::Result<File> {
     const BUSY_RETRIES: u32 = 20;
     let mut attempt = 0;
     loop {
-        let r = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_DIRECT | if block { libc::O_EXCL } else { 0 })
-            .open(path);
+        let r = blockio::open_read_write_direct(path, block);
         match r {
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < BUSY_RETRIES => {
                 attempt += 1;
@@ -135,29 +125,6 @@ fn create_file_target(path: &Path, opts: &OpenOptionsCli, payload_bytes: u32) ->
         return Err(e);
     }
     Ok(t)
-}
-
-fn block_geometry(file: &File, path: &Path) -> Result<(u64, u32)> {
-    let mut size: u64 = 0;
-    let mut lbs: libc::c_int = 0;
-    // SAFETY: both ioctls write one integer of the given type into our locals.
-    unsafe {
-        if libc::ioctl(file.as_raw_fd(), BLKGETSIZE64 as _, &mut size) != 0 {
-            bail!(
-                "target {}: BLKGETSIZE64 failed: {}",
-                path.display(),
-                std::io::Error::last_os_error()
-            );
-        }
-        if libc::ioctl(file.as_raw_fd(), BLKSSZGET as _, &mut lbs) != 0 {
-            bail!(
-                "target {}: BLKSSZGET failed: {}",
-                path.display(),
-                std::io::Error::last_os_error()
-            );
-        }
-    }
-    Ok((size, lbs as u32))
 }
 
 fn check_geometry(t: &Target, payload_bytes: u32) -> Result<()> {
@@ -319,93 +286,14 @@ fn check_signatures(t: &Target) -> Result<()> {
     Ok(())
 }
 
-/// O_DIRECT read of `len` bytes at `offset` into an aligned buffer.
+/// O_DIRECT read of `len` bytes at `offset` (fewer at the end of the file).
 pub fn read_aligned(file: &File, offset: u64, len: usize) -> Result<Vec<u8>> {
-    let buf = AlignedBuf::new(len);
-    let mut done = 0;
-    while done < len {
-        // SAFETY: reading into our own aligned buffer within its length.
-        let n = unsafe {
-            libc::pread(
-                file.as_raw_fd(),
-                buf.ptr.add(done).cast(),
-                len - done,
-                (offset + done as u64) as libc::off_t,
-            )
-        };
-        if n < 0 {
-            bail!(
-                "read at offset {}: {}",
-                offset + done as u64,
-                std::io::Error::last_os_error()
-            );
-        }
-        if n == 0 {
-            break;
-        }
-        done += n as usize;
-    }
-    let mut v = buf.as_slice().to_vec();
-    v.truncate(done);
-    Ok(v)
+    blockio::read_direct(file, offset, len)
 }
 
 /// O_DIRECT write of `data` (length a multiple of 4096) at `offset`.
 pub fn write_aligned(file: &File, offset: u64, data: &[u8]) -> Result<()> {
-    let mut buf = AlignedBuf::new(data.len());
-    buf.as_mut_slice().copy_from_slice(data);
-    let mut done = 0;
-    while done < data.len() {
-        // SAFETY: writing from our own aligned buffer within its length.
-        let n = unsafe {
-            libc::pwrite(
-                file.as_raw_fd(),
-                buf.ptr.add(done).cast(),
-                data.len() - done,
-                (offset + done as u64) as libc::off_t,
-            )
-        };
-        if n <= 0 {
-            bail!(
-                "write at offset {}: {}",
-                offset + done as u64,
-                std::io::Error::last_os_error()
-            );
-        }
-        done += n as usize;
-    }
-    Ok(())
-}
-
-/// A 4096-aligned heap buffer for O_DIRECT set-up I/O (not the hot path).
-struct AlignedBuf {
-    ptr: *mut u8,
-    layout: std::alloc::Layout,
-}
-
-impl AlignedBuf {
-    fn new(len: usize) -> AlignedBuf {
-        let layout = std::alloc::Layout::from_size_align(len.max(4096), 4096).expect("layout");
-        // SAFETY: non-zero size layout.
-        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
-        assert!(!ptr.is_null(), "out of memory");
-        AlignedBuf { ptr, layout }
-    }
-    fn as_slice(&self) -> &[u8] {
-        // SAFETY: ptr is valid for layout.size() initialized bytes.
-        unsafe { std::slice::from_raw_parts(self.ptr, self.layout.size()) }
-    }
-    fn as_mut_slice(&mut self) -> &mut [u8] {
-        // SAFETY: as above, uniquely borrowed.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.layout.size()) }
-    }
-}
-
-impl Drop for AlignedBuf {
-    fn drop(&mut self) {
-        // SAFETY: allocated with this layout.
-        unsafe { std::alloc::dealloc(self.ptr, self.layout) };
-    }
+    blockio::write_direct(file, offset, data)
 }
 
 /// Writes the recording's superblocks (primary and backup) to every member,

@@ -14,6 +14,7 @@ use crate::scan::{self, Found, ScanReport};
 use crate::stripe::StripeSet;
 use crate::uring::{self, FnSink, Reader, Request};
 use anyhow::{bail, Context, Result};
+use blockio::ReadBudget;
 use formats::{check::SlotProblem, IndexEntry, TornTail};
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -138,7 +139,7 @@ fn find_torn(stripe: &StripeSet, entries: &[IndexEntry], newest: usize) -> Resul
         .iter()
         .map(|m| m.as_ref().map(|t| &t.file))
         .collect();
-    let count = uring::buffer_count(slot_bytes, files.len(), 64 << 20, 16);
+    let count = ReadBudget::TORN_TAIL.buffer_count(slot_bytes, files.len());
     let mut reader = Reader::new(&files, slot_bytes, count)?;
     let mut torn = Vec::new();
     let mut requests = tail.iter().enumerate().map(|(i, e)| Request {

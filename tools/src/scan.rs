@@ -90,8 +90,6 @@ pub struct DamagedHeader {
 
 /// Most damaged headers listed by name (all are counted).
 pub const MAX_LISTED_DAMAGED: usize = 1000;
-/// Reads in flight over all members.
-const SCAN_BUFFERS: usize = 64;
 
 /// What a scan found.
 pub struct Scan {
@@ -139,12 +137,7 @@ pub fn scan(stripe: &StripeSet, progress: &mut dyn FnMut(u64)) -> Result<Scan> {
             len_bytes: SLOT_HEADER_BYTES,
             tag: device_slot,
         });
-    let buffers = uring::buffer_count(
-        SLOT_HEADER_BYTES,
-        files.len(),
-        SCAN_BUFFERS * SLOT_HEADER_BYTES,
-        SCAN_BUFFERS,
-    );
+    let buffers = blockio::ReadBudget::SCAN.buffer_count(SLOT_HEADER_BYTES, files.len());
     let mut reader = Reader::new(&files, SLOT_HEADER_BYTES, buffers)?;
     let mut read = 0u64;
     reader.run(

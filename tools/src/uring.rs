@@ -315,16 +315,6 @@ impl<F: FnMut(&[u8], Completion) -> Result<()>> Sink for FnSink<F> {
     }
 }
 
-/// How many buffers to use for reads of `buffer_bytes`: 2 per member (so
-/// every member has reads in flight) up to `max_count`, more while they fit
-/// in `budget_bytes`.
-pub fn buffer_count(
-    buffer_bytes: usize,
-    members: usize,
-    budget_bytes: usize,
-    max_count: usize,
-) -> usize {
-    assert!(max_count >= 2);
-    let floor = (2 * members).clamp(2, max_count);
-    (budget_bytes / buffer_bytes.max(1)).clamp(floor, max_count)
-}
+/// How many buffers to use for reads (blockio's, with the commands'
+/// budgets in [`blockio::ReadBudget`]).
+pub use blockio::buffer_count;

@@ -17,7 +17,7 @@ use crate::scan::Found;
 use crate::select::{self, Selection};
 use crate::stripe::StripeSet;
 use crate::target::read_exact_direct;
-use crate::uring::{self, Completion, Reader, Request, Sink};
+use crate::uring::{Completion, Reader, Request, Sink};
 use anyhow::{Context, Result};
 use formats::{
     check, pattern, IndexEntry, Uuid, DATA_START_BYTES, SLOT_HEADER_BYTES, SUPERBLOCK_BYTES,
@@ -71,10 +71,6 @@ pub struct VerifyOptions {
     /// Worker threads for CRC and pattern checks (0: one per core).
     pub threads: usize,
 }
-
-/// Budget for read buffers, and most reads in flight.
-const BUFFER_BUDGET_BYTES: usize = 128 << 20;
-const MAX_BUFFERS: usize = 64;
 
 /// Finds the catalog positions to verify (checked entries).
 pub fn plan(
@@ -368,7 +364,7 @@ pub fn verify(
         .iter()
         .map(|m| m.as_ref().map(|t| &t.file))
         .collect();
-    let count = uring::buffer_count(slot_bytes, files.len(), BUFFER_BUDGET_BYTES, MAX_BUFFERS);
+    let count = blockio::ReadBudget::VERIFY.buffer_count(slot_bytes, files.len());
     let mut reader = Reader::new(&files, slot_bytes, count)?;
     let pool: Arc<BufferPool> = reader.pool().clone();
     let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Job>(count);
