@@ -53,9 +53,12 @@ pub enum SlotProblem {
     /// The payload is not the one the header's CRC describes.
     #[error("payload CRC mismatch (stored {stored:#010x}, computed {computed:#010x})")]
     PayloadCrc { stored: u32, computed: u32 },
-    /// The slot could not be read (I/O error, end of device).
+    /// The slot could not be read (an I/O error: it may well be intact).
     #[error("read failed: {0}")]
     ReadFailed(String),
+    /// The device (a truncated copy) ends inside the slot: it is not there whole.
+    #[error("read failed: end of device")]
+    EndOfDevice,
 }
 
 impl SlotProblem {
@@ -235,7 +238,8 @@ pub fn check_slot(
 /// fails [`check_slot`] is torn and is left out of the index; every other
 /// slot stays, the ones after a torn slot included (each slot is one write
 /// with its own CRC, so a torn neighbour says nothing about it). A slot that
-/// cannot be read stays indexed: it may well be intact, and verify says.
+/// cannot be read (an I/O error) stays indexed: it may well be intact, and
+/// verify says; one cut off by the end of the device is not there whole.
 /// A slot older than the window that fails is damage, never dropped here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TornTail {
@@ -561,6 +565,7 @@ mod tests {
             computed: 2
         })));
         assert!(!rule.keeps(&Err(SlotProblem::OtherSlot { slot_seq: 1 })));
+        assert!(!rule.keeps(&Err(SlotProblem::EndOfDevice)));
     }
 
     fn entry(slot_seq: u64, card_seq: u64, gap_count: u64, channels: u16) -> IndexEntry {

@@ -153,6 +153,7 @@ fn find_torn(stripe: &StripeSet, entries: &[IndexEntry], newest: usize) -> Resul
         &mut FnSink(|slot: &[u8], c: uring::Completion| {
             let e = &tail[c.request.tag as usize];
             let check = match c.result {
+                Err(why) if why == uring::END_OF_DEVICE => Err(SlotProblem::EndOfDevice),
                 Err(why) => Err(SlotProblem::ReadFailed(why)),
                 Ok(()) => formats::check_slot(slot, e, stripe.recording_uuid(), payload_bytes),
             };

@@ -45,6 +45,9 @@ pub trait Sink {
     }
 }
 
+/// The error of a read the device ends before.
+pub const END_OF_DEVICE: &str = "end of device";
+
 /// Longest chain of short reads we resubmit for one request.
 const MAX_SHORT_READS: u32 = 16;
 
@@ -238,7 +241,7 @@ impl Reader {
                 if res < 0 {
                     f.result = Some(Err(std::io::Error::from_raw_os_error(-res).to_string()));
                 } else if res == 0 {
-                    f.result = Some(Err("end of device".to_string()));
+                    f.result = Some(Err(END_OF_DEVICE.to_string()));
                 } else {
                     f.done_bytes += res as usize;
                     if f.done_bytes >= f.request.len_bytes {
