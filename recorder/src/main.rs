@@ -1,7 +1,8 @@
 //! `dmarec`: the command line over the recorder library.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
+use formats::PayloadSize;
 use recorder::journal::TargetSync;
 use recorder::record::{StopReason, STOP_REQUESTED};
 use recorder::source::kmod::MemoryMode;
@@ -97,9 +98,9 @@ struct RecordArgs {
     /// Channels of the simulated card (default 4).
     #[arg(long)]
     channels: Option<u16>,
-    /// Payload bytes per buffer: power of two, 4K..64M.
-    #[arg(long, default_value = "512K", value_parser = parse_bytes)]
-    payload_size: u64,
+    /// Payload bytes per buffer: power of two, 4K..64M (the kernel driver: 4K..16M).
+    #[arg(long, default_value = "512K", value_parser = parse_payload_size)]
+    payload_size: PayloadSize,
     /// Buffers in the ring (registered once, at start), or `auto`: a ring of 256 MiB
     /// (at most a quarter of the RAM), enough to ride out the write stalls measured on
     /// loop and virtio disks at half their rate (docs/BENCHMARKS.md, sustained). The
@@ -191,6 +192,11 @@ fn parse_bytes(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is too large"))
 }
 
+/// A size (as [`parse_bytes`]) that is a valid payload size.
+fn parse_payload_size(text: &str) -> Result<PayloadSize, String> {
+    PayloadSize::new(parse_bytes(text)?).map_err(|e| e.to_string())
+}
+
 /// First SIGINT/SIGTERM: stop cleanly (drain, finalize the index). A second
 /// one aborts at once, for a stop that does not finish.
 extern "C" fn on_signal(_: libc::c_int) {
@@ -215,9 +221,6 @@ fn install_signal_handlers() {
 }
 
 fn run_record(a: RecordArgs) -> Result<i32> {
-    if a.payload_size > u32::MAX as u64 {
-        bail!("--payload-size {} is too large", a.payload_size);
-    }
     let opts = RecordOptions {
         source: if a.source == "sim" {
             SourceChoice::Sim
@@ -228,10 +231,10 @@ fn run_record(a: RecordArgs) -> Result<i32> {
         index: a.index,
         size_bytes: a.size,
         duration: a.duration.map(Duration::from_secs_f64),
-        payload_bytes: a.payload_size as u32,
+        payload_size: a.payload_size,
         buffers: match a.buffers {
             BufferCount::Count(n) => n,
-            BufferCount::Auto => recorder::auto_buffers(a.payload_size as u32),
+            BufferCount::Auto => recorder::auto_buffers(a.payload_size),
         },
         queue_depth: a.queue_depth,
         ring: matches!(a.on_full, OnFull::Wrap),

@@ -9,7 +9,7 @@
 //! that do not fit.
 
 use anyhow::{bail, Context, Result};
-use formats::{Superblock, Uuid, SUPERBLOCK_BYTES};
+use formats::{PayloadSize, Superblock, Uuid, SUPERBLOCK_BYTES};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
@@ -32,11 +32,15 @@ pub struct OpenOptionsCli {
 }
 
 /// Opens and checks one target. Nothing is written.
-pub fn open_target(path: &Path, opts: &OpenOptionsCli, payload_bytes: u32) -> Result<Target> {
+pub fn open_target(
+    path: &Path,
+    opts: &OpenOptionsCli,
+    payload_size: PayloadSize,
+) -> Result<Target> {
     let meta = std::fs::metadata(path);
     let is_new = matches!(&meta, Err(e) if e.kind() == std::io::ErrorKind::NotFound);
     if is_new {
-        return create_file_target(path, opts, payload_bytes);
+        return create_file_target(path, opts, payload_size);
     }
     let meta = meta.with_context(|| format!("target {}: cannot stat", path.display()))?;
     let ft = meta.file_type();
@@ -65,7 +69,7 @@ pub fn open_target(path: &Path, opts: &OpenOptionsCli, payload_bytes: u32) -> Re
         logical_block_bytes,
         created: false,
     };
-    check_geometry(&t, payload_bytes)?;
+    check_geometry(&t, payload_size)?;
     if !opts.force {
         check_signatures(&t)?;
     }
@@ -91,7 +95,11 @@ fn open_exclusive(path: &Path, block: bool) -> std::io::Result<File> {
     }
 }
 
-fn create_file_target(path: &Path, opts: &OpenOptionsCli, payload_bytes: u32) -> Result<Target> {
+fn create_file_target(
+    path: &Path,
+    opts: &OpenOptionsCli,
+    payload_size: PayloadSize,
+) -> Result<Target> {
     let Some(size_bytes) = opts.new_file_size_bytes else {
         bail!("target {} does not exist: to record into a new regular file give its size with --file-size BYTES (or name an existing device)", path.display());
     };
@@ -120,28 +128,29 @@ fn create_file_target(path: &Path, opts: &OpenOptionsCli, payload_bytes: u32) ->
         logical_block_bytes: 512,
         created: true,
     };
-    if let Err(e) = check_geometry(&t, payload_bytes) {
+    if let Err(e) = check_geometry(&t, payload_size) {
         let _ = std::fs::remove_file(path);
         return Err(e);
     }
     Ok(t)
 }
 
-fn check_geometry(t: &Target, payload_bytes: u32) -> Result<()> {
-    if t.logical_block_bytes > 4096 || 4096 % t.logical_block_bytes != 0 {
+fn check_geometry(target: &Target, payload_size: PayloadSize) -> Result<()> {
+    let payload_bytes = payload_size.bytes();
+    if target.logical_block_bytes > 4096 || 4096 % target.logical_block_bytes != 0 {
         bail!(
             "target {}: logical block size {} bytes is not supported (slots are 4096-byte aligned; needs a block size dividing 4096)",
-            t.path.display(),
-            t.logical_block_bytes
+            target.path.display(),
+            target.logical_block_bytes
         );
     }
-    let slots = Superblock::slots_for_device(t.size_bytes, payload_bytes);
+    let slots = Superblock::slots_for_device(target.size_bytes, payload_bytes);
     if slots == 0 {
         let need = formats::DATA_START_BYTES + 4096 + payload_bytes as u64 + 4096;
         bail!(
             "target {}: {} bytes is too small for one slot of {} payload bytes (needs at least {need} bytes: 1 MiB reserved + 4 KiB header + payload + 4 KiB backup superblock)",
-            t.path.display(),
-            t.size_bytes,
+            target.path.display(),
+            target.size_bytes,
             payload_bytes
         );
     }
