@@ -139,3 +139,121 @@ fn take_out(index: &File, first: u64, kept: &[[u8; INDEX_ENTRY_BYTES]]) -> Resul
         .sync_data()
         .context("index: fdatasync after taking out torn slots")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PAYLOAD_BYTES: usize = 4096;
+    const SLOTS: u64 = 8;
+
+    fn temp_path(name: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("dmarec-readback-{}-{name}", std::process::id()))
+    }
+
+    /// Removes the files on drop, also when the test fails.
+    struct Files(Vec<std::path::PathBuf>);
+    impl Drop for Files {
+        fn drop(&mut self) {
+            for p in &self.0 {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+
+    /// A one-member recording of SLOTS slots in a regular file, its index
+    /// (header + entries), and the entries.
+    fn recording(files: &Files, uuid: Uuid) -> (Target, File, Vec<IndexEntry>) {
+        let target_file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&files.0[0])
+            .unwrap();
+        let mut index_bytes = vec![0u8; INDEX_HEADER_BYTES];
+        let mut entries = Vec::new();
+        for slot_seq in 0..SLOTS {
+            let payload = vec![slot_seq as u8 + 1; PAYLOAD_BYTES];
+            let header = SlotHeader {
+                recording_uuid: uuid,
+                slot_seq,
+                card_seq: slot_seq,
+                payload_bytes_used: PAYLOAD_BYTES as u32,
+                payload_crc32: formats::crc32(&payload),
+                ..SlotHeader::default()
+            };
+            let offset_bytes = formats::DATA_START_BYTES + slot_seq * 8192;
+            target_file
+                .write_all_at(&header.encode(), offset_bytes)
+                .unwrap();
+            target_file
+                .write_all_at(&payload, offset_bytes + SLOT_HEADER_BYTES as u64)
+                .unwrap();
+            let entry = IndexEntry::from_header(&header, offset_bytes);
+            index_bytes.extend_from_slice(&entry.encode());
+            entries.push(entry);
+        }
+        std::fs::write(&files.0[1], &index_bytes).unwrap();
+        let index = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&files.0[1])
+            .unwrap();
+        let target = Target {
+            path: files.0[0].clone(),
+            size_bytes: target_file.metadata().unwrap().len(),
+            file: target_file,
+            is_block_device: false,
+            logical_block_bytes: 512,
+            created: false,
+        };
+        (target, index, entries)
+    }
+
+    fn indexed_seqs(index: &File) -> Vec<u64> {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut &*index, &mut bytes).unwrap();
+        bytes[INDEX_HEADER_BYTES..]
+            .chunks(INDEX_ENTRY_BYTES)
+            .map(|raw| IndexEntry::decode(raw).unwrap().slot_seq)
+            .collect()
+    }
+
+    #[test]
+    fn torn_slots_in_the_window_leave_the_index_and_the_intact_ones_after_them_stay() {
+        let files = Files(vec![temp_path("target"), temp_path("index")]);
+        let uuid = Uuid::from_random_bytes([5; 16]);
+        let (target, index, entries) = recording(&files, uuid);
+        // Slots 5 and 7 torn (a byte of their payload lost), 6 intact.
+        for torn in [5usize, 7] {
+            let at = entries[torn].device_offset_bytes + SLOT_HEADER_BYTES as u64 + 10;
+            target.file.write_all_at(&[0xEE], at).unwrap();
+        }
+        let memory = SlotMemory::allocate(1, PAYLOAD_BYTES).unwrap();
+        let found = check_tail(&[target], &index, &memory, uuid, SLOTS, 4).unwrap();
+        assert_eq!(
+            found,
+            Readback {
+                checked: 4,
+                dropped: 2,
+                unreadable: 0,
+                entries: SLOTS - 2
+            }
+        );
+        assert_eq!(indexed_seqs(&index), vec![0, 1, 2, 3, 4, 6]);
+    }
+
+    #[test]
+    fn a_torn_slot_outside_the_window_is_not_the_read_backs_business() {
+        let files = Files(vec![temp_path("target-old"), temp_path("index-old")]);
+        let uuid = Uuid::from_random_bytes([6; 16]);
+        let (target, index, entries) = recording(&files, uuid);
+        let at = entries[1].device_offset_bytes + SLOT_HEADER_BYTES as u64;
+        target.file.write_all_at(&[0xEE], at).unwrap();
+        let memory = SlotMemory::allocate(1, PAYLOAD_BYTES).unwrap();
+        let found = check_tail(&[target], &index, &memory, uuid, SLOTS, 4).unwrap();
+        assert_eq!((found.checked, found.dropped, found.entries), (4, 0, SLOTS));
+        assert_eq!(indexed_seqs(&index), (0..SLOTS).collect::<Vec<_>>());
+    }
+}
