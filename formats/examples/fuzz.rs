@@ -18,8 +18,8 @@ impl Rng {
         self.0 ^= self.0 << 17;
         self.0
     }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
+    fn below(&mut self, limit: usize) -> usize {
+        (self.next() % limit.max(1) as u64) as usize
     }
 }
 
@@ -59,38 +59,38 @@ fn seed_superblock() -> Superblock {
     }
 }
 
-fn mutate(rng: &mut Rng, b: &mut Vec<u8>, crc_at: &[(usize, usize)]) {
+fn mutate(rng: &mut Rng, bytes: &mut Vec<u8>, crc_at: &[(usize, usize)]) {
     for _ in 0..1 + rng.below(4) {
         match rng.below(6) {
             0 | 1 => {
-                let bit = rng.below(b.len() * 8);
-                b[bit / 8] ^= 1 << (bit % 8);
+                let bit = rng.below(bytes.len() * 8);
+                bytes[bit / 8] ^= 1 << (bit % 8);
             }
             2 => {
-                let i = rng.below(b.len());
-                b[i] = [0, 1, 0x7f, 0x80, 0xff, 8, 32, 64][rng.below(8)];
+                let i = rng.below(bytes.len());
+                bytes[i] = [0, 1, 0x7f, 0x80, 0xff, 8, 32, 64][rng.below(8)];
             }
-            3 if b.len() >= 8 => {
-                let i = rng.below(b.len().saturating_sub(8));
+            3 if bytes.len() >= 8 => {
+                let i = rng.below(bytes.len().saturating_sub(8));
                 let v = [0u64, 1, u64::MAX, 1 << 63, 4096, 1 << 20, 1 << 32][rng.below(7)];
-                b[i..i + 8].copy_from_slice(&v.to_le_bytes());
+                bytes[i..i + 8].copy_from_slice(&v.to_le_bytes());
             }
-            3 => b.push(rng.next() as u8),
-            4 => b.truncate(rng.below(b.len() + 1)),
+            3 => bytes.push(rng.next() as u8),
+            4 => bytes.truncate(rng.below(bytes.len() + 1)),
             _ => {
                 let n = rng.below(200);
-                b.extend((0..n).map(|_| rng.next() as u8));
+                bytes.extend((0..n).map(|_| rng.next() as u8));
             }
         }
-        if b.is_empty() {
+        if bytes.is_empty() {
             return;
         }
     }
     if rng.below(2) == 0 {
         for &(start, crc_off) in crc_at {
-            if b.len() >= crc_off + 4 {
-                let crc = crc32(&b[start..crc_off]);
-                b[crc_off..crc_off + 4].copy_from_slice(&crc.to_le_bytes());
+            if bytes.len() >= crc_off + 4 {
+                let crc = crc32(&bytes[start..crc_off]);
+                bytes[crc_off..crc_off + 4].copy_from_slice(&crc.to_le_bytes());
             }
         }
     }

@@ -87,8 +87,12 @@ impl FieldDifference {
 }
 
 impl fmt::Display for FieldDifference {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} vs {}", self.field, self.header, self.entry)
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            formatter,
+            "{} {} vs {}",
+            self.field, self.header, self.entry
+        )
     }
 }
 

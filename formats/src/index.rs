@@ -44,27 +44,29 @@ impl IndexHeader {
         b
     }
 
-    pub fn decode(b: &[u8]) -> Result<IndexHeader, FormatError> {
-        let minor = check_envelope(b, WHAT, MAGIC, INDEX_HEADER_BYTES, OFF_CRC)?;
-        if u32_at(b, 12) != INDEX_ENTRY_BYTES as u32 || u32_at(b, 16) != INDEX_HEADER_BYTES as u32 {
+    pub fn decode(bytes: &[u8]) -> Result<IndexHeader, FormatError> {
+        let minor = check_envelope(bytes, WHAT, MAGIC, INDEX_HEADER_BYTES, OFF_CRC)?;
+        if u32_at(bytes, 12) != INDEX_ENTRY_BYTES as u32
+            || u32_at(bytes, 16) != INDEX_HEADER_BYTES as u32
+        {
             return Err(FormatError::invalid(
                 WHAT,
                 "sizes",
                 format!(
                     "entry_bytes {} / header_bytes {} (must be 64 / 8192)",
-                    u32_at(b, 12),
-                    u32_at(b, 16)
+                    u32_at(bytes, 12),
+                    u32_at(bytes, 16)
                 ),
             ));
         }
-        if crate::knows_minor(minor) && !all_zero(&b[20..OFF_CRC]) {
+        if crate::knows_minor(minor) && !all_zero(&bytes[20..OFF_CRC]) {
             return Err(FormatError::invalid(
                 WHAT,
                 "reserved",
                 "reserved bytes are not zero",
             ));
         }
-        let superblock = Superblock::decode(&b[INDEX_PAGE_BYTES..INDEX_HEADER_BYTES])?;
+        let superblock = Superblock::decode(&bytes[INDEX_PAGE_BYTES..INDEX_HEADER_BYTES])?;
         if superblock.device_index != 0 {
             return Err(FormatError::invalid(
                 WHAT,
@@ -94,21 +96,21 @@ pub struct IndexEntry {
 }
 
 impl IndexEntry {
-    pub fn encode_into(&self, b: &mut [u8]) {
-        assert_eq!(b.len(), INDEX_ENTRY_BYTES);
-        put_u64(b, 0, self.slot_seq);
-        put_u64(b, 8, self.card_seq);
-        put_u64(b, 16, self.card_timestamp_ns);
-        put_u64(b, 24, self.host_timestamp_ns);
-        put_u64(b, 32, self.gap_count);
-        put_u64(b, 40, self.device_offset_bytes);
-        put_u32(b, 48, self.payload_bytes_used);
-        put_u32(b, 52, self.payload_crc32);
-        b[56] = self.channel;
-        b[57] = self.device_index;
-        put_u16(b, 58, self.flags);
-        let crc = crc32(&b[..60]);
-        put_u32(b, 60, crc);
+    pub fn encode_into(&self, bytes: &mut [u8]) {
+        assert_eq!(bytes.len(), INDEX_ENTRY_BYTES);
+        put_u64(bytes, 0, self.slot_seq);
+        put_u64(bytes, 8, self.card_seq);
+        put_u64(bytes, 16, self.card_timestamp_ns);
+        put_u64(bytes, 24, self.host_timestamp_ns);
+        put_u64(bytes, 32, self.gap_count);
+        put_u64(bytes, 40, self.device_offset_bytes);
+        put_u32(bytes, 48, self.payload_bytes_used);
+        put_u32(bytes, 52, self.payload_crc32);
+        bytes[56] = self.channel;
+        bytes[57] = self.device_index;
+        put_u16(bytes, 58, self.flags);
+        let crc = crc32(&bytes[..60]);
+        put_u32(bytes, 60, crc);
     }
 
     pub fn encode(&self) -> [u8; INDEX_ENTRY_BYTES] {
@@ -117,16 +119,16 @@ impl IndexEntry {
         b
     }
 
-    pub fn decode(b: &[u8]) -> Result<IndexEntry, FormatError> {
-        if b.len() < INDEX_ENTRY_BYTES {
+    pub fn decode(bytes: &[u8]) -> Result<IndexEntry, FormatError> {
+        if bytes.len() < INDEX_ENTRY_BYTES {
             return Err(FormatError::Truncated {
                 what: WHAT_ENTRY,
                 needed: INDEX_ENTRY_BYTES,
-                got: b.len(),
+                got: bytes.len(),
             });
         }
-        let stored = u32_at(b, 60);
-        let computed = crc32(&b[..60]);
+        let stored = u32_at(bytes, 60);
+        let computed = crc32(&bytes[..60]);
         if stored != computed {
             return Err(FormatError::CrcMismatch {
                 what: WHAT_ENTRY,
@@ -135,17 +137,17 @@ impl IndexEntry {
             });
         }
         let e = IndexEntry {
-            slot_seq: u64_at(b, 0),
-            card_seq: u64_at(b, 8),
-            card_timestamp_ns: u64_at(b, 16),
-            host_timestamp_ns: u64_at(b, 24),
-            gap_count: u64_at(b, 32),
-            device_offset_bytes: u64_at(b, 40),
-            payload_bytes_used: u32_at(b, 48),
-            payload_crc32: u32_at(b, 52),
-            channel: b[56],
-            device_index: b[57],
-            flags: u16_at(b, 58),
+            slot_seq: u64_at(bytes, 0),
+            card_seq: u64_at(bytes, 8),
+            card_timestamp_ns: u64_at(bytes, 16),
+            host_timestamp_ns: u64_at(bytes, 24),
+            gap_count: u64_at(bytes, 32),
+            device_offset_bytes: u64_at(bytes, 40),
+            payload_bytes_used: u32_at(bytes, 48),
+            payload_crc32: u32_at(bytes, 52),
+            channel: bytes[56],
+            device_index: bytes[57],
+            flags: u16_at(bytes, 58),
         };
         if (e.flags & crate::SLOT_FLAG_GAP != 0) != (e.gap_count > 0)
             || e.flags & !crate::SLOT_FLAG_GAP != 0
@@ -160,19 +162,19 @@ impl IndexEntry {
     }
 
     /// The entry describing a slot written with `header` at `offset` bytes.
-    pub fn from_header(h: &crate::SlotHeader, device_offset_bytes: u64) -> IndexEntry {
+    pub fn from_header(header: &crate::SlotHeader, device_offset_bytes: u64) -> IndexEntry {
         IndexEntry {
-            slot_seq: h.slot_seq,
-            card_seq: h.card_seq,
-            card_timestamp_ns: h.card_timestamp_ns,
-            host_timestamp_ns: h.host_timestamp_ns,
-            gap_count: h.gap_count,
+            slot_seq: header.slot_seq,
+            card_seq: header.card_seq,
+            card_timestamp_ns: header.card_timestamp_ns,
+            host_timestamp_ns: header.host_timestamp_ns,
+            gap_count: header.gap_count,
             device_offset_bytes,
-            payload_bytes_used: h.payload_bytes_used,
-            payload_crc32: h.payload_crc32,
-            channel: h.channel as u8,
-            device_index: h.device_index as u8,
-            flags: h.flags,
+            payload_bytes_used: header.payload_bytes_used,
+            payload_crc32: header.payload_crc32,
+            channel: header.channel as u8,
+            device_index: header.device_index as u8,
+            flags: header.flags,
         }
     }
 }
@@ -224,9 +226,13 @@ impl<'a> IndexView<'a> {
     }
 
     /// Entry `i` (0-based), CRC-checked.
-    pub fn get(&self, i: usize) -> Result<IndexEntry, FormatError> {
-        assert!(i < self.len, "index entry {i} out of range {}", self.len);
-        let o = i * INDEX_ENTRY_BYTES;
+    pub fn get(&self, position: usize) -> Result<IndexEntry, FormatError> {
+        assert!(
+            position < self.len,
+            "index entry {position} out of range {}",
+            self.len
+        );
+        let o = position * INDEX_ENTRY_BYTES;
         IndexEntry::decode(&self.entries[o..o + INDEX_ENTRY_BYTES])
     }
 

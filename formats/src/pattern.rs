@@ -10,8 +10,8 @@
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
 const SALT: u64 = 0xD1B5_4A32_D192_ED03;
 
-fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(GOLDEN);
+fn splitmix64(state: u64) -> u64 {
+    let mut z = state.wrapping_add(GOLDEN);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)

@@ -58,8 +58,8 @@ impl PayloadSize {
 }
 
 impl fmt::Display for PayloadSize {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} bytes", self.0)
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "{} bytes", self.0)
     }
 }
 

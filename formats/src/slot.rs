@@ -76,34 +76,34 @@ impl SlotHeader {
 
     /// Decodes and checks a header page (magic, CRC, version, flags,
     /// reserved bytes). It does not check the payload: see [`Self::check_payload`].
-    pub fn decode(b: &[u8]) -> Result<SlotHeader, FormatError> {
-        let minor = check_envelope(b, WHAT, MAGIC, SLOT_HEADER_BYTES, OFF_CRC)?;
-        let b = &b[..SLOT_HEADER_BYTES];
+    pub fn decode(bytes: &[u8]) -> Result<SlotHeader, FormatError> {
+        let minor = check_envelope(bytes, WHAT, MAGIC, SLOT_HEADER_BYTES, OFF_CRC)?;
+        let bytes = &bytes[..SLOT_HEADER_BYTES];
         let inv = |field, detail: String| FormatError::invalid(WHAT, field, detail);
-        if u32_at(b, 12) != SLOT_HEADER_BYTES as u32 {
+        if u32_at(bytes, 12) != SLOT_HEADER_BYTES as u32 {
             return Err(inv(
                 "header_bytes",
-                format!("{} (must be 4096)", u32_at(b, 12)),
+                format!("{} (must be 4096)", u32_at(bytes, 12)),
             ));
         }
         let h = SlotHeader {
-            recording_uuid: Uuid(arr_at(b, 16)),
-            slot_seq: u64_at(b, 32),
-            card_seq: u64_at(b, 40),
-            card_timestamp_ns: u64_at(b, 48),
-            host_timestamp_ns: u64_at(b, 56),
-            gap_count: u64_at(b, 64),
-            payload_bytes_used: u32_at(b, 72),
-            payload_crc32: u32_at(b, 76),
-            channel: u16_at(b, 80),
-            flags: u16_at(b, 82),
-            device_index: u16_at(b, 84),
+            recording_uuid: Uuid(arr_at(bytes, 16)),
+            slot_seq: u64_at(bytes, 32),
+            card_seq: u64_at(bytes, 40),
+            card_timestamp_ns: u64_at(bytes, 48),
+            host_timestamp_ns: u64_at(bytes, 56),
+            gap_count: u64_at(bytes, 64),
+            payload_bytes_used: u32_at(bytes, 72),
+            payload_crc32: u32_at(bytes, 76),
+            channel: u16_at(bytes, 80),
+            flags: u16_at(bytes, 82),
+            device_index: u16_at(bytes, 84),
         };
         if crate::knows_minor(minor) {
             if h.flags & !KNOWN_FLAGS != 0 {
                 return Err(inv("flags", format!("{:#x} has unknown bits", h.flags)));
             }
-            if !all_zero(&b[86..OFF_CRC]) {
+            if !all_zero(&bytes[86..OFF_CRC]) {
                 return Err(inv("reserved", "reserved bytes are not zero".to_string()));
             }
         }

@@ -159,18 +159,18 @@ impl Superblock {
         b
     }
 
-    pub fn decode(b: &[u8]) -> Result<Superblock, FormatError> {
-        let minor = check_envelope(b, WHAT, MAGIC, SUPERBLOCK_BYTES, OFF_CRC)?;
-        let b = &b[..SUPERBLOCK_BYTES];
+    pub fn decode(bytes: &[u8]) -> Result<Superblock, FormatError> {
+        let minor = check_envelope(bytes, WHAT, MAGIC, SUPERBLOCK_BYTES, OFF_CRC)?;
+        let bytes = &bytes[..SUPERBLOCK_BYTES];
         let inv = |field, detail: String| FormatError::invalid(WHAT, field, detail);
-        if u32_at(b, 12) != SUPERBLOCK_BYTES as u32 {
+        if u32_at(bytes, 12) != SUPERBLOCK_BYTES as u32 {
             return Err(inv(
                 "superblock_bytes",
-                format!("{} (must be 4096)", u32_at(b, 12)),
+                format!("{} (must be 4096)", u32_at(bytes, 12)),
             ));
         }
-        let device_count = u16_at(b, 68) as usize;
-        let channel_count = u16_at(b, 88) as usize;
+        let device_count = u16_at(bytes, 68) as usize;
+        let channel_count = u16_at(bytes, 88) as usize;
         if device_count == 0 || device_count > MAX_DEVICES {
             return Err(inv(
                 "device_count",
@@ -186,7 +186,7 @@ impl Superblock {
         let mut members = Vec::with_capacity(device_count);
         for i in 0..MAX_DEVICES {
             let o = OFF_MEMBERS + i * MEMBER_BYTES;
-            let raw = &b[o..o + MEMBER_BYTES];
+            let raw = &bytes[o..o + MEMBER_BYTES];
             if i >= device_count {
                 if !all_zero(raw) {
                     return Err(inv(
@@ -197,15 +197,15 @@ impl Superblock {
                 continue;
             }
             members.push(Member {
-                uuid: Uuid(arr_at(b, o)),
-                size_bytes: u64_at(b, o + 16),
-                slot_count: u64_at(b, o + 24),
+                uuid: Uuid(arr_at(bytes, o)),
+                size_bytes: u64_at(bytes, o + 16),
+                slot_count: u64_at(bytes, o + 24),
             });
         }
         let mut channels = Vec::with_capacity(channel_count);
         for i in 0..MAX_CHANNELS {
             let o = OFF_CHANNELS + i * CHANNEL_BYTES;
-            let raw = &b[o..o + CHANNEL_BYTES];
+            let raw = &bytes[o..o + CHANNEL_BYTES];
             if i >= channel_count {
                 if !all_zero(raw) {
                     return Err(inv(
@@ -232,12 +232,12 @@ impl Superblock {
         }
         let sb = Superblock {
             version_minor: minor,
-            recording_uuid: Uuid(arr_at(b, 16)),
-            created_unix_ns: u64_at(b, 48),
-            payload_bytes: u32_at(b, 56),
-            flags: u32_at(b, 64),
-            device_index: u16_at(b, 70),
-            channel_layout: u16_at(b, 90),
+            recording_uuid: Uuid(arr_at(bytes, 16)),
+            created_unix_ns: u64_at(bytes, 48),
+            payload_bytes: u32_at(bytes, 56),
+            flags: u32_at(bytes, 64),
+            device_index: u16_at(bytes, 70),
+            channel_layout: u16_at(bytes, 90),
             members,
             channels,
         };
@@ -249,33 +249,33 @@ impl Superblock {
             ));
         }
         sb.validate()?;
-        if u32_at(b, 60) as u64 != sb.slot_bytes() {
+        if u32_at(bytes, 60) as u64 != sb.slot_bytes() {
             return Err(inv(
                 "slot_bytes",
                 format!(
                     "{} (must be 4096 + payload = {})",
-                    u32_at(b, 60),
+                    u32_at(bytes, 60),
                     sb.slot_bytes()
                 ),
             ));
         }
-        if u64_at(b, 72) != DATA_START_BYTES {
+        if u64_at(bytes, 72) != DATA_START_BYTES {
             return Err(inv(
                 "data_start_bytes",
-                format!("{} (must be {DATA_START_BYTES})", u64_at(b, 72)),
+                format!("{} (must be {DATA_START_BYTES})", u64_at(bytes, 72)),
             ));
         }
-        if u64_at(b, 80) != sb.member().slot_count {
+        if u64_at(bytes, 80) != sb.member().slot_count {
             return Err(inv(
                 "slot_count",
                 format!(
                     "{} differs from member entry {}",
-                    u64_at(b, 80),
+                    u64_at(bytes, 80),
                     sb.member().slot_count
                 ),
             ));
         }
-        if Uuid(arr_at(b, 32)) != sb.member().uuid {
+        if Uuid(arr_at(bytes, 32)) != sb.member().uuid {
             return Err(inv(
                 "device_uuid",
                 "differs from this device's member entry".to_string(),
@@ -284,7 +284,7 @@ impl Superblock {
         // Reserved bytes are zero in the minor version we know; a newer minor
         // may use them, and we ignore what we do not know.
         if crate::knows_minor(minor)
-            && (!all_zero(&b[92..OFF_MEMBERS]) || !all_zero(&b[OFF_RESERVED..OFF_CRC]))
+            && (!all_zero(&bytes[92..OFF_MEMBERS]) || !all_zero(&bytes[OFF_RESERVED..OFF_CRC]))
         {
             return Err(inv("reserved", "reserved bytes are not zero".to_string()));
         }

@@ -8,10 +8,10 @@ impl Uuid {
     pub const NIL: Uuid = Uuid([0; 16]);
 
     /// A version-4 UUID from 16 random bytes.
-    pub fn from_random_bytes(mut b: [u8; 16]) -> Uuid {
-        b[6] = (b[6] & 0x0f) | 0x40;
-        b[8] = (b[8] & 0x3f) | 0x80;
-        Uuid(b)
+    pub fn from_random_bytes(mut bytes: [u8; 16]) -> Uuid {
+        bytes[6] = (bytes[6] & 0x0f) | 0x40;
+        bytes[8] = (bytes[8] & 0x3f) | 0x80;
+        Uuid(bytes)
     }
 
     pub fn is_nil(&self) -> bool {
@@ -19,9 +19,9 @@ impl Uuid {
     }
 
     /// Parses the canonical 8-4-4-4-12 hex form.
-    pub fn parse(s: &str) -> Option<Uuid> {
-        let hex: Vec<u8> = s.bytes().filter(|&c| c != b'-').collect();
-        if hex.len() != 32 || s.len() != 36 {
+    pub fn parse(canonical: &str) -> Option<Uuid> {
+        let hex: Vec<u8> = canonical.bytes().filter(|&c| c != b'-').collect();
+        if hex.len() != 32 || canonical.len() != 36 {
             return None;
         }
         let mut out = [0u8; 16];
@@ -34,19 +34,19 @@ impl Uuid {
 }
 
 impl fmt::Display for Uuid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, b) in self.0.iter().enumerate() {
             if matches!(i, 4 | 6 | 8 | 10) {
-                f.write_str("-")?;
+                formatter.write_str("-")?;
             }
-            write!(f, "{b:02x}")?;
+            write!(formatter, "{b:02x}")?;
         }
         Ok(())
     }
 }
 
 impl fmt::Debug for Uuid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, formatter)
     }
 }

@@ -248,12 +248,12 @@ impl IndexWriter {
 
     /// A batch write completed with `written` bytes (> 0). A short write
     /// leaves the batch sealed with its rest for [`IndexWriter::next_write`].
-    pub fn write_done(&mut self, b: usize, written: usize) {
-        let batch = &mut self.batches[b];
+    pub fn write_done(&mut self, batch_index: usize, written: usize) {
+        let batch = &mut self.batches[batch_index];
         assert_eq!(batch.state, BatchState::InFlight);
         assert!(
             written > 0 && written <= batch.in_flight_bytes,
-            "batch {b}: {written} bytes written of {}",
+            "batch {batch_index}: {written} bytes written of {}",
             batch.in_flight_bytes
         );
         self.writes_in_flight -= 1;
@@ -267,9 +267,9 @@ impl IndexWriter {
     }
 
     /// A batch write failed: the batch is free, nothing more is written.
-    pub fn write_failed(&mut self, b: usize) {
-        assert_eq!(self.batches[b].state, BatchState::InFlight);
-        self.batches[b].state = BatchState::Free;
+    pub fn write_failed(&mut self, batch_index: usize) {
+        assert_eq!(self.batches[batch_index].state, BatchState::InFlight);
+        self.batches[batch_index].state = BatchState::Free;
         self.writes_in_flight -= 1;
         self.stop();
     }
@@ -303,9 +303,9 @@ impl IndexWriter {
 mod tests {
     use super::*;
 
-    fn entry(s: u64) -> IndexEntry {
+    fn entry(seq: u64) -> IndexEntry {
         IndexEntry {
-            slot_seq: s,
+            slot_seq: seq,
             ..Default::default()
         }
     }

@@ -89,9 +89,10 @@ pub struct RecordOptions {
     pub quiet: bool,
 }
 
-fn check_options(o: &RecordOptions) -> Result<()> {
-    let payload_bytes = o.payload_size.bytes();
-    if matches!(o.source, SourceChoice::Device(_)) && payload_bytes > PayloadSize::DRIVER_MAX_BYTES
+fn check_options(options: &RecordOptions) -> Result<()> {
+    let payload_bytes = options.payload_size.bytes();
+    if matches!(options.source, SourceChoice::Device(_))
+        && payload_bytes > PayloadSize::DRIVER_MAX_BYTES
     {
         bail!(
             "--payload-size {payload_bytes}: the kernel driver takes at most {} bytes per buffer \
@@ -99,23 +100,23 @@ fn check_options(o: &RecordOptions) -> Result<()> {
             PayloadSize::DRIVER_MAX_BYTES
         );
     }
-    if o.buffers == 0 || o.buffers > MAX_BUFFERS {
-        bail!("--buffers {}: must be 1..={MAX_BUFFERS}", o.buffers);
+    if options.buffers == 0 || options.buffers > MAX_BUFFERS {
+        bail!("--buffers {}: must be 1..={MAX_BUFFERS}", options.buffers);
     }
-    if o.queue_depth == 0 || o.queue_depth > o.buffers {
+    if options.queue_depth == 0 || options.queue_depth > options.buffers {
         bail!(
             "--queue-depth {}: must be 1..=--buffers ({})",
-            o.queue_depth,
-            o.buffers
+            options.queue_depth,
+            options.buffers
         );
     }
-    if o.targets.is_empty() || o.targets.len() > MAX_DEVICES {
+    if options.targets.is_empty() || options.targets.len() > MAX_DEVICES {
         bail!(
             "{} targets given: a stripe set has 1..={MAX_DEVICES} --target",
-            o.targets.len()
+            options.targets.len()
         );
     }
-    if let Some(c) = o.channels {
+    if let Some(c) = options.channels {
         if c == 0 || c as usize > formats::MAX_CHANNELS {
             bail!("--channels {c}: must be 1..={}", formats::MAX_CHANNELS);
         }
@@ -202,28 +203,28 @@ impl Drop for CreatedFiles {
 }
 
 /// Runs one recording from start to summary.
-pub fn record(o: &RecordOptions) -> Result<Summary> {
-    check_options(o)?;
+pub fn record(options: &RecordOptions) -> Result<Summary> {
+    check_options(options)?;
     // Before any file is touched: can the ring be locked and registered?
-    memory::ensure_memlock(o.buffers as u64 * o.payload_size.slot_bytes())?;
+    memory::ensure_memlock(options.buffers as u64 * options.payload_size.slot_bytes())?;
     let mut created = CreatedFiles::default();
     let cli = OpenOptionsCli {
-        force: o.force,
-        new_file_size_bytes: o.new_file_size_bytes,
+        force: options.force,
+        new_file_size_bytes: options.new_file_size_bytes,
     };
-    let mut targets = Vec::with_capacity(o.targets.len());
-    for path in &o.targets {
-        let t = open_target(path, &cli, o.payload_size)?;
+    let mut targets = Vec::with_capacity(options.targets.len());
+    for path in &options.targets {
+        let t = open_target(path, &cli, options.payload_size)?;
         if t.created {
             created.paths.push(t.path.clone());
         }
         targets.push(t);
     }
-    check_distinct(&targets, &o.index)?;
-    let mut index_file = open_index(&o.index, o.force)?;
-    created.paths.push(o.index.clone());
+    check_distinct(&targets, &options.index)?;
+    let mut index_file = open_index(&options.index, options.force)?;
+    created.paths.push(options.index.clone());
 
-    let sq_entries = record::sq_entries(o.queue_depth, targets.len());
+    let sq_entries = record::sq_entries(options.queue_depth, targets.len());
     let (ring, setup_flags) = record::new_ring(sq_entries)?;
     record::register_files(&ring, &targets, &index_file)?;
     let mut register = |mem: &SlotMemory| {
@@ -232,9 +233,12 @@ pub fn record(o: &RecordOptions) -> Result<Summary> {
         // then the memory (drop order below).
         unsafe { ring.submitter().register_buffers(&mem.iovecs()) }
     };
-    let (mut source, memory): (Box<dyn Source>, Arc<SlotMemory>) = match &o.source {
+    let (mut source, memory): (Box<dyn Source>, Arc<SlotMemory>) = match &options.source {
         SourceChoice::Sim => {
-            let mem = Arc::new(SlotMemory::allocate(o.buffers, o.payload_size.as_usize())?);
+            let mem = Arc::new(SlotMemory::allocate(
+                options.buffers,
+                options.payload_size.as_usize(),
+            )?);
             register(&mem).map_err(|e| {
                 anyhow::anyhow!(
                     "io_uring buffer registration of {} bytes: {e}. {}",
@@ -243,27 +247,27 @@ pub fn record(o: &RecordOptions) -> Result<Summary> {
                 )
             })?;
             let cfg = SimConfig {
-                channels: o.channels.unwrap_or(4),
-                rate_bytes_per_s: o.rate_bytes_per_s.unwrap_or(0),
-                drop_every: o.sim_drop_every,
-                fill_once: o.sim_fill_once,
+                channels: options.channels.unwrap_or(4),
+                rate_bytes_per_s: options.rate_bytes_per_s.unwrap_or(0),
+                drop_every: options.sim_drop_every,
+                fill_once: options.sim_fill_once,
             };
             (Box::new(SimSource::new(cfg, mem.clone())), mem)
         }
         SourceChoice::Device(path) => {
             let ko = KmodOptions {
-                mode: o.memory_mode,
-                buffers: o.buffers,
-                payload_bytes: o.payload_size.bytes(),
-                channels: o.channels,
-                rate_bytes_per_s: o.rate_bytes_per_s,
+                mode: options.memory_mode,
+                buffers: options.buffers,
+                payload_bytes: options.payload_size.bytes(),
+                channels: options.channels,
+                rate_bytes_per_s: options.rate_bytes_per_s,
             };
             let (src, mem) = KmodSource::open(path, &ko, &mut register)?;
             (Box::new(src), mem)
         }
     };
 
-    let sb = superblock_for(&targets, o, source.as_ref());
+    let sb = superblock_for(&targets, options, source.as_ref());
     target::write_superblocks(&targets, &sb)?;
     index_file
         .write_all(
@@ -273,24 +277,23 @@ pub fn record(o: &RecordOptions) -> Result<Summary> {
             .encode(),
         )
         .and_then(|_| index_file.sync_all())
-        .with_context(|| format!("index {}: writing header", o.index.display()))?;
+        .with_context(|| format!("index {}: writing header", options.index.display()))?;
 
     let capacity = formats::Layout::from_superblock(&sb).capacity_slots();
-    let planned = match (o.size_bytes, o.ring) {
-        (Some(s), _) => {
-            s.div_ceil(o.payload_size.as_u64())
-                .min(if o.ring { u64::MAX } else { capacity })
-        }
+    let planned = match (options.size_bytes, options.ring) {
+        (Some(s), _) => s
+            .div_ceil(options.payload_size.as_u64())
+            .min(if options.ring { u64::MAX } else { capacity }),
         (None, false) => capacity,
         (None, true) => capacity,
     };
-    let progress = Progress::new(planned, o.status_interval, o.quiet);
+    let progress = Progress::new(planned, options.status_interval, options.quiet);
     let limits = Limits {
-        size_bytes: o.size_bytes,
-        duration: o.duration,
-        queue_depth: o.queue_depth,
-        index_sync_interval: o.index_sync_interval,
-        target_sync: o.target_sync,
+        size_bytes: options.size_bytes,
+        duration: options.duration,
+        queue_depth: options.queue_depth,
+        index_sync_interval: options.index_sync_interval,
+        target_sync: options.target_sync,
     };
     let describe = source.describe();
     let backing = memory.backing();
@@ -304,19 +307,19 @@ pub fn record(o: &RecordOptions) -> Result<Summary> {
         index_file: &index_file,
     };
     let mut summary = Recorder::new(io, sb, limits, progress).run()?;
-    summary.target_sync = o.target_sync;
+    summary.target_sync = options.target_sync;
     // Teardown order: the ring is gone (run consumed it), then the source
     // (driver unpins / sim thread joined), then the memory.
     drop(source);
     drop(memory);
     summary.source = describe;
-    summary.index = o.index.display().to_string();
+    summary.index = options.index.display().to_string();
     summary.io_uring_setup = setup_flags.to_string();
     summary.memory = format!("{backing:?}");
     Ok(summary)
 }
 
-fn superblock_for(targets: &[Target], o: &RecordOptions, source: &dyn Source) -> Superblock {
+fn superblock_for(targets: &[Target], options: &RecordOptions, source: &dyn Source) -> Superblock {
     let channels = source.channels();
     let created_unix_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -326,8 +329,12 @@ fn superblock_for(targets: &[Target], o: &RecordOptions, source: &dyn Source) ->
         version_minor: formats::FORMAT_VERSION_MINOR,
         recording_uuid: target::random_uuid(),
         created_unix_ns,
-        payload_bytes: o.payload_size.bytes(),
-        flags: if o.ring { SUPERBLOCK_FLAG_RING } else { 0 },
+        payload_bytes: options.payload_size.bytes(),
+        flags: if options.ring {
+            SUPERBLOCK_FLAG_RING
+        } else {
+            0
+        },
         device_index: 0,
         channel_layout: CHANNEL_LAYOUT_ROUND_ROBIN,
         members: targets
@@ -335,7 +342,10 @@ fn superblock_for(targets: &[Target], o: &RecordOptions, source: &dyn Source) ->
             .map(|t| Member {
                 uuid: target::random_uuid(),
                 size_bytes: t.size_bytes,
-                slot_count: Superblock::slots_for_device(t.size_bytes, o.payload_size.bytes()),
+                slot_count: Superblock::slots_for_device(
+                    t.size_bytes,
+                    options.payload_size.bytes(),
+                ),
             })
             .collect(),
         channels: (0..channels.count)

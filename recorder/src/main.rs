@@ -155,23 +155,23 @@ enum BufferCount {
     Count(usize),
 }
 
-fn parse_buffers(s: &str) -> Result<BufferCount, String> {
-    if s == "auto" {
+fn parse_buffers(text: &str) -> Result<BufferCount, String> {
+    if text == "auto" {
         return Ok(BufferCount::Auto);
     }
-    s.parse::<usize>()
+    text.parse::<usize>()
         .map(BufferCount::Count)
-        .map_err(|_| format!("{s:?} is not a buffer count or `auto`"))
+        .map_err(|_| format!("{text:?} is not a buffer count or `auto`"))
 }
 
 /// Bytes with an optional K/M/G/T suffix (powers of 1024; KB/MB/GB are powers of 1000).
-fn parse_bytes(s: &str) -> Result<u64, String> {
-    let t = s.trim();
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let n: u64 = num
         .parse()
-        .map_err(|_| format!("{s:?} is not a size (examples: 4096, 512K, 2GiB, 10GB)"))?;
+        .map_err(|_| format!("{text:?} is not a size (examples: 4096, 512K, 2GiB, 10GB)"))?;
     let mult: u64 = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kib" => 1 << 10,
@@ -184,12 +184,12 @@ fn parse_bytes(s: &str) -> Result<u64, String> {
         "tb" => 1_000_000_000_000,
         _ => {
             return Err(format!(
-                "{s:?}: unknown unit {unit:?} (use K, M, G, T, KiB.., KB..)"
+                "{text:?}: unknown unit {unit:?} (use K, M, G, T, KiB.., KB..)"
             ))
         }
     };
     n.checked_mul(mult)
-        .ok_or_else(|| format!("{s:?} is too large"))
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 /// A size (as [`parse_bytes`]) that is a valid payload size.
@@ -220,48 +220,48 @@ fn install_signal_handlers() {
     }
 }
 
-fn run_record(a: RecordArgs) -> Result<i32> {
+fn run_record(args: RecordArgs) -> Result<i32> {
     let opts = RecordOptions {
-        source: if a.source == "sim" {
+        source: if args.source == "sim" {
             SourceChoice::Sim
         } else {
-            SourceChoice::Device(PathBuf::from(&a.source))
+            SourceChoice::Device(PathBuf::from(&args.source))
         },
-        targets: a.targets,
-        index: a.index,
-        size_bytes: a.size,
-        duration: a.duration.map(Duration::from_secs_f64),
-        payload_size: a.payload_size,
-        buffers: match a.buffers {
+        targets: args.targets,
+        index: args.index,
+        size_bytes: args.size,
+        duration: args.duration.map(Duration::from_secs_f64),
+        payload_size: args.payload_size,
+        buffers: match args.buffers {
             BufferCount::Count(n) => n,
-            BufferCount::Auto => recorder::auto_buffers(a.payload_size),
+            BufferCount::Auto => recorder::auto_buffers(args.payload_size),
         },
-        queue_depth: a.queue_depth,
-        ring: matches!(a.on_full, OnFull::Wrap),
-        force: a.force,
-        new_file_size_bytes: a.file_size,
-        channels: a.channels,
-        rate_bytes_per_s: a.rate.map(|r| (r * 1e6) as u64),
-        sim_drop_every: a.sim_drop_every,
-        sim_fill_once: a.sim_fill_once,
-        memory_mode: match a.memory {
+        queue_depth: args.queue_depth,
+        ring: matches!(args.on_full, OnFull::Wrap),
+        force: args.force,
+        new_file_size_bytes: args.file_size,
+        channels: args.channels,
+        rate_bytes_per_s: args.rate.map(|r| (r * 1e6) as u64),
+        sim_drop_every: args.sim_drop_every,
+        sim_fill_once: args.sim_fill_once,
+        memory_mode: match args.memory {
             Memory::Auto => MemoryMode::Auto,
             Memory::Mmap => MemoryMode::Mmap,
             Memory::Userptr => MemoryMode::Userptr,
         },
-        status_interval: Duration::from_secs_f64(a.status_interval.max(0.1)),
-        index_sync_interval: Duration::from_millis(a.index_sync_ms.max(1)),
-        target_sync: match a.target_sync {
+        status_interval: Duration::from_secs_f64(args.status_interval.max(0.1)),
+        index_sync_interval: Duration::from_millis(args.index_sync_ms.max(1)),
+        target_sync: match args.target_sync {
             TargetSyncArg::Flush => TargetSync::Flush,
             TargetSyncArg::Dsync => TargetSync::Dsync,
         },
-        quiet: a.quiet,
+        quiet: args.quiet,
     };
     install_signal_handlers();
     let summary = recorder::record(&opts)?;
-    if a.json {
+    if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
-    } else if !a.quiet {
+    } else if !args.quiet {
         eprint!("{}", summary.text());
     }
     if let Some(e) = &summary.error {

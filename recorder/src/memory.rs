@@ -150,16 +150,20 @@ impl SlotMemory {
     }
 
     /// Start of buffer `i` (its header page).
-    pub fn buffer_ptr(&self, i: usize) -> *mut u8 {
-        assert!(i < self.count, "buffer {i} out of range {}", self.count);
+    pub fn buffer_ptr(&self, buffer: usize) -> *mut u8 {
+        assert!(
+            buffer < self.count,
+            "buffer {buffer} out of range {}",
+            self.count
+        );
         // SAFETY: i < count, so the offset stays inside the mapping.
-        unsafe { self.base.as_ptr().add(i * self.stride_bytes) }
+        unsafe { self.base.as_ptr().add(buffer * self.stride_bytes) }
     }
 
     /// Start of buffer `i`'s payload (what the card fills).
-    pub fn payload_ptr(&self, i: usize) -> *mut u8 {
+    pub fn payload_ptr(&self, buffer: usize) -> *mut u8 {
         // SAFETY: the payload follows the header page inside buffer i.
-        unsafe { self.buffer_ptr(i).add(SLOT_HEADER_BYTES) }
+        unsafe { self.buffer_ptr(buffer).add(SLOT_HEADER_BYTES) }
     }
 
     /// The buffer whose registered range holds `len` bytes at `ptr`, if

@@ -305,18 +305,19 @@ mod tests {
     }
 
     /// Hands `buffer` over and prepares slot `slot_seq` in it.
-    fn arrive(p: &mut SlotPipeline, buffer: usize, slot_seq: u64) {
-        p.hand_over(buffer);
-        p.prepare(buffer, header(slot_seq), loc(slot_seq));
+    fn arrive(pipeline: &mut SlotPipeline, buffer: usize, slot_seq: u64) {
+        pipeline.hand_over(buffer);
+        pipeline.prepare(buffer, header(slot_seq), loc(slot_seq));
     }
 
-    fn submit(p: &mut SlotPipeline) -> Vec<(WriteRequest, Option<u64>)> {
+    fn submit(pipeline: &mut SlotPipeline) -> Vec<(WriteRequest, Option<u64>)> {
         let mut issued = Vec::new();
-        p.submit(Instant::now(), |r, h| {
-            issued.push((*r, h.map(|h| h.slot_seq)));
-            Ok(())
-        })
-        .unwrap();
+        pipeline
+            .submit(Instant::now(), |r, h| {
+                issued.push((*r, h.map(|h| h.slot_seq)));
+                Ok(())
+            })
+            .unwrap();
         issued
     }
 

@@ -406,23 +406,23 @@ impl<'a> Recorder<'a> {
         Ok(())
     }
 
-    fn slot_failure_message(&self, f: &SlotFailure) -> String {
-        let why = match f.errno {
+    fn slot_failure_message(&self, failure: &SlotFailure) -> String {
+        let why = match failure.errno {
             Some(e) => std::io::Error::from_raw_os_error(e).to_string(),
             None => "no progress".to_string(),
         };
         format!(
             "write failed on {} at offset {} (slot {}, card sequence {}): {why}",
-            self.io.targets[f.device_index].path.display(),
-            f.offset_bytes,
-            f.slot_seq,
-            f.card_seq
+            self.io.targets[failure.device_index].path.display(),
+            failure.offset_bytes,
+            failure.slot_seq,
+            failure.card_seq
         )
     }
 
-    fn journal_failure_message(&self, f: JournalFailure) -> String {
+    fn journal_failure_message(&self, failure: JournalFailure) -> String {
         let os = |e: i32| std::io::Error::from_raw_os_error(e);
-        match f {
+        match failure {
             JournalFailure::TargetFlush { target, errno } => format!(
                 "flushing the write cache of {} failed: {}; the slots since its last flush \
                  may not be durable and are not indexed",
@@ -517,8 +517,14 @@ impl<'a> Recorder<'a> {
 
     /// CRC of the payload (the one CPU pass over it) and the header page,
     /// written in place in the buffer's header page.
-    fn fill_header(&self, f: &Filled, slot_seq: u64, device_index: usize, run: &Run) -> SlotHeader {
-        let used = f.bytes_used as usize;
+    fn fill_header(
+        &self,
+        filled: &Filled,
+        slot_seq: u64,
+        device_index: usize,
+        run: &Run,
+    ) -> SlotHeader {
+        let used = filled.bytes_used as usize;
         let memory = self.io.memory;
         assert!(
             used <= memory.payload_bytes(),
@@ -526,23 +532,28 @@ impl<'a> Recorder<'a> {
         );
         // SAFETY: the recorder owns buffer f.buffer (handed over, Owner::Recorder):
         // the card finished filling it and the kernel is not writing from it.
-        let payload = unsafe { std::slice::from_raw_parts(memory.payload_ptr(f.buffer), used) };
+        let payload =
+            unsafe { std::slice::from_raw_parts(memory.payload_ptr(filled.buffer), used) };
         let header = SlotHeader {
             recording_uuid: run.recording_uuid,
             slot_seq,
-            card_seq: f.card_seq,
-            card_timestamp_ns: f.card_timestamp_ns,
+            card_seq: filled.card_seq,
+            card_timestamp_ns: filled.card_timestamp_ns,
             host_timestamp_ns: crate::clock::realtime_ns(),
-            gap_count: f.gap_count,
-            payload_bytes_used: f.bytes_used,
+            gap_count: filled.gap_count,
+            payload_bytes_used: filled.bytes_used,
             payload_crc32: formats::crc32(payload),
-            channel: f.channel,
-            flags: if f.gap_count > 0 { SLOT_FLAG_GAP } else { 0 },
+            channel: filled.channel,
+            flags: if filled.gap_count > 0 {
+                SLOT_FLAG_GAP
+            } else {
+                0
+            },
             device_index: device_index as u16,
         };
         // SAFETY: as above; the header page belongs to the same buffer.
         let page = unsafe {
-            std::slice::from_raw_parts_mut(memory.buffer_ptr(f.buffer), SLOT_HEADER_BYTES)
+            std::slice::from_raw_parts_mut(memory.buffer_ptr(filled.buffer), SLOT_HEADER_BYTES)
         };
         header.encode_into(page);
         header
@@ -551,20 +562,23 @@ impl<'a> Recorder<'a> {
     /// The SQE of a slot write. Zero copy, checked on every write: the
     /// address written from lies inside the registered buffer the card
     /// handed over, and that buffer's registration is the one used.
-    fn slot_sqe(&self, r: &WriteRequest, summary: &mut Summary) -> squeue::Entry {
+    fn slot_sqe(&self, request: &WriteRequest, summary: &mut Summary) -> squeue::Entry {
         // SAFETY: skip_bytes < the slot's bytes, inside registered buffer r.buffer.
         let ptr = unsafe {
             self.io
                 .memory
-                .buffer_ptr(r.buffer)
-                .add(r.skip_bytes as usize)
+                .buffer_ptr(request.buffer)
+                .add(request.skip_bytes as usize)
         };
-        let holder = self.io.memory.buffer_holding(ptr, r.len_bytes as usize);
+        let holder = self
+            .io
+            .memory
+            .buffer_holding(ptr, request.len_bytes as usize);
         assert_eq!(
             holder,
-            Some(r.buffer),
+            Some(request.buffer),
             "slot write does not read the card's buffer {} in place",
-            r.buffer
+            request.buffer
         );
         summary.writes_from_card_buffers += 1;
         let rw_flags = match self.limits.target_sync {
@@ -572,15 +586,15 @@ impl<'a> Recorder<'a> {
             TargetSync::Dsync => libc::RWF_DSYNC,
         };
         opcode::WriteFixed::new(
-            types::Fixed(r.device_index as u32),
+            types::Fixed(request.device_index as u32),
             ptr,
-            r.len_bytes,
-            r.buffer as u16,
+            request.len_bytes,
+            request.buffer as u16,
         )
-        .offset(r.offset_bytes)
+        .offset(request.offset_bytes)
         .rw_flags(rw_flags)
         .build()
-        .user_data(Tag::Slot(r.buffer).encode())
+        .user_data(Tag::Slot(request.buffer).encode())
     }
 
     fn push_journal_op(&mut self, op: JournalOp) -> Result<()> {

@@ -107,8 +107,8 @@ pub fn rusage() -> libc::rusage {
     u
 }
 
-fn secs(t: libc::timeval) -> f64 {
-    t.tv_sec as f64 + t.tv_usec as f64 / 1e6
+fn secs(time: libc::timeval) -> f64 {
+    time.tv_sec as f64 + time.tv_usec as f64 / 1e6
 }
 
 impl Summary {
@@ -175,26 +175,28 @@ impl Summary {
     }
 
     /// A slot was submitted (its header is final).
-    pub fn note_slot(&mut self, h: &SlotHeader) {
+    pub fn note_slot(&mut self, header: &SlotHeader) {
         self.slots_submitted += 1;
-        if h.gap_count > 0 {
+        if header.gap_count > 0 {
             self.slots_with_gap += 1;
-            self.buffers_lost += h.gap_count;
+            self.buffers_lost += header.gap_count;
         }
-        self.first_card_seq.get_or_insert(h.card_seq);
-        self.last_card_seq = Some(h.card_seq);
+        self.first_card_seq.get_or_insert(header.card_seq);
+        self.last_card_seq = Some(header.card_seq);
     }
 
     /// Takes the read-back after a write error into account (before
     /// [`Summary::finish`], which derives the rates): the dropped slots are
     /// not recorded. Slots are counted whole, as `note_written` counted them.
-    pub fn apply_readback(&mut self, r: &crate::readback::Readback, slot_bytes: u64) {
-        self.slots_dropped_after_error = r.dropped;
-        self.slots = self.slots.saturating_sub(r.dropped);
-        self.bytes_written = self.bytes_written.saturating_sub(r.dropped * slot_bytes);
+    pub fn apply_readback(&mut self, read_back: &crate::readback::Readback, slot_bytes: u64) {
+        self.slots_dropped_after_error = read_back.dropped;
+        self.slots = self.slots.saturating_sub(read_back.dropped);
+        self.bytes_written = self
+            .bytes_written
+            .saturating_sub(read_back.dropped * slot_bytes);
         self.payload_bytes_recorded = self
             .payload_bytes_recorded
-            .saturating_sub(r.dropped * (slot_bytes - formats::SLOT_HEADER_BYTES as u64));
+            .saturating_sub(read_back.dropped * (slot_bytes - formats::SLOT_HEADER_BYTES as u64));
     }
 
     /// Slots submitted so far.
@@ -428,12 +430,14 @@ impl Stalls {
         );
     }
 
-    pub fn journal(&mut self, j: crate::journal::JournalStalls) {
+    pub fn journal(&mut self, journal_stalls: crate::journal::JournalStalls) {
         let ms = |ns: u64| ns as f64 / 1e6;
         let w = &mut self.interval;
-        w.max_target_flush_ms = w.max_target_flush_ms.max(ms(j.target_flush_ns));
-        w.max_index_sync_ms = w.max_index_sync_ms.max(ms(j.index_sync_ns));
-        w.max_sync_round_ms = w.max_sync_round_ms.max(ms(j.round_ns));
+        w.max_target_flush_ms = w
+            .max_target_flush_ms
+            .max(ms(journal_stalls.target_flush_ns));
+        w.max_index_sync_ms = w.max_index_sync_ms.max(ms(journal_stalls.index_sync_ns));
+        w.max_sync_round_ms = w.max_sync_round_ms.max(ms(journal_stalls.round_ns));
     }
 
     /// The interval's figures so far.
@@ -499,7 +503,7 @@ impl Progress {
     }
 
     /// Shows the status; call when [`Progress::due`].
-    pub fn tick(&mut self, s: &Summary, stalls: &Stalls, last: bool) {
+    pub fn tick(&mut self, summary: &Summary, stalls: &Stalls, last: bool) {
         let now = Instant::now();
         let tick_every = if self.bar.is_some() {
             Duration::from_millis(200)
@@ -508,26 +512,26 @@ impl Progress {
         };
         self.next = now + tick_every;
         let secs = now.duration_since(self.started).as_secs_f64().max(1e-9);
-        let rate = s.bytes_written as f64 / 1e6 / secs;
-        let fill = if s.capacity_slots > 0 {
-            100.0 * s.slots.min(s.capacity_slots) as f64 / s.capacity_slots as f64
+        let rate = summary.bytes_written as f64 / 1e6 / secs;
+        let fill = if summary.capacity_slots > 0 {
+            100.0 * summary.slots.min(summary.capacity_slots) as f64 / summary.capacity_slots as f64
         } else {
             0.0
         };
-        let left = self.total_slots.saturating_sub(s.slots);
-        let eta = if s.slots > 0 {
-            left as f64 * secs / s.slots as f64
+        let left = self.total_slots.saturating_sub(summary.slots);
+        let eta = if summary.slots > 0 {
+            left as f64 * secs / summary.slots as f64
         } else {
             0.0
         };
         let msg = format!(
             "{:.1} MB/s  {} slots  {:.2} GiB  gaps {} (lost {})  device {fill:.1}% full  {}  longest {}",
             rate,
-            s.slots,
-            s.bytes_written as f64 / (1u64 << 30) as f64,
-            s.slots_with_gap,
-            s.buffers_lost,
-            if s.ring_mode {
+            summary.slots,
+            summary.bytes_written as f64 / (1u64 << 30) as f64,
+            summary.slots_with_gap,
+            summary.buffers_lost,
+            if summary.ring_mode {
                 "ring".to_string()
             } else {
                 format!("ETA {eta:.0} s")
@@ -536,7 +540,7 @@ impl Progress {
         );
         match &self.bar {
             Some(b) => {
-                b.set_position(s.slots.min(self.total_slots));
+                b.set_position(summary.slots.min(self.total_slots));
                 b.set_message(msg);
                 if last {
                     b.finish_and_clear();

@@ -274,22 +274,22 @@ fn describe_recording(sb: &Superblock) -> String {
 }
 
 /// Refuses a target that holds a filesystem, partition table or recording.
-fn check_signatures(t: &Target) -> Result<()> {
+fn check_signatures(target: &Target) -> Result<()> {
     let head = read_aligned(
-        &t.file,
+        &target.file,
         0,
-        (128 << 10).min(t.size_bytes as usize / 4096 * 4096),
+        (128 << 10).min(target.size_bytes as usize / 4096 * 4096),
     )?;
-    let backup = Superblock::backup_offset(t.size_bytes);
+    let backup = Superblock::backup_offset(target.size_bytes);
     let tail = if backup >= SUPERBLOCK_BYTES as u64 {
-        Some(read_aligned(&t.file, backup, SUPERBLOCK_BYTES)?)
+        Some(read_aligned(&target.file, backup, SUPERBLOCK_BYTES)?)
     } else {
         None
     };
     if let Some(what) = identify_signature(&head, tail.as_deref()) {
         bail!(
             "target {} holds {what}; refusing to overwrite it. Pass --force if you are sure (everything on it will be lost)",
-            t.path.display()
+            target.path.display()
         );
     }
     Ok(())

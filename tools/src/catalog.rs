@@ -46,8 +46,8 @@ pub struct Catalog {
 pub struct IndexDamage(pub String);
 
 impl From<formats::FormatError> for IndexDamage {
-    fn from(e: formats::FormatError) -> Self {
-        IndexDamage(e.to_string())
+    fn from(error: formats::FormatError) -> Self {
+        IndexDamage(error.to_string())
     }
 }
 
@@ -236,8 +236,8 @@ impl Catalog {
     }
 }
 
-fn at(i: usize, e: formats::FormatError) -> IndexDamage {
-    IndexDamage(format!("entry {i}: {e}"))
+fn at(position: usize, error: formats::FormatError) -> IndexDamage {
+    IndexDamage(format!("entry {position}: {error}"))
 }
 
 /// Opens the catalog and runs `plan` on it (which finds and checks the

@@ -123,25 +123,29 @@ pub fn output_paths(
     }
 }
 
-fn exported_channels(stripe: &StripeSet, o: &ExportOptions) -> Vec<u16> {
-    match o.channel {
+fn exported_channels(stripe: &StripeSet, options: &ExportOptions) -> Vec<u16> {
+    match options.channel {
         Some(c) => vec![c],
         None => (0..stripe.superblock.channels.len() as u16).collect(),
     }
 }
 
-fn paths_for(o: &ExportOptions, c: u16) -> (PathBuf, Option<PathBuf>) {
+fn paths_for(options: &ExportOptions, channel: u16) -> (PathBuf, Option<PathBuf>) {
     output_paths(
-        &o.out,
-        o.format,
-        if o.channel.is_some() { None } else { Some(c) },
+        &options.out,
+        options.format,
+        if options.channel.is_some() {
+            None
+        } else {
+            Some(channel)
+        },
     )
 }
 
 /// Checks the channel and the output paths before anything is read.
-pub fn check_options(stripe: &StripeSet, o: &ExportOptions) -> Result<()> {
+pub fn check_options(stripe: &StripeSet, options: &ExportOptions) -> Result<()> {
     let n = stripe.superblock.channels.len();
-    if let Some(c) = o.channel {
+    if let Some(c) = options.channel {
         if c as usize >= n {
             bail!(
                 "--channel {c}: recording {} has channels 0..{} only",
@@ -150,11 +154,11 @@ pub fn check_options(stripe: &StripeSet, o: &ExportOptions) -> Result<()> {
             );
         }
     }
-    for c in exported_channels(stripe, o) {
-        let (data, meta) = paths_for(o, c);
+    for c in exported_channels(stripe, options) {
+        let (data, meta) = paths_for(options, c);
         for p in std::iter::once(data).chain(meta) {
             stripe.refuse_output(&p, "--out")?;
-            if !o.force && p.exists() {
+            if !options.force && p.exists() {
                 bail!(
                     "output {} exists: remove it, choose another --out, or give --force",
                     p.display()
@@ -169,12 +173,12 @@ pub fn check_options(stripe: &StripeSet, o: &ExportOptions) -> Result<()> {
 pub fn plan(
     stripe: &StripeSet,
     catalog: &Catalog,
-    o: &ExportOptions,
+    options: &ExportOptions,
 ) -> Result<std::ops::Range<usize>, IndexDamage> {
     let sel = Selection {
         channel: None,
-        from_s: o.from_s,
-        to_s: o.to_s,
+        from_s: options.from_s,
+        to_s: options.to_s,
         seq: None,
     };
     select::resolve(catalog, stripe, &sel)
@@ -210,9 +214,9 @@ struct Ctx<'a> {
 }
 
 impl ChannelOut {
-    fn skip(&mut self, e: &IndexEntry, why: &str) {
+    fn skip(&mut self, entry: &IndexEntry, why: &str) {
         if self.skipped.len() < MAX_REASONS {
-            self.skipped.push(format!("slot {} {why}", e.slot_seq));
+            self.skipped.push(format!("slot {} {why}", entry.slot_seq));
         } else {
             self.skipped_more += 1;
         }
@@ -282,29 +286,29 @@ impl ChannelOut {
         Ok(())
     }
 
-    fn deliver(&mut self, ctx: &Ctx, e: &IndexEntry, payload: &[u8]) -> Result<()> {
-        if e.card_seq % ctx.channels != self.channel as u64 {
+    fn deliver(&mut self, ctx: &Ctx, entry: &IndexEntry, payload: &[u8]) -> Result<()> {
+        if entry.card_seq % ctx.channels != self.channel as u64 {
             bail!(
                 "slot {}: channel {} but card_seq {} (round-robin layout puts it on channel {}): the recording is inconsistent; run dmaplay verify",
-                e.slot_seq, e.channel, e.card_seq, e.card_seq % ctx.channels
+                entry.slot_seq, entry.channel, entry.card_seq, entry.card_seq % ctx.channels
             );
         }
-        if e.card_seq < self.next_card_seq {
+        if entry.card_seq < self.next_card_seq {
             bail!(
                 "slot {}: card_seq {} goes backwards (expected {} or later); run dmaplay verify",
-                e.slot_seq,
-                e.card_seq,
+                entry.slot_seq,
+                entry.card_seq,
                 self.next_card_seq
             );
         }
-        let lost = (e.card_seq - self.next_card_seq) / ctx.channels;
+        let lost = (entry.card_seq - self.next_card_seq) / ctx.channels;
         if lost > 0 {
-            self.gap(ctx, lost, Some(e))?;
+            self.gap(ctx, lost, Some(entry))?;
         }
         if self.need_capture || self.captures.is_empty() {
             self.captures.push(Capture {
                 sample_start: self.samples,
-                datetime: Some(rfc3339_utc(e.host_timestamp_ns)),
+                datetime: Some(rfc3339_utc(entry.host_timestamp_ns)),
             });
             self.need_capture = false;
         }
@@ -314,7 +318,7 @@ impl ChannelOut {
         self.samples += payload.len() as u64 / self.sample_bytes;
         self.payload_bytes += payload.len() as u64;
         self.slots += 1;
-        self.next_card_seq = e.card_seq + ctx.channels;
+        self.next_card_seq = entry.card_seq + ctx.channels;
         Ok(())
     }
 
@@ -361,7 +365,7 @@ pub fn export(
     stripe: &StripeSet,
     catalog: &Catalog,
     range: std::ops::Range<usize>,
-    o: &ExportOptions,
+    options: &ExportOptions,
 ) -> Result<ExportReport> {
     let sb = &stripe.superblock;
     let n = sb.channels.len() as u64;
@@ -378,14 +382,14 @@ pub fn export(
     } else {
         Some(view.get(range.end - 1)?)
     };
-    let wanted = exported_channels(stripe, o);
+    let wanted = exported_channels(stripe, options);
     let mut outs: Vec<Option<ChannelOut>> = (0..n).map(|_| None).collect();
     let mut created: Vec<PathBuf> = Vec::new();
     for &c in &wanted {
         let ch = &sb.channels[c as usize];
         let sample_bytes = datatype_sample_bytes(&ch.datatype)
             .expect("superblock datatypes were validated") as u64;
-        let (data_path, meta_path) = paths_for(o, c);
+        let (data_path, meta_path) = paths_for(options, c);
         let file = File::create(&data_path)
             .with_context(|| format!("creating {}", data_path.display()))?;
         created.push(data_path.clone());
@@ -417,7 +421,7 @@ pub fn export(
     }
     let zeros = vec![0u8; payload_bytes];
     let ctx = Ctx {
-        mode: o.gaps,
+        mode: options.gaps,
         channels: n,
         zeros: &zeros,
     };
@@ -432,7 +436,7 @@ pub fn export(
             .collect();
         let count = blockio::ReadBudget::EXPORT.buffer_count(slot_bytes, files.len());
         let mut reader = Reader::new(&files, slot_bytes, count)?;
-        let bar = crate::progress::bytes_bar(0, "export", o.quiet);
+        let bar = crate::progress::bytes_bar(0, "export", options.quiet);
         let mut requests = range.clone().filter_map(|i| {
             let e = view.get(i).ok()?; // checked by plan()
             (exported(&e) && readable(&e)).then_some(Request {
@@ -505,7 +509,7 @@ pub fn export(
     if result.is_ok() {
         for out in outs.into_iter().flatten() {
             let ch = &sb.channels[out.channel as usize];
-            let meta = (o.format == OutputFormat::Sigmf).then(|| Meta {
+            let meta = (options.format == OutputFormat::Sigmf).then(|| Meta {
                 datatype: ch.datatype.clone(),
                 sample_rate_hz: ch.sample_rate_hz,
                 description: format!(
@@ -543,8 +547,8 @@ pub fn export(
     })
 }
 
-fn outs_has(wanted: &[u16], c: u16) -> bool {
-    wanted.contains(&c)
+fn outs_has(wanted: &[u16], channel: u16) -> bool {
+    wanted.contains(&channel)
 }
 
 impl ExportReport {

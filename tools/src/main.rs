@@ -222,8 +222,8 @@ struct ReindexArgs {
     quiet: bool,
 }
 
-fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
@@ -235,21 +235,21 @@ fn open(targets: &[PathBuf]) -> Result<StripeSet> {
     Ok(stripe)
 }
 
-fn run_inspect(a: InspectArgs) -> Result<i32> {
-    let stripe = open(&a.common.targets)?;
-    let sel = a.slots.then_some(Selection {
-        channel: a.channel,
-        from_s: a.from,
-        to_s: a.to,
-        seq: a.seq,
+fn run_inspect(args: InspectArgs) -> Result<i32> {
+    let stripe = open(&args.common.targets)?;
+    let sel = args.slots.then_some(Selection {
+        channel: args.channel,
+        from_s: args.from,
+        to_s: args.to,
+        seq: args.seq,
     });
     let (_, report) = catalog::open_planned(
         &stripe,
-        a.common.index.as_deref(),
+        args.common.index.as_deref(),
         &mut no_progress,
         |c: &Catalog| Ok(inspect::inspect(&stripe, c, sel.as_ref())),
     )?;
-    if a.common.json {
+    if args.common.json {
         print_json(&report)?;
     } else {
         print!("{}", report.text());
@@ -257,20 +257,22 @@ fn run_inspect(a: InspectArgs) -> Result<i32> {
     Ok(EXIT_OK)
 }
 
-fn run_verify(a: VerifyArgs) -> Result<i32> {
-    let stripe = open(&a.common.targets)?;
+fn run_verify(args: VerifyArgs) -> Result<i32> {
+    let stripe = open(&args.common.targets)?;
     let o = verify::VerifyOptions {
-        range: a.range,
-        pattern: a.pattern,
-        quiet: a.common.quiet,
-        threads: a.threads,
+        range: args.range,
+        pattern: args.pattern,
+        quiet: args.common.quiet,
+        threads: args.threads,
     };
-    let (catalog, range) =
-        catalog::open_planned(&stripe, a.common.index.as_deref(), &mut no_progress, |c| {
-            Ok(verify::plan(&stripe, c, &o))
-        })?;
+    let (catalog, range) = catalog::open_planned(
+        &stripe,
+        args.common.index.as_deref(),
+        &mut no_progress,
+        |c| Ok(verify::plan(&stripe, c, &o)),
+    )?;
     let report = verify::verify(&stripe, &catalog, range, &o)?;
-    if a.common.json {
+    if args.common.json {
         print_json(&report)?;
     } else {
         print!("{}", report.text());
@@ -282,32 +284,34 @@ fn run_verify(a: VerifyArgs) -> Result<i32> {
     })
 }
 
-fn run_export(a: ExportArgs) -> Result<i32> {
-    let stripe = open(&a.common.targets)?;
+fn run_export(args: ExportArgs) -> Result<i32> {
+    let stripe = open(&args.common.targets)?;
     let o = ExportOptions {
-        channel: a.channel,
-        out: a.out,
-        format: match a.format {
+        channel: args.channel,
+        out: args.out,
+        format: match args.format {
             FormatArg::Raw => OutputFormat::Raw,
             FormatArg::Sigmf => OutputFormat::Sigmf,
         },
-        from_s: a.from,
-        to_s: a.to,
-        gaps: match a.gaps {
+        from_s: args.from,
+        to_s: args.to,
+        gaps: match args.gaps {
             GapsArg::Mark => GapMode::Mark,
             GapsArg::Zero => GapMode::Zero,
             GapsArg::Error => GapMode::Error,
         },
-        force: a.force,
-        quiet: a.common.quiet,
+        force: args.force,
+        quiet: args.common.quiet,
     };
     export::check_options(&stripe, &o)?;
-    let (catalog, range) =
-        catalog::open_planned(&stripe, a.common.index.as_deref(), &mut no_progress, |c| {
-            Ok(export::plan(&stripe, c, &o))
-        })?;
+    let (catalog, range) = catalog::open_planned(
+        &stripe,
+        args.common.index.as_deref(),
+        &mut no_progress,
+        |c| Ok(export::plan(&stripe, c, &o)),
+    )?;
     let report = export::export(&stripe, &catalog, range, &o)?;
-    if a.common.json {
+    if args.common.json {
         print_json(&report)?;
     } else {
         eprint!("{}", report.text());
@@ -315,23 +319,25 @@ fn run_export(a: ExportArgs) -> Result<i32> {
     Ok(EXIT_OK)
 }
 
-fn run_replay(a: ReplayArgs) -> Result<i32> {
-    let stripe = open(&a.common.targets)?;
+fn run_replay(args: ReplayArgs) -> Result<i32> {
+    let stripe = open(&args.common.targets)?;
     let o = ReplayOptions {
-        channel: a.channel,
-        speed: a.speed,
-        from_s: a.from,
-        to_s: a.to,
-        out: a.out,
-        force: a.force,
+        channel: args.channel,
+        speed: args.speed,
+        from_s: args.from,
+        to_s: args.to,
+        out: args.out,
+        force: args.force,
     };
     replay::check_options(&stripe, &o)?;
-    let (catalog, range) =
-        catalog::open_planned(&stripe, a.common.index.as_deref(), &mut no_progress, |c| {
-            Ok(replay::plan(&stripe, c, &o))
-        })?;
+    let (catalog, range) = catalog::open_planned(
+        &stripe,
+        args.common.index.as_deref(),
+        &mut no_progress,
+        |c| Ok(replay::plan(&stripe, c, &o)),
+    )?;
     let report = replay::replay(&stripe, &catalog, range, &o)?;
-    if a.common.json {
+    if args.common.json {
         // stdout may carry the stream: the JSON report goes to stderr then.
         let text = serde_json::to_string_pretty(&report)?;
         if o.out.is_some() {
@@ -339,22 +345,22 @@ fn run_replay(a: ReplayArgs) -> Result<i32> {
         } else {
             eprintln!("{text}");
         }
-    } else if !a.common.quiet {
+    } else if !args.common.quiet {
         eprint!("{}", report.text());
     }
     Ok(EXIT_OK)
 }
 
-fn run_reindex(a: ReindexArgs) -> Result<i32> {
-    let stripe = open(&a.targets)?;
+fn run_reindex(args: ReindexArgs) -> Result<i32> {
+    let stripe = open(&args.targets)?;
     let o = reindex::ReindexOptions {
-        index: a.index,
-        force: a.force,
-        check_newest: a.check_newest,
-        quiet: a.quiet,
+        index: args.index,
+        force: args.force,
+        check_newest: args.check_newest,
+        quiet: args.quiet,
     };
     let report = reindex::reindex(&stripe, &o)?;
-    if a.json {
+    if args.json {
         print_json(&report)?;
     } else {
         print!("{}", report.text());

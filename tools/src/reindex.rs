@@ -54,16 +54,20 @@ pub struct ReindexReport {
     pub scan: ScanReport,
 }
 
-pub fn reindex(stripe: &StripeSet, o: &ReindexOptions) -> Result<ReindexReport> {
+pub fn reindex(stripe: &StripeSet, options: &ReindexOptions) -> Result<ReindexReport> {
     stripe.require_complete("reindex")?;
-    stripe.refuse_output(&o.index, "--index")?;
-    if o.index.exists() && !o.force {
+    stripe.refuse_output(&options.index, "--index")?;
+    if options.index.exists() && !options.force {
         bail!(
             "index {} exists: give --force to replace it (or choose another --index path)",
-            o.index.display()
+            options.index.display()
         );
     }
-    let bar = crate::progress::bytes_bar(stripe.layout.capacity_slots(), "scan headers", o.quiet);
+    let bar = crate::progress::bytes_bar(
+        stripe.layout.capacity_slots(),
+        "scan headers",
+        options.quiet,
+    );
     let mut s = scan::scan(stripe, &mut |n| {
         if let Some(b) = &bar {
             b.set_position(n)
@@ -72,9 +76,11 @@ pub fn reindex(stripe: &StripeSet, o: &ReindexOptions) -> Result<ReindexReport> 
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    let torn = find_torn(stripe, &s.entries, o.check_newest)?;
+    let torn = find_torn(stripe, &s.entries, options.check_newest)?;
     let torn_seqs: BTreeSet<u64> = torn.iter().map(|t| t.slot_seq).collect();
-    let payloads_checked = window_of(o.check_newest).window(s.entries.len()).len() as u64;
+    let payloads_checked = window_of(options.check_newest)
+        .window(s.entries.len())
+        .len() as u64;
     if !torn_seqs.is_empty() {
         s.entries.retain(|e| !torn_seqs.contains(&e.slot_seq));
         let capacity = stripe.layout.capacity_slots();
@@ -100,10 +106,10 @@ pub fn reindex(stripe: &StripeSet, o: &ReindexOptions) -> Result<ReindexReport> 
         *counts.entry("Live".into()).or_insert(0) -= torn_seqs.len() as u64;
         *counts.entry("Torn".into()).or_insert(0) += torn_seqs.len() as u64;
     }
-    write_index(&o.index, &index_image(stripe, &s.entries))?;
+    write_index(&options.index, &index_image(stripe, &s.entries))?;
     Ok(ReindexReport {
         recording_uuid: stripe.recording_uuid().to_string(),
-        index: o.index.display().to_string(),
+        index: options.index.display().to_string(),
         slots_indexed: s.entries.len() as u64,
         first_slot_seq: s.entries.first().map(|e| e.slot_seq),
         last_slot_seq: s.entries.last().map(|e| e.slot_seq),

@@ -24,14 +24,14 @@ pub enum Speed {
 
 impl Speed {
     /// `original`, `xN` (N > 0, e.g. x2, x0.5) or `max`.
-    pub fn parse(s: &str) -> Result<Speed, String> {
-        match s {
+    pub fn parse(text: &str) -> Result<Speed, String> {
+        match text {
             "original" | "x1" => Ok(Speed::Factor(1.0)),
             "max" => Ok(Speed::Max),
-            _ => match s.strip_prefix('x').map(str::parse::<f64>) {
+            _ => match text.strip_prefix('x').map(str::parse::<f64>) {
                 Some(Ok(f)) if f.is_finite() && f > 0.0 => Ok(Speed::Factor(f)),
                 _ => Err(format!(
-                    "{s:?}: use original, max, or xN with N > 0 (e.g. x2, x0.5)"
+                    "{text:?}: use original, max, or xN with N > 0 (e.g. x2, x0.5)"
                 )),
             },
         }
@@ -57,9 +57,9 @@ pub struct ReplayReport {
     pub reader_closed: bool,
 }
 
-pub fn check_options(stripe: &StripeSet, o: &ReplayOptions) -> Result<()> {
+pub fn check_options(stripe: &StripeSet, options: &ReplayOptions) -> Result<()> {
     let n = stripe.superblock.channels.len();
-    if let Some(c) = o.channel {
+    if let Some(c) = options.channel {
         if c as usize >= n {
             bail!(
                 "--channel {c}: recording {} has channels 0..{} only",
@@ -68,10 +68,10 @@ pub fn check_options(stripe: &StripeSet, o: &ReplayOptions) -> Result<()> {
             );
         }
     }
-    if let Some(p) = &o.out {
+    if let Some(p) = &options.out {
         stripe.refuse_output(p, "--out")?;
         if let Ok(m) = std::fs::metadata(p) {
-            if m.is_file() && !o.force {
+            if m.is_file() && !options.force {
                 bail!(
                     "--out {} exists: remove it, choose another path, or give --force",
                     p.display()
@@ -85,12 +85,12 @@ pub fn check_options(stripe: &StripeSet, o: &ReplayOptions) -> Result<()> {
 pub fn plan(
     stripe: &StripeSet,
     catalog: &Catalog,
-    o: &ReplayOptions,
+    options: &ReplayOptions,
 ) -> Result<std::ops::Range<usize>, IndexDamage> {
     let sel = Selection {
-        channel: o.channel,
-        from_s: o.from_s,
-        to_s: o.to_s,
+        channel: options.channel,
+        from_s: options.from_s,
+        to_s: options.to_s,
         seq: None,
     };
     select::resolve(catalog, stripe, &sel)
@@ -103,13 +103,13 @@ pub fn replay(
     stripe: &StripeSet,
     catalog: &Catalog,
     range: std::ops::Range<usize>,
-    o: &ReplayOptions,
+    options: &ReplayOptions,
 ) -> Result<ReplayReport> {
     let sb = &stripe.superblock;
     let slot_bytes = sb.slot_bytes() as usize;
     let payload_bytes = sb.payload_bytes as usize;
     let view = catalog.view();
-    let mut out: Box<dyn Write> = match &o.out {
+    let mut out: Box<dyn Write> = match &options.out {
         None => Box::new(std::io::stdout().lock()),
         Some(p) => {
             let is_special = std::fs::metadata(p)
@@ -128,7 +128,7 @@ pub fn replay(
         }
     };
     let sel = Selection {
-        channel: o.channel,
+        channel: options.channel,
         ..Default::default()
     };
     let mut skipped: Vec<String> = Vec::new();
@@ -195,7 +195,7 @@ pub fn replay(
                 return Ok(());
             }
             let t0 = *origin_card_ns.get_or_insert(e.card_timestamp_ns);
-            if let Speed::Factor(f) = o.speed {
+            if let Speed::Factor(f) = options.speed {
                 let due = Duration::from_secs_f64(
                     e.card_timestamp_ns.saturating_sub(t0) as f64 / 1e9 / f,
                 );

@@ -18,8 +18,9 @@ pub struct SeqRange {
 
 impl std::str::FromStr for SeqRange {
     type Err = String;
-    fn from_str(s: &str) -> Result<SeqRange, String> {
-        let bad = || format!("{s:?} is not a slot range: use A..B (both included), A.., ..B or N");
+    fn from_str(text: &str) -> Result<SeqRange, String> {
+        let bad =
+            || format!("{text:?} is not a slot range: use A..B (both included), A.., ..B or N");
         let num = |t: &str, default: u64| -> Result<u64, String> {
             if t.is_empty() {
                 Ok(default)
@@ -27,29 +28,29 @@ impl std::str::FromStr for SeqRange {
                 t.trim().parse().map_err(|_| bad())
             }
         };
-        let r = match s.split_once("..") {
+        let r = match text.split_once("..") {
             Some((a, b)) => SeqRange {
                 first: num(a, 0)?,
                 last: num(b, u64::MAX)?,
             },
             None => {
-                let n = num(s, 0)?;
+                let n = num(text, 0)?;
                 SeqRange { first: n, last: n }
             }
         };
         if r.first > r.last {
-            return Err(format!("{s:?}: the first slot is after the last"));
+            return Err(format!("{text:?}: the first slot is after the last"));
         }
         Ok(r)
     }
 }
 
 /// Seconds relative to the first live slot's card timestamp, non-negative.
-pub fn parse_seconds(s: &str) -> Result<f64, String> {
-    match s.trim().trim_end_matches('s').parse::<f64>() {
+pub fn parse_seconds(text: &str) -> Result<f64, String> {
+    match text.trim().trim_end_matches('s').parse::<f64>() {
         Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
         _ => Err(format!(
-            "{s:?} is not a time: give seconds from the start of the recording, e.g. 12.5"
+            "{text:?} is not a time: give seconds from the start of the recording, e.g. 12.5"
         )),
     }
 }
@@ -71,8 +72,8 @@ pub fn time_origin_ns(catalog: &Catalog) -> Result<Option<u64>, IndexDamage> {
     Ok(Some(catalog.view().get(live.start)?.card_timestamp_ns))
 }
 
-fn s_to_ns(s: f64) -> u64 {
-    (s * 1e9).round().min(u64::MAX as f64) as u64
+fn s_to_ns(seconds: f64) -> u64 {
+    (seconds * 1e9).round().min(u64::MAX as f64) as u64
 }
 
 /// The catalog positions the selection covers (before the channel filter),
@@ -118,7 +119,7 @@ fn bound(
 }
 
 impl Selection {
-    pub fn wants(&self, e: &IndexEntry) -> bool {
-        self.channel.is_none_or(|c| e.channel as u16 == c)
+    pub fn wants(&self, entry: &IndexEntry) -> bool {
+        self.channel.is_none_or(|c| entry.channel as u16 == c)
     }
 }

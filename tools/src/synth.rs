@@ -78,8 +78,25 @@ pub const CARD_T0_NS: u64 = 5_000_000_000;
 pub const CARD_STEP_NS: u64 = 1_000_000;
 pub const HOST_T0_NS: u64 = 1_795_236_980_000_000_000;
 
-fn uuid(seed: u8, k: u8) -> Uuid {
-    Uuid::from_random_bytes([seed, k, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, seed ^ k])
+fn uuid(seed: u8, kind: u8) -> Uuid {
+    Uuid::from_random_bytes([
+        seed,
+        kind,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        seed ^ kind,
+    ])
 }
 
 impl Synth {
@@ -225,10 +242,10 @@ pub fn flip(path: &std::path::Path, offset: u64, bit: u8) {
 pub struct Rng(pub u64);
 
 impl Rng {
-    pub fn below(&mut self, n: u64) -> u64 {
+    pub fn below(&mut self, limit: u64) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
-        self.0 % n
+        self.0 % limit
     }
 }

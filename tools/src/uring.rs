@@ -37,7 +37,7 @@ pub struct Completion {
 pub trait Sink {
     /// Takes a finished read. Returns the buffer when done with it, or
     /// `None` to keep it and return it later from [`Sink::reclaim`].
-    fn deliver(&mut self, pool: &BufferPool, c: Completion) -> Result<Option<usize>>;
+    fn deliver(&mut self, pool: &BufferPool, completion: Completion) -> Result<Option<usize>>;
     /// A buffer kept earlier that is free again; waits for one when `wait`.
     fn reclaim(&mut self, wait: bool) -> Result<Option<usize>> {
         let _ = wait;
@@ -273,15 +273,15 @@ impl Reader {
         Ok(())
     }
 
-    fn submit(&mut self, f: &InFlight, serial: u64) -> Result<()> {
-        let r = &f.request;
+    fn submit(&mut self, in_flight: &InFlight, serial: u64) -> Result<()> {
+        let r = &in_flight.request;
         let Some(slot) = self.fixed.get(r.device_index).copied().flatten() else {
             bail!("internal: read from missing member {}", r.device_index);
         };
         // SAFETY: done_bytes < len_bytes <= buffer_bytes: inside buffer f.buffer.
-        let ptr = unsafe { self.pool.ptr(f.buffer).add(f.done_bytes) };
-        let len = (r.len_bytes - f.done_bytes) as u32;
-        let offset = r.offset_bytes + f.done_bytes as u64;
+        let ptr = unsafe { self.pool.ptr(in_flight.buffer).add(in_flight.done_bytes) };
+        let len = (r.len_bytes - in_flight.done_bytes) as u32;
+        let offset = r.offset_bytes + in_flight.done_bytes as u64;
         let sqe = if self.registered_buffers {
             opcode::ReadFixed::new(types::Fixed(slot), ptr, len, 0)
                 .offset(offset)
@@ -311,9 +311,12 @@ impl Reader {
 pub struct FnSink<F: FnMut(&[u8], Completion) -> Result<()>>(pub F);
 
 impl<F: FnMut(&[u8], Completion) -> Result<()>> Sink for FnSink<F> {
-    fn deliver(&mut self, pool: &BufferPool, c: Completion) -> Result<Option<usize>> {
-        let buffer = c.buffer;
-        (self.0)(&pool.bytes(buffer)[..c.request.len_bytes], c)?;
+    fn deliver(&mut self, pool: &BufferPool, completion: Completion) -> Result<Option<usize>> {
+        let buffer = completion.buffer;
+        (self.0)(
+            &pool.bytes(buffer)[..completion.request.len_bytes],
+            completion,
+        )?;
         Ok(Some(buffer))
     }
 }

@@ -76,10 +76,10 @@ pub struct VerifyOptions {
 pub fn plan(
     stripe: &StripeSet,
     catalog: &Catalog,
-    o: &VerifyOptions,
+    options: &VerifyOptions,
 ) -> Result<std::ops::Range<usize>, IndexDamage> {
     let sel = Selection {
-        seq: o.range,
+        seq: options.range,
         ..Default::default()
     };
     select::resolve(catalog, stripe, &sel)
@@ -91,20 +91,20 @@ pub fn plan(
 /// entry; with `with_pattern`, the payload against the simulated card's.
 pub fn check_slot(
     slot: &[u8],
-    e: &IndexEntry,
+    entry: &IndexEntry,
     uuid: Uuid,
     payload_bytes: usize,
     with_pattern: bool,
 ) -> Option<String> {
     let mut problems: Vec<String> = Vec::new();
     let payload = &slot[SLOT_HEADER_BYTES..SLOT_HEADER_BYTES + payload_bytes];
-    if let Err(problem) = formats::check_slot(slot, e, uuid, payload_bytes) {
+    if let Err(problem) = formats::check_slot(slot, entry, uuid, payload_bytes) {
         problems.push(problem.to_string());
         if !problem.is_payload() {
             let against_entry = check::check_payload(
                 payload,
-                e.payload_bytes_used,
-                e.payload_crc32,
+                entry.payload_bytes_used,
+                entry.payload_crc32,
                 payload_bytes,
             );
             if let Err(payload_problem) = against_entry {
@@ -112,9 +112,11 @@ pub fn check_slot(
             }
         }
     }
-    let used = e.payload_bytes_used as usize;
+    let used = entry.payload_bytes_used as usize;
     if with_pattern && used <= payload_bytes {
-        if let Some(at) = pattern::first_mismatch(&payload[..used], e.channel as u16, e.card_seq) {
+        if let Some(at) =
+            pattern::first_mismatch(&payload[..used], entry.channel as u16, entry.card_seq)
+        {
             problems.push(format!(
                 "payload differs from the simulated card's pattern at byte {at}"
             ));
@@ -146,40 +148,41 @@ struct VerifySink<'a> {
 }
 
 impl VerifySink<'_> {
-    fn record(&mut self, d: &Done) {
+    fn record(&mut self, done: &Done) {
         self.checked += 1;
         if let Some(bar) = &self.bar {
             bar.inc(self.slot_bytes);
         }
-        if let Some(problem) = &d.problem {
-            self.bad.push(bad(self.stripe, &d.entry, problem.clone()));
+        if let Some(problem) = &done.problem {
+            self.bad
+                .push(bad(self.stripe, &done.entry, problem.clone()));
         }
     }
 }
 
-fn bad(stripe: &StripeSet, e: &IndexEntry, problem: String) -> BadSlot {
+fn bad(stripe: &StripeSet, entry: &IndexEntry, problem: String) -> BadSlot {
     BadSlot {
-        slot_seq: e.slot_seq,
-        card_seq: Some(e.card_seq),
-        device_index: e.device_index as usize,
-        device: stripe.describe(e.device_index as usize),
-        offset_bytes: e.device_offset_bytes,
+        slot_seq: entry.slot_seq,
+        card_seq: Some(entry.card_seq),
+        device_index: entry.device_index as usize,
+        device: stripe.describe(entry.device_index as usize),
+        offset_bytes: entry.device_offset_bytes,
         problem,
     }
 }
 
 impl Sink for VerifySink<'_> {
-    fn deliver(&mut self, _pool: &BufferPool, c: Completion) -> Result<Option<usize>> {
-        let entry = self.entries[c.request.tag as usize];
-        if let Err(why) = c.result {
+    fn deliver(&mut self, _pool: &BufferPool, completion: Completion) -> Result<Option<usize>> {
+        let entry = self.entries[completion.request.tag as usize];
+        if let Err(why) = completion.result {
             self.checked += 1;
             self.bad
                 .push(bad(self.stripe, &entry, format!("read failed: {why}")));
-            return Ok(Some(c.buffer));
+            return Ok(Some(completion.buffer));
         }
         let jobs = self.jobs.as_ref().expect("jobs channel open while reading");
         jobs.send(Job {
-            buffer: c.buffer,
+            buffer: completion.buffer,
             entry,
         })
         .context("verify worker thread stopped")?;
@@ -286,7 +289,7 @@ pub fn verify(
     stripe: &StripeSet,
     catalog: &Catalog,
     range: std::ops::Range<usize>,
-    o: &VerifyOptions,
+    options: &VerifyOptions,
 ) -> Result<VerifyReport> {
     let started = Instant::now();
     let sb = &stripe.superblock;
@@ -323,7 +326,7 @@ pub fn verify(
         };
         bad_slots.extend(check_header_chain(stripe, previous, &in_range));
     }
-    let missing_seqs = missing_in_window(stripe, catalog, &seqs, o.range)?;
+    let missing_seqs = missing_in_window(stripe, catalog, &seqs, options.range)?;
     for seq in missing_seqs {
         let found = catalog
             .scan
@@ -352,8 +355,8 @@ pub fn verify(
             ),
         });
     }
-    let threads = if o.threads > 0 {
-        o.threads
+    let threads = if options.threads > 0 {
+        options.threads
     } else {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -373,7 +376,7 @@ pub fn verify(
     let mut workers = Vec::with_capacity(threads);
     for _ in 0..threads {
         let (jobs_rx, done_tx, pool) = (jobs_rx.clone(), done_tx.clone(), pool.clone());
-        let with_pattern = o.pattern;
+        let with_pattern = options.pattern;
         workers.push(std::thread::spawn(move || loop {
             let job = match jobs_rx.lock().expect("jobs lock").recv() {
                 Ok(j) => j,
@@ -400,7 +403,8 @@ pub fn verify(
         }));
     }
     drop(done_tx);
-    let bar = crate::progress::bytes_bar((entries.len() * slot_bytes) as u64, "verify", o.quiet);
+    let bar =
+        crate::progress::bytes_bar((entries.len() * slot_bytes) as u64, "verify", options.quiet);
     let mut requests = entries.iter().enumerate().map(|(i, e)| Request {
         device_index: e.device_index as usize,
         offset_bytes: e.device_offset_bytes,
@@ -441,7 +445,7 @@ pub fn verify(
         } else {
             0.0
         },
-        pattern_checked: o.pattern,
+        pattern_checked: options.pattern,
         registered_buffers: reader.registered_buffers(),
         worker_threads: threads,
         index_behind: catalog.behind_targets(stripe),
