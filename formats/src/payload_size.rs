@@ -17,7 +17,7 @@ pub struct PayloadSize(u32);
 
 /// Why a payload size is refused: the rule it breaks, with the value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{bytes} is not a payload size: it must be a power of two from {MIN_PAYLOAD_BYTES} to {MAX_PAYLOAD_BYTES} bytes")]
+#[error("payload size {bytes} bytes: must be a power of two from {MIN_PAYLOAD_BYTES} to {MAX_PAYLOAD_BYTES}")]
 pub struct PayloadSizeError {
     pub bytes: u64,
 }

@@ -99,8 +99,8 @@ struct RecordArgs {
     #[arg(long)]
     channels: Option<u16>,
     /// Payload bytes per buffer: power of two, 4K..64M (the kernel driver: 4K..16M).
-    #[arg(long, default_value = "512K", value_parser = parse_bytes)]
-    payload_size: u64,
+    #[arg(long, default_value = "512K", value_parser = parse_payload_size)]
+    payload_size: PayloadSize,
     /// Buffers in the ring (registered once, at start), or `auto`: a ring of 256 MiB
     /// (at most a quarter of the RAM), enough to ride out the write stalls measured on
     /// loop and virtio disks at half their rate (docs/BENCHMARKS.md, sustained). The
@@ -192,6 +192,11 @@ fn parse_bytes(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{text:?} is too large"))
 }
 
+/// A size (as [`parse_bytes`]) that is a valid payload size.
+fn parse_payload_size(text: &str) -> Result<PayloadSize, String> {
+    PayloadSize::new(parse_bytes(text)?).map_err(|e| e.to_string())
+}
+
 /// First SIGINT/SIGTERM: stop cleanly (drain, finalize the index). A second
 /// one aborts at once, for a stop that does not finish.
 extern "C" fn on_signal(_: libc::c_int) {
@@ -216,9 +221,6 @@ fn install_signal_handlers() {
 }
 
 fn run_record(args: RecordArgs) -> Result<i32> {
-    // Refused like every other option (exit 1, the value named), not by clap.
-    let payload_size =
-        PayloadSize::new(args.payload_size).map_err(|e| anyhow::anyhow!("--payload-size {e}"))?;
     let opts = RecordOptions {
         source: if args.source == "sim" {
             SourceChoice::Sim
@@ -229,10 +231,10 @@ fn run_record(args: RecordArgs) -> Result<i32> {
         index: args.index,
         size_bytes: args.size,
         duration: args.duration.map(Duration::from_secs_f64),
-        payload_size,
+        payload_size: args.payload_size,
         buffers: match args.buffers {
             BufferCount::Count(n) => n,
-            BufferCount::Auto => recorder::auto_buffers(payload_size),
+            BufferCount::Auto => recorder::auto_buffers(args.payload_size),
         },
         queue_depth: args.queue_depth,
         ring: matches!(args.on_full, OnFull::Wrap),
