@@ -20,6 +20,7 @@ pub mod record;
 pub mod source;
 pub mod status;
 pub mod target;
+pub mod units;
 
 use anyhow::{bail, Context, Result};
 use formats::{
@@ -89,30 +90,49 @@ pub struct RecordOptions {
     pub quiet: bool,
 }
 
+/// A command line that asks for something impossible (exit status 2 in
+/// `dmarec`, like clap's own usage errors).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
 fn check_options(o: &RecordOptions) -> Result<()> {
+    let usage = |message: String| Err(UsageError(message).into());
     let p = o.payload_bytes;
     if !p.is_power_of_two() || !(MIN_PAYLOAD_BYTES..=MAX_PAYLOAD_BYTES).contains(&p) {
-        bail!("--payload-size {p}: must be a power of two from {MIN_PAYLOAD_BYTES} to {MAX_PAYLOAD_BYTES} bytes");
+        return usage(format!("--payload-size {p}: must be a power of two from {MIN_PAYLOAD_BYTES} to {MAX_PAYLOAD_BYTES} bytes"));
     }
     if o.buffers == 0 || o.buffers > MAX_BUFFERS {
-        bail!("--buffers {}: must be 1..={MAX_BUFFERS}", o.buffers);
+        return usage(format!(
+            "--buffers {}: must be 1..={MAX_BUFFERS}",
+            o.buffers
+        ));
     }
     if o.queue_depth == 0 || o.queue_depth > o.buffers {
-        bail!(
+        return usage(format!(
             "--queue-depth {}: must be 1..=--buffers ({})",
-            o.queue_depth,
-            o.buffers
-        );
+            o.queue_depth, o.buffers
+        ));
     }
     if o.targets.is_empty() || o.targets.len() > MAX_DEVICES {
-        bail!(
+        return usage(format!(
             "{} targets given: a stripe set has 1..={MAX_DEVICES} --target",
             o.targets.len()
-        );
+        ));
     }
     if let Some(c) = o.channels {
         if c == 0 || c as usize > formats::MAX_CHANNELS {
-            bail!("--channels {c}: must be 1..={}", formats::MAX_CHANNELS);
+            return usage(format!(
+                "--channels {c}: must be 1..={}",
+                formats::MAX_CHANNELS
+            ));
         }
     }
     Ok(())
