@@ -222,12 +222,9 @@ impl IndexWriter {
     /// Seals whatever the filling batch holds. Returns the number of
     /// entries in sealed batches: what a sync round started now covers.
     pub fn seal(&mut self) -> u64 {
-        if self
-            .filling
-            .is_some_and(|b| self.batches[b].len_entries > 0)
-        {
-            self.seal_filling();
-        }
+        // A filling batch always holds an entry: it is taken when the first
+        // one arrives and sealed when full (seal_filling asserts it).
+        self.seal_filling();
         self.drain(); // entries held back for want of a free batch
         self.sealed_seq
     }
@@ -300,10 +297,7 @@ impl IndexWriter {
             self.window_entries,
             self.window.iter().filter(|w| w.is_some()).count()
         );
-        self.window_entries > 0
-            || self
-                .filling
-                .is_some_and(|b| self.batches[b].len_entries > 0)
+        self.window_entries > 0 || self.filling.is_some()
     }
 
     /// Entries appended to batches so far (the contiguous completed prefix).
@@ -410,6 +404,19 @@ mod tests {
         assert!(!w.unsealed());
         assert_eq!(w.seal(), 1);
         assert!(w.next_write(u64::MAX).is_none());
+    }
+
+    #[test]
+    fn unsealed_until_sealed() {
+        let mut w = IndexWriter::new(4, 0);
+        assert!(!w.unsealed());
+        w.complete(entry(1));
+        assert!(w.unsealed(), "an entry waits in the window");
+        w.complete(entry(0));
+        assert!(w.unsealed(), "two entries in the filling batch");
+        assert_eq!(w.seal(), 2);
+        assert!(!w.unsealed());
+        assert_eq!(w.seal(), 2, "sealing again seals nothing");
     }
 
     #[test]

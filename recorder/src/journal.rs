@@ -416,6 +416,19 @@ mod tests {
     }
 
     #[test]
+    fn slots_are_accepted_while_the_window_has_room() {
+        let j = IndexJournal::new(
+            IndexWriter::new(4, 0),
+            1,
+            TargetSync::Flush,
+            SECOND,
+            Instant::now(),
+        );
+        assert!(j.can_accept(3));
+        assert!(!j.can_accept(4));
+    }
+
+    #[test]
     fn with_dsync_writes_a_round_flushes_nothing() {
         let mut h = Harness::new(2, TargetSync::Dsync);
         h.written(0, 1);
