@@ -194,6 +194,8 @@ impl<'a> Recorder<'a> {
         self.io.source.start()?;
         loop {
             self.check_stop(&mut run)?;
+            // After a stop other than an I/O error, prepared slots are still
+            // written: the card delivered them before the stop.
             if run.stop == Some(StopReason::IoError) {
                 pipeline.abandon_ready();
             }
