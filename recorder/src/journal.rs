@@ -419,6 +419,35 @@ mod tests {
     }
 
     #[test]
+    fn the_longest_stalls_are_reported_once() {
+        let mut h = Harness::new(1, TargetSync::Flush);
+        h.written(0, 0);
+        h.poll(SECOND, false);
+        h.j.flush_done(0, 0, h.t0 + SECOND + Duration::from_millis(30))
+            .unwrap();
+        h.poll(SECOND * 2, false);
+        h.j.index_write_done(0, 64).unwrap();
+        h.poll(SECOND * 2, false);
+        h.j.index_sync_done(0, h.t0 + SECOND * 2 + Duration::from_millis(5))
+            .unwrap();
+        let ms = |ns: u64| ns / 1_000_000;
+        let stalls = h.j.take_stalls();
+        assert_eq!(
+            (
+                ms(stalls.target_flush_ns),
+                ms(stalls.index_sync_ns),
+                ms(stalls.round_ns)
+            ),
+            (30, 5, 1005)
+        );
+        assert_eq!(
+            h.j.take_stalls(),
+            JournalStalls::default(),
+            "reset once taken"
+        );
+    }
+
+    #[test]
     fn an_index_write_of_no_bytes_is_an_eio() {
         let mut h = Harness::new(1, TargetSync::Dsync);
         h.written(0, 0);
