@@ -26,7 +26,7 @@ def spread(values, fmt="{:.1f}"):
 
 fio = [float(r["fio_mb_per_s"]) for r in rows("fio.tsv")]
 print((out / "machine.txt").read_text())
-print(f"fio sustained write (io_uring fixedbufs qd8 512 KiB, time_based, fdatasync): "
+print(f"fio sustained write (io_uring qd8 512 KiB, time_based, fsync every FIO_SYNC_EVERY writes): "
       f"{spread(fio)} MB/s over {len(fio)} runs: {', '.join(f'{v:.0f}' for v in fio)}\n")
 
 groups = {}
