@@ -292,16 +292,21 @@ pub fn record(o: &RecordOptions) -> Result<Summary> {
         .and_then(|_| index_file.sync_all())
         .with_context(|| format!("index {}: writing header", o.index.display()))?;
 
+    // What ends the run, for the percentage and ETA: the size limit, the
+    // duration, or (not in ring mode) the targets filling up.
     let capacity = formats::Layout::from_superblock(&sb).capacity_slots();
-    let planned = match (o.size_bytes, o.ring) {
-        (Some(s), _) => {
-            s.div_ceil(o.payload_bytes as u64)
-                .min(if o.ring { u64::MAX } else { capacity })
-        }
-        (None, false) => capacity,
-        (None, true) => capacity,
+    let size_slots = o.size_bytes.map(|s| s.div_ceil(o.payload_bytes as u64));
+    let limit_slots = match (size_slots, o.ring) {
+        (Some(n), false) => Some(n.min(capacity)),
+        (Some(n), true) => Some(n),
+        (None, false) => Some(capacity),
+        (None, true) => None,
     };
-    let progress = Progress::new(planned, o.status_interval, o.quiet);
+    let ends = status::RunLimits {
+        slots: limit_slots,
+        duration: o.duration,
+    };
+    let progress = Progress::new(ends, o.status_interval, o.quiet);
     let limits = Limits {
         size_bytes: o.size_bytes,
         duration: o.duration,

@@ -535,18 +535,68 @@ pub struct Progress {
     interval: Duration,
     next: Instant,
     started: Instant,
-    total_slots: u64,
+    ends: RunLimits,
     quiet: bool,
+    /// Bytes written and time at the previous status: the current rate.
+    last_bytes: u64,
+    last_at: Instant,
+}
+
+/// What ends a run (whichever comes first), for percentages and the ETA.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RunLimits {
+    /// Slots until the size limit or, not in ring mode, full targets.
+    pub slots: Option<u64>,
+    pub duration: Option<Duration>,
+}
+
+impl RunLimits {
+    /// How far the run is (0..=1) and the time left, after `elapsed` with
+    /// `slots` written; None when no limit ends the run (ring mode without
+    /// size or duration). The slot limit's ETA assumes the average rate.
+    pub fn forecast(&self, elapsed: Duration, slots: u64) -> Option<(f64, Duration)> {
+        let by_slots = self.slots.map(|total| {
+            let done = slots.min(total) as f64 / total.max(1) as f64;
+            let left_s = if slots == 0 {
+                f64::INFINITY
+            } else {
+                (total.saturating_sub(slots)) as f64 * elapsed.as_secs_f64() / slots as f64
+            };
+            (done, left_s)
+        });
+        let by_time = self.duration.map(|d| {
+            let done = (elapsed.as_secs_f64() / d.as_secs_f64().max(1e-9)).min(1.0);
+            (done, d.saturating_sub(elapsed).as_secs_f64())
+        });
+        let (done, left_s) = match (by_slots, by_time) {
+            (Some(a), Some(b)) => (a.0.max(b.0), a.1.min(b.1)),
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => return None,
+        };
+        let left = Duration::try_from_secs_f64(left_s).unwrap_or(Duration::MAX);
+        Some((done, left))
+    }
+}
+
+/// `1:02:03`, `2:03` (whole seconds, rounded up), or `-` for an unknown time.
+pub fn hms(d: Duration) -> String {
+    if d == Duration::MAX {
+        return "-".to_string();
+    }
+    let s = d.as_secs() + (d.subsec_nanos() > 0) as u64; // rounded up
+    match s / 3600 {
+        0 => format!("{}:{:02}", s / 60, s % 60),
+        h => format!("{h}:{:02}:{:02}", s / 60 % 60, s % 60),
+    }
 }
 
 impl Progress {
-    /// `total_slots`: how many slots the run will take if it runs to its
-    /// size limit or fills the target (for percentages and ETA).
-    pub fn new(total_slots: u64, interval: Duration, quiet: bool) -> Progress {
+    /// `ends`: what ends the run, for the percentage and the ETA.
+    pub fn new(ends: RunLimits, interval: Duration, quiet: bool) -> Progress {
         let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
-            let b = ProgressBar::new(total_slots);
+            let b = ProgressBar::new(1000);
             b.set_style(
-                ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {percent:>3}% {msg}")
+                ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {msg}")
                     .unwrap()
                     .progress_chars("=> "),
             );
@@ -558,8 +608,10 @@ impl Progress {
             interval,
             next: now + interval,
             started: now,
-            total_slots,
+            ends,
             quiet,
+            last_bytes: 0,
+            last_at: now,
         }
     }
 
@@ -581,36 +633,33 @@ impl Progress {
             self.interval
         };
         self.next = now + tick_every;
-        let secs = now.duration_since(self.started).as_secs_f64().max(1e-9);
-        let rate = s.bytes_written as f64 / 1e6 / secs;
+        let elapsed = now.duration_since(self.started);
+        let secs = elapsed.as_secs_f64().max(1e-9);
+        let average = s.bytes_written as f64 / 1e6 / secs;
+        let since_s = now.duration_since(self.last_at).as_secs_f64().max(1e-9);
+        let current = (s.bytes_written - self.last_bytes) as f64 / 1e6 / since_s;
+        (self.last_bytes, self.last_at) = (s.bytes_written, now);
         let fill = if s.capacity_slots > 0 {
             100.0 * s.slots.min(s.capacity_slots) as f64 / s.capacity_slots as f64
         } else {
             0.0
         };
-        let left = self.total_slots.saturating_sub(s.slots);
-        let eta = if s.slots > 0 {
-            left as f64 * secs / s.slots as f64
-        } else {
-            0.0
+        let forecast = self.ends.forecast(elapsed, s.slots);
+        let progress = match forecast {
+            Some((done, left)) => format!("{:.0}%  ETA {}", done * 100.0, hms(left)),
+            None => "ring, until stopped".to_string(),
         };
         let msg = format!(
-            "{:.1} MB/s  {} slots  {:.2} GiB  gaps {} (lost {})  device {fill:.1}% full  {}  longest {}",
-            rate,
+            "{progress}  {current:.1} MB/s now, {average:.1} average  {} slots  {:.2} GiB  gaps {} (lost {})  device {fill:.1}% full  longest {}",
             s.slots,
             s.bytes_written as f64 / (1u64 << 30) as f64,
             s.slots_with_gap,
             s.buffers_lost,
-            if s.ring_mode {
-                "ring".to_string()
-            } else {
-                format!("ETA {eta:.0} s")
-            },
             stalls.interval().text(stalls.buffers)
         );
         match &self.bar {
             Some(b) => {
-                b.set_position(s.slots.min(self.total_slots));
+                b.set_position(forecast.map_or(0, |(done, _)| (done * 1000.0) as u64));
                 b.set_message(msg);
                 if last {
                     b.finish_and_clear();
@@ -624,7 +673,50 @@ impl Progress {
 
 #[cfg(test)]
 mod tests {
-    use super::LatencyHistogram;
+    use super::{hms, LatencyHistogram, RunLimits};
+    use std::time::Duration;
+
+    #[test]
+    fn the_forecast_follows_whichever_limit_ends_the_run() {
+        let s = Duration::from_secs;
+        let by_size = RunLimits {
+            slots: Some(1000),
+            duration: None,
+        };
+        assert_eq!(by_size.forecast(s(10), 250), Some((0.25, s(30))));
+        let by_time = RunLimits {
+            slots: None,
+            duration: Some(s(60)),
+        };
+        assert_eq!(by_time.forecast(s(15), 99), Some((0.25, s(45))));
+        // Both: the duration ends this run first (30 s left vs 90 s).
+        let both = RunLimits {
+            slots: Some(1000),
+            duration: Some(s(40)),
+        };
+        assert_eq!(both.forecast(s(10), 100), Some((0.25, s(30))));
+        // ... and here the size does (10 s left vs 30 s).
+        let both = RunLimits {
+            slots: Some(1000),
+            duration: Some(s(40)),
+        };
+        assert_eq!(both.forecast(s(10), 500), Some((0.5, s(10))));
+        assert_eq!(
+            RunLimits::default().forecast(s(10), 5),
+            None,
+            "ring until stopped"
+        );
+        let (_, left) = by_size.forecast(s(1), 0).unwrap();
+        assert_eq!(left, Duration::MAX, "no slot yet: no ETA");
+    }
+
+    #[test]
+    fn eta_reads_as_hours_minutes_seconds() {
+        assert_eq!(hms(Duration::from_secs(59)), "0:59");
+        assert_eq!(hms(Duration::from_secs(3723)), "1:02:03");
+        assert_eq!(hms(Duration::from_millis(3999)), "0:04", "rounded up");
+        assert_eq!(hms(Duration::MAX), "-");
+    }
 
     #[test]
     fn latency_quantiles_are_within_a_quarter_octave() {
