@@ -334,7 +334,7 @@ pub fn record(o: &RecordOptions) -> Result<Summary> {
     summary.source = describe;
     summary.index = o.index.display().to_string();
     summary.io_uring_setup = setup_flags.to_string();
-    summary.memory = format!("{backing:?}");
+    summary.memory = backing;
     Ok(summary)
 }
 

@@ -21,8 +21,13 @@ pub struct TargetSummary {
     pub block_device: bool,
 }
 
+/// Version of the `--json` summary's schema (docs/JSON.md): raised when a
+/// field changes meaning or goes away; new fields may appear in any version.
+pub const SUMMARY_SCHEMA_VERSION: u32 = 1;
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
+    pub schema_version: u32,
     pub recording_uuid: String,
     pub source: String,
     pub targets: Vec<TargetSummary>,
@@ -37,7 +42,7 @@ pub struct Summary {
     /// Buffers a ring needs to hold the card's data through the longest
     /// slot write of this run (at the card's rate, plus the queue).
     pub ring_buffers_for_longest_write: u64,
-    pub memory: String,
+    pub memory: crate::memory::Backing,
     pub io_uring_setup: String,
     pub stop_reason: Option<StopReason>,
     pub error: Option<String>,
@@ -114,6 +119,7 @@ fn secs(t: libc::timeval) -> f64 {
 impl Summary {
     pub fn new(sb: &Superblock, targets: &[Target], memory: &SlotMemory) -> Summary {
         Summary {
+            schema_version: SUMMARY_SCHEMA_VERSION,
             recording_uuid: sb.recording_uuid.to_string(),
             source: String::new(),
             targets: targets
@@ -133,7 +139,7 @@ impl Summary {
             ring_bytes: memory.total_bytes() as u64,
             card_rate_mb_per_s: 0.0,
             ring_buffers_for_longest_write: 0,
-            memory: format!("{:?}", memory.backing()),
+            memory: memory.backing(),
             io_uring_setup: String::new(),
             stop_reason: None,
             error: None,
