@@ -647,3 +647,137 @@ fn usage_errors_exit_2_and_help_documents_exit_codes() {
     let out = dmaplay(&["inspect", "x", "--seq", "9..3"]);
     assert_eq!(code(&out), 2);
 }
+
+/// Writes `index` without the entries of `seqs` (their slots stay on the
+/// target): slot numbers the index lacks.
+fn drop_entries(index: &str, seqs: &[u64]) {
+    use formats::index::{INDEX_ENTRY_BYTES, INDEX_HEADER_BYTES};
+    let bytes = std::fs::read(index).unwrap();
+    let mut kept = bytes[..INDEX_HEADER_BYTES].to_vec();
+    for (i, e) in entries(index).iter().enumerate() {
+        if !seqs.contains(&e.slot_seq) {
+            let at = INDEX_HEADER_BYTES + i * INDEX_ENTRY_BYTES;
+            kept.extend_from_slice(&bytes[at..at + INDEX_ENTRY_BYTES]);
+        }
+    }
+    std::fs::write(index, kept).unwrap();
+}
+
+/// `dmaplay verify --range A..B --json` on `img`: exit status and the bad
+/// slots with their problems.
+fn verify_range(img: &str, idx: &str, range: &str) -> (i32, Vec<(u64, String)>) {
+    let out = dmaplay(&["verify", img, "--index", idx, "--range", range, "--json"]);
+    let v = json(&stdout(&out));
+    let bad = v["bad"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            let problem = b["problem"].as_str().unwrap().to_string();
+            (b["slot_seq"].as_u64().unwrap(), problem)
+        })
+        .collect();
+    (code(&out), bad)
+}
+
+#[test]
+fn verify_range_reports_its_first_and_last_slot_missing_from_the_index() {
+    let s = Scratch::new("dmaplay-range-edges");
+    let (img, idx) = (s.file("rec.img"), s.file("rec.idx"));
+    record(&[
+        "--target",
+        &img,
+        "--file-size",
+        "32M",
+        "--index",
+        &idx,
+        "--size",
+        "2M",
+    ]);
+    assert_eq!(entries(&idx).len(), 32);
+    drop_entries(&idx, &[8, 10]);
+    let missing = |seq: u64| {
+        let why = "missing from the index: not in the index (unwritten or destroyed)";
+        (seq, why.to_string())
+    };
+    // Both ends of the range, each alone at an end, and neither.
+    assert_eq!(
+        verify_range(&img, &idx, "8..10"),
+        (3, vec![missing(8), missing(10)])
+    );
+    assert_eq!(verify_range(&img, &idx, "10..12"), (3, vec![missing(10)]));
+    assert_eq!(verify_range(&img, &idx, "5..8"), (3, vec![missing(8)]));
+    assert_eq!(verify_range(&img, &idx, "10"), (3, vec![missing(10)]));
+    assert_eq!(verify_range(&img, &idx, "9..9"), (0, vec![]));
+    assert_eq!(verify_range(&img, &idx, "11..31"), (0, vec![]));
+}
+
+#[test]
+fn reindex_finds_a_torn_slot_that_is_not_the_newest() {
+    let s = Scratch::new("dmaplay-torn-older");
+    let (img, idx) = (s.file("rec.img"), s.file("rec.idx"));
+    record(&[
+        "--target",
+        &img,
+        "--file-size",
+        "32M",
+        "--index",
+        &idx,
+        "--size",
+        "4M",
+    ]);
+    let es = entries(&idx);
+    let n = es.len() as u64;
+    assert_eq!(n, 64);
+    // Writes in flight finish out of order: a crash can tear slots behind
+    // the newest intact one. Tear the 3rd and the 6th newest.
+    let torn_seqs = [n - 6, n - 3];
+    for seq in torn_seqs {
+        let e = es[seq as usize];
+        flip(
+            &img,
+            e.device_offset_bytes + SLOT_HEADER_BYTES as u64 + 777,
+            3,
+        );
+    }
+    let reindex = |check_newest: Option<&str>| {
+        let re = s.file(&format!("re-{}.idx", check_newest.unwrap_or("default")));
+        let mut args = vec!["reindex", &img, "--index", &re, "--json"];
+        args.extend(
+            check_newest
+                .map(|c| ["--check-newest", c])
+                .into_iter()
+                .flatten(),
+        );
+        let out = dmaplay(&args);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        let r = json(&stdout(&out));
+        let torn: Vec<u64> = r["torn"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["slot_seq"].as_u64().unwrap())
+            .collect();
+        (torn, entries(&re), r)
+    };
+    // The default window reaches both; neither is indexed, the rest is the
+    // recorder's index.
+    let (torn, rebuilt, r) = reindex(None);
+    assert_eq!(torn, torn_seqs.to_vec());
+    let expect: Vec<IndexEntry> = es
+        .iter()
+        .filter(|e| !torn_seqs.contains(&e.slot_seq))
+        .copied()
+        .collect();
+    assert_eq!(rebuilt, expect);
+    assert_eq!(r["last_slot_seq"].as_u64(), Some(n - 1));
+    let problems = r["torn"].to_string();
+    assert!(problems.contains("payload CRC mismatch"), "{problems}");
+    // The window's edge: the 6th newest is the oldest slot of a 6-slot
+    // window and outside a 5-slot one (then indexed as it is).
+    assert_eq!(reindex(Some("6")).0, torn_seqs.to_vec());
+    let (torn, rebuilt, _) = reindex(Some("5"));
+    assert_eq!(torn, vec![n - 3]);
+    assert_eq!(rebuilt.len() as u64, n - 1);
+    assert!(rebuilt.iter().any(|e| e.slot_seq == n - 6));
+}
