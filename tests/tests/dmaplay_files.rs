@@ -626,28 +626,6 @@ fn ring_mode_keeps_the_newest_lap() {
     assert_eq!(entries(&rebuilt), es[es.len() - cap as usize..].to_vec());
 }
 
-#[test]
-fn usage_errors_exit_2_and_help_documents_exit_codes() {
-    let out = dmaplay(&["verify"]);
-    assert_eq!(code(&out), 2);
-    let out = dmaplay(&["export", "x", "--out", "y"]);
-    assert_eq!(code(&out), 2, "neither --channel nor --all");
-    let help = stdout(&dmaplay(&["verify", "--help"]));
-    assert!(
-        help.contains("Exit status:") && help.contains("3  verify: bad"),
-        "{help}"
-    );
-    let out = dmaplay(&["inspect", "/nonexistent/dev"]);
-    assert_eq!(code(&out), 1);
-    assert!(
-        stderr(&out).contains("target /nonexistent/dev: cannot stat"),
-        "{}",
-        stderr(&out)
-    );
-    let out = dmaplay(&["inspect", "x", "--seq", "9..3"]);
-    assert_eq!(code(&out), 2);
-}
-
 /// Writes `index` without the entries of `seqs` (their slots stay on the
 /// target): slot numbers the index lacks.
 fn drop_entries(index: &str, seqs: &[u64]) {
