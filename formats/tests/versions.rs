@@ -2,11 +2,12 @@
 //! of minor 0 whose reserved bytes or unknown flag bits are set (they would
 //! be fields it does not know), and accepts a newer minor that uses them,
 //! ignoring what it does not know. The bytes are edited and the CRC resealed
-//! here, so only the reserved-space rule can refuse them.
+//! here, so only the rule under test can refuse them. Also the index's
+//! fixed sizes and entry flags.
 
 use formats::index::INDEX_PAGE_BYTES;
 use formats::{
-    Channel, FormatError, IndexHeader, Member, SlotHeader, Superblock, Uuid,
+    Channel, FormatError, IndexEntry, IndexHeader, Member, SlotHeader, Superblock, Uuid,
     CHANNEL_LAYOUT_ROUND_ROBIN, DATA_START_BYTES, SLOT_FLAG_GAP, SLOT_HEADER_BYTES,
     SUPERBLOCK_BYTES,
 };
@@ -65,7 +66,7 @@ fn edit(b: &[u8], at: usize, value: u8, minor: u16, crc_at: usize) -> Vec<u8> {
 }
 
 fn refused_as(r: Result<impl std::fmt::Debug, FormatError>, field: &str) {
-    let e = r.expect_err("minor 0 with reserved bytes set must be refused");
+    let e = r.expect_err("must be refused");
     assert!(
         e.to_string().contains(field),
         "refused for another reason: {e}"
@@ -134,5 +135,51 @@ fn index_header_reserved_bytes_refused_in_minor_0_ignored_in_minor_1() {
             IndexHeader::decode(&edit(&b, at, 0x80, 1, crc_at)).unwrap(),
             ih
         );
+    }
+}
+
+#[test]
+fn index_header_sizes_must_be_64_and_8192_each() {
+    let b = IndexHeader {
+        superblock: superblock(),
+    }
+    .encode();
+    let crc_at = INDEX_PAGE_BYTES - 4;
+    // entry_bytes (u32 at 12) and header_bytes (u32 at 16), each alone wrong.
+    for at in [12, 16] {
+        let wrong = edit(&b, at, b[at] + 1, 0, crc_at);
+        refused_as(IndexHeader::decode(&wrong), "sizes");
+    }
+}
+
+#[test]
+fn index_entry_flags_must_be_the_gap_flag_alone_and_agree_with_gap_count() {
+    let entry = |gap_count: u64, flags: u16| IndexEntry {
+        slot_seq: 3,
+        card_seq: 4,
+        card_timestamp_ns: 5,
+        host_timestamp_ns: 6,
+        gap_count,
+        device_offset_bytes: DATA_START_BYTES,
+        payload_bytes_used: 4096,
+        payload_crc32: 7,
+        channel: 0,
+        device_index: 0,
+        flags,
+    };
+    for ok in [entry(0, 0), entry(2, SLOT_FLAG_GAP)] {
+        assert_eq!(IndexEntry::decode(&ok.encode()).unwrap(), ok);
+    }
+    // Gap flag without gaps, gaps without the flag, and an unknown bit
+    // beside a consistent gap flag: entries have no minor version, so an
+    // unknown bit is always refused.
+    let unknown = SLOT_FLAG_GAP << 1;
+    for bad in [
+        entry(0, SLOT_FLAG_GAP),
+        entry(2, 0),
+        entry(0, unknown),
+        entry(2, SLOT_FLAG_GAP | unknown),
+    ] {
+        refused_as(IndexEntry::decode(&bad.encode()), "flags");
     }
 }
