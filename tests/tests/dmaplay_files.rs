@@ -759,3 +759,70 @@ fn reindex_finds_a_torn_slot_that_is_not_the_newest() {
     assert_eq!(rebuilt.len() as u64, n - 1);
     assert!(rebuilt.iter().any(|e| e.slot_seq == n - 6));
 }
+
+#[test]
+fn reindex_of_a_wrapped_ring_with_torn_slots_reports_exactly_them_missing() {
+    let s = Scratch::new("dmaplay-ring-torn");
+    let (img, idx) = (s.file("rec.img"), s.file("rec.idx"));
+    let sum = record(&[
+        "--target",
+        &img,
+        "--file-size",
+        "16M",
+        "--index",
+        &idx,
+        "--size",
+        "40M",
+        "--on-full",
+        "wrap",
+    ]);
+    let cap = sum["capacity_slots"].as_u64().unwrap();
+    let es = entries(&idx);
+    let n = es.len() as u64;
+    assert!(n > 2 * cap, "the ring wrapped twice");
+    let torn_seqs = [n - 6, n - 3];
+    for seq in torn_seqs {
+        let e = es[seq as usize];
+        flip(
+            &img,
+            e.device_offset_bytes + SLOT_HEADER_BYTES as u64 + 99,
+            5,
+        );
+    }
+    let re = s.file("re.idx");
+    let out = dmaplay(&["reindex", &img, "--index", &re, "--json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let r = json(&stdout(&out));
+    let torn: Vec<u64> = r["torn"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["slot_seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(torn, torn_seqs.to_vec());
+    // The live window is the newest lap; the torn slots are its only holes.
+    let scan = &r["scan"];
+    assert_eq!(scan["oldest_slot_seq"].as_u64(), Some(n - cap));
+    assert_eq!(scan["newest_slot_seq"].as_u64(), Some(n - 1));
+    let missing: Vec<(u64, u64, String)> = scan["missing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let seq = |k: &str| m[k].as_u64().unwrap();
+            let found = m["found"].as_str().unwrap().to_string();
+            (seq("first_slot_seq"), seq("last_slot_seq"), found)
+        })
+        .collect();
+    let torn_run = |seq: u64| (seq, seq, "torn".to_string());
+    assert_eq!(missing, vec![torn_run(n - 6), torn_run(n - 3)]);
+    assert_eq!(scan["counts"]["Live"].as_u64(), Some(cap - 2), "{scan}");
+    assert_eq!(scan["counts"]["Torn"].as_u64(), Some(2), "{scan}");
+    assert_eq!(scan["live_slots"].as_u64(), Some(cap - 2));
+    let expect: Vec<IndexEntry> = es[(n - cap) as usize..]
+        .iter()
+        .filter(|e| !torn_seqs.contains(&e.slot_seq))
+        .copied()
+        .collect();
+    assert_eq!(entries(&re), expect);
+}
