@@ -15,7 +15,7 @@ test:
 #   make mutants AREA=tools MUTANTS_ARGS="--re missing_in_window"
 # Results land in mutants.out/<name>/ (missed.txt: the survivors).
 MUTANTS_VERSION ?= 27.1.0
-MUTANTS_formats_TIMEOUT := 60
+MUTANTS_formats_TIMEOUT := 120
 MUTANTS_formats_FILES := formats/src/*.rs
 MUTANTS_formats_TESTS := dmarec-formats
 MUTANTS_tools_FILES := tools/src/verify.rs tools/src/reindex.rs tools/src/scan.rs \
