@@ -296,9 +296,9 @@ fn refuses_unsafe_targets_with_clear_errors() {
         "3000",
         "--force",
     ]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 2, "a usage error");
     assert!(
-        err.contains("--payload-size 3000") && err.contains("power of two"),
+        err.contains("--payload-size") && err.contains("3000") && err.contains("power of two"),
         "{err}"
     );
     let tiny = LoopDevice::new(&s.path, "tiny", 1 << 20).unwrap();
