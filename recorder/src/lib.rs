@@ -24,8 +24,8 @@ pub mod units;
 
 use anyhow::{bail, Context, Result};
 use formats::{
-    Channel, Member, Superblock, CHANNEL_LAYOUT_ROUND_ROBIN, MAX_DEVICES, MAX_PAYLOAD_BYTES,
-    MIN_PAYLOAD_BYTES, SUPERBLOCK_FLAG_RING,
+    Channel, Member, PayloadSize, Superblock, CHANNEL_LAYOUT_ROUND_ROBIN, MAX_DEVICES,
+    SUPERBLOCK_FLAG_RING,
 };
 use journal::TargetSync;
 use memory::SlotMemory;
@@ -50,13 +50,13 @@ pub const MAX_BUFFERS: usize = 4096;
 pub const AUTO_RING_BYTES: u64 = 256 << 20;
 
 /// The `--buffers auto` ring: [`AUTO_RING_BYTES`] (at most a quarter of the
-/// machine's RAM) of slots of `payload_bytes`, within 16..=[`MAX_BUFFERS`].
-pub fn auto_buffers(payload_bytes: u32) -> usize {
+/// machine's RAM) of slots of `payload_size`, within 16..=[`MAX_BUFFERS`].
+pub fn auto_buffers(payload_size: PayloadSize) -> usize {
     // SAFETY: sysconf has no memory effects.
     let pages = unsafe { libc::sysconf(libc::_SC_PHYS_PAGES) }.max(0) as u64;
     let ram_bytes = pages.saturating_mul(4096);
     let ring_bytes = AUTO_RING_BYTES.min(ram_bytes / 4);
-    let stride_bytes = (formats::SLOT_HEADER_BYTES as u64 + payload_bytes as u64).max(1);
+    let stride_bytes = payload_size.slot_bytes();
     ((ring_bytes / stride_bytes) as usize).clamp(16, MAX_BUFFERS)
 }
 
@@ -73,7 +73,7 @@ pub struct RecordOptions {
     pub index: PathBuf,
     pub size_bytes: Option<u64>,
     pub duration: Option<Duration>,
-    pub payload_bytes: u32,
+    pub payload_size: PayloadSize,
     pub buffers: usize,
     pub queue_depth: usize,
     pub ring: bool,
@@ -105,9 +105,14 @@ impl std::error::Error for UsageError {}
 
 fn check_options(o: &RecordOptions) -> Result<()> {
     let usage = |message: String| Err(UsageError(message).into());
-    let p = o.payload_bytes;
-    if !p.is_power_of_two() || !(MIN_PAYLOAD_BYTES..=MAX_PAYLOAD_BYTES).contains(&p) {
-        return usage(format!("--payload-size {p}: must be a power of two from {MIN_PAYLOAD_BYTES} to {MAX_PAYLOAD_BYTES} bytes"));
+    let payload_bytes = o.payload_size.bytes();
+    if matches!(o.source, SourceChoice::Device(_)) && payload_bytes > PayloadSize::DRIVER_MAX_BYTES
+    {
+        return usage(format!(
+            "--payload-size {payload_bytes}: the kernel driver takes at most {} bytes per buffer \
+             (DMAREC_MAX_PAYLOAD); choose a smaller --payload-size",
+            PayloadSize::DRIVER_MAX_BYTES
+        ));
     }
     if o.buffers == 0 || o.buffers > MAX_BUFFERS {
         return usage(format!(
@@ -220,9 +225,7 @@ impl Drop for CreatedFiles {
 pub fn record(o: &RecordOptions) -> Result<Summary> {
     check_options(o)?;
     // Before any file is touched: can the ring be locked and registered?
-    memory::ensure_memlock(
-        (o.buffers * (formats::SLOT_HEADER_BYTES + o.payload_bytes as usize)) as u64,
-    )?;
+    memory::ensure_memlock(o.buffers as u64 * o.payload_size.slot_bytes())?;
     let mut created = CreatedFiles::default();
     let cli = OpenOptionsCli {
         force: o.force,
@@ -230,7 +233,7 @@ pub fn record(o: &RecordOptions) -> Result<Summary> {
     };
     let mut targets = Vec::with_capacity(o.targets.len());
     for path in &o.targets {
-        let t = open_target(path, &cli, o.payload_bytes)?;
+        let t = open_target(path, &cli, o.payload_size)?;
         if t.created {
             created.paths.push(t.path.clone());
         }
@@ -251,7 +254,7 @@ pub fn record(o: &RecordOptions) -> Result<Summary> {
     };
     let (mut source, memory): (Box<dyn Source>, Arc<SlotMemory>) = match &o.source {
         SourceChoice::Sim => {
-            let mem = Arc::new(SlotMemory::allocate(o.buffers, o.payload_bytes as usize)?);
+            let mem = Arc::new(SlotMemory::allocate(o.buffers, o.payload_size.as_usize())?);
             register(&mem).map_err(|e| {
                 anyhow::anyhow!(
                     "io_uring buffer registration of {} bytes: {e}. {}",
@@ -271,7 +274,7 @@ pub fn record(o: &RecordOptions) -> Result<Summary> {
             let ko = KmodOptions {
                 mode: o.memory_mode,
                 buffers: o.buffers,
-                payload_bytes: o.payload_bytes,
+                payload_bytes: o.payload_size.bytes(),
                 channels: o.channels,
                 rate_bytes_per_s: o.rate_bytes_per_s,
             };
@@ -295,7 +298,7 @@ pub fn record(o: &RecordOptions) -> Result<Summary> {
     // What ends the run, for the percentage and ETA: the size limit, the
     // duration, or (not in ring mode) the targets filling up.
     let capacity = formats::Layout::from_superblock(&sb).capacity_slots();
-    let size_slots = o.size_bytes.map(|s| s.div_ceil(o.payload_bytes as u64));
+    let size_slots = o.size_bytes.map(|s| s.div_ceil(o.payload_size.as_u64()));
     let limit_slots = match (size_slots, o.ring) {
         (Some(n), false) => Some(n.min(capacity)),
         (Some(n), true) => Some(n),
@@ -339,7 +342,7 @@ pub fn record(o: &RecordOptions) -> Result<Summary> {
 }
 
 fn superblock_for(targets: &[Target], o: &RecordOptions, source: &dyn Source) -> Superblock {
-    let (channels, datatype, rate) = source.channels();
+    let channels = source.channels();
     let created_unix_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -348,7 +351,7 @@ fn superblock_for(targets: &[Target], o: &RecordOptions, source: &dyn Source) ->
         version_minor: formats::FORMAT_VERSION_MINOR,
         recording_uuid: target::random_uuid(),
         created_unix_ns,
-        payload_bytes: o.payload_bytes,
+        payload_bytes: o.payload_size.bytes(),
         flags: if o.ring { SUPERBLOCK_FLAG_RING } else { 0 },
         device_index: 0,
         channel_layout: CHANNEL_LAYOUT_ROUND_ROBIN,
@@ -357,14 +360,14 @@ fn superblock_for(targets: &[Target], o: &RecordOptions, source: &dyn Source) ->
             .map(|t| Member {
                 uuid: target::random_uuid(),
                 size_bytes: t.size_bytes,
-                slot_count: Superblock::slots_for_device(t.size_bytes, o.payload_bytes),
+                slot_count: Superblock::slots_for_device(t.size_bytes, o.payload_size.bytes()),
             })
             .collect(),
-        channels: (0..channels)
+        channels: (0..channels.count)
             .map(|c| Channel {
                 name: format!("ch{c}"),
-                datatype: datatype.to_string(),
-                sample_rate_hz: rate,
+                datatype: channels.datatype.to_string(),
+                sample_rate_hz: channels.sample_rate_hz,
             })
             .collect(),
     }
