@@ -27,6 +27,7 @@ use formats::{
     Channel, Member, PayloadSize, Superblock, CHANNEL_LAYOUT_ROUND_ROBIN, MAX_DEVICES,
     SUPERBLOCK_FLAG_RING,
 };
+use io_uring::IoUring;
 use journal::TargetSync;
 use memory::SlotMemory;
 use record::{Io, Limits, Recorder};
@@ -227,6 +228,44 @@ pub fn record(o: &RecordOptions) -> Result<Summary> {
     // Before any file is touched: can the ring be locked and registered?
     memory::ensure_memlock(o.buffers as u64 * o.payload_size.slot_bytes())?;
     let mut created = CreatedFiles::default();
+    let targets = open_targets(o, &mut created)?;
+    check_distinct(&targets, &o.index)?;
+    let mut index_file = open_index(&o.index, o.force)?;
+    created.paths.push(o.index.clone());
+
+    let sq_entries = record::sq_entries(o.queue_depth, targets.len());
+    let (ring, setup_flags) = record::new_ring(sq_entries)?;
+    record::register_files(&ring, &targets, &index_file)?;
+    let (mut source, memory) = open_source(o, &ring)?;
+    let sb = superblock_for(&targets, o, source.as_ref());
+    write_headers(&targets, &mut index_file, &sb, o)?;
+    let (progress, limits) = run_limits(o, &sb);
+    let describe = source.describe();
+    let backing = memory.backing();
+    // From here on the targets hold a recording: keep every file.
+    created.keep = true;
+    let io = Io {
+        ring,
+        memory: &memory,
+        source: source.as_mut(),
+        targets: &targets,
+        index_file: &index_file,
+    };
+    let mut summary = Recorder::new(io, sb, limits, progress).run()?;
+    // Teardown order: the ring is gone (run consumed it), then the source
+    // (driver unpins / sim thread joined), then the memory.
+    drop(source);
+    drop(memory);
+    summary.target_sync = o.target_sync;
+    summary.source = describe;
+    summary.index = o.index.display().to_string();
+    summary.io_uring_setup = setup_flags.to_string();
+    summary.memory = backing;
+    Ok(summary)
+}
+
+/// Opens and checks every target; new files are noted in `created`.
+fn open_targets(o: &RecordOptions, created: &mut CreatedFiles) -> Result<Vec<Target>> {
     let cli = OpenOptionsCli {
         force: o.force,
         new_file_size_bytes: o.new_file_size_bytes,
@@ -239,20 +278,19 @@ pub fn record(o: &RecordOptions) -> Result<Summary> {
         }
         targets.push(t);
     }
-    check_distinct(&targets, &o.index)?;
-    let mut index_file = open_index(&o.index, o.force)?;
-    created.paths.push(o.index.clone());
+    Ok(targets)
+}
 
-    let sq_entries = record::sq_entries(o.queue_depth, targets.len());
-    let (ring, setup_flags) = record::new_ring(sq_entries)?;
-    record::register_files(&ring, &targets, &index_file)?;
+/// The card, and the slot memory registered with `ring`: the recorder's own
+/// for the simulated card, the driver's or the recorder's for the driver.
+fn open_source(o: &RecordOptions, ring: &IoUring) -> Result<(Box<dyn Source>, Arc<SlotMemory>)> {
     let mut register = |mem: &SlotMemory| {
         // SAFETY: the memory stays mapped until the ring is dropped: the
         // ring goes first (Recorder::run consumes it), then the source,
-        // then the memory (drop order below).
+        // then the memory (drop order in record()).
         unsafe { ring.submitter().register_buffers(&mem.iovecs()) }
     };
-    let (mut source, memory): (Box<dyn Source>, Arc<SlotMemory>) = match &o.source {
+    match &o.source {
         SourceChoice::Sim => {
             let mem = Arc::new(SlotMemory::allocate(o.buffers, o.payload_size.as_usize())?);
             register(&mem).map_err(|e| {
@@ -268,7 +306,7 @@ pub fn record(o: &RecordOptions) -> Result<Summary> {
                 drop_every: o.sim_drop_every,
                 fill_once: o.sim_fill_once,
             };
-            (Box::new(SimSource::new(cfg, mem.clone())), mem)
+            Ok((Box::new(SimSource::new(cfg, mem.clone())), mem))
         }
         SourceChoice::Device(path) => {
             let ko = KmodOptions {
@@ -279,12 +317,19 @@ pub fn record(o: &RecordOptions) -> Result<Summary> {
                 rate_bytes_per_s: o.rate_bytes_per_s,
             };
             let (src, mem) = KmodSource::open(path, &ko, &mut register)?;
-            (Box::new(src), mem)
+            Ok((Box::new(src), mem))
         }
-    };
+    }
+}
 
-    let sb = superblock_for(&targets, o, source.as_ref());
-    target::write_superblocks(&targets, &sb)?;
+/// The superblocks on every target and the index header, durable.
+fn write_headers(
+    targets: &[Target],
+    index_file: &mut File,
+    sb: &Superblock,
+    o: &RecordOptions,
+) -> Result<()> {
+    target::write_superblocks(targets, sb)?;
     index_file
         .write_all(
             &formats::IndexHeader {
@@ -293,11 +338,13 @@ pub fn record(o: &RecordOptions) -> Result<Summary> {
             .encode(),
         )
         .and_then(|_| index_file.sync_all())
-        .with_context(|| format!("index {}: writing header", o.index.display()))?;
+        .with_context(|| format!("index {}: writing header", o.index.display()))
+}
 
-    // What ends the run, for the percentage and ETA: the size limit, the
-    // duration, or (not in ring mode) the targets filling up.
-    let capacity = formats::Layout::from_superblock(&sb).capacity_slots();
+/// What ends the run (for the progress display) and the loop's limits.
+fn run_limits(o: &RecordOptions, sb: &Superblock) -> (Progress, Limits) {
+    // The size limit, the duration, or (not in ring mode) full targets.
+    let capacity = formats::Layout::from_superblock(sb).capacity_slots();
     let size_slots = o.size_bytes.map(|s| s.div_ceil(o.payload_size.as_u64()));
     let limit_slots = match (size_slots, o.ring) {
         (Some(n), false) => Some(n.min(capacity)),
@@ -309,7 +356,6 @@ pub fn record(o: &RecordOptions) -> Result<Summary> {
         slots: limit_slots,
         duration: o.duration,
     };
-    let progress = Progress::new(ends, o.status_interval, o.quiet);
     let limits = Limits {
         size_bytes: o.size_bytes,
         duration: o.duration,
@@ -317,28 +363,7 @@ pub fn record(o: &RecordOptions) -> Result<Summary> {
         index_sync_interval: o.index_sync_interval,
         target_sync: o.target_sync,
     };
-    let describe = source.describe();
-    let backing = memory.backing();
-    // From here on the targets hold a recording: keep every file.
-    created.keep = true;
-    let io = Io {
-        ring,
-        memory: &memory,
-        source: source.as_mut(),
-        targets: &targets,
-        index_file: &index_file,
-    };
-    let mut summary = Recorder::new(io, sb, limits, progress).run()?;
-    summary.target_sync = o.target_sync;
-    // Teardown order: the ring is gone (run consumed it), then the source
-    // (driver unpins / sim thread joined), then the memory.
-    drop(source);
-    drop(memory);
-    summary.source = describe;
-    summary.index = o.index.display().to_string();
-    summary.io_uring_setup = setup_flags.to_string();
-    summary.memory = backing;
-    Ok(summary)
+    (Progress::new(ends, o.status_interval, o.quiet), limits)
 }
 
 fn superblock_for(targets: &[Target], o: &RecordOptions, source: &dyn Source) -> Superblock {
