@@ -8,8 +8,8 @@
 #   DURATION=300 REPS=3 bash bench/sustained.sh      # the issue's 5 minutes
 #
 # Per rep, alternated (fio first on odd reps, dmarec first on even ones):
-#   fio   io_uring fixedbufs qd8 512 KiB, --time_based for DURATION on the
-#         loop device, fdatasync every FIO_SYNC_EVERY writes (about 1 s);
+#   fio   io_uring qd8 512 KiB, --time_based for DURATION on the loop
+#         device, an fsync every FIO_SYNC_EVERY writes (about 1 s);
 #   dmarec --on-full wrap --rate FRACTION x fio's rate of that rep, for
 #         DURATION, the index on the same filesystem as the loop's backing
 #         file (INDEX_ON=same: one disk, as a recorder writing to a partition
@@ -79,9 +79,11 @@ cat "$OUT/machine.txt" >&2
 # fio_run <rep>: prints fio's write rate in MB/s
 fio_run() {
 	local out=$OUT/raw/fio-$1.json
-	fio --name=sustained --filename="$LOOP" --ioengine=io_uring --direct=1 --fixedbufs=1 \
+	# No --fixedbufs: fio 3.33's io_uring engine then sends no flush for its
+	# syncs (bench/durability.sh); --fsync, which it counts and sends.
+	fio --name=sustained --filename="$LOOP" --ioengine=io_uring --direct=1 \
 		--registerfiles=1 --bs=512k --rw=write --iodepth=8 --size="$DEV_SIZE" --time_based \
-		--runtime="$DURATION" --fdatasync="$FIO_SYNC_EVERY" --output-format=json >"$out"
+		--runtime="$DURATION" --fsync="$FIO_SYNC_EVERY" --output-format=json >"$out"
 	python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["jobs"][0]["write"]["bw_bytes"]/1e6, 1))' "$out"
 }
 

@@ -26,7 +26,7 @@ def spread(values, fmt="{:.1f}"):
 
 fio = [float(r["fio_mb_per_s"]) for r in rows("fio.tsv")]
 print((out / "machine.txt").read_text())
-print(f"fio sustained write (io_uring fixedbufs qd8 512 KiB, time_based, fdatasync): "
+print(f"fio sustained write (io_uring qd8 512 KiB, time_based, fsync every FIO_SYNC_EVERY writes): "
       f"{spread(fio)} MB/s over {len(fio)} runs: {', '.join(f'{v:.0f}' for v in fio)}\n")
 
 groups = {}
@@ -37,9 +37,9 @@ for r in rows("dmarec.tsv"):
     fds = [int(s[2]) for s in samples if len(s) == 3]
     groups.setdefault((r["placement"], r["fraction"]), []).append((float(r["card_mb_per_s"]), j, rss, fds))
 
-print("| index | card / fio | card MB/s | written MB/s | buffers lost / filled | runs with loss | longest write ms "
+print("| index | card / fio | card MB/s | written MB/s | buffers lost / filled | runs with loss | write p99 ms | longest write ms "
       "| longest flush ms | longest index sync ms | min ring headroom | RSS MB first→last (max) | fds |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for (placement, fraction), runs in sorted(groups.items()):
     lost = [j["buffers_lost"] + j["buffers_lost_after_last_slot"] for _, j, _, _ in runs]
     filled = [j["card_filled"] + j["card_overruns"] for _, j, _, _ in runs]
@@ -52,6 +52,7 @@ for (placement, fraction), runs in sorted(groups.items()):
           f"| {spread([j['rate_mb_per_s'] for _, j, _, _ in runs])} "
           f"| {', '.join(f'{a}/{b}' for a, b in zip(lost, filled))} "
           f"| {sum(1 for v in lost if v)}/{len(runs)} "
+          f"| {spread([s['write_latency_p99_ms'] for s in st])} "
           f"| {spread([s['max_write_latency_ms'] for s in st])} "
           f"| {spread([s['max_target_flush_ms'] for s in st])} "
           f"| {spread([s['max_index_sync_ms'] for s in st])} "

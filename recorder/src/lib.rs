@@ -20,12 +20,14 @@ pub mod record;
 pub mod source;
 pub mod status;
 pub mod target;
+pub mod units;
 
 use anyhow::{bail, Context, Result};
 use formats::{
     Channel, Member, PayloadSize, Superblock, CHANNEL_LAYOUT_ROUND_ROBIN, MAX_DEVICES,
     SUPERBLOCK_FLAG_RING,
 };
+use io_uring::IoUring;
 use journal::TargetSync;
 use memory::SlotMemory;
 use record::{Io, Limits, Recorder};
@@ -89,36 +91,55 @@ pub struct RecordOptions {
     pub quiet: bool,
 }
 
+/// A command line that asks for something impossible (exit status 2 in
+/// `dmarec`, like clap's own usage errors).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
 fn check_options(options: &RecordOptions) -> Result<()> {
+    let usage = |message: String| Err(UsageError(message).into());
     let payload_bytes = options.payload_size.bytes();
     if matches!(options.source, SourceChoice::Device(_))
         && payload_bytes > PayloadSize::DRIVER_MAX_BYTES
     {
-        bail!(
+        return usage(format!(
             "--payload-size {payload_bytes}: the kernel driver takes at most {} bytes per buffer \
              (DMAREC_MAX_PAYLOAD); choose a smaller --payload-size",
             PayloadSize::DRIVER_MAX_BYTES
-        );
+        ));
     }
     if options.buffers == 0 || options.buffers > MAX_BUFFERS {
-        bail!("--buffers {}: must be 1..={MAX_BUFFERS}", options.buffers);
+        return usage(format!(
+            "--buffers {}: must be 1..={MAX_BUFFERS}",
+            options.buffers
+        ));
     }
     if options.queue_depth == 0 || options.queue_depth > options.buffers {
-        bail!(
+        return usage(format!(
             "--queue-depth {}: must be 1..=--buffers ({})",
-            options.queue_depth,
-            options.buffers
-        );
+            options.queue_depth, options.buffers
+        ));
     }
     if options.targets.is_empty() || options.targets.len() > MAX_DEVICES {
-        bail!(
+        return usage(format!(
             "{} targets given: a stripe set has 1..={MAX_DEVICES} --target",
             options.targets.len()
-        );
+        ));
     }
     if let Some(c) = options.channels {
         if c == 0 || c as usize > formats::MAX_CHANNELS {
-            bail!("--channels {c}: must be 1..={}", formats::MAX_CHANNELS);
+            return usage(format!(
+                "--channels {c}: must be 1..={}",
+                formats::MAX_CHANNELS
+            ));
         }
     }
     Ok(())
@@ -208,6 +229,44 @@ pub fn record(options: &RecordOptions) -> Result<Summary> {
     // Before any file is touched: can the ring be locked and registered?
     memory::ensure_memlock(options.buffers as u64 * options.payload_size.slot_bytes())?;
     let mut created = CreatedFiles::default();
+    let targets = open_targets(options, &mut created)?;
+    check_distinct(&targets, &options.index)?;
+    let mut index_file = open_index(&options.index, options.force)?;
+    created.paths.push(options.index.clone());
+
+    let sq_entries = record::sq_entries(options.queue_depth, targets.len());
+    let (ring, setup_flags) = record::new_ring(sq_entries)?;
+    record::register_files(&ring, &targets, &index_file)?;
+    let (mut source, memory) = open_source(options, &ring)?;
+    let sb = superblock_for(&targets, options, source.as_ref());
+    write_headers(&targets, &mut index_file, &sb, options)?;
+    let (progress, limits) = run_limits(options, &sb);
+    let describe = source.describe();
+    let backing = memory.backing();
+    // From here on the targets hold a recording: keep every file.
+    created.keep = true;
+    let io = Io {
+        ring,
+        memory: &memory,
+        source: source.as_mut(),
+        targets: &targets,
+        index_file: &index_file,
+    };
+    let mut summary = Recorder::new(io, sb, limits, progress).run()?;
+    // Teardown order: the ring is gone (run consumed it), then the source
+    // (driver unpins / sim thread joined), then the memory.
+    drop(source);
+    drop(memory);
+    summary.target_sync = options.target_sync;
+    summary.source = describe;
+    summary.index = options.index.display().to_string();
+    summary.io_uring_setup = setup_flags.to_string();
+    summary.memory = backing;
+    Ok(summary)
+}
+
+/// Opens and checks every target; new files are noted in `created`.
+fn open_targets(options: &RecordOptions, created: &mut CreatedFiles) -> Result<Vec<Target>> {
     let cli = OpenOptionsCli {
         force: options.force,
         new_file_size_bytes: options.new_file_size_bytes,
@@ -220,20 +279,22 @@ pub fn record(options: &RecordOptions) -> Result<Summary> {
         }
         targets.push(t);
     }
-    check_distinct(&targets, &options.index)?;
-    let mut index_file = open_index(&options.index, options.force)?;
-    created.paths.push(options.index.clone());
+    Ok(targets)
+}
 
-    let sq_entries = record::sq_entries(options.queue_depth, targets.len());
-    let (ring, setup_flags) = record::new_ring(sq_entries)?;
-    record::register_files(&ring, &targets, &index_file)?;
+/// The card, and the slot memory registered with `ring`: the recorder's own
+/// for the simulated card, the driver's or the recorder's for the driver.
+fn open_source(
+    options: &RecordOptions,
+    ring: &IoUring,
+) -> Result<(Box<dyn Source>, Arc<SlotMemory>)> {
     let mut register = |mem: &SlotMemory| {
         // SAFETY: the memory stays mapped until the ring is dropped: the
         // ring goes first (Recorder::run consumes it), then the source,
-        // then the memory (drop order below).
+        // then the memory (drop order in record()).
         unsafe { ring.submitter().register_buffers(&mem.iovecs()) }
     };
-    let (mut source, memory): (Box<dyn Source>, Arc<SlotMemory>) = match &options.source {
+    match &options.source {
         SourceChoice::Sim => {
             let mem = Arc::new(SlotMemory::allocate(
                 options.buffers,
@@ -252,7 +313,7 @@ pub fn record(options: &RecordOptions) -> Result<Summary> {
                 drop_every: options.sim_drop_every,
                 fill_once: options.sim_fill_once,
             };
-            (Box::new(SimSource::new(cfg, mem.clone())), mem)
+            Ok((Box::new(SimSource::new(cfg, mem.clone())), mem))
         }
         SourceChoice::Device(path) => {
             let ko = KmodOptions {
@@ -263,12 +324,19 @@ pub fn record(options: &RecordOptions) -> Result<Summary> {
                 rate_bytes_per_s: options.rate_bytes_per_s,
             };
             let (src, mem) = KmodSource::open(path, &ko, &mut register)?;
-            (Box::new(src), mem)
+            Ok((Box::new(src), mem))
         }
-    };
+    }
+}
 
-    let sb = superblock_for(&targets, options, source.as_ref());
-    target::write_superblocks(&targets, &sb)?;
+/// The superblocks on every target and the index header, durable.
+fn write_headers(
+    targets: &[Target],
+    index_file: &mut File,
+    sb: &Superblock,
+    options: &RecordOptions,
+) -> Result<()> {
+    target::write_superblocks(targets, sb)?;
     index_file
         .write_all(
             &formats::IndexHeader {
@@ -277,17 +345,26 @@ pub fn record(options: &RecordOptions) -> Result<Summary> {
             .encode(),
         )
         .and_then(|_| index_file.sync_all())
-        .with_context(|| format!("index {}: writing header", options.index.display()))?;
+        .with_context(|| format!("index {}: writing header", options.index.display()))
+}
 
-    let capacity = formats::Layout::from_superblock(&sb).capacity_slots();
-    let planned = match (options.size_bytes, options.ring) {
-        (Some(s), _) => s
-            .div_ceil(options.payload_size.as_u64())
-            .min(if options.ring { u64::MAX } else { capacity }),
-        (None, false) => capacity,
-        (None, true) => capacity,
+/// What ends the run (for the progress display) and the loop's limits.
+fn run_limits(options: &RecordOptions, sb: &Superblock) -> (Progress, Limits) {
+    // The size limit, the duration, or (not in ring mode) full targets.
+    let capacity = formats::Layout::from_superblock(sb).capacity_slots();
+    let size_slots = options
+        .size_bytes
+        .map(|s| s.div_ceil(options.payload_size.as_u64()));
+    let limit_slots = match (size_slots, options.ring) {
+        (Some(n), false) => Some(n.min(capacity)),
+        (Some(n), true) => Some(n),
+        (None, false) => Some(capacity),
+        (None, true) => None,
     };
-    let progress = Progress::new(planned, options.status_interval, options.quiet);
+    let ends = status::RunLimits {
+        slots: limit_slots,
+        duration: options.duration,
+    };
     let limits = Limits {
         size_bytes: options.size_bytes,
         duration: options.duration,
@@ -295,28 +372,10 @@ pub fn record(options: &RecordOptions) -> Result<Summary> {
         index_sync_interval: options.index_sync_interval,
         target_sync: options.target_sync,
     };
-    let describe = source.describe();
-    let backing = memory.backing();
-    // From here on the targets hold a recording: keep every file.
-    created.keep = true;
-    let io = Io {
-        ring,
-        memory: &memory,
-        source: source.as_mut(),
-        targets: &targets,
-        index_file: &index_file,
-    };
-    let mut summary = Recorder::new(io, sb, limits, progress).run()?;
-    summary.target_sync = options.target_sync;
-    // Teardown order: the ring is gone (run consumed it), then the source
-    // (driver unpins / sim thread joined), then the memory.
-    drop(source);
-    drop(memory);
-    summary.source = describe;
-    summary.index = options.index.display().to_string();
-    summary.io_uring_setup = setup_flags.to_string();
-    summary.memory = format!("{backing:?}");
-    Ok(summary)
+    (
+        Progress::new(ends, options.status_interval, options.quiet),
+        limits,
+    )
 }
 
 fn superblock_for(targets: &[Target], options: &RecordOptions, source: &dyn Source) -> Superblock {
