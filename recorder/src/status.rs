@@ -335,7 +335,7 @@ impl Summary {
                 self.stalls.max_write_latency_ms,
                 self.card_rate_mb_per_s,
                 self.ring_buffers_for_longest_write,
-                self.ring_buffers_for_longest_write * self.ring_bytes / self.buffers.max(1) as u64 >> 20,
+                (self.ring_buffers_for_longest_write * self.ring_bytes / self.buffers.max(1) as u64) >> 20,
                 self.buffers,
                 self.ring_buffers_for_longest_write
             );
