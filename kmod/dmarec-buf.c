@@ -6,6 +6,7 @@
 #include <linux/capability.h>
 #include <linux/dma-mapping.h>
 #include <linux/gfp.h>
+#include <linux/iommu.h>
 #include <linux/log2.h>
 #include <linux/mm.h>
 #include <linux/sched/mm.h>
@@ -90,6 +91,28 @@ static int dmarec_alloc_page_array(struct page **pages, unsigned int nr,
 	return 0;
 }
 
+/*
+ * Zero copy needs every page of RAM reachable by the device without bounce
+ * buffers: either an IOMMU translates for it (IOVAs are allocated below its
+ * mask) or its mask covers all of RAM. Otherwise swiotlb would copy each
+ * buffer behind our back, or the mapping would fail for some buffers only.
+ */
+int dmarec_zero_copy_check(struct dmarec_card *card)
+{
+	struct device *dev = card->dma_dev;
+	struct iommu_domain *dom = iommu_get_domain_for_dev(dev);
+	u64 mask = dma_get_mask(dev), need = dma_get_required_mask(dev);
+
+	if (dom && (dom->type & __IOMMU_DOMAIN_PAGING))
+		return 0;
+	if (mask >= need)
+		return 0;
+	dev_err_ratelimited(dev, "%s: zero copy refused: the card's DMA mask %#llx does not reach all RAM (%#llx) and no IOMMU translates for it, so DMA would be bounced through swiotlb; enable an IOMMU (intel_iommu=on) or give the card a wider DMA mask\n",
+			    card->name, (unsigned long long)mask,
+			    (unsigned long long)need);
+	return -EOPNOTSUPP;
+}
+
 static int dmarec_dma_map(struct dmarec_ring *ring, struct dmarec_buf *buf)
 {
 	struct device *dev = ring->card->dma_dev;
@@ -97,27 +120,35 @@ static int dmarec_dma_map(struct dmarec_ring *ring, struct dmarec_buf *buf)
 	unsigned int i;
 	int ret;
 
-	ret = sg_alloc_table_from_pages(&buf->sgt, buf->payload,
-					buf->nr_payload, 0, ring->payload_bytes,
-					GFP_KERNEL);
+	/* segments no longer than the device takes (dma_set_max_seg_size) */
+	ret = sg_alloc_table_from_pages_segment(&buf->sgt, buf->payload,
+						buf->nr_payload, 0,
+						ring->payload_bytes,
+						dma_get_max_seg_size(dev) &
+						PAGE_MASK, GFP_KERNEL);
 	if (ret)
 		return ret;
 	buf->sgt_allocated = true;
 
 	ret = dma_map_sgtable(dev, &buf->sgt, DMA_FROM_DEVICE, 0);
-	if (ret)
+	if (ret) {
+		dev_err_ratelimited(dev, "%s: cannot map a buffer for DMA (%d): the device's DMA mask %#llx does not reach it and there is no IOMMU\n",
+				    ring->card->name, ret,
+				    (unsigned long long)dma_get_mask(dev));
 		goto err_free_sgt;
+	}
 
 	/*
-	 * The simulated card writes the pages through the CPU. That is what a
-	 * cache-coherent device writing the pages in place does, but not what
-	 * happens with bounce buffering or a non-coherent device, where the
-	 * for_cpu sync would overwrite the data. Refuse those setups rather
-	 * than deliver wrong data.
+	 * Zero copy means the device writes the very pages userspace and the
+	 * disk see. A mapping that needs syncs is bounced (swiotlb) or
+	 * non-coherent: the data would be copied by the CPU behind our back
+	 * (or, for the simulated card that writes through the CPU, lost).
+	 * Refuse it with a message instead of copying silently.
 	 */
 	for_each_sgtable_dma_sg(&buf->sgt, sg, i) {
 		if (dma_need_sync(dev, sg_dma_address(sg))) {
-			dev_warn_once(dev, "DMA mapping needs syncs (bounce/non-coherent); simulated card unsupported\n");
+			dev_err_ratelimited(dev, "%s: DMA to this buffer would be bounced (swiotlb) or needs cache maintenance: zero copy refused; give the device a wider DMA mask or enable an IOMMU\n",
+					    ring->card->name);
 			ret = -EOPNOTSUPP;
 			goto err_unmap;
 		}
@@ -345,6 +376,19 @@ err_free:
 	return ERR_PTR(ret);
 }
 
+/*
+ * The device is going away: drop every DMA mapping now, keep the memory
+ * (userspace may still map or pin it) until the ring is freed.
+ * Caller guarantees: card stopped.
+ */
+void dmarec_ring_unmap_dma(struct dmarec_ring *ring)
+{
+	u32 i;
+
+	for (i = 0; i < ring->count; i++)
+		dmarec_dma_unmap(ring, &ring->bufs[i]);
+}
+
 /* Caller guarantees: card stopped, no VMA maps the ring. */
 void dmarec_ring_free(struct dmarec_ring *ring)
 {
@@ -362,12 +406,16 @@ void dmarec_ring_free(struct dmarec_ring *ring)
 void dmarec_buf_sync_for_device(struct dmarec_ring *ring,
 				struct dmarec_buf *buf)
 {
+	if (!buf->dma_mapped)
+		return;
 	dma_sync_sgtable_for_device(ring->card->dma_dev, &buf->sgt,
 				    DMA_FROM_DEVICE);
 }
 
 void dmarec_buf_sync_for_cpu(struct dmarec_ring *ring, struct dmarec_buf *buf)
 {
+	if (!buf->dma_mapped)
+		return;
 	dma_sync_sgtable_for_cpu(ring->card->dma_dev, &buf->sgt,
 				 DMA_FROM_DEVICE);
 }
@@ -464,6 +512,9 @@ int dmarec_mmap(struct file *file, struct vm_area_struct *vma)
 
 	mutex_lock(&card->ring_lock);
 	ring = card->ring;
+	ret = -ENODEV;
+	if (card->dead)
+		goto out;
 	ret = -EINVAL;
 	if (!ring || ring->memory != DMAREC_MEMORY_MMAP)
 		goto out;

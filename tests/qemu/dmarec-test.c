@@ -1657,6 +1657,218 @@ static void test_hugetlb(const char *disk)
 	use_hugetlb = false;
 }
 
+/* --------------------------------- edu -------------------------------- */
+
+/*
+ * QEMU's edu PCI card behind /dev/dmarecN (kmod/dmarec-edu.c): real bus
+ * master DMA, ~100 ms per 2 KiB transfer pair, so small rings of 4 KiB
+ * payloads. The card free-runs: it loses buffers while nothing is queued.
+ */
+static void edu_caps(int fd)
+{
+	struct dmarec_caps c;
+
+	CHECK_OK(ioctl(fd, DMAREC_IOC_QUERYCAP, &c));
+	check(c.caps == (DMAREC_CAP_MMAP | DMAREC_CAP_USERPTR),
+	      "edu caps %#x (no simulated card)", c.caps);
+	check(c.channels == 1, "edu channels %u", c.channels);
+	CHECK_ERR(sim_config(fd, 2, 0), EOPNOTSUPP);
+}
+
+/* Every byte of every buffer, in order, no gaps: the queue never empties. */
+static void edu_stream_one(uint32_t memory, uint32_t count, unsigned int total)
+{
+	const uint32_t payload = 4096;
+	struct dmarec_buffer b;
+	struct dmarec_stats st;
+	struct ring r;
+	u64 t_on, last_ts = 0, expect_seq = 0;
+	unsigned int n;
+	int fd = dev_open(0);
+	uint32_t i;
+	char what[64];
+
+	snprintf(what, sizeof(what), "edu %s %ux%u", mem_name(memory), count,
+		 payload);
+	edu_caps(fd);
+	if (ring_open(&r, fd, memory, count, payload))
+		goto out;
+	for (i = 0; i < count; i++) {
+		/* header: a marker; payload: garbage the card must replace */
+		memset(ring_buf(&r, i), 0x40 + (i & 15), DMAREC_HEADER_BYTES);
+		memset(ring_buf(&r, i) + DMAREC_HEADER_BYTES, 0x5a, payload);
+		CHECK_OK(qbuf(fd, i));
+	}
+	t_on = now_ns();
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMON));
+	for (n = 0; n < total; n++) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		size_t k, bad = 0;
+
+		check(poll(&p, 1, 30000) == 1 && (p.revents & POLLIN),
+		      "%s: poll revents %#x", what, p.revents);
+		if (dqbuf(fd, &b)) {
+			check(false, "%s: DQBUF %u: %s", what, n, strerror(errno));
+			break;
+		}
+		verify_buffer(&r, &b, 1, what);
+		check(b.card_seq == expect_seq && b.gap_count == 0,
+		      "%s: seq %" "llu" " want %" "llu" " gap %" "llu", what,
+		      b.card_seq, expect_seq, b.gap_count);
+		expect_seq = b.card_seq + 1;
+		check(b.card_timestamp_ns >= t_on && b.card_timestamp_ns >= last_ts &&
+		      b.card_timestamp_ns <= now_ns(), "%s: timestamp", what);
+		last_ts = b.card_timestamp_ns;
+		for (k = 0; k < DMAREC_HEADER_BYTES; k++)
+			bad += ring_buf(&r, b.index)[k] != 0x40 + (b.index & 15);
+		check(bad == 0, "%s: header of buffer %u touched (%zu bytes)",
+		      what, b.index, bad);
+		memset(ring_buf(&r, b.index) + DMAREC_HEADER_BYTES, 0x5a, payload);
+		CHECK_OK(qbuf(fd, b.index));
+	}
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMOFF));
+	st = stats(fd);
+	check(st.overruns == 0 && st.dequeued == total && st.filled >= total &&
+	      st.queued == count + total,
+	      "%s: stats q %" "llu" " dq %" "llu" " filled %" "llu" " ovr %" "llu",
+	      what, st.queued, st.dequeued, st.filled, st.overruns);
+	/* STREAMOFF gave every buffer back, the one being filled included */
+	for (i = 0; i < count; i++)
+		CHECK_OK(qbuf(fd, i));
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMON));
+	CHECK_OK(dqbuf(fd, &b));
+	check(b.card_seq == 0, "%s: seq after restart %" "llu", what, b.card_seq);
+	verify_buffer(&r, &b, 1, what);
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMOFF));
+	ring_close(&r);
+	note("%s: %u buffers verified (every byte), %.1f ms per buffer", what,
+	     total, (last_ts - t_on) / 1e6 / total);
+out:
+	close(fd);
+}
+
+/* Nobody dequeues: the card loses buffers and says so. */
+static void edu_overrun(uint32_t memory)
+{
+	struct dmarec_buffer b;
+	struct dmarec_stats st;
+	struct ring r;
+	int fd = dev_open(0), i;
+	char what[64];
+
+	snprintf(what, sizeof(what), "edu overrun %s", mem_name(memory));
+	if (ring_open(&r, fd, memory, 2, 4096))
+		goto out;
+	CHECK_OK(qbuf(fd, 0));
+	CHECK_OK(qbuf(fd, 1));
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMON));
+	/* bounded wait for three losses (the card's own pace) */
+	for (i = 0; i < 600 && stats(fd).overruns < 3; i++)
+		sleep_ms(100);
+	st = stats(fd);
+	check(st.overruns >= 3 && st.filled == 2, "%s: overruns %" "llu"
+	      " filled %" "llu", what, st.overruns, st.filled);
+	for (i = 0; i < 2; i++) {
+		CHECK_OK(dqbuf(fd, &b));
+		check(b.card_seq == (u64)i && b.gap_count == 0, "%s: seq %" "llu"
+		      " gap %" "llu", what, b.card_seq, b.gap_count);
+		verify_buffer(&r, &b, 1, what);
+	}
+	CHECK_OK(qbuf(fd, 0));
+	CHECK_OK(dqbuf(fd, &b));
+	verify_buffer(&r, &b, 1, what);
+	check(b.card_seq == 2 + b.gap_count && b.gap_count >= 3,
+	      "%s: after losses seq %" "llu" " gap %" "llu", what, b.card_seq,
+	      b.gap_count);
+	check(stats(fd).overruns >= b.gap_count, "%s: stats below gap", what);
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMOFF));
+	note("%s: seq %" "llu" " after %" "llu" " lost, stats overruns %" "llu",
+	     what, b.card_seq, b.gap_count, stats(fd).overruns);
+	ring_close(&r);
+out:
+	close(fd);
+}
+
+/* Zero copy refused (bounce buffers would be needed): a clear EOPNOTSUPP. */
+static void test_edu_refuse(void)
+{
+	struct dmarec_setup s;
+	int fd = dev_open(0);
+	void *mem;
+
+	CHECK_ERR(setup(fd, DMAREC_MEMORY_MMAP, 2, 4096, &s), EOPNOTSUPP);
+	mem = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (setup(fd, DMAREC_MEMORY_USERPTR, 1, 4096, &s) == 0) {
+		/* known at ATTACH only: the mapping itself is bounced */
+		CHECK_ERR(attach(fd, 0, mem, 4096), EOPNOTSUPP);
+		CHECK_OK(setup(fd, 0, 0, 0, NULL));
+	} else {
+		check(errno == EOPNOTSUPP, "USERPTR SETUP: %s", strerror(errno));
+	}
+	munmap(mem, 4096);
+	close(fd);
+}
+
+/*
+ * Streams until the card goes away (sysfs unbind by the caller after
+ * "ready"), then checks the dead card: ENODEV for everything that needs the
+ * device, STATS still answers, the mapping stays readable.
+ */
+static void test_edu_unbind(uint32_t memory)
+{
+	struct dmarec_buffer b;
+	struct ring r;
+	size_t k;
+	unsigned int n = 0;
+	volatile uint8_t sum = 0;
+	int fd = dev_open(0), err;
+
+	if (ring_open(&r, fd, memory, 4, 4096))
+		exit(1);
+	for (uint32_t i = 0; i < 4; i++)
+		CHECK_OK(qbuf(fd, i));
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMON));
+	note("edu-unbind %s: ready", mem_name(memory));
+	while (dqbuf(fd, &b) == 0 && n < 100000) {
+		verify_buffer(&r, &b, 1, "edu-unbind");
+		qbuf(fd, b.index);
+		n++;
+	}
+	err = errno;
+	check(err == EPIPE || err == ENODEV, "DQBUF after unbind: %s",
+	      strerror(err));
+	CHECK_ERR(qbuf(fd, 0), ENODEV);
+	CHECK_ERR(ioctl(fd, DMAREC_IOC_STREAMON), ENODEV);
+	CHECK_ERR(dqbuf(fd, &b), ENODEV);
+	CHECK_ERR(setup(fd, DMAREC_MEMORY_MMAP, 1, 4096, NULL), ENODEV);
+	check(mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0) == MAP_FAILED &&
+	      errno == ENODEV, "mmap of a dead card: %s", strerror(errno));
+	check(stats(fd).filled >= n, "STATS of a dead card");
+	for (k = 0; k < r.size; k += PAGE)
+		sum += r.base[k];
+	munmap(r.base, r.size);
+	close(fd);
+	note("edu-unbind %s: %u buffers before the unbind, dead card checked",
+	     mem_name(memory), n);
+}
+
+/* SIGKILL of a process whose buffer the card is writing (2 KiB steps). */
+static void test_edu_kill(void)
+{
+	kill_child_while_streaming(DMAREC_MEMORY_MMAP);
+	kill_child_while_streaming(DMAREC_MEMORY_USERPTR);
+}
+
+static void test_edu(void)
+{
+	edu_stream_one(DMAREC_MEMORY_MMAP, 4, 24);
+	edu_stream_one(DMAREC_MEMORY_USERPTR, 3, 16);
+	edu_overrun(DMAREC_MEMORY_MMAP);
+	edu_overrun(DMAREC_MEMORY_USERPTR);
+	test_edu_kill();
+}
+
 /* ------------------------------ helpers ------------------------------- */
 
 /* quick smoke run used by the insmod/rmmod loop */
@@ -1700,7 +1912,8 @@ int main(int argc, char **argv)
 	}
 	if (i >= argc) {
 		fprintf(stderr, "usage: %s [-d DEV] [--disk DEV] [--expect-mmap ok|eopnotsupp]"
-			" caps|stream|overrun|errors|mmap|lifetime|leak|hugetlb|fuzz [N]|uring|quick|hold\n",
+			" caps|stream|overrun|errors|mmap|lifetime|leak|hugetlb|fuzz [N]|uring|quick|hold|\n"
+			"  edu|edu-refuse|edu-unbind [mmap|userptr]\n",
 			argv[0]);
 		return 2;
 	}
@@ -1730,6 +1943,13 @@ int main(int argc, char **argv)
 		test_quick();
 	else if (!strcmp(cmd, "hold"))
 		test_hold();
+	else if (!strcmp(cmd, "edu"))
+		test_edu();
+	else if (!strcmp(cmd, "edu-refuse"))
+		test_edu_refuse();
+	else if (!strcmp(cmd, "edu-unbind"))
+		test_edu_unbind(i + 1 < argc && !strcmp(argv[i + 1], "userptr") ?
+				DMAREC_MEMORY_USERPTR : DMAREC_MEMORY_MMAP);
 	else {
 		fprintf(stderr, "unknown command %s\n", cmd);
 		return 2;

@@ -24,6 +24,9 @@
 #   DMAREC_DISKS=N             scratch virtio disks /dev/vda.. (default 1)
 #   DMAREC_DISK_MB=N           size of each scratch disk (default 64)
 #   DMAREC_MEM_MB=N            guest RAM (default 1024)
+#   DMAREC_QEMU_ARGS="..."     extra qemu-system-x86_64 arguments (split at
+#                              spaces), e.g. "-device intel-iommu -device edu"
+#   DMAREC_APPEND="..."        extra guest kernel command line
 #
 # Guest tests are shell scripts run by busybox sh as root in sorted order;
 # each gets DMAREC_KO (module path), DMAREC_DISK (/dev/vda, a scratch raw
@@ -196,6 +199,8 @@ build_initramfs() {
 # kernel messages that fail a run (searched in the guest's dmesg and in
 # the kernel lines of the serial console, which also has panics)
 bad_re='BUG:|WARNING:|Oops|general protection|leak|Call Trace|kernel BUG|refcount_t|list_(add|del) corruption|INFO: task .* blocked|Kernel panic'
+# IOMMU faults (a device DMA to an address nobody mapped) and swiotlb trouble
+bad_re+='|DMAR: DRHD: handling fault|DMAR: \[DMA (Read|Write)|IO_PAGE_FAULT|swiotlb buffer is full'
 
 overall=0
 summary=()
@@ -219,12 +224,13 @@ for kver in "${kernels[@]}"; do
 	echo "   booting (timeout ${timeout_s}s), serial log $log"
 	start=$(date +%s)
 	set +e
+	# shellcheck disable=SC2086 # DMAREC_QEMU_ARGS is a list of words
 	timeout --foreground -k 10 "$timeout_s" qemu-system-x86_64 \
 		-machine q35 -accel tcg -cpu max -smp 2 -m "${DMAREC_MEM_MB:-1024}" \
 		-nographic -no-reboot -monitor none -serial stdio \
 		-kernel "/boot/vmlinuz-$kver" -initrd "$work/initrd-$kver.gz" \
-		-append "console=ttyS0 panic=1 oops=panic loglevel=4 init_on_alloc=0 rdinit=/init" \
-		"${drives[@]}" \
+		-append "console=ttyS0 panic=1 oops=panic loglevel=4 init_on_alloc=0 rdinit=/init${DMAREC_APPEND:+ $DMAREC_APPEND}" \
+		${DMAREC_QEMU_ARGS:-} "${drives[@]}" \
 		</dev/null >"$log" 2>&1
 	qrc=$?
 	set -e
