@@ -673,8 +673,8 @@ static void test_errors(void)
 	CHECK_ERR(dqbuf(fd, &b), EINVAL);
 	CHECK_ERR(ioctl(fd, DMAREC_IOC_STREAMON), EINVAL);
 	CHECK_ERR(ioctl(fd, DMAREC_IOC_STREAMOFF), EINVAL);
-	CHECK_ERR(ioctl(fd, _IO('R', 0x09)), ENOTTY);
-	CHECK_ERR(ioctl(fd, _IOR('R', 0x00, uint32_t)), ENOTTY);
+	CHECK_ERR(ioctl(fd, _IO(DMAREC_IOC_MAGIC, 0x09)), ENOTTY);
+	CHECK_ERR(ioctl(fd, _IOR(DMAREC_IOC_MAGIC, 0x00, uint32_t)), ENOTTY);
 	CHECK_ERR(ioctl(fd, DMAREC_IOC_QUERYCAP, (void *)8), EFAULT);
 	CHECK_ERR(mmap(NULL, PAGE, PROT_READ, MAP_SHARED, fd, 0) == MAP_FAILED ? -1 : 0,
 		  EINVAL);
@@ -1233,7 +1233,7 @@ static void *fuzz_worker(void *data)
 			cmd = (uint32_t)rnd();
 			break;
 		case 1:		/* our type, random nr/size/dir */
-			cmd = _IOC(rnd() % 4, 'R', rnd() % 16, rnd() % 128);
+			cmd = _IOC(rnd() % 4, DMAREC_IOC_MAGIC, rnd() % 16, rnd() % 128);
 			break;
 		case 2:
 		case 3:		/* the stream state machine, more often */
