@@ -171,7 +171,7 @@ static void dmarec_config_claim(struct dmarec_card *card, struct file *file)
 	card->config_file = NULL;
 }
 
-/* card->lock held: allocate a ring and the stride/size the caller sees. */
+/* card->lock held: allocate a ring of the geometry already answered. */
 static struct dmarec_ring *dmarec_setup_alloc(struct dmarec_card *card,
 					      struct dmarec_setup *s)
 {
@@ -183,11 +183,8 @@ static struct dmarec_ring *dmarec_setup_alloc(struct dmarec_card *card,
 		return ERR_PTR(ret);
 	ring = dmarec_ring_alloc(card, s->memory, s->buffer_count,
 				 s->payload_bytes);
-	if (IS_ERR(ring))
-		return ring;
-	s->buffer_stride_bytes = ring->stride;
-	if (s->memory == DMAREC_MEMORY_MMAP)
-		s->mmap_size_bytes = ring->stride * ring->count;
+	if (!IS_ERR(ring))
+		WARN_ON(ring->stride != s->buffer_stride_bytes);
 	return ring;
 }
 
@@ -203,6 +200,21 @@ static long dmarec_ioc_setup(struct dmarec_card *card, struct file *file,
 	ret = dmarec_setup_validate(&s);
 	if (ret)
 		return ret;
+	/*
+	 * The answer follows from the request alone: write it before taking
+	 * the lock, so no user fault happens under it (on failure the output
+	 * fields mean nothing) and nobody can see a ring a failed copy would
+	 * have to undo.
+	 */
+	s.buffer_stride_bytes = 0;
+	s.mmap_size_bytes = 0;
+	if (s.buffer_count) {
+		s.buffer_stride_bytes = (u64)DMAREC_HEADER_BYTES + s.payload_bytes;
+		if (s.memory == DMAREC_MEMORY_MMAP)
+			s.mmap_size_bytes = s.buffer_stride_bytes * s.buffer_count;
+	}
+	if (copy_to_user(uarg, &s, sizeof(s)))
+		return -EFAULT;
 
 	if (mutex_lock_interruptible(&card->lock))
 		return -ERESTARTSYS;
@@ -220,33 +232,21 @@ static long dmarec_ioc_setup(struct dmarec_card *card, struct file *file,
 			goto out;
 	}
 
-	s.buffer_stride_bytes = 0;
-	s.mmap_size_bytes = 0;
-	if (s.buffer_count) {
-		ring = dmarec_setup_alloc(card, &s);
-		if (IS_ERR(ring)) {
-			ret = PTR_ERR(ring);
-			goto out;
-		}
-	}
-	/*
-	 * Answer first, publish after: nobody (mmap from another thread of
-	 * this file) can see a ring that a failed copy would have to undo.
-	 */
-	if (copy_to_user(uarg, &s, sizeof(s))) {
-		dmarec_ring_free(ring);
-		ret = -EFAULT;
-		goto out;
-	}
 	ret = 0;
-	if (!ring)
+	if (!s.buffer_count)
 		goto out;
+	ring = dmarec_setup_alloc(card, &s);
+	if (IS_ERR(ring)) {
+		ret = PTR_ERR(ring);
+		goto out;
+	}
 	dmarec_config_claim(card, file);
 	spin_lock(&card->qlock);
 	memset(&card->stats, 0, sizeof(card->stats));
 	spin_unlock(&card->qlock);
 	mutex_lock(&card->ring_lock);
 	card->ring = ring;
+	card->gen++;
 	WRITE_ONCE(card->owner, file);
 	mutex_unlock(&card->ring_lock);
 out:
@@ -365,36 +365,74 @@ static struct dmarec_buf *dmarec_dq_take(struct dmarec_card *card)
 	return buf;
 }
 
+/* card->lock held: wait for and take the oldest filled buffer. */
+static struct dmarec_buf *dmarec_dq_wait(struct dmarec_card *card,
+					 struct file *file)
+{
+	struct dmarec_buf *buf;
+	long ret;
+
+	for (;;) {
+		ret = dmarec_check_owner(card, file);
+		if (ret)
+			return ERR_PTR(ret);
+		buf = dmarec_dq_take(card);
+		if (!IS_ERR(buf) || PTR_ERR(buf) != -EAGAIN ||
+		    (file->f_flags & O_NONBLOCK))
+			return buf;
+		mutex_unlock(&card->lock);
+		ret = wait_event_interruptible(card->done_wq,
+					       dmarec_dq_ready(card));
+		if (!ret && mutex_lock_interruptible(&card->lock))
+			ret = -ERESTARTSYS;
+		if (ret) {
+			/* returns with the lock taken, as on every path */
+			mutex_lock(&card->lock);
+			return ERR_PTR(ret);
+		}
+	}
+}
+
+/*
+ * The copy of a dequeued buffer's description failed: it goes back as the
+ * oldest filled buffer, unless the ring or the stream changed meanwhile
+ * (then STREAMOFF/teardown already owns the question).
+ */
+static void dmarec_dq_undo(struct dmarec_card *card, u64 gen, u32 index)
+{
+	struct dmarec_buf *buf;
+
+	mutex_lock(&card->lock);
+	if (card->ring && card->gen == gen && card->streaming &&
+	    index < card->ring->count) {
+		buf = &card->ring->bufs[index];
+		if (buf->state == DMAREC_BUF_USER) {
+			dmarec_buf_sync_for_device(card->ring, buf);
+			spin_lock(&card->qlock);
+			buf->state = DMAREC_BUF_DONE;
+			list_add(&buf->list, &card->done);
+			card->stats.dequeued--;
+			spin_unlock(&card->qlock);
+		}
+	}
+	mutex_unlock(&card->lock);
+}
+
 static long dmarec_ioc_dqbuf(struct dmarec_card *card, struct file *file,
 			     void __user *uarg)
 {
 	struct dmarec_buffer b = {};
 	struct dmarec_buf *buf;
-	long ret;
+	u64 gen;
 
 	if (mutex_lock_interruptible(&card->lock))
 		return -ERESTARTSYS;
-	for (;;) {
-		ret = dmarec_check_owner(card, file);
-		if (ret)
-			goto out;
-		buf = dmarec_dq_take(card);
-		if (!IS_ERR(buf))
-			break;
-		ret = PTR_ERR(buf);
-		if (ret != -EAGAIN || (file->f_flags & O_NONBLOCK))
-			goto out;
+	buf = dmarec_dq_wait(card, file);
+	if (IS_ERR(buf)) {
 		mutex_unlock(&card->lock);
-		ret = wait_event_interruptible(card->done_wq,
-					       dmarec_dq_ready(card));
-		if (ret)
-			return ret;
-		if (mutex_lock_interruptible(&card->lock))
-			return -ERESTARTSYS;
+		return PTR_ERR(buf);
 	}
-
 	dmarec_buf_sync_for_cpu(card->ring, buf);
-
 	b.index = buf->index;
 	b.bytes_used = card->ring->payload_bytes;
 	b.channel = buf->channel;
@@ -403,20 +441,15 @@ static long dmarec_ioc_dqbuf(struct dmarec_card *card, struct file *file,
 	b.gap_count = buf->gap;
 	if (buf->gap)
 		b.flags |= DMAREC_BUF_FLAG_OVERRUN;
-	ret = 0;
-	if (copy_to_user(uarg, &b, sizeof(b))) {
-		/* Not delivered: it stays the oldest filled buffer. */
-		dmarec_buf_sync_for_device(card->ring, buf);
-		spin_lock(&card->qlock);
-		buf->state = DMAREC_BUF_DONE;
-		list_add(&buf->list, &card->done);
-		card->stats.dequeued--;
-		spin_unlock(&card->qlock);
-		ret = -EFAULT;
-	}
-out:
+	gen = card->gen;
 	mutex_unlock(&card->lock);
-	return ret;
+
+	/* no lock across a user fault (userfaultfd could hold it forever) */
+	if (copy_to_user(uarg, &b, sizeof(b))) {
+		dmarec_dq_undo(card, gen, b.index);
+		return -EFAULT;
+	}
+	return 0;
 }
 
 static long dmarec_ioc_streamon(struct dmarec_card *card, struct file *file)
@@ -437,6 +470,7 @@ static long dmarec_ioc_streamon(struct dmarec_card *card, struct file *file)
 	card->pending_gap = 0;
 	card->stream_channels = card->channels;
 	card->streaming = true;
+	card->gen++;
 	spin_unlock(&card->qlock);
 
 	ret = card->ops->start(card);

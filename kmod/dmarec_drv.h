@@ -80,6 +80,8 @@ struct dmarec_ring {
 	u32 payload_bytes;
 	u64 stride;
 	unsigned int pages_per_buf;	/* MMAP: stride in pages */
+	struct user_struct *user;	/* MMAP: charged for locked memory */
+	unsigned long charged_pages;
 	struct dmarec_buf bufs[];
 };
 
@@ -149,6 +151,7 @@ struct dmarec_card {
 	struct dmarec_counters stats;
 	wait_queue_head_t done_wq;	/* DQBUF and poll */
 	u32 stream_channels;		/* snapshot at STREAMON */
+	u64 gen;			/* under lock: +1 per SETUP and STREAMON */
 };
 
 /* dmarec-buf.c */

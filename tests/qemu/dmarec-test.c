@@ -657,6 +657,170 @@ static void *dq_thread(void *arg)
 	return (void *)r;
 }
 
+/* A DQBUF whose answer cannot be written keeps the buffer for the next. */
+static void dqbuf_efault_keeps_buffer(void)
+{
+	struct dmarec_buffer b;
+	struct ring r;
+	int fd = dev_open(0), i;
+	void *ro = mmap(NULL, PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	CHECK_OK(sim_config(fd, 1, 0));
+	if (ring_open(&r, fd, DMAREC_MEMORY_MMAP, 2, 4096))
+		goto out;
+	CHECK_OK(qbuf(fd, 0));
+	CHECK_OK(qbuf(fd, 1));
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMON));
+	for (i = 0; i < 1000 && stats(fd).filled < 2; i++)
+		sleep_ms(1);
+	CHECK_ERR(ioctl(fd, DMAREC_IOC_DQBUF, ro), EFAULT);
+	CHECK_ERR(ioctl(fd, DMAREC_IOC_DQBUF, NULL), EFAULT);
+	/* a lost buffer must fail here, not hang the test */
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	CHECK_OK(dqbuf(fd, &b));
+	check(b.index == 0 && b.card_seq == 0, "DQBUF after EFAULT: index %u seq %"
+	      "llu (the first buffer was lost)", b.index, b.card_seq);
+	verify_buffer(&r, &b, 1, "dqbuf efault");
+	CHECK_OK(dqbuf(fd, &b));
+	check(b.card_seq == 1, "second DQBUF seq %" "llu", b.card_seq);
+	check(stats(fd).dequeued == 2, "dequeued %" "llu", stats(fd).dequeued);
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMOFF));
+	ring_close(&r);
+out:
+	munmap(ro, PAGE);
+	close(fd);
+}
+
+/*
+ * SIM_CONFIG from a file that owns nothing does not carry into another
+ * file's ring: SETUP by another file restores the module's defaults. The
+ * owner's own settings, made before its SETUP, are kept.
+ */
+static unsigned long long module_param_ull(const char *name)
+{
+	char path[96];
+	unsigned long long v = ~0ull;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/sys/module/dmarec/parameters/%s", name);
+	f = fopen(path, "r");
+	if (!f || fscanf(f, "%llu", &v) != 1)
+		check(false, "read %s", path);
+	if (f)
+		fclose(f);
+	return v;
+}
+
+static void sim_config_no_carry_over(void)
+{
+	struct dmarec_caps c0 = {}, c;
+	struct dmarec_buffer b;
+	struct ring r;
+	int fda = dev_open(0), fdb = dev_open(0), i;
+
+	/* the module's defaults */
+	c0.channels = module_param_ull("channels");
+	c0.rate_bytes_per_s = module_param_ull("rate");
+	CHECK_OK(sim_config(fda, c0.channels % 64 + 1, 123456789));
+	if (ring_open(&r, fdb, DMAREC_MEMORY_MMAP, 2, 4096))
+		goto out;
+	CHECK_OK(ioctl(fda, DMAREC_IOC_QUERYCAP, &c));
+	check(c.channels == c0.channels && c.rate_bytes_per_s == c0.rate_bytes_per_s,
+	      "another file's SIM_CONFIG carried over: channels %u rate %" "llu",
+	      c.channels, c.rate_bytes_per_s);
+	CHECK_OK(qbuf(fdb, 0));
+	CHECK_OK(qbuf(fdb, 1));
+	CHECK_OK(ioctl(fdb, DMAREC_IOC_STREAMON));
+	for (i = 0; i < 2; i++) {
+		CHECK_OK(dqbuf(fdb, &b));
+		verify_buffer(&r, &b, c0.channels, "no carry-over");
+	}
+	CHECK_OK(ioctl(fdb, DMAREC_IOC_STREAMOFF));
+	ring_close(&r);
+	/* the owner's own settings stay */
+	CHECK_OK(sim_config(fdb, 5, 0));
+	CHECK_OK(setup(fdb, DMAREC_MEMORY_MMAP, 1, 4096, NULL));
+	CHECK_OK(ioctl(fdb, DMAREC_IOC_QUERYCAP, &c));
+	check(c.channels == 5, "own SIM_CONFIG lost at SETUP: %u", c.channels);
+	CHECK_OK(setup(fdb, 0, 0, 0, NULL));
+out:
+	close(fda);
+	close(fdb);
+}
+
+/* voluntary + involuntary context switches of the thread named comm */
+static long thread_switches(const char *comm)
+{
+	char path[64], line[128];
+	long total = -1, v;
+	FILE *f;
+	int pid;
+
+	for (pid = 2; pid < 65536 && total < 0; pid++) {
+		snprintf(path, sizeof(path), "/proc/%d/comm", pid);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (fgets(line, sizeof(line), f) && !strncmp(line, comm, strlen(comm)) &&
+		    line[strlen(comm)] == '\n')
+			total = 0;
+		fclose(f);
+		if (total < 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/status", pid);
+		f = fopen(path, "r");
+		if (!f)
+			return -1;
+		while (fgets(line, sizeof(line), f))
+			if (sscanf(line, "voluntary_ctxt_switches: %ld", &v) == 1 ||
+			    sscanf(line, "nonvoluntary_ctxt_switches: %ld", &v) == 1)
+				total += v;
+		fclose(f);
+	}
+	return total;
+}
+
+/*
+ * A paced card with nothing queued sleeps (no wake-up per period: at 1 us
+ * per buffer that was a busy core) and accounts the buffers it missed when
+ * a buffer is queued again.
+ */
+static void sim_sleeps_when_idle(void)
+{
+	struct dmarec_buffer b;
+	struct ring r;
+	char comm[32];
+	long s0, s1;
+	int fd = dev_open(0);
+
+	snprintf(comm, sizeof(comm), "%s-card", strrchr(dev_path, '/') + 1);
+	CHECK_OK(sim_config(fd, 1, 4096ull * 1000000000ull));	/* 1 us per buffer */
+	if (ring_open(&r, fd, DMAREC_MEMORY_MMAP, 2, 4096))
+		goto out;
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMON));
+	sleep_ms(50);
+	s0 = thread_switches(comm);
+	sleep_ms(500);
+	s1 = thread_switches(comm);
+	check(s0 >= 0 && s1 - s0 <= 5, "idle %s: %ld context switches in 500 ms",
+	      comm, s1 - s0);
+	CHECK_OK(qbuf(fd, 0));
+	CHECK_OK(dqbuf(fd, &b));
+	verify_buffer(&r, &b, 1, "idle card");
+	check(b.gap_count > 1000 && b.card_seq == b.gap_count,
+	      "losses while idle: seq %" "llu" " gap %" "llu", b.card_seq,
+	      b.gap_count);
+	check(stats(fd).overruns == b.gap_count, "overruns %" "llu" " gap %" "llu",
+	      stats(fd).overruns, b.gap_count);
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMOFF));
+	ring_close(&r);
+	note("idle card: %ld context switches in 500 ms, %" "llu" " losses accounted",
+	     s1 - s0, b.gap_count);
+out:
+	CHECK_OK(sim_config(fd, 1, 0));
+	close(fd);
+}
+
 static void test_errors(void)
 {
 	struct dmarec_setup s;
@@ -825,6 +989,9 @@ static void test_errors(void)
 	munmap(mem, 8 * PAGE);
 	close(fd);
 	test_memlock();
+	dqbuf_efault_keeps_buffer();
+	sim_config_no_carry_over();
+	sim_sleeps_when_idle();
 }
 
 /*
@@ -865,6 +1032,36 @@ static void memlock_child(void)
 	_exit(n_fail ? 1 : 0);
 }
 
+/*
+ * MMAP rings are charged to the user's locked memory (RLIMIT_MEMLOCK) as
+ * io_uring charges its rings: a non-root user (nobody, no capabilities)
+ * with a 64 KiB limit gets one 4+32 KiB buffer, not two, over one or two
+ * files; teardown returns the charge.
+ */
+static void memlock_mmap_child(void)
+{
+	struct rlimit rl = { 64 << 10, 64 << 10 };
+	int fd = dev_open(0), fd2 = dev_open(0);
+
+	if (setrlimit(RLIMIT_MEMLOCK, &rl) || setresgid(65534, 65534, 65534) ||
+	    setresuid(65534, 65534, 65534)) {
+		check(false, "memlock mmap: setuid nobody: %s", strerror(errno));
+		_exit(1);
+	}
+	CHECK_ERR(setup(fd, DMAREC_MEMORY_MMAP, 2, 32768, NULL), ENOMEM);
+	CHECK_OK(setup(fd, DMAREC_MEMORY_MMAP, 1, 32768, NULL));
+	CHECK_OK(setup(fd, 0, 0, 0, NULL));
+	CHECK_OK(setup(fd, DMAREC_MEMORY_MMAP, 1, 32768, NULL));
+	/* the same user on another file (the card is busy: a second ring
+	 * would need a second card; re-setup on fd must first uncharge) */
+	CHECK_ERR(setup(fd2, DMAREC_MEMORY_MMAP, 1, 32768, NULL), EBUSY);
+	CHECK_ERR(setup(fd, DMAREC_MEMORY_MMAP, 2, 32768, NULL), ENOMEM);
+	CHECK_OK(setup(fd, DMAREC_MEMORY_MMAP, 1, 32768, NULL));
+	close(fd);
+	close(fd2);
+	_exit(n_fail ? 1 : 0);
+}
+
 static void test_memlock(void)
 {
 	int status;
@@ -875,6 +1072,12 @@ static void test_memlock(void)
 	waitpid(pid, &status, 0);
 	check(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 	      "memlock child status %#x", status);
+	pid = fork();
+	if (pid == 0)
+		memlock_mmap_child();
+	waitpid(pid, &status, 0);
+	check(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	      "memlock mmap child status %#x", status);
 }
 
 /* -------------------------------- mmap -------------------------------- */
@@ -888,6 +1091,56 @@ static bool map_fails(int fd, size_t len, off_t off, int flags, int want)
 		return false;
 	}
 	return errno == want;
+}
+
+/*
+ * 4 MiB payloads (order-9 compound chunks): every page keeps its identity
+ * across MADV_DONTNEED and refault, through the whole ring and through a
+ * second mapping at another offset, and the card's data is seen through
+ * refaulted pages.
+ */
+static void mmap_refault_large(void)
+{
+	const uint32_t payload = 4u << 20, count = 2;
+	struct dmarec_buffer b;
+	struct ring r;
+	size_t k, npages, bad = 0;
+	uint8_t *second;
+	int fd = dev_open(0);
+
+	CHECK_OK(sim_config(fd, 1, 0));
+	if (ring_open(&r, fd, DMAREC_MEMORY_MMAP, count, payload))
+		goto out;
+	npages = r.size / PAGE;
+	for (k = 0; k < npages; k++)
+		*(u64 *)(r.base + k * PAGE) = k ^ 0xfeedface00000000ull;
+	CHECK_OK(madvise(r.base, r.size, MADV_DONTNEED));
+	/* and a 2 MiB-aligned piece in the middle of payload 0 again */
+	CHECK_OK(madvise(r.base + DMAREC_HEADER_BYTES + (1u << 20), 2u << 20,
+			 MADV_DONTNEED));
+	for (k = 0; k < npages; k++)
+		bad += *(u64 *)(r.base + k * PAGE) != (k ^ 0xfeedface00000000ull);
+	check(bad == 0, "refault 4 MiB payloads: %zu of %zu pages moved", bad,
+	      npages);
+	second = mmap(NULL, r.stride, PROT_READ, MAP_SHARED, fd, r.stride);
+	if (second != MAP_FAILED) {
+		for (k = 0, bad = 0; k < r.stride / PAGE; k++)
+			bad += *(u64 *)(second + k * PAGE) !=
+			       ((k + r.stride / PAGE) ^ 0xfeedface00000000ull);
+		check(bad == 0, "second mapping of buffer 1: %zu pages differ",
+		      bad);
+		munmap(second, r.stride);
+	} else {
+		check(false, "mmap buffer 1: %s", strerror(errno));
+	}
+	CHECK_OK(qbuf(fd, 1));
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMON));
+	CHECK_OK(dqbuf(fd, &b));
+	verify_buffer(&r, &b, 1, "refault 4 MiB");
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMOFF));
+	ring_close(&r);
+out:
+	close(fd);
 }
 
 static void test_mmap(void)
@@ -978,6 +1231,7 @@ static void test_mmap(void)
 out:
 	close(fd2);
 	close(fd);
+	mmap_refault_large();
 }
 
 /* ------------------------------ lifetime ------------------------------ */
@@ -1657,6 +1911,91 @@ static void test_hugetlb(const char *disk)
 	use_hugetlb = false;
 }
 
+/* ------------------------------- userptr ------------------------------ */
+
+/* Stream 3 buffers into a USERPTR ring whose payloads live at mem. */
+static void userptr_stream_in(int fd, uint8_t *mem, const char *what)
+{
+	struct dmarec_buffer b;
+	struct ring r = { .fd = fd, .memory = DMAREC_MEMORY_USERPTR, .count = 2,
+			  .payload = 8192, .stride = DMAREC_HEADER_BYTES + 8192,
+			  .base = mem };
+	int i;
+
+	CHECK_OK(qbuf(fd, 0));
+	CHECK_OK(qbuf(fd, 1));
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMON));
+	for (i = 0; i < 3; i++) {
+		CHECK_OK(dqbuf(fd, &b));
+		verify_buffer(&r, &b, 1, what);
+		CHECK_OK(qbuf(fd, b.index));
+	}
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMOFF));
+}
+
+/*
+ * Which memory USERPTR accepts: anonymous (private and shared), memfd and
+ * tmpfs files (shmem) stream; a MAP_SHARED or MAP_PRIVATE mapping of a
+ * block device (a file the kernel writes back) is refused with EFAULT on
+ * every kernel, before anything is pinned.
+ */
+static void test_userptr_sources(const char *disk)
+{
+	const size_t len = 2 * (DMAREC_HEADER_BYTES + 8192);
+	const char *names[] = { "anon private", "anon shared", "memfd", "tmpfs file",
+				"block device shared", "block device private" };
+	int fd = dev_open(0), i;
+
+	CHECK_OK(sim_config(fd, 1, 0));
+	for (i = 0; i < 6; i++) {
+		int mfd = -1, flags = MAP_SHARED;
+		long pin_before = vm_pin_kb();
+		uint8_t *mem;
+		bool refused = i >= 4;
+
+		if (i == 0)
+			flags = MAP_PRIVATE | MAP_ANONYMOUS;
+		else if (i == 1)
+			flags = MAP_SHARED | MAP_ANONYMOUS;
+		else if (i == 2)
+			mfd = memfd_create("dmarec", MFD_CLOEXEC);
+		else if (i == 3)
+			mfd = open("/tmp/dmarec-userptr", O_RDWR | O_CREAT | O_TRUNC, 0600);
+		else
+			mfd = open(disk, O_RDWR);
+		if (i == 5)
+			flags = MAP_PRIVATE;
+		if (i >= 2 && (mfd < 0 || (i < 4 && ftruncate(mfd, len)))) {
+			check(false, "%s: %s", names[i], strerror(errno));
+			continue;
+		}
+		mem = mmap(NULL, len, PROT_READ | PROT_WRITE, flags | MAP_POPULATE,
+			   mfd, 0);
+		if (mem == MAP_FAILED) {
+			check(false, "mmap %s: %s", names[i], strerror(errno));
+			close(mfd);
+			continue;
+		}
+		CHECK_OK(setup(fd, DMAREC_MEMORY_USERPTR, 2, 8192, NULL));
+		if (refused) {
+			CHECK_ERR(attach(fd, 0, mem + DMAREC_HEADER_BYTES, 8192), EFAULT);
+			check(vm_pin_kb() == pin_before, "%s: VmPin %ld kB after refusal",
+			      names[i], vm_pin_kb());
+		} else {
+			CHECK_OK(attach(fd, 0, mem + DMAREC_HEADER_BYTES, 8192));
+			CHECK_OK(attach(fd, 1, mem + 2 * DMAREC_HEADER_BYTES + 8192, 8192));
+			userptr_stream_in(fd, mem, names[i]);
+		}
+		CHECK_OK(setup(fd, 0, 0, 0, NULL));
+		munmap(mem, len);
+		if (mfd >= 0)
+			close(mfd);
+		note("userptr %s: %s", names[i], refused ? "refused" : "streamed");
+	}
+	unlink("/tmp/dmarec-userptr");
+	close(fd);
+}
+
 /* --------------------------------- edu -------------------------------- */
 
 /*
@@ -1943,6 +2282,8 @@ int main(int argc, char **argv)
 		test_quick();
 	else if (!strcmp(cmd, "hold"))
 		test_hold();
+	else if (!strcmp(cmd, "userptr"))
+		test_userptr_sources(disk);
 	else if (!strcmp(cmd, "edu"))
 		test_edu();
 	else if (!strcmp(cmd, "edu-refuse"))

@@ -6,6 +6,7 @@
 #   direct   no IOMMU, edu with a 64-bit DMA mask (and a 28-bit driver
 #            setting refused)
 #   swiotlb  no IOMMU, swiotlb=force: zero copy refused
+# The first two boot with page_poison=1 init_on_free=1.
 # EDU_CONFIGS="iommu direct" limits the boots; EDU_RECORD=1 adds
 # tests/qemu/edu-record (needs -a dmarec -a dmaplay).
 set -euo pipefail
@@ -15,11 +16,13 @@ glob='6[0-9]-edu*'
 if [ "${EDU_RECORD:-0}" = 1 ]; then
 	dirs+=(-g "$here/edu-record")
 fi
+# freed pages poisoned and checked: a DMA or CPU write after free shows
+poison="page_poison=1 init_on_free=1"
 rc=0
 for cfg in ${EDU_CONFIGS:-iommu direct swiotlb}; do
 	case "$cfg" in
-	iommu) qemu="-device intel-iommu -device edu"; append="intel_iommu=on iommu.strict=1" ;;
-	direct) qemu="-device edu,dma_mask=0xffffffffffffffff"; append="" ;;
+	iommu) qemu="-device intel-iommu -device edu"; append="intel_iommu=on iommu.strict=1 $poison" ;;
+	direct) qemu="-device edu,dma_mask=0xffffffffffffffff"; append="$poison" ;;
 	swiotlb) qemu="-device edu,dma_mask=0xffffffffffffffff"; append="swiotlb=force" ;;
 	*) echo "edu.sh: unknown config $cfg" >&2; exit 2 ;;
 	esac

@@ -208,7 +208,7 @@ for kver in "${kernels[@]}"; do
 	echo "== kernel $kver"
 	kdir=/usr/src/linux-headers-$kver
 	bdir=$work/build-$kver
-	make -s -C "$top/kmod" KDIR="$kdir" O="$bdir" >"$work/build-$kver.log" 2>&1 || {
+	make -s -C "$top/kmod" KDIR="$kdir" O="$bdir" W=1 >"$work/build-$kver.log" 2>&1 || {
 		cat "$work/build-$kver.log"; echo "run.sh: module build failed for $kver" >&2; exit 1; }
 	if grep -E 'warning:|error:' "$work/build-$kver.log"; then
 		echo "run.sh: module build for $kver has warnings" >&2
