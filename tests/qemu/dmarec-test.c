@@ -212,6 +212,14 @@ static int attach(int fd, uint32_t index, void *addr, u64 bytes)
 	return ioctl(fd, DMAREC_IOC_ATTACH_USERPTR, &u);
 }
 
+static int attach_u64(int fd, uint32_t index, u64 addr, u64 bytes)
+{
+	struct dmarec_userptr u = { .index = index, .payload_addr = addr,
+				    .payload_bytes = bytes };
+
+	return ioctl(fd, DMAREC_IOC_ATTACH_USERPTR, &u);
+}
+
 static struct dmarec_stats stats(int fd)
 {
 	struct dmarec_stats st;
@@ -884,9 +892,10 @@ static void test_errors(void)
 	CHECK_ERR(attach(fd, 0, mem, 4096), EINVAL);
 	CHECK_ERR(attach(fd, 0, mem, 8192 + 4096), EINVAL);
 	CHECK_ERR(attach(fd, 0, NULL, 8192), EINVAL);
-	CHECK_ERR(attach(fd, 0, (void *)0xfffffffffffff000ull, 8192), EINVAL);
-	CHECK_ERR(attach(fd, 0, (void *)0xffff888000000000ull, 8192), EFAULT);
-	CHECK_ERR(attach(fd, 0, (void *)0x7ffffffff000ull, 8192), EFAULT);
+	/* 64-bit addresses also from a 32-bit process (the field is __u64) */
+	CHECK_ERR(attach_u64(fd, 0, 0xfffffffffffff000ull, 8192), EINVAL);
+	CHECK_ERR(attach_u64(fd, 0, 0xffff888000000000ull, 8192), EFAULT);
+	CHECK_ERR(attach_u64(fd, 0, 0x7ffffffff000ull, 8192), EFAULT);
 	memset(&u, 0, sizeof(u));
 	u.payload_addr = (uintptr_t)mem; u.payload_bytes = 8192; u.flags = 1;
 	CHECK_ERR(ioctl(fd, DMAREC_IOC_ATTACH_USERPTR, &u), EINVAL);

@@ -1,7 +1,8 @@
 #!/bin/bash
 # The edu PCI card backend (kmod/dmarec-edu.c) in the three DMA setups that
 # matter, one boot each per kernel (run.sh options, e.g. -k VER, pass on):
-#   iommu    q35 + intel-iommu, intel_iommu=on iommu.strict=1, edu's default
+#   iommu    q35 + intel-iommu (DMA remapping; interrupt remapping off),
+#            intel_iommu=on iommu.strict=1, edu's default
 #            28-bit DMA mask (the IOMMU maps below it); a DMAR fault fails
 #   direct   no IOMMU, edu with a 64-bit DMA mask (and a 28-bit driver
 #            setting refused)
@@ -21,7 +22,10 @@ poison="page_poison=1 init_on_free=1"
 rc=0
 for cfg in ${EDU_CONFIGS:-iommu direct swiotlb}; do
 	case "$cfg" in
-	iommu) qemu="-device intel-iommu -device edu"; append="intel_iommu=on iommu.strict=1 $poison" ;;
+	# intremap=off: with interrupt remapping the TCG guest's IO-APIC timer
+	# check can panic under load ("timer doesn't work through
+	# Interrupt-remapped IO-APIC", seen here); DMA remapping is what we test
+	iommu) qemu="-device intel-iommu,intremap=off -device edu"; append="intel_iommu=on iommu.strict=1 $poison" ;;
 	direct) qemu="-device edu,dma_mask=0xffffffffffffffff"; append="$poison" ;;
 	swiotlb) qemu="-device edu,dma_mask=0xffffffffffffffff"; append="swiotlb=force" ;;
 	*) echo "edu.sh: unknown config $cfg" >&2; exit 2 ;;

@@ -59,8 +59,8 @@ while [ $# -gt 0 ]; do
 	esac
 done
 
-for tool in qemu-system-x86_64 busybox cpio gcc make xz timeout; do
-	command -v "$tool" >/dev/null || { echo "run.sh: $tool missing" >&2; exit 2; }
+for tool in qemu-system-x86_64 busybox cpio gcc make xz timeout sparse; do
+	command -v "$tool" >/dev/null || { echo "run.sh: $tool missing (scripts/install-deps.sh)" >&2; exit 2; }
 done
 [ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q dynamic && {
 	echo "run.sh: /bin/busybox is dynamic; install busybox-static" >&2; exit 2; }
@@ -109,6 +109,10 @@ fi
 echo "== building dmarec-test (static)"
 gcc -static -O2 -Wall -Wextra -Wno-sign-compare -Werror \
 	-o "$work/dmarec-test" "$here/dmarec-test.c" -lpthread
+echo "== building dmarec-test32 (static, -m32: the driver's compat ioctl path)"
+gcc -m32 -D_FILE_OFFSET_BITS=64 -static -O2 -Wall -Wextra -Wno-sign-compare -Werror \
+	-o "$work/dmarec-test32" "$here/dmarec-test.c" -lpthread || {
+	echo "run.sh: gcc -m32 failed: install gcc-multilib (scripts/install-deps.sh)" >&2; exit 2; }
 
 # copy ELF $1 and its shared libraries into root $2 (binary to $3)
 copy_elf() {
@@ -170,6 +174,7 @@ build_initramfs() {
 	touch "$root/lib/modules/load.order"
 	cp "$ko" "$root/lib/modules/dmarec.ko"
 	cp "$work/dmarec-test" "$root/usr/bin/dmarec-test"
+	cp "$work/dmarec-test32" "$root/usr/bin/dmarec-test32"
 	for g in "${guest_dirs[@]}"; do
 		[ -d "$g" ] || { echo "run.sh: no guest dir $g" >&2; exit 2; }
 		for f in "$g"/*.sh; do
@@ -208,7 +213,7 @@ for kver in "${kernels[@]}"; do
 	echo "== kernel $kver"
 	kdir=/usr/src/linux-headers-$kver
 	bdir=$work/build-$kver
-	make -s -C "$top/kmod" KDIR="$kdir" O="$bdir" W=1 >"$work/build-$kver.log" 2>&1 || {
+	make -s -C "$top/kmod" KDIR="$kdir" O="$bdir" W=1 C=1 >"$work/build-$kver.log" 2>&1 || {
 		cat "$work/build-$kver.log"; echo "run.sh: module build failed for $kver" >&2; exit 1; }
 	if grep -E 'warning:|error:' "$work/build-$kver.log"; then
 		echo "run.sh: module build for $kver has warnings" >&2
