@@ -76,6 +76,9 @@ else
 	newlog | grep -q "no IOMMU" || fail "IOMMU where none was expected"
 fi
 dmarec-test -d "$node" edu || fail "dmarec-test edu"
+# random ioctls and mmaps from two threads and two files against real DMA
+# (streams started and stopped at random points of a transfer)
+dmarec-test -d "$node" fuzz 2000 || fail "fuzz on the edu card"
 
 # unbind while streaming, both memory modes; rebind gives a working card
 for mem in mmap userptr; do
