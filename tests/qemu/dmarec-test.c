@@ -1964,6 +1964,32 @@ static void userptr_stream_in(int fd, uint8_t *mem, const char *what)
 }
 
 /*
+ * One address attached to two buffers: allowed (as V4L2 USERPTR allows it;
+ * the data is then whichever buffer the card filled last), pinned and
+ * charged twice, and both pins dropped at teardown.
+ */
+static void userptr_same_address_twice(int fd)
+{
+	long pin0 = vm_pin_kb();
+	uint8_t *mem = mmap(NULL, 8192, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+
+	CHECK_OK(setup(fd, DMAREC_MEMORY_USERPTR, 2, 8192, NULL));
+	CHECK_OK(attach(fd, 0, mem, 8192));
+	CHECK_OK(attach(fd, 1, mem, 8192));
+	check(vm_pin_kb() == pin0 + 16, "same address twice: VmPin %ld, want %ld",
+	      vm_pin_kb(), pin0 + 16);
+	CHECK_OK(qbuf(fd, 0));
+	CHECK_OK(qbuf(fd, 1));
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMON));
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMOFF));
+	CHECK_OK(setup(fd, 0, 0, 0, NULL));
+	check(vm_pin_kb() == pin0, "same address twice: VmPin %ld after teardown",
+	      vm_pin_kb());
+	munmap(mem, 8192);
+}
+
+/*
  * Which memory USERPTR accepts: anonymous (private and shared), memfd and
  * tmpfs files (shmem) stream; a MAP_SHARED or MAP_PRIVATE mapping of a
  * block device (a file the kernel writes back) is refused with EFAULT on
@@ -2023,6 +2049,7 @@ static void test_userptr_sources(const char *disk)
 		note("userptr %s: %s", names[i], refused ? "refused" : "streamed");
 	}
 	unlink("/tmp/dmarec-userptr");
+	userptr_same_address_twice(fd);
 	close(fd);
 }
 
