@@ -127,7 +127,10 @@ struct dmarec_card {
 
 	/*
 	 * Lock order: lock -> ring_lock; lock -> mmap_lock (pinning user
-	 * memory); mmap_lock -> ring_lock (mmap). qlock is innermost.
+	 * memory); mmap_lock -> ring_lock (mmap); a backend's own engine lock
+	 * (edu: eng_lock, taken by its IRQ thread) -> qlock. qlock is
+	 * innermost. No user memory is touched under lock except by ATTACH's
+	 * pin (DQBUF and SETUP copy outside it).
 	 */
 	struct mutex lock;		/* ioctls, owner, streaming, sim config */
 	struct mutex ring_lock;		/* ring/owner pointers vs. mmap */
