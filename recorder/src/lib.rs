@@ -12,20 +12,24 @@
 
 pub mod clock;
 pub mod index_writer;
+pub mod journal;
 pub mod memory;
+pub mod pipeline;
 pub mod readback;
 pub mod record;
 pub mod source;
 pub mod status;
 pub mod target;
+pub mod units;
 
 use anyhow::{bail, Context, Result};
 use formats::{
-    Channel, Member, Superblock, CHANNEL_LAYOUT_ROUND_ROBIN, MAX_DEVICES, MAX_PAYLOAD_BYTES,
-    MIN_PAYLOAD_BYTES, SUPERBLOCK_FLAG_RING,
+    Channel, Member, PayloadSize, Superblock, CHANNEL_LAYOUT_ROUND_ROBIN, MAX_DEVICES,
+    SUPERBLOCK_FLAG_RING,
 };
+use journal::TargetSync;
 use memory::SlotMemory;
-use record::{Limits, Recorder};
+use record::{Io, Limits, Recorder};
 use source::kmod::{KmodOptions, KmodSource, MemoryMode};
 use source::sim::{SimConfig, SimSource};
 use source::Source;
@@ -41,6 +45,21 @@ use target::{open_target, OpenOptionsCli, Target};
 /// Most buffers a ring may have (io_uring registers at most 16384; u16 buf_index).
 pub const MAX_BUFFERS: usize = 4096;
 
+/// Ring memory `--buffers auto` aims at: measured write stalls of loop and
+/// virtio disks reach 250 ms; 256 MiB holds 0.57 s of a 450 MB/s card.
+pub const AUTO_RING_BYTES: u64 = 256 << 20;
+
+/// The `--buffers auto` ring: [`AUTO_RING_BYTES`] (at most a quarter of the
+/// machine's RAM) of slots of `payload_size`, within 16..=[`MAX_BUFFERS`].
+pub fn auto_buffers(payload_size: PayloadSize) -> usize {
+    // SAFETY: sysconf has no memory effects.
+    let pages = unsafe { libc::sysconf(libc::_SC_PHYS_PAGES) }.max(0) as u64;
+    let ram_bytes = pages.saturating_mul(4096);
+    let ring_bytes = AUTO_RING_BYTES.min(ram_bytes / 4);
+    let stride_bytes = payload_size.slot_bytes();
+    ((ring_bytes / stride_bytes) as usize).clamp(16, MAX_BUFFERS)
+}
+
 #[derive(Debug, Clone)]
 pub enum SourceChoice {
     Sim,
@@ -54,7 +73,7 @@ pub struct RecordOptions {
     pub index: PathBuf,
     pub size_bytes: Option<u64>,
     pub duration: Option<Duration>,
-    pub payload_bytes: u32,
+    pub payload_size: PayloadSize,
     pub buffers: usize,
     pub queue_depth: usize,
     pub ring: bool,
@@ -67,33 +86,58 @@ pub struct RecordOptions {
     pub memory_mode: MemoryMode,
     pub status_interval: Duration,
     pub index_sync_interval: Duration,
+    pub target_sync: TargetSync,
     pub quiet: bool,
 }
 
+/// A command line that asks for something impossible (exit status 2 in
+/// `dmarec`, like clap's own usage errors).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
 fn check_options(o: &RecordOptions) -> Result<()> {
-    let p = o.payload_bytes;
-    if !p.is_power_of_two() || !(MIN_PAYLOAD_BYTES..=MAX_PAYLOAD_BYTES).contains(&p) {
-        bail!("--payload-size {p}: must be a power of two from {MIN_PAYLOAD_BYTES} to {MAX_PAYLOAD_BYTES} bytes");
+    let usage = |message: String| Err(UsageError(message).into());
+    let payload_bytes = o.payload_size.bytes();
+    if matches!(o.source, SourceChoice::Device(_)) && payload_bytes > PayloadSize::DRIVER_MAX_BYTES
+    {
+        return usage(format!(
+            "--payload-size {payload_bytes}: the kernel driver takes at most {} bytes per buffer \
+             (DMAREC_MAX_PAYLOAD); choose a smaller --payload-size",
+            PayloadSize::DRIVER_MAX_BYTES
+        ));
     }
     if o.buffers == 0 || o.buffers > MAX_BUFFERS {
-        bail!("--buffers {}: must be 1..={MAX_BUFFERS}", o.buffers);
+        return usage(format!(
+            "--buffers {}: must be 1..={MAX_BUFFERS}",
+            o.buffers
+        ));
     }
     if o.queue_depth == 0 || o.queue_depth > o.buffers {
-        bail!(
+        return usage(format!(
             "--queue-depth {}: must be 1..=--buffers ({})",
-            o.queue_depth,
-            o.buffers
-        );
+            o.queue_depth, o.buffers
+        ));
     }
     if o.targets.is_empty() || o.targets.len() > MAX_DEVICES {
-        bail!(
+        return usage(format!(
             "{} targets given: a stripe set has 1..={MAX_DEVICES} --target",
             o.targets.len()
-        );
+        ));
     }
     if let Some(c) = o.channels {
         if c == 0 || c as usize > formats::MAX_CHANNELS {
-            bail!("--channels {c}: must be 1..={}", formats::MAX_CHANNELS);
+            return usage(format!(
+                "--channels {c}: must be 1..={}",
+                formats::MAX_CHANNELS
+            ));
         }
     }
     Ok(())
@@ -181,9 +225,7 @@ impl Drop for CreatedFiles {
 pub fn record(o: &RecordOptions) -> Result<Summary> {
     check_options(o)?;
     // Before any file is touched: can the ring be locked and registered?
-    memory::ensure_memlock(
-        (o.buffers * (formats::SLOT_HEADER_BYTES + o.payload_bytes as usize)) as u64,
-    )?;
+    memory::ensure_memlock(o.buffers as u64 * o.payload_size.slot_bytes())?;
     let mut created = CreatedFiles::default();
     let cli = OpenOptionsCli {
         force: o.force,
@@ -191,7 +233,7 @@ pub fn record(o: &RecordOptions) -> Result<Summary> {
     };
     let mut targets = Vec::with_capacity(o.targets.len());
     for path in &o.targets {
-        let t = open_target(path, &cli, o.payload_bytes)?;
+        let t = open_target(path, &cli, o.payload_size)?;
         if t.created {
             created.paths.push(t.path.clone());
         }
@@ -201,7 +243,7 @@ pub fn record(o: &RecordOptions) -> Result<Summary> {
     let mut index_file = open_index(&o.index, o.force)?;
     created.paths.push(o.index.clone());
 
-    let sq_entries = (o.queue_depth + index_writer::BATCH_COUNT + 2).next_power_of_two() as u32;
+    let sq_entries = record::sq_entries(o.queue_depth, targets.len());
     let (ring, setup_flags) = record::new_ring(sq_entries)?;
     record::register_files(&ring, &targets, &index_file)?;
     let mut register = |mem: &SlotMemory| {
@@ -212,7 +254,7 @@ pub fn record(o: &RecordOptions) -> Result<Summary> {
     };
     let (mut source, memory): (Box<dyn Source>, Arc<SlotMemory>) = match &o.source {
         SourceChoice::Sim => {
-            let mem = Arc::new(SlotMemory::allocate(o.buffers, o.payload_bytes as usize)?);
+            let mem = Arc::new(SlotMemory::allocate(o.buffers, o.payload_size.as_usize())?);
             register(&mem).map_err(|e| {
                 anyhow::anyhow!(
                     "io_uring buffer registration of {} bytes: {e}. {}",
@@ -232,7 +274,7 @@ pub fn record(o: &RecordOptions) -> Result<Summary> {
             let ko = KmodOptions {
                 mode: o.memory_mode,
                 buffers: o.buffers,
-                payload_bytes: o.payload_bytes,
+                payload_bytes: o.payload_size.bytes(),
                 channels: o.channels,
                 rate_bytes_per_s: o.rate_bytes_per_s,
             };
@@ -253,37 +295,41 @@ pub fn record(o: &RecordOptions) -> Result<Summary> {
         .and_then(|_| index_file.sync_all())
         .with_context(|| format!("index {}: writing header", o.index.display()))?;
 
+    // What ends the run, for the percentage and ETA: the size limit, the
+    // duration, or (not in ring mode) the targets filling up.
     let capacity = formats::Layout::from_superblock(&sb).capacity_slots();
-    let planned = match (o.size_bytes, o.ring) {
-        (Some(s), _) => {
-            s.div_ceil(o.payload_bytes as u64)
-                .min(if o.ring { u64::MAX } else { capacity })
-        }
-        (None, false) => capacity,
-        (None, true) => capacity,
+    let size_slots = o.size_bytes.map(|s| s.div_ceil(o.payload_size.as_u64()));
+    let limit_slots = match (size_slots, o.ring) {
+        (Some(n), false) => Some(n.min(capacity)),
+        (Some(n), true) => Some(n),
+        (None, false) => Some(capacity),
+        (None, true) => None,
     };
-    let progress = Progress::new(planned, o.status_interval, o.quiet);
+    let ends = status::RunLimits {
+        slots: limit_slots,
+        duration: o.duration,
+    };
+    let progress = Progress::new(ends, o.status_interval, o.quiet);
     let limits = Limits {
         size_bytes: o.size_bytes,
         duration: o.duration,
         queue_depth: o.queue_depth,
         index_sync_interval: o.index_sync_interval,
+        target_sync: o.target_sync,
     };
     let describe = source.describe();
     let backing = memory.backing();
     // From here on the targets hold a recording: keep every file.
     created.keep = true;
-    let mut summary = Recorder::new(
+    let io = Io {
         ring,
-        &memory,
-        source.as_mut(),
-        &targets,
-        &index_file,
-        sb,
-        limits,
-        progress,
-    )
-    .run()?;
+        memory: &memory,
+        source: source.as_mut(),
+        targets: &targets,
+        index_file: &index_file,
+    };
+    let mut summary = Recorder::new(io, sb, limits, progress).run()?;
+    summary.target_sync = o.target_sync;
     // Teardown order: the ring is gone (run consumed it), then the source
     // (driver unpins / sim thread joined), then the memory.
     drop(source);
@@ -291,12 +337,12 @@ pub fn record(o: &RecordOptions) -> Result<Summary> {
     summary.source = describe;
     summary.index = o.index.display().to_string();
     summary.io_uring_setup = setup_flags.to_string();
-    summary.memory = format!("{backing:?}");
+    summary.memory = backing;
     Ok(summary)
 }
 
 fn superblock_for(targets: &[Target], o: &RecordOptions, source: &dyn Source) -> Superblock {
-    let (channels, datatype, rate) = source.channels();
+    let channels = source.channels();
     let created_unix_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -305,7 +351,7 @@ fn superblock_for(targets: &[Target], o: &RecordOptions, source: &dyn Source) ->
         version_minor: formats::FORMAT_VERSION_MINOR,
         recording_uuid: target::random_uuid(),
         created_unix_ns,
-        payload_bytes: o.payload_bytes,
+        payload_bytes: o.payload_size.bytes(),
         flags: if o.ring { SUPERBLOCK_FLAG_RING } else { 0 },
         device_index: 0,
         channel_layout: CHANNEL_LAYOUT_ROUND_ROBIN,
@@ -314,14 +360,14 @@ fn superblock_for(targets: &[Target], o: &RecordOptions, source: &dyn Source) ->
             .map(|t| Member {
                 uuid: target::random_uuid(),
                 size_bytes: t.size_bytes,
-                slot_count: Superblock::slots_for_device(t.size_bytes, o.payload_bytes),
+                slot_count: Superblock::slots_for_device(t.size_bytes, o.payload_size.bytes()),
             })
             .collect(),
-        channels: (0..channels)
+        channels: (0..channels.count)
             .map(|c| Channel {
                 name: format!("ch{c}"),
-                datatype: datatype.to_string(),
-                sample_rate_hz: rate,
+                datatype: channels.datatype.to_string(),
+                sample_rate_hz: channels.sample_rate_hz,
             })
             .collect(),
     }

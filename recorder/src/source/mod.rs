@@ -3,6 +3,7 @@
 //! in place (no copy) and hands them over by index; the recorder gives each
 //! one back only after its write has completed.
 
+mod handoff;
 pub mod kmod;
 pub mod sim;
 pub mod uapi;
@@ -18,6 +19,17 @@ pub struct Filled {
     pub channel: u16,
     pub gap_count: u64,
     pub bytes_used: u32,
+}
+
+/// The card's channels, as the superblock's channel table describes them
+/// (every channel alike; channel `c` is named `ch{c}`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChannelDescription {
+    pub count: u16,
+    /// SigMF datatype of every channel's samples, e.g. `ci16_le`.
+    pub datatype: &'static str,
+    /// Samples per second per channel; 0.0 when unknown.
+    pub sample_rate_hz: f64,
 }
 
 /// What the card reports at the end.
@@ -42,7 +54,7 @@ pub trait Source {
     fn give(&mut self, buffer: usize) -> Result<()>;
     /// Stops the card; buffers it still holds are abandoned (not recorded).
     fn stop(&mut self) -> Result<CardStats>;
-    /// Channel count, SigMF datatype and per-channel sample rate (0 unknown).
-    fn channels(&self) -> (u16, &'static str, f64);
+    /// The card's channels.
+    fn channels(&self) -> ChannelDescription;
     fn describe(&self) -> String;
 }

@@ -13,7 +13,7 @@ insmod "$DMAREC_KO"
 disk=$DMAREC_DISK
 major=${KVER_MAJOR_MINOR%%.*}
 minor=${KVER_MAJOR_MINOR#*.}
-# MMAP-mode driver pages register with io_uring from about 6.5 on (kernel-facts.md).
+# MMAP-mode driver pages register with io_uring from about 6.5 on (recorder/src/source/kmod.rs).
 if [ "$major" -gt 6 ] || { [ "$major" -eq 6 ] && [ "$minor" -ge 5 ]; }; then mmap_ok=1; else mmap_ok=0; fi
 
 record() { # mode, extra args...
@@ -34,15 +34,15 @@ for mode in auto userptr mmap; do
 	src=$(field source /tmp/r.json)
 	mem=$(field memory /tmp/r.json)
 	slots=$(field slots /tmp/r.json)
-	copied=$(field payload_bytes_copied /tmp/r.json)
-	echo "50-record: --memory $mode: source '$src', memory $mem, $slots slots, $copied bytes copied"
+	inplace=$(field writes_from_card_buffers /tmp/r.json)
+	echo "50-record: --memory $mode: source '$src', memory $mem, $slots slots, $inplace writes checked in place"
 	[ "$slots" = 256 ] || fail "expected 256 slots, got $slots"
-	[ "$copied" = 0 ] || fail "payload copied"
-	# memory: Driver = the driver's MMAP buffers; HugeTlb/Anonymous = the
+	[ "$inplace" = 256 ] || fail "$inplace of 256 writes read the card's buffers in place"
+	# memory: driver = the driver's MMAP buffers; huge_tlb/anonymous = the
 	# recorder's own buffers handed to the driver (USERPTR).
 	case "$mode/$mmap_ok" in
-	auto/1|mmap/1) [ "$mem" = Driver ] && echo "$src" | grep -q "Mmap memory" || fail "expected MMAP on $KVER_MAJOR_MINOR, got $mem / $src" ;;
-	auto/0|userptr/*) [ "$mem" != Driver ] && echo "$src" | grep -q "Userptr memory" || fail "expected USERPTR, got $mem / $src" ;;
+	auto/1|mmap/1) [ "$mem" = driver ] && echo "$src" | grep -q "Mmap memory" || fail "expected MMAP on $KVER_MAJOR_MINOR, got $mem / $src" ;;
+	auto/0|userptr/*) [ "$mem" != driver ] && echo "$src" | grep -q "Userptr memory" || fail "expected USERPTR, got $mem / $src" ;;
 	esac
 	dmaplay verify "$disk" --index /tmp/r.idx --pattern --quiet || fail "dmaplay verify after --memory $mode"
 done
