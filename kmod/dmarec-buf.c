@@ -4,18 +4,32 @@
  * streaming DMA mappings and the mmap() of the ring.
  */
 #include <linux/capability.h>
+#include <linux/dma-map-ops.h>
 #include <linux/dma-mapping.h>
+#include <linux/pci.h>
 #include <linux/gfp.h>
+#include <linux/iommu.h>
 #include <linux/log2.h>
 #include <linux/mm.h>
+#include <linux/moduleparam.h>
+#include <linux/sched/user.h>
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
+#include <linux/hugetlb.h>
+#include <linux/shmem_fs.h>
 #include <linux/slab.h>
 #include <linux/version.h>
 
 #include "dmarec_drv.h"
 
 #define DMAREC_HEADER_PAGES	(DMAREC_HEADER_BYTES >> PAGE_SHIFT)
+
+static unsigned int max_mmap_mb;
+module_param(max_mmap_mb, uint, 0444);
+MODULE_PARM_DESC(max_mmap_mb, "MMAP ring memory of all cards together, MiB (0 = half of RAM)");
+
+/* MMAP ring pages of all cards (module-wide limit) */
+static atomic_long_t dmarec_mmap_pages = ATOMIC_LONG_INIT(0);
 
 /*
  * ------------------------------------------------------------------------
@@ -40,7 +54,8 @@
 
 static struct page *dmarec_alloc_chunk(unsigned int *order)
 {
-	const gfp_t base = GFP_KERNEL | __GFP_ZERO | __GFP_NOWARN;
+	/* charged to the caller's memory cgroup, like any user memory */
+	const gfp_t base = GFP_KERNEL_ACCOUNT | __GFP_ZERO | __GFP_NOWARN;
 	struct page *page;
 
 	for (;;) {
@@ -90,6 +105,50 @@ static int dmarec_alloc_page_array(struct page **pages, unsigned int nr,
 	return 0;
 }
 
+/*
+ * Zero copy needs every page of RAM reachable by the device without bounce
+ * buffers: either an IOMMU translates for it (IOVAs are allocated below its
+ * mask) or its mask covers all of RAM. Otherwise swiotlb would copy each
+ * buffer behind our back, or the mapping would fail for some buffers only.
+ */
+static bool dmarec_iommu_translates(struct device *dev)
+{
+	struct iommu_domain *dom = iommu_get_domain_for_dev(dev);
+
+	return dom && (dom->type & __IOMMU_DOMAIN_PAGING);
+}
+
+/*
+ * Would DMA to this segment be copied by the CPU (bounce buffer) or need
+ * cache maintenance? With a translating IOMMU the DMA layer bounces only
+ * sub-page pieces for untrusted (external) devices, and our segments are
+ * whole pages; what is left is coherency. (6.1's dma_need_sync() answers
+ * true for every IOMMU mapping, so it cannot be asked there.) Without an
+ * IOMMU dma_need_sync() tells a swiotlb bounce apart exactly.
+ */
+static bool dmarec_dma_copies(struct device *dev, dma_addr_t addr)
+{
+	if (dmarec_iommu_translates(dev))
+		return !dev_is_dma_coherent(dev) ||
+		       (dev_is_pci(dev) && to_pci_dev(dev)->untrusted);
+	return dma_need_sync(dev, addr);
+}
+
+int dmarec_zero_copy_check(struct dmarec_card *card)
+{
+	struct device *dev = card->dma_dev;
+	u64 mask = dma_get_mask(dev), need = dma_get_required_mask(dev);
+
+	if (dmarec_iommu_translates(dev))
+		return 0;
+	if (mask >= need)
+		return 0;
+	dev_err_ratelimited(dev, "%s: zero copy refused: the card's DMA mask %#llx does not reach all RAM (%#llx) and no IOMMU translates for it, so DMA would be bounced through swiotlb; enable an IOMMU (intel_iommu=on) or give the card a wider DMA mask\n",
+			    card->name, (unsigned long long)mask,
+			    (unsigned long long)need);
+	return -EOPNOTSUPP;
+}
+
 static int dmarec_dma_map(struct dmarec_ring *ring, struct dmarec_buf *buf)
 {
 	struct device *dev = ring->card->dma_dev;
@@ -97,27 +156,35 @@ static int dmarec_dma_map(struct dmarec_ring *ring, struct dmarec_buf *buf)
 	unsigned int i;
 	int ret;
 
-	ret = sg_alloc_table_from_pages(&buf->sgt, buf->payload,
-					buf->nr_payload, 0, ring->payload_bytes,
-					GFP_KERNEL);
+	/* segments no longer than the device takes (dma_set_max_seg_size) */
+	ret = sg_alloc_table_from_pages_segment(&buf->sgt, buf->payload,
+						buf->nr_payload, 0,
+						ring->payload_bytes,
+						dma_get_max_seg_size(dev) &
+						PAGE_MASK, GFP_KERNEL);
 	if (ret)
 		return ret;
 	buf->sgt_allocated = true;
 
 	ret = dma_map_sgtable(dev, &buf->sgt, DMA_FROM_DEVICE, 0);
-	if (ret)
+	if (ret) {
+		dev_err_ratelimited(dev, "%s: cannot map a buffer for DMA (%d): the device's DMA mask %#llx does not reach it and there is no IOMMU\n",
+				    ring->card->name, ret,
+				    (unsigned long long)dma_get_mask(dev));
 		goto err_free_sgt;
+	}
 
 	/*
-	 * The simulated card writes the pages through the CPU. That is what a
-	 * cache-coherent device writing the pages in place does, but not what
-	 * happens with bounce buffering or a non-coherent device, where the
-	 * for_cpu sync would overwrite the data. Refuse those setups rather
-	 * than deliver wrong data.
+	 * Zero copy means the device writes the very pages userspace and the
+	 * disk see. A mapping that needs syncs is bounced (swiotlb) or
+	 * non-coherent: the data would be copied by the CPU behind our back
+	 * (or, for the simulated card that writes through the CPU, lost).
+	 * Refuse it with a message instead of copying silently.
 	 */
 	for_each_sgtable_dma_sg(&buf->sgt, sg, i) {
-		if (dma_need_sync(dev, sg_dma_address(sg))) {
-			dev_warn_once(dev, "DMA mapping needs syncs (bounce/non-coherent); simulated card unsupported\n");
+		if (dmarec_dma_copies(dev, sg_dma_address(sg))) {
+			dev_err_ratelimited(dev, "%s: DMA to this buffer would be bounced (swiotlb) or needs cache maintenance: zero copy refused; give the device a wider DMA mask or enable an IOMMU\n",
+					    ring->card->name);
 			ret = -EOPNOTSUPP;
 			goto err_unmap;
 		}
@@ -211,12 +278,65 @@ static void dmarec_uncharge_pinned(struct mm_struct *mm, unsigned long npages)
 	atomic64_sub(npages, &mm->pinned_vm);
 }
 
+/*
+ * mmap_lock held. Long-term writable pins are only sound for memory that no
+ * filesystem writes back behind the pin: anonymous, shmem/memfd and hugetlbfs.
+ * A MAP_SHARED file on ext4/btrfs/a block device would have its pages
+ * written back and cleaned while the card still writes them (newer kernels
+ * refuse such pins in GUP; 6.1 does not), so refuse any other file here.
+ */
+static int dmarec_check_user_range(struct mm_struct *mm, unsigned long start,
+				   unsigned long end)
+{
+	struct vm_area_struct *vma;
+
+	while (start < end) {
+		vma = find_vma(mm, start);
+		if (!vma || vma->vm_start > start)
+			return -EFAULT;
+		if (vma->vm_file && !shmem_file(vma->vm_file) &&
+		    !is_vm_hugetlb_page(vma))
+			return -EFAULT;
+		start = vma->vm_end;
+	}
+	return 0;
+}
+
+/* Pin nr pages at addr for the card, or fail with nothing pinned. */
+static int dmarec_pin_user(struct mm_struct *mm, unsigned long addr,
+			   unsigned int nr, struct page **pages)
+{
+	const unsigned int flags = FOLL_WRITE | FOLL_LONGTERM;
+	long pinned;
+	int ret;
+
+	if (mmap_read_lock_killable(mm))
+		return -EINTR;
+	/* checked and pinned under one lock: the VMAs cannot change between */
+	ret = dmarec_check_user_range(mm, addr, addr + ((unsigned long)nr << PAGE_SHIFT));
+	if (ret)
+		goto out;
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 5, 0)
+	pinned = pin_user_pages(addr, nr, flags, pages);
+#else
+	pinned = pin_user_pages(addr, nr, flags, pages, NULL);
+#endif
+	if (pinned < 0) {
+		ret = pinned;
+	} else if (pinned != nr) {
+		unpin_user_pages(pages, pinned);
+		ret = -EFAULT;
+	}
+out:
+	mmap_read_unlock(mm);
+	return ret;
+}
+
 int dmarec_buf_attach_userptr(struct dmarec_ring *ring, struct dmarec_buf *buf,
 			      unsigned long addr)
 {
 	unsigned int nr = ring->payload_bytes >> PAGE_SHIFT;
 	struct mm_struct *mm = current->mm;
-	int pinned;
 	int ret;
 
 	if (!mm)
@@ -231,17 +351,9 @@ int dmarec_buf_attach_userptr(struct dmarec_ring *ring, struct dmarec_buf *buf,
 		goto err_uncharge;
 	}
 
-	pinned = pin_user_pages_fast(addr, nr, FOLL_WRITE | FOLL_LONGTERM,
-				     buf->pages);
-	if (pinned < 0) {
-		ret = pinned;
+	ret = dmarec_pin_user(mm, addr, nr, buf->pages);
+	if (ret)
 		goto err_free_array;
-	}
-	if (pinned != nr) {
-		unpin_user_pages(buf->pages, pinned);
-		ret = -EFAULT;
-		goto err_free_array;
-	}
 
 	buf->nr_pages = nr;
 	buf->payload = buf->pages;
@@ -297,6 +409,47 @@ static void dmarec_buf_release(struct dmarec_ring *ring, struct dmarec_buf *buf)
  * ------------------------------------------------------------------------
  */
 
+/*
+ * MMAP memory is locked kernel memory handed to a user: charge it to the
+ * user's locked_vm against RLIMIT_MEMLOCK unless CAP_IPC_LOCK (as io_uring
+ * charges its rings and registered buffers), and to a module-wide limit
+ * (like udmabuf's size_limit_mb), since the node may be opened by a group.
+ */
+static int dmarec_charge_mmap(struct dmarec_ring *ring, unsigned long npages)
+{
+	unsigned long limit = max_mmap_mb ?
+		(unsigned long)max_mmap_mb << (20 - PAGE_SHIFT) :
+		totalram_pages() / 2;
+	unsigned long user_limit = rlimit(RLIMIT_MEMLOCK) >> PAGE_SHIFT;
+	struct user_struct *user;
+
+	if (atomic_long_add_return(npages, &dmarec_mmap_pages) > limit) {
+		atomic_long_sub(npages, &dmarec_mmap_pages);
+		return -ENOMEM;
+	}
+	user = get_uid(current_user());
+	if (atomic_long_add_return(npages, &user->locked_vm) > user_limit &&
+	    !capable(CAP_IPC_LOCK)) {
+		atomic_long_sub(npages, &user->locked_vm);
+		atomic_long_sub(npages, &dmarec_mmap_pages);
+		free_uid(user);
+		return -ENOMEM;
+	}
+	ring->user = user;
+	ring->charged_pages = npages;
+	return 0;
+}
+
+static void dmarec_uncharge_mmap(struct dmarec_ring *ring)
+{
+	if (!ring->user)
+		return;
+	atomic_long_sub(ring->charged_pages, &ring->user->locked_vm);
+	atomic_long_sub(ring->charged_pages, &dmarec_mmap_pages);
+	free_uid(ring->user);
+	ring->user = NULL;
+}
+
 struct dmarec_ring *dmarec_ring_alloc(struct dmarec_card *card, u32 memory,
 				      u32 count, u32 payload_bytes)
 {
@@ -324,11 +477,9 @@ struct dmarec_ring *dmarec_ring_alloc(struct dmarec_card *card, u32 memory,
 	if (memory != DMAREC_MEMORY_MMAP)
 		return ring;
 
-	/* Do not let one ring take more than half of RAM. */
-	if ((u64)count * ring->pages_per_buf > totalram_pages() / 2) {
-		ret = -ENOMEM;
+	ret = dmarec_charge_mmap(ring, (unsigned long)count * ring->pages_per_buf);
+	if (ret)
 		goto err_free;
-	}
 	for (i = 0; i < count; i++) {
 		ret = dmarec_buf_alloc_mmap(ring, &ring->bufs[i]);
 		if (ret)
@@ -345,6 +496,19 @@ err_free:
 	return ERR_PTR(ret);
 }
 
+/*
+ * The device is going away: drop every DMA mapping now, keep the memory
+ * (userspace may still map or pin it) until the ring is freed.
+ * Caller guarantees: card stopped.
+ */
+void dmarec_ring_unmap_dma(struct dmarec_ring *ring)
+{
+	u32 i;
+
+	for (i = 0; i < ring->count; i++)
+		dmarec_dma_unmap(ring, &ring->bufs[i]);
+}
+
 /* Caller guarantees: card stopped, no VMA maps the ring. */
 void dmarec_ring_free(struct dmarec_ring *ring)
 {
@@ -356,18 +520,23 @@ void dmarec_ring_free(struct dmarec_ring *ring)
 		dmarec_buf_release(ring, &ring->bufs[i]);
 		cond_resched();
 	}
+	dmarec_uncharge_mmap(ring);
 	kvfree(ring);
 }
 
 void dmarec_buf_sync_for_device(struct dmarec_ring *ring,
 				struct dmarec_buf *buf)
 {
+	if (!buf->dma_mapped)
+		return;
 	dma_sync_sgtable_for_device(ring->card->dma_dev, &buf->sgt,
 				    DMA_FROM_DEVICE);
 }
 
 void dmarec_buf_sync_for_cpu(struct dmarec_ring *ring, struct dmarec_buf *buf)
 {
+	if (!buf->dma_mapped)
+		return;
 	dma_sync_sgtable_for_cpu(ring->card->dma_dev, &buf->sgt,
 				 DMA_FROM_DEVICE);
 }
@@ -408,6 +577,10 @@ static void dmarec_vm_close(struct vm_area_struct *vma)
 /*
  * Pages are inserted up front; this only runs if userspace zapped them
  * (e.g. MADV_DONTNEED). The ring cannot be freed while a VMA exists.
+ * The page is inserted here, one PTE, rather than returned in vmf->page:
+ * a tail page of a compound chunk handed to the core's fault path may be
+ * mapped as part of a large folio (whole-PMD on newer kernels), shifted
+ * against the VMA. VM_MIXEDMAP is already set by vm_insert_pages().
  */
 static vm_fault_t dmarec_vm_fault(struct vm_fault *vmf)
 {
@@ -416,9 +589,7 @@ static vm_fault_t dmarec_vm_fault(struct vm_fault *vmf)
 
 	if (!page)
 		return VM_FAULT_SIGBUS;
-	get_page(page);
-	vmf->page = page;
-	return 0;
+	return vmf_insert_page(vmf->vma, vmf->address, page);
 }
 
 static const struct vm_operations_struct dmarec_vm_ops = {
@@ -464,6 +635,9 @@ int dmarec_mmap(struct file *file, struct vm_area_struct *vma)
 
 	mutex_lock(&card->ring_lock);
 	ring = card->ring;
+	ret = -ENODEV;
+	if (card->dead)
+		goto out;
 	ret = -EINVAL;
 	if (!ring || ring->memory != DMAREC_MEMORY_MMAP)
 		goto out;

@@ -1,16 +1,20 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * dmarec - DMA buffer ring driver for a (simulated) capture card.
+ * dmarec - DMA buffer ring driver for capture cards.
  *
- * Each card is a platform device with a 64-bit DMA mask (used for the real
- * DMA API calls) and a misc character device /dev/dmarecN. The first file
- * that sets up a ring owns the card until it tears the ring down or is
- * released; other files may only QUERYCAP and read STATS.
+ * Each card is a backend (dmarec-sim.c: a simulated card on a platform
+ * device; dmarec-edu.c: QEMU's edu PCI device) and a misc character device
+ * /dev/dmarecN. The first file that sets up a ring owns the card until it
+ * tears the ring down or is released; other files may only QUERYCAP and read
+ * STATS. A card lives until its backend unregisters it and the last open
+ * file is released (kref); after unregistration (PCI unbind) every ioctl
+ * gives ENODEV and release frees what is left.
  */
 #include <linux/build_bug.h>
 #include <linux/compat.h>
 #include <linux/dma-mapping.h>
 #include <linux/fs.h>
+#include <linux/idr.h>
 #include <linux/log2.h>
 #include <linux/module.h>
 #include <linux/nospec.h>
@@ -24,7 +28,7 @@
 
 static unsigned int cards = 1;
 module_param(cards, uint, 0444);
-MODULE_PARM_DESC(cards, "number of simulated cards, /dev/dmarec0..N-1 (1..32)");
+MODULE_PARM_DESC(cards, "number of simulated cards, /dev/dmarec0..N-1 (0..32); PCI cards follow");
 
 static unsigned int channels = 1;
 module_param(channels, uint, 0444);
@@ -34,7 +38,7 @@ static unsigned long long rate;
 module_param(rate, ullong, 0444);
 MODULE_PARM_DESC(rate, "default simulated rate in bytes/s (0 = unlimited)");
 
-static struct dmarec_card **dmarec_cards;
+static DEFINE_IDA(dmarec_ida);
 
 /* The uapi structures must have the same layout on every ABI. */
 static_assert(sizeof(struct dmarec_caps) == 64);
@@ -59,6 +63,8 @@ static bool dmarec_is_zero(const void *p, size_t len)
 /* card->lock held: the file must own a set-up ring. */
 static int dmarec_check_owner(struct dmarec_card *card, struct file *file)
 {
+	if (card->dead)
+		return -ENODEV;
 	if (!card->ring)
 		return -EINVAL;
 	if (card->owner != file)
@@ -75,7 +81,8 @@ static void dmarec_stream_stop(struct dmarec_card *card)
 	struct dmarec_buf *buf, *tmp;
 	LIST_HEAD(returned);
 
-	dmarec_sim_stop(card);
+	if (!card->dead)
+		card->ops->stop(card);
 
 	spin_lock(&card->qlock);
 	card->streaming = false;
@@ -104,7 +111,7 @@ static int dmarec_ring_teardown(struct dmarec_card *card)
 	}
 	ring = card->ring;
 	card->ring = NULL;
-	card->owner = NULL;
+	WRITE_ONCE(card->owner, NULL);
 	mutex_unlock(&card->ring_lock);
 
 	/* Buffers may still sit on the lists if queued before STREAMON. */
@@ -121,7 +128,7 @@ static long dmarec_ioc_querycap(struct dmarec_card *card, void __user *uarg)
 {
 	struct dmarec_caps caps = {
 		.version = DMAREC_UAPI_VERSION,
-		.caps = DMAREC_CAP_MMAP | DMAREC_CAP_USERPTR | DMAREC_CAP_SIM,
+		.caps = DMAREC_CAP_MMAP | DMAREC_CAP_USERPTR | card->ops->caps,
 		.max_buffers = DMAREC_MAX_BUFFERS,
 		.min_payload_bytes = DMAREC_MIN_PAYLOAD,
 		.max_payload_bytes = DMAREC_MAX_PAYLOAD,
@@ -154,10 +161,37 @@ static int dmarec_setup_validate(const struct dmarec_setup *s)
 	return 0;
 }
 
+/* card->lock held: settings made by another file do not carry over. */
+static void dmarec_config_claim(struct dmarec_card *card, struct file *file)
+{
+	if (card->config_file == file)
+		return;
+	card->channels = card->default_channels;
+	card->rate = card->default_rate;
+	card->config_file = NULL;
+}
+
+/* card->lock held: allocate a ring of the geometry already answered. */
+static struct dmarec_ring *dmarec_setup_alloc(struct dmarec_card *card,
+					      struct dmarec_setup *s)
+{
+	struct dmarec_ring *ring;
+	int ret;
+
+	ret = dmarec_zero_copy_check(card);
+	if (ret)
+		return ERR_PTR(ret);
+	ring = dmarec_ring_alloc(card, s->memory, s->buffer_count,
+				 s->payload_bytes);
+	if (!IS_ERR(ring))
+		WARN_ON(ring->stride != s->buffer_stride_bytes);
+	return ring;
+}
+
 static long dmarec_ioc_setup(struct dmarec_card *card, struct file *file,
 			     void __user *uarg)
 {
-	struct dmarec_ring *ring;
+	struct dmarec_ring *ring = NULL;
 	struct dmarec_setup s;
 	long ret;
 
@@ -166,9 +200,27 @@ static long dmarec_ioc_setup(struct dmarec_card *card, struct file *file,
 	ret = dmarec_setup_validate(&s);
 	if (ret)
 		return ret;
+	/*
+	 * The answer follows from the request alone: write it before taking
+	 * the lock, so no user fault happens under it (on failure the output
+	 * fields mean nothing) and nobody can see a ring a failed copy would
+	 * have to undo.
+	 */
+	s.buffer_stride_bytes = 0;
+	s.mmap_size_bytes = 0;
+	if (s.buffer_count) {
+		s.buffer_stride_bytes = (u64)DMAREC_HEADER_BYTES + s.payload_bytes;
+		if (s.memory == DMAREC_MEMORY_MMAP)
+			s.mmap_size_bytes = s.buffer_stride_bytes * s.buffer_count;
+	}
+	if (copy_to_user(uarg, &s, sizeof(s)))
+		return -EFAULT;
 
 	if (mutex_lock_interruptible(&card->lock))
 		return -ERESTARTSYS;
+	ret = -ENODEV;
+	if (card->dead)
+		goto out;
 	ret = -EBUSY;
 	if (card->owner && card->owner != file)
 		goto out;
@@ -180,36 +232,23 @@ static long dmarec_ioc_setup(struct dmarec_card *card, struct file *file,
 			goto out;
 	}
 
-	s.buffer_stride_bytes = 0;
-	s.mmap_size_bytes = 0;
-	if (s.buffer_count) {
-		ring = dmarec_ring_alloc(card, s.memory, s.buffer_count,
-					 s.payload_bytes);
-		if (IS_ERR(ring)) {
-			ret = PTR_ERR(ring);
-			goto out;
-		}
-		mutex_lock(&card->ring_lock);
-		card->ring = ring;
-		card->owner = file;
-		mutex_unlock(&card->ring_lock);
-
-		spin_lock(&card->qlock);
-		memset(&card->stats, 0, sizeof(card->stats));
-		spin_unlock(&card->qlock);
-
-		s.buffer_stride_bytes = ring->stride;
-		if (s.memory == DMAREC_MEMORY_MMAP)
-			s.mmap_size_bytes = ring->stride * ring->count;
-	}
-
 	ret = 0;
-	if (copy_to_user(uarg, &s, sizeof(s))) {
-		/* Undo, so a failed call has no lasting effect. */
-		if (card->ring)
-			dmarec_ring_teardown(card);
-		ret = -EFAULT;
+	if (!s.buffer_count)
+		goto out;
+	ring = dmarec_setup_alloc(card, &s);
+	if (IS_ERR(ring)) {
+		ret = PTR_ERR(ring);
+		goto out;
 	}
+	dmarec_config_claim(card, file);
+	spin_lock(&card->qlock);
+	memset(&card->stats, 0, sizeof(card->stats));
+	spin_unlock(&card->qlock);
+	mutex_lock(&card->ring_lock);
+	card->ring = ring;
+	card->gen++;
+	WRITE_ONCE(card->owner, file);
+	mutex_unlock(&card->ring_lock);
 out:
 	mutex_unlock(&card->lock);
 	return ret;
@@ -290,7 +329,8 @@ static long dmarec_ioc_qbuf(struct dmarec_card *card, struct file *file,
 	list_add_tail(&buf->list, &card->queued);
 	card->stats.queued++;
 	spin_unlock(&card->qlock);
-	wake_up(&card->card_wq);
+	if (card->ops->queued)
+		card->ops->queued(card);
 	ret = 0;
 out:
 	mutex_unlock(&card->lock);
@@ -325,36 +365,74 @@ static struct dmarec_buf *dmarec_dq_take(struct dmarec_card *card)
 	return buf;
 }
 
+/* card->lock held: wait for and take the oldest filled buffer. */
+static struct dmarec_buf *dmarec_dq_wait(struct dmarec_card *card,
+					 struct file *file)
+{
+	struct dmarec_buf *buf;
+	long ret;
+
+	for (;;) {
+		ret = dmarec_check_owner(card, file);
+		if (ret)
+			return ERR_PTR(ret);
+		buf = dmarec_dq_take(card);
+		if (!IS_ERR(buf) || PTR_ERR(buf) != -EAGAIN ||
+		    (file->f_flags & O_NONBLOCK))
+			return buf;
+		mutex_unlock(&card->lock);
+		ret = wait_event_interruptible(card->done_wq,
+					       dmarec_dq_ready(card));
+		if (!ret && mutex_lock_interruptible(&card->lock))
+			ret = -ERESTARTSYS;
+		if (ret) {
+			/* returns with the lock taken, as on every path */
+			mutex_lock(&card->lock);
+			return ERR_PTR(ret);
+		}
+	}
+}
+
+/*
+ * The copy of a dequeued buffer's description failed: it goes back as the
+ * oldest filled buffer, unless the ring or the stream changed meanwhile
+ * (then STREAMOFF/teardown already owns the question).
+ */
+static void dmarec_dq_undo(struct dmarec_card *card, u64 gen, u32 index)
+{
+	struct dmarec_buf *buf;
+
+	mutex_lock(&card->lock);
+	if (card->ring && card->gen == gen && card->streaming &&
+	    index < card->ring->count) {
+		buf = &card->ring->bufs[index];
+		if (buf->state == DMAREC_BUF_USER) {
+			dmarec_buf_sync_for_device(card->ring, buf);
+			spin_lock(&card->qlock);
+			buf->state = DMAREC_BUF_DONE;
+			list_add(&buf->list, &card->done);
+			card->stats.dequeued--;
+			spin_unlock(&card->qlock);
+		}
+	}
+	mutex_unlock(&card->lock);
+}
+
 static long dmarec_ioc_dqbuf(struct dmarec_card *card, struct file *file,
 			     void __user *uarg)
 {
 	struct dmarec_buffer b = {};
 	struct dmarec_buf *buf;
-	long ret;
+	u64 gen;
 
 	if (mutex_lock_interruptible(&card->lock))
 		return -ERESTARTSYS;
-	for (;;) {
-		ret = dmarec_check_owner(card, file);
-		if (ret)
-			goto out;
-		buf = dmarec_dq_take(card);
-		if (!IS_ERR(buf))
-			break;
-		ret = PTR_ERR(buf);
-		if (ret != -EAGAIN || (file->f_flags & O_NONBLOCK))
-			goto out;
+	buf = dmarec_dq_wait(card, file);
+	if (IS_ERR(buf)) {
 		mutex_unlock(&card->lock);
-		ret = wait_event_interruptible(card->done_wq,
-					       dmarec_dq_ready(card));
-		if (ret)
-			return ret;
-		if (mutex_lock_interruptible(&card->lock))
-			return -ERESTARTSYS;
+		return PTR_ERR(buf);
 	}
-
 	dmarec_buf_sync_for_cpu(card->ring, buf);
-
 	b.index = buf->index;
 	b.bytes_used = card->ring->payload_bytes;
 	b.channel = buf->channel;
@@ -363,10 +441,15 @@ static long dmarec_ioc_dqbuf(struct dmarec_card *card, struct file *file,
 	b.gap_count = buf->gap;
 	if (buf->gap)
 		b.flags |= DMAREC_BUF_FLAG_OVERRUN;
-	ret = copy_to_user(uarg, &b, sizeof(b)) ? -EFAULT : 0;
-out:
+	gen = card->gen;
 	mutex_unlock(&card->lock);
-	return ret;
+
+	/* no lock across a user fault (userfaultfd could hold it forever) */
+	if (copy_to_user(uarg, &b, sizeof(b))) {
+		dmarec_dq_undo(card, gen, b.index);
+		return -EFAULT;
+	}
+	return 0;
 }
 
 static long dmarec_ioc_streamon(struct dmarec_card *card, struct file *file)
@@ -385,14 +468,18 @@ static long dmarec_ioc_streamon(struct dmarec_card *card, struct file *file)
 	spin_lock(&card->qlock);
 	card->card_seq = 0;
 	card->pending_gap = 0;
+	card->stream_channels = card->channels;
 	card->streaming = true;
+	card->gen++;
 	spin_unlock(&card->qlock);
 
-	ret = dmarec_sim_start(card);
+	ret = card->ops->start(card);
 	if (ret) {
 		spin_lock(&card->qlock);
 		card->streaming = false;
 		spin_unlock(&card->qlock);
+		/* a DQBUF or poll of another thread may have seen streaming */
+		wake_up_all(&card->done_wq);
 	}
 out:
 	mutex_unlock(&card->lock);
@@ -439,13 +526,21 @@ static long dmarec_ioc_sim_config(struct dmarec_card *card, struct file *file,
 	if (c.channels < 1 || c.channels > DMAREC_MAX_CHANNELS)
 		return -EINVAL;
 
+	if (!(card->ops->caps & DMAREC_CAP_SIM))
+		return -EOPNOTSUPP;
+
 	if (mutex_lock_interruptible(&card->lock))
 		return -ERESTARTSYS;
+	ret = -ENODEV;
+	if (card->dead)
+		goto out;
 	ret = -EBUSY;
 	if ((card->owner && card->owner != file) || card->streaming)
 		goto out;
 	card->channels = c.channels;
 	card->rate = c.rate_bytes_per_s;
+	/* only this file's next SETUP keeps them (dmarec_config_claim) */
+	card->config_file = file;
 	ret = 0;
 out:
 	mutex_unlock(&card->lock);
@@ -504,6 +599,13 @@ static __poll_t dmarec_poll(struct file *file, poll_table *wait)
 	return mask;
 }
 
+static int dmarec_open(struct inode *inode, struct file *file)
+{
+	/* misc_open() holds misc_mtx: the card is still registered here */
+	kref_get(&dmarec_file_card(file)->ref);
+	return 0;
+}
+
 static int dmarec_release(struct inode *inode, struct file *file)
 {
 	struct dmarec_card *card = dmarec_file_card(file);
@@ -514,12 +616,16 @@ static int dmarec_release(struct inode *inode, struct file *file)
 		/* A mapping holds a file reference, so none can exist here. */
 		WARN_ON(dmarec_ring_teardown(card));
 	}
+	if (card->config_file == file)
+		card->config_file = NULL;
 	mutex_unlock(&card->lock);
+	dmarec_card_put(card);
 	return 0;
 }
 
 static const struct file_operations dmarec_fops = {
 	.owner = THIS_MODULE,
+	.open = dmarec_open,
 	.unlocked_ioctl = dmarec_ioctl,
 	.compat_ioctl = compat_ptr_ioctl,
 	.mmap = dmarec_mmap,
@@ -528,23 +634,34 @@ static const struct file_operations dmarec_fops = {
 	.llseek = noop_llseek,
 };
 
-static struct dmarec_card *dmarec_card_create(unsigned int id)
+/*
+ * ------------------------------------------------------------------------
+ * Backend side: card lifetime and the buffer lists.
+ * ------------------------------------------------------------------------
+ */
+
+/* A card with one reference (the backend's); not yet visible. */
+struct dmarec_card *dmarec_card_alloc(const struct dmarec_card_ops *ops,
+				      struct device *dma_dev, void *priv)
 {
-	struct platform_device_info info = {
-		.name = "dmarec",
-		.id = id,
-		.dma_mask = DMA_BIT_MASK(64),
-	};
 	struct dmarec_card *card;
-	int ret;
+	int id;
 
 	card = kzalloc(sizeof(*card), GFP_KERNEL);
 	if (!card)
 		return ERR_PTR(-ENOMEM);
-
+	id = ida_alloc(&dmarec_ida, GFP_KERNEL);
+	if (id < 0) {
+		kfree(card);
+		return ERR_PTR(id);
+	}
 	card->id = id;
-	card->channels = channels;
-	card->rate = rate;
+	card->ops = ops;
+	card->priv = priv;
+	card->dma_dev = get_device(dma_dev);
+	kref_init(&card->ref);
+	card->channels = 1;
+	card->default_channels = 1;
 	mutex_init(&card->lock);
 	mutex_init(&card->ring_lock);
 	atomic_set(&card->mmap_count, 0);
@@ -552,93 +669,169 @@ static struct dmarec_card *dmarec_card_create(unsigned int id)
 	INIT_LIST_HEAD(&card->queued);
 	INIT_LIST_HEAD(&card->done);
 	init_waitqueue_head(&card->done_wq);
-	init_waitqueue_head(&card->card_wq);
 	snprintf(card->name, sizeof(card->name), "dmarec%u", id);
+	return card;
+}
 
-	card->pdev = platform_device_register_full(&info);
-	if (IS_ERR(card->pdev)) {
-		ret = PTR_ERR(card->pdev);
-		goto err_free;
-	}
-	card->dma_dev = &card->pdev->dev;
-	ret = dma_set_mask_and_coherent(card->dma_dev, DMA_BIT_MASK(64));
-	if (ret)
-		goto err_unregister_pdev;
+/* Makes /dev/dmarecN appear; the card must be fully set up. */
+int dmarec_card_register(struct dmarec_card *card)
+{
+	int ret;
 
+	card->default_channels = card->channels;
+	card->default_rate = card->rate;
 	card->misc.minor = MISC_DYNAMIC_MINOR;
 	card->misc.name = card->name;
 	card->misc.fops = &dmarec_fops;
 	card->misc.parent = card->dma_dev;
 	card->misc.mode = 0600;
 	ret = misc_register(&card->misc);
-	if (ret)
-		goto err_unregister_pdev;
-	return card;
-
-err_unregister_pdev:
-	platform_device_unregister(card->pdev);
-err_free:
-	kfree(card);
-	return ERR_PTR(ret);
+	if (!ret)
+		card->registered = true;
+	return ret;
 }
 
-/* No file can be open: every open file holds a module reference. */
-static void dmarec_card_destroy(struct dmarec_card *card)
+/*
+ * The device is going away (PCI unbind, module exit): no new opens, stop
+ * streaming, drop every DMA mapping while the device still exists. Open
+ * files keep the card (and the ring's memory) until they are released.
+ */
+void dmarec_card_unregister(struct dmarec_card *card)
 {
-	misc_deregister(&card->misc);
-	WARN_ON(card->ring || card->thread);
-	platform_device_unregister(card->pdev);
+	if (card->registered)
+		misc_deregister(&card->misc);
+	card->registered = false;
+
+	mutex_lock(&card->lock);
+	if (card->streaming)
+		dmarec_stream_stop(card);
+	mutex_lock(&card->ring_lock);
+	card->dead = true;
+	if (card->ring)
+		dmarec_ring_unmap_dma(card->ring);
+	mutex_unlock(&card->ring_lock);
+	mutex_unlock(&card->lock);
+	wake_up_all(&card->done_wq);
+}
+
+static void dmarec_card_free(struct kref *ref)
+{
+	struct dmarec_card *card = container_of(ref, struct dmarec_card, ref);
+
+	WARN_ON(card->ring || card->registered);
+	put_device(card->dma_dev);
+	ida_free(&dmarec_ida, card->id);
 	mutex_destroy(&card->ring_lock);
 	mutex_destroy(&card->lock);
 	kfree(card);
 }
 
+void dmarec_card_put(struct dmarec_card *card)
+{
+	kref_put(&card->ref, dmarec_card_free);
+}
+
+bool dmarec_card_has_queued(struct dmarec_card *card)
+{
+	bool ret;
+
+	spin_lock(&card->qlock);
+	ret = !list_empty(&card->queued);
+	spin_unlock(&card->qlock);
+	return ret;
+}
+
+/* Take the oldest queued buffer (now ACTIVE) and number it, or NULL. */
+struct dmarec_buf *dmarec_card_take(struct dmarec_card *card)
+{
+	struct dmarec_buf *buf;
+	u64 seq;
+
+	spin_lock(&card->qlock);
+	buf = list_first_entry_or_null(&card->queued, struct dmarec_buf, list);
+	if (buf) {
+		list_del_init(&buf->list);
+		buf->state = DMAREC_BUF_ACTIVE;
+		buf->seq = card->card_seq++;
+		buf->gap = card->pending_gap;
+		seq = buf->seq;
+		buf->channel = do_div(seq, card->stream_channels);
+		card->pending_gap = 0;
+	}
+	spin_unlock(&card->qlock);
+	return buf;
+}
+
+/* The card lost n buffers (nothing was queued when they were due). */
+void dmarec_card_lost(struct dmarec_card *card, u64 n)
+{
+	spin_lock(&card->qlock);
+	card->card_seq += n;
+	card->pending_gap += n;
+	card->stats.overruns += n;
+	spin_unlock(&card->qlock);
+}
+
+/* An ACTIVE buffer is filled: stamp it and hand it to DQBUF. */
+void dmarec_card_complete(struct dmarec_card *card, struct dmarec_buf *buf)
+{
+	spin_lock(&card->qlock);
+	WARN_ON_ONCE(buf->state != DMAREC_BUF_ACTIVE);
+	buf->timestamp_ns = ktime_get_ns();
+	buf->state = DMAREC_BUF_DONE;
+	list_add_tail(&buf->list, &card->done);
+	card->stats.filled++;
+	spin_unlock(&card->qlock);
+	wake_up_all(&card->done_wq);
+}
+
+/*
+ * An ACTIVE buffer the card stopped filling half way (STREAMOFF): back to
+ * the head of the queue, unfilled; its number is spent (the card lost it).
+ */
+void dmarec_card_requeue(struct dmarec_card *card, struct dmarec_buf *buf)
+{
+	spin_lock(&card->qlock);
+	WARN_ON_ONCE(buf->state != DMAREC_BUF_ACTIVE);
+	buf->state = DMAREC_BUF_QUEUED;
+	list_add(&buf->list, &card->queued);
+	spin_unlock(&card->qlock);
+}
+
 static int __init dmarec_init(void)
 {
-	unsigned int i;
 	int ret;
 
 	/* Header pages are whole pages; the layout needs 4 KiB pages. */
 	BUILD_BUG_ON(DMAREC_HEADER_BYTES % PAGE_SIZE);
 	BUILD_BUG_ON(DMAREC_MIN_PAYLOAD % PAGE_SIZE);
 
-	if (cards < 1 || cards > DMAREC_MAX_CARDS ||
+	if (cards > DMAREC_MAX_CARDS ||
 	    channels < 1 || channels > DMAREC_MAX_CHANNELS)
 		return -EINVAL;
 
-	dmarec_cards = kcalloc(cards, sizeof(*dmarec_cards), GFP_KERNEL);
-	if (!dmarec_cards)
-		return -ENOMEM;
-
-	for (i = 0; i < cards; i++) {
-		dmarec_cards[i] = dmarec_card_create(i);
-		if (IS_ERR(dmarec_cards[i])) {
-			ret = PTR_ERR(dmarec_cards[i]);
-			goto err_destroy;
-		}
+	ret = dmarec_sim_init(cards, channels, rate);
+	if (ret)
+		return ret;
+	ret = dmarec_edu_init();
+	if (ret) {
+		dmarec_sim_exit();
+		return ret;
 	}
-	pr_info("dmarec: %u card(s), uapi %u\n", cards, DMAREC_UAPI_VERSION);
+	pr_info("dmarec: %u simulated card(s), uapi %u\n", cards,
+		DMAREC_UAPI_VERSION);
 	return 0;
-
-err_destroy:
-	while (i--)
-		dmarec_card_destroy(dmarec_cards[i]);
-	kfree(dmarec_cards);
-	return ret;
 }
 
 static void __exit dmarec_exit(void)
 {
-	unsigned int i;
-
-	for (i = 0; i < cards; i++)
-		dmarec_card_destroy(dmarec_cards[i]);
-	kfree(dmarec_cards);
+	dmarec_edu_exit();
+	dmarec_sim_exit();
 }
 
 module_init(dmarec_init);
 module_exit(dmarec_exit);
 
-MODULE_DESCRIPTION("DMA buffer ring driver with a simulated capture card");
+MODULE_DESCRIPTION("DMA buffer ring driver for capture cards (simulated, QEMU edu)");
 MODULE_AUTHOR("dmarec project");
 MODULE_LICENSE("GPL");

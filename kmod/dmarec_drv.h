@@ -7,6 +7,7 @@
 
 #include <linux/atomic.h>
 #include <linux/device.h>
+#include <linux/kref.h>
 #include <linux/list.h>
 #include <linux/miscdevice.h>
 #include <linux/mm_types.h>
@@ -79,6 +80,8 @@ struct dmarec_ring {
 	u32 payload_bytes;
 	u64 stride;
 	unsigned int pages_per_buf;	/* MMAP: stride in pages */
+	struct user_struct *user;	/* MMAP: charged for locked memory */
+	unsigned long charged_pages;
 	struct dmarec_buf bufs[];
 };
 
@@ -89,16 +92,45 @@ struct dmarec_counters {
 	u64 dequeued;
 };
 
+/*
+ * A card backend: the thing that writes queued buffers. The core owns the
+ * buffers, the lists and the uapi; a backend takes the oldest queued buffer
+ * with dmarec_card_take(), fills its payload through buf->sgt's DMA
+ * addresses and hands it on with dmarec_card_complete() (or returns it
+ * unfilled with dmarec_card_requeue() when stopped half way).
+ *
+ * All ops are called with card->lock held and never after
+ * dmarec_card_unregister() has returned.
+ *  start: streaming has just been set; begin taking buffers.
+ *  stop:  return only when the device no longer touches any buffer and no
+ *         buffer is ACTIVE (each is back on the queued or done list).
+ *  queued: a buffer was added to the queued list (optional).
+ */
+struct dmarec_card_ops {
+	const char *name;
+	u32 caps;			/* DMAREC_CAP_* beyond MMAP|USERPTR */
+	int (*start)(struct dmarec_card *card);
+	void (*stop)(struct dmarec_card *card);
+	void (*queued)(struct dmarec_card *card);
+};
+
 struct dmarec_card {
 	unsigned int id;
 	char name[24];
-	struct platform_device *pdev;
-	struct device *dma_dev;
+	struct kref ref;		/* the backend's + one per open file */
+	const struct dmarec_card_ops *ops;
+	void *priv;			/* backend data */
+	struct device *dma_dev;		/* the device that DMAs (referenced) */
 	struct miscdevice misc;
+	bool registered;		/* misc device registered */
+	bool dead;			/* under lock and ring_lock: device gone */
 
 	/*
 	 * Lock order: lock -> ring_lock; lock -> mmap_lock (pinning user
-	 * memory); mmap_lock -> ring_lock (mmap). qlock is innermost.
+	 * memory); mmap_lock -> ring_lock (mmap); a backend's own engine lock
+	 * (edu: eng_lock, taken by its IRQ thread) -> qlock. qlock is
+	 * innermost. No user memory is touched under lock except by ATTACH's
+	 * pin (DQBUF and SETUP copy outside it).
 	 */
 	struct mutex lock;		/* ioctls, owner, streaming, sim config */
 	struct mutex ring_lock;		/* ring/owner pointers vs. mmap */
@@ -106,8 +138,11 @@ struct dmarec_card {
 
 	struct file *owner;		/* file that set up the ring */
 	struct dmarec_ring *ring;
-	u32 channels;
+	u32 channels;			/* current settings (SIM_CONFIG) */
 	u64 rate;
+	u32 default_channels;		/* module parameters */
+	u64 default_rate;
+	struct file *config_file;	/* made the settings; compared only */
 
 	/* Stream state shared with the card thread. */
 	spinlock_t qlock;
@@ -118,10 +153,8 @@ struct dmarec_card {
 	u64 pending_gap;
 	struct dmarec_counters stats;
 	wait_queue_head_t done_wq;	/* DQBUF and poll */
-	wait_queue_head_t card_wq;	/* card thread waiting for a buffer */
-	struct task_struct *thread;
-	u32 sim_channels;		/* snapshot at STREAMON */
-	u64 sim_period_ns;		/* 0 = as fast as buffers are queued */
+	u32 stream_channels;		/* snapshot at STREAMON */
+	u64 gen;			/* under lock: +1 per SETUP and STREAMON */
 };
 
 /* dmarec-buf.c */
@@ -135,9 +168,30 @@ void dmarec_buf_sync_for_device(struct dmarec_ring *ring,
 void dmarec_buf_sync_for_cpu(struct dmarec_ring *ring, struct dmarec_buf *buf);
 int dmarec_mmap(struct file *file, struct vm_area_struct *vma);
 
-/* dmarec-sim.c */
-int dmarec_sim_start(struct dmarec_card *card);
-void dmarec_sim_stop(struct dmarec_card *card);
+void dmarec_ring_unmap_dma(struct dmarec_ring *ring);
+int dmarec_zero_copy_check(struct dmarec_card *card);
+
+/* dmarec-core.c: card lifetime and the backend side of the buffer lists */
+struct dmarec_card *dmarec_card_alloc(const struct dmarec_card_ops *ops,
+				      struct device *dma_dev, void *priv);
+int dmarec_card_register(struct dmarec_card *card);
+void dmarec_card_unregister(struct dmarec_card *card);
+void dmarec_card_put(struct dmarec_card *card);
+struct dmarec_buf *dmarec_card_take(struct dmarec_card *card);
+void dmarec_card_complete(struct dmarec_card *card, struct dmarec_buf *buf);
+void dmarec_card_requeue(struct dmarec_card *card, struct dmarec_buf *buf);
+void dmarec_card_lost(struct dmarec_card *card, u64 n);
+bool dmarec_card_has_queued(struct dmarec_card *card);
+
+/* dmarec-sim.c: the simulated card and the shared payload pattern */
 u64 dmarec_pattern_seed(u64 card_seq, u32 channel);
+void dmarec_pattern_fill(__le64 *dst, u64 seed, u64 first_word,
+			 unsigned int words);
+int dmarec_sim_init(unsigned int cards, unsigned int channels, u64 rate);
+void dmarec_sim_exit(void);
+
+/* dmarec-edu.c: QEMU's edu PCI device as a card */
+int dmarec_edu_init(void);
+void dmarec_edu_exit(void);
 
 #endif /* _DMAREC_DRV_H */

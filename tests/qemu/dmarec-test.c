@@ -222,6 +222,14 @@ static int attach(int fd, uint32_t index, void *addr, u64 bytes)
 	return ioctl(fd, DMAREC_IOC_ATTACH_USERPTR, &u);
 }
 
+static int attach_u64(int fd, uint32_t index, u64 addr, u64 bytes)
+{
+	struct dmarec_userptr u = { .index = index, .payload_addr = addr,
+				    .payload_bytes = bytes };
+
+	return ioctl(fd, DMAREC_IOC_ATTACH_USERPTR, &u);
+}
+
 static struct dmarec_stats stats(int fd)
 {
 	struct dmarec_stats st;
@@ -667,6 +675,170 @@ static void *dq_thread(void *arg)
 	return (void *)r;
 }
 
+/* A DQBUF whose answer cannot be written keeps the buffer for the next. */
+static void dqbuf_efault_keeps_buffer(void)
+{
+	struct dmarec_buffer b;
+	struct ring r;
+	int fd = dev_open(0), i;
+	void *ro = mmap(NULL, PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	CHECK_OK(sim_config(fd, 1, 0));
+	if (ring_open(&r, fd, DMAREC_MEMORY_MMAP, 2, 4096))
+		goto out;
+	CHECK_OK(qbuf(fd, 0));
+	CHECK_OK(qbuf(fd, 1));
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMON));
+	for (i = 0; i < 1000 && stats(fd).filled < 2; i++)
+		sleep_ms(1);
+	CHECK_ERR(ioctl(fd, DMAREC_IOC_DQBUF, ro), EFAULT);
+	CHECK_ERR(ioctl(fd, DMAREC_IOC_DQBUF, NULL), EFAULT);
+	/* a lost buffer must fail here, not hang the test */
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	CHECK_OK(dqbuf(fd, &b));
+	check(b.index == 0 && b.card_seq == 0, "DQBUF after EFAULT: index %u seq %"
+	      "llu (the first buffer was lost)", b.index, b.card_seq);
+	verify_buffer(&r, &b, 1, "dqbuf efault");
+	CHECK_OK(dqbuf(fd, &b));
+	check(b.card_seq == 1, "second DQBUF seq %" "llu", b.card_seq);
+	check(stats(fd).dequeued == 2, "dequeued %" "llu", stats(fd).dequeued);
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMOFF));
+	ring_close(&r);
+out:
+	munmap(ro, PAGE);
+	close(fd);
+}
+
+/*
+ * SIM_CONFIG from a file that owns nothing does not carry into another
+ * file's ring: SETUP by another file restores the module's defaults. The
+ * owner's own settings, made before its SETUP, are kept.
+ */
+static unsigned long long module_param_ull(const char *name)
+{
+	char path[96];
+	unsigned long long v = ~0ull;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/sys/module/dmarec/parameters/%s", name);
+	f = fopen(path, "r");
+	if (!f || fscanf(f, "%llu", &v) != 1)
+		check(false, "read %s", path);
+	if (f)
+		fclose(f);
+	return v;
+}
+
+static void sim_config_no_carry_over(void)
+{
+	struct dmarec_caps c0 = {}, c;
+	struct dmarec_buffer b;
+	struct ring r;
+	int fda = dev_open(0), fdb = dev_open(0), i;
+
+	/* the module's defaults */
+	c0.channels = module_param_ull("channels");
+	c0.rate_bytes_per_s = module_param_ull("rate");
+	CHECK_OK(sim_config(fda, c0.channels % 64 + 1, 123456789));
+	if (ring_open(&r, fdb, DMAREC_MEMORY_MMAP, 2, 4096))
+		goto out;
+	CHECK_OK(ioctl(fda, DMAREC_IOC_QUERYCAP, &c));
+	check(c.channels == c0.channels && c.rate_bytes_per_s == c0.rate_bytes_per_s,
+	      "another file's SIM_CONFIG carried over: channels %u rate %" "llu",
+	      c.channels, c.rate_bytes_per_s);
+	CHECK_OK(qbuf(fdb, 0));
+	CHECK_OK(qbuf(fdb, 1));
+	CHECK_OK(ioctl(fdb, DMAREC_IOC_STREAMON));
+	for (i = 0; i < 2; i++) {
+		CHECK_OK(dqbuf(fdb, &b));
+		verify_buffer(&r, &b, c0.channels, "no carry-over");
+	}
+	CHECK_OK(ioctl(fdb, DMAREC_IOC_STREAMOFF));
+	ring_close(&r);
+	/* the owner's own settings stay */
+	CHECK_OK(sim_config(fdb, 5, 0));
+	CHECK_OK(setup(fdb, DMAREC_MEMORY_MMAP, 1, 4096, NULL));
+	CHECK_OK(ioctl(fdb, DMAREC_IOC_QUERYCAP, &c));
+	check(c.channels == 5, "own SIM_CONFIG lost at SETUP: %u", c.channels);
+	CHECK_OK(setup(fdb, 0, 0, 0, NULL));
+out:
+	close(fda);
+	close(fdb);
+}
+
+/* voluntary + involuntary context switches of the thread named comm */
+static long thread_switches(const char *comm)
+{
+	char path[64], line[128];
+	long total = -1, v;
+	FILE *f;
+	int pid;
+
+	for (pid = 2; pid < 65536 && total < 0; pid++) {
+		snprintf(path, sizeof(path), "/proc/%d/comm", pid);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (fgets(line, sizeof(line), f) && !strncmp(line, comm, strlen(comm)) &&
+		    line[strlen(comm)] == '\n')
+			total = 0;
+		fclose(f);
+		if (total < 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/status", pid);
+		f = fopen(path, "r");
+		if (!f)
+			return -1;
+		while (fgets(line, sizeof(line), f))
+			if (sscanf(line, "voluntary_ctxt_switches: %ld", &v) == 1 ||
+			    sscanf(line, "nonvoluntary_ctxt_switches: %ld", &v) == 1)
+				total += v;
+		fclose(f);
+	}
+	return total;
+}
+
+/*
+ * A paced card with nothing queued sleeps (no wake-up per period: at 1 us
+ * per buffer that was a busy core) and accounts the buffers it missed when
+ * a buffer is queued again.
+ */
+static void sim_sleeps_when_idle(void)
+{
+	struct dmarec_buffer b;
+	struct ring r;
+	char comm[32];
+	long s0, s1;
+	int fd = dev_open(0);
+
+	snprintf(comm, sizeof(comm), "%s-card", strrchr(dev_path, '/') + 1);
+	CHECK_OK(sim_config(fd, 1, 4096ull * 1000000000ull));	/* 1 us per buffer */
+	if (ring_open(&r, fd, DMAREC_MEMORY_MMAP, 2, 4096))
+		goto out;
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMON));
+	sleep_ms(50);
+	s0 = thread_switches(comm);
+	sleep_ms(500);
+	s1 = thread_switches(comm);
+	check(s0 >= 0 && s1 - s0 <= 5, "idle %s: %ld context switches in 500 ms",
+	      comm, s1 - s0);
+	CHECK_OK(qbuf(fd, 0));
+	CHECK_OK(dqbuf(fd, &b));
+	verify_buffer(&r, &b, 1, "idle card");
+	check(b.gap_count > 1000 && b.card_seq == b.gap_count,
+	      "losses while idle: seq %" "llu" " gap %" "llu", b.card_seq,
+	      b.gap_count);
+	check(stats(fd).overruns == b.gap_count, "overruns %" "llu" " gap %" "llu",
+	      stats(fd).overruns, b.gap_count);
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMOFF));
+	ring_close(&r);
+	note("idle card: %ld context switches in 500 ms, %" "llu" " losses accounted",
+	     s1 - s0, b.gap_count);
+out:
+	CHECK_OK(sim_config(fd, 1, 0));
+	close(fd);
+}
+
 static void test_errors(void)
 {
 	struct dmarec_setup s;
@@ -683,8 +855,8 @@ static void test_errors(void)
 	CHECK_ERR(dqbuf(fd, &b), EINVAL);
 	CHECK_ERR(ioctl(fd, DMAREC_IOC_STREAMON), EINVAL);
 	CHECK_ERR(ioctl(fd, DMAREC_IOC_STREAMOFF), EINVAL);
-	CHECK_ERR(ioctl(fd, _IO('R', 0x09)), ENOTTY);
-	CHECK_ERR(ioctl(fd, _IOR('R', 0x00, uint32_t)), ENOTTY);
+	CHECK_ERR(ioctl(fd, _IO(DMAREC_IOC_MAGIC, 0x09)), ENOTTY);
+	CHECK_ERR(ioctl(fd, _IOR(DMAREC_IOC_MAGIC, 0x00, uint32_t)), ENOTTY);
 	CHECK_ERR(ioctl(fd, DMAREC_IOC_QUERYCAP, (void *)8), EFAULT);
 	CHECK_ERR(mmap(NULL, PAGE, PROT_READ, MAP_SHARED, fd, 0) == MAP_FAILED ? -1 : 0,
 		  EINVAL);
@@ -730,9 +902,10 @@ static void test_errors(void)
 	CHECK_ERR(attach(fd, 0, mem, 4096), EINVAL);
 	CHECK_ERR(attach(fd, 0, mem, 8192 + 4096), EINVAL);
 	CHECK_ERR(attach(fd, 0, NULL, 8192), EINVAL);
-	CHECK_ERR(attach(fd, 0, (void *)0xfffffffffffff000ull, 8192), EINVAL);
-	CHECK_ERR(attach(fd, 0, (void *)0xffff888000000000ull, 8192), EFAULT);
-	CHECK_ERR(attach(fd, 0, (void *)0x7ffffffff000ull, 8192), EFAULT);
+	/* 64-bit addresses also from a 32-bit process (the field is __u64) */
+	CHECK_ERR(attach_u64(fd, 0, 0xfffffffffffff000ull, 8192), EINVAL);
+	CHECK_ERR(attach_u64(fd, 0, 0xffff888000000000ull, 8192), EFAULT);
+	CHECK_ERR(attach_u64(fd, 0, 0x7ffffffff000ull, 8192), EFAULT);
 	memset(&u, 0, sizeof(u));
 	u.payload_addr = (uintptr_t)mem; u.payload_bytes = 8192; u.flags = 1;
 	CHECK_ERR(ioctl(fd, DMAREC_IOC_ATTACH_USERPTR, &u), EINVAL);
@@ -835,6 +1008,9 @@ static void test_errors(void)
 	munmap(mem, 8 * PAGE);
 	close(fd);
 	test_memlock();
+	dqbuf_efault_keeps_buffer();
+	sim_config_no_carry_over();
+	sim_sleeps_when_idle();
 }
 
 /*
@@ -875,6 +1051,36 @@ static void memlock_child(void)
 	_exit(n_fail ? 1 : 0);
 }
 
+/*
+ * MMAP rings are charged to the user's locked memory (RLIMIT_MEMLOCK) as
+ * io_uring charges its rings: a non-root user (nobody, no capabilities)
+ * with a 64 KiB limit gets one 4+32 KiB buffer, not two, over one or two
+ * files; teardown returns the charge.
+ */
+static void memlock_mmap_child(void)
+{
+	struct rlimit rl = { 64 << 10, 64 << 10 };
+	int fd = dev_open(0), fd2 = dev_open(0);
+
+	if (setrlimit(RLIMIT_MEMLOCK, &rl) || setresgid(65534, 65534, 65534) ||
+	    setresuid(65534, 65534, 65534)) {
+		check(false, "memlock mmap: setuid nobody: %s", strerror(errno));
+		_exit(1);
+	}
+	CHECK_ERR(setup(fd, DMAREC_MEMORY_MMAP, 2, 32768, NULL), ENOMEM);
+	CHECK_OK(setup(fd, DMAREC_MEMORY_MMAP, 1, 32768, NULL));
+	CHECK_OK(setup(fd, 0, 0, 0, NULL));
+	CHECK_OK(setup(fd, DMAREC_MEMORY_MMAP, 1, 32768, NULL));
+	/* the same user on another file (the card is busy: a second ring
+	 * would need a second card; re-setup on fd must first uncharge) */
+	CHECK_ERR(setup(fd2, DMAREC_MEMORY_MMAP, 1, 32768, NULL), EBUSY);
+	CHECK_ERR(setup(fd, DMAREC_MEMORY_MMAP, 2, 32768, NULL), ENOMEM);
+	CHECK_OK(setup(fd, DMAREC_MEMORY_MMAP, 1, 32768, NULL));
+	close(fd);
+	close(fd2);
+	_exit(n_fail ? 1 : 0);
+}
+
 static void test_memlock(void)
 {
 	int status;
@@ -885,6 +1091,12 @@ static void test_memlock(void)
 	waitpid(pid, &status, 0);
 	check(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 	      "memlock child status %#x", status);
+	pid = fork();
+	if (pid == 0)
+		memlock_mmap_child();
+	waitpid(pid, &status, 0);
+	check(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	      "memlock mmap child status %#x", status);
 }
 
 /* -------------------------------- mmap -------------------------------- */
@@ -898,6 +1110,56 @@ static bool map_fails(int fd, size_t len, off_t off, int flags, int want)
 		return false;
 	}
 	return errno == want;
+}
+
+/*
+ * 4 MiB payloads (order-9 compound chunks): every page keeps its identity
+ * across MADV_DONTNEED and refault, through the whole ring and through a
+ * second mapping at another offset, and the card's data is seen through
+ * refaulted pages.
+ */
+static void mmap_refault_large(void)
+{
+	const uint32_t payload = 4u << 20, count = 2;
+	struct dmarec_buffer b;
+	struct ring r;
+	size_t k, npages, bad = 0;
+	uint8_t *second;
+	int fd = dev_open(0);
+
+	CHECK_OK(sim_config(fd, 1, 0));
+	if (ring_open(&r, fd, DMAREC_MEMORY_MMAP, count, payload))
+		goto out;
+	npages = r.size / PAGE;
+	for (k = 0; k < npages; k++)
+		*(u64 *)(r.base + k * PAGE) = k ^ 0xfeedface00000000ull;
+	CHECK_OK(madvise(r.base, r.size, MADV_DONTNEED));
+	/* and a 2 MiB-aligned piece in the middle of payload 0 again */
+	CHECK_OK(madvise(r.base + DMAREC_HEADER_BYTES + (1u << 20), 2u << 20,
+			 MADV_DONTNEED));
+	for (k = 0; k < npages; k++)
+		bad += *(u64 *)(r.base + k * PAGE) != (k ^ 0xfeedface00000000ull);
+	check(bad == 0, "refault 4 MiB payloads: %zu of %zu pages moved", bad,
+	      npages);
+	second = mmap(NULL, r.stride, PROT_READ, MAP_SHARED, fd, r.stride);
+	if (second != MAP_FAILED) {
+		for (k = 0, bad = 0; k < r.stride / PAGE; k++)
+			bad += *(u64 *)(second + k * PAGE) !=
+			       ((k + r.stride / PAGE) ^ 0xfeedface00000000ull);
+		check(bad == 0, "second mapping of buffer 1: %zu pages differ",
+		      bad);
+		munmap(second, r.stride);
+	} else {
+		check(false, "mmap buffer 1: %s", strerror(errno));
+	}
+	CHECK_OK(qbuf(fd, 1));
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMON));
+	CHECK_OK(dqbuf(fd, &b));
+	verify_buffer(&r, &b, 1, "refault 4 MiB");
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMOFF));
+	ring_close(&r);
+out:
+	close(fd);
 }
 
 static void test_mmap(void)
@@ -988,6 +1250,7 @@ static void test_mmap(void)
 out:
 	close(fd2);
 	close(fd);
+	mmap_refault_large();
 }
 
 /* ------------------------------ lifetime ------------------------------ */
@@ -1243,7 +1506,7 @@ static void *fuzz_worker(void *data)
 			cmd = (uint32_t)rnd();
 			break;
 		case 1:		/* our type, random nr/size/dir */
-			cmd = _IOC(rnd() % 4, 'R', rnd() % 16, rnd() % 128);
+			cmd = _IOC(rnd() % 4, DMAREC_IOC_MAGIC, rnd() % 16, rnd() % 128);
 			break;
 		case 2:
 		case 3:		/* the stream state machine, more often */
@@ -1300,6 +1563,19 @@ static void *fuzz_worker(void *data)
  * (so the calls race each other), then both files are closed in whatever
  * state they are in (often streaming with pinned memory) and reopened.
  */
+static void edu_stream_one(uint32_t memory, uint32_t count, unsigned int total);
+
+/* a simulated card (SIM_CONFIG works), not a real one like edu */
+static bool dev_has_sim(void)
+{
+	struct dmarec_caps c = {};
+	int fd = dev_open(0);
+
+	CHECK_OK(ioctl(fd, DMAREC_IOC_QUERYCAP, &c));
+	close(fd);
+	return c.caps & DMAREC_CAP_SIM;
+}
+
 static void test_fuzz(unsigned long iters)
 {
 	enum { THREADS = 2, ROUNDS = 10 };
@@ -1311,6 +1587,7 @@ static void test_fuzz(unsigned long iters)
 	unsigned long n_stream_ok = 0, n_dq_ok = 0;
 	char *env = getenv("DMAREC_FUZZ_SEED");
 	u64 seed = env ? strtoull(env, NULL, 0) : 0x1234567;
+	bool sim = dev_has_sim();
 	int t, round;
 
 	note("fuzz: seed %#llx, %lu iterations x %d threads", seed, iters,
@@ -1353,11 +1630,18 @@ static void test_fuzz(unsigned long iters)
 		if (i == EINVAL || i == EBUSY || i == ENOTTY || i == EFAULT ||
 		    i == EAGAIN || i == EPIPE || i == ENOMEM)
 			continue;
+		if (i == EOPNOTSUPP && !sim)	/* SIM_CONFIG of a real card */
+			continue;
 		check(per_errno[i] == 0, "fuzz: unexpected errno %lu (%s) x%lu",
 		      i, strerror((int)i), per_errno[i]);
 	}
 	munmap(pool, (FUZZ_POOL_PAGES + 1) * PAGE);
 	/* the device must still work */
+	if (!sim) {
+		edu_stream_one(DMAREC_MEMORY_MMAP, 2, 4);
+		edu_stream_one(DMAREC_MEMORY_USERPTR, 2, 4);
+		return;
+	}
 	stream_one(DMAREC_MEMORY_MMAP, 2, 8192, 2, 10);
 	stream_one(DMAREC_MEMORY_USERPTR, 2, 8192, 2, 10);
 }
@@ -1667,6 +1951,330 @@ static void test_hugetlb(const char *disk)
 	use_hugetlb = false;
 }
 
+/* ------------------------------- userptr ------------------------------ */
+
+/* Stream 3 buffers into a USERPTR ring whose payloads live at mem. */
+static void userptr_stream_in(int fd, uint8_t *mem, const char *what)
+{
+	struct dmarec_buffer b;
+	struct ring r = { .fd = fd, .memory = DMAREC_MEMORY_USERPTR, .count = 2,
+			  .payload = 8192, .stride = DMAREC_HEADER_BYTES + 8192,
+			  .base = mem };
+	int i;
+
+	CHECK_OK(qbuf(fd, 0));
+	CHECK_OK(qbuf(fd, 1));
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMON));
+	for (i = 0; i < 3; i++) {
+		CHECK_OK(dqbuf(fd, &b));
+		verify_buffer(&r, &b, 1, what);
+		CHECK_OK(qbuf(fd, b.index));
+	}
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMOFF));
+}
+
+/*
+ * One address attached to two buffers: allowed (as V4L2 USERPTR allows it;
+ * the data is then whichever buffer the card filled last), pinned and
+ * charged twice, and both pins dropped at teardown.
+ */
+static void userptr_same_address_twice(int fd)
+{
+	long pin0 = vm_pin_kb();
+	uint8_t *mem = mmap(NULL, 8192, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+
+	CHECK_OK(setup(fd, DMAREC_MEMORY_USERPTR, 2, 8192, NULL));
+	CHECK_OK(attach(fd, 0, mem, 8192));
+	CHECK_OK(attach(fd, 1, mem, 8192));
+	check(vm_pin_kb() == pin0 + 16, "same address twice: VmPin %ld, want %ld",
+	      vm_pin_kb(), pin0 + 16);
+	CHECK_OK(qbuf(fd, 0));
+	CHECK_OK(qbuf(fd, 1));
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMON));
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMOFF));
+	CHECK_OK(setup(fd, 0, 0, 0, NULL));
+	check(vm_pin_kb() == pin0, "same address twice: VmPin %ld after teardown",
+	      vm_pin_kb());
+	munmap(mem, 8192);
+}
+
+/*
+ * Which memory USERPTR accepts: anonymous (private and shared), memfd and
+ * tmpfs files (shmem) stream; a MAP_SHARED or MAP_PRIVATE mapping of a
+ * block device (a file the kernel writes back) is refused with EFAULT on
+ * every kernel, before anything is pinned.
+ */
+static void test_userptr_sources(const char *disk)
+{
+	const size_t len = 2 * (DMAREC_HEADER_BYTES + 8192);
+	const char *names[] = { "anon private", "anon shared", "memfd", "tmpfs file",
+				"block device shared", "block device private" };
+	int fd = dev_open(0), i;
+
+	CHECK_OK(sim_config(fd, 1, 0));
+	for (i = 0; i < 6; i++) {
+		int mfd = -1, flags = MAP_SHARED;
+		long pin_before = vm_pin_kb();
+		uint8_t *mem;
+		bool refused = i >= 4;
+
+		if (i == 0)
+			flags = MAP_PRIVATE | MAP_ANONYMOUS;
+		else if (i == 1)
+			flags = MAP_SHARED | MAP_ANONYMOUS;
+		else if (i == 2)
+			mfd = memfd_create("dmarec", MFD_CLOEXEC);
+		else if (i == 3)
+			mfd = open("/tmp/dmarec-userptr", O_RDWR | O_CREAT | O_TRUNC, 0600);
+		else
+			mfd = open(disk, O_RDWR);
+		if (i == 5)
+			flags = MAP_PRIVATE;
+		if (i >= 2 && (mfd < 0 || (i < 4 && ftruncate(mfd, len)))) {
+			check(false, "%s: %s", names[i], strerror(errno));
+			continue;
+		}
+		mem = mmap(NULL, len, PROT_READ | PROT_WRITE, flags | MAP_POPULATE,
+			   mfd, 0);
+		if (mem == MAP_FAILED) {
+			check(false, "mmap %s: %s", names[i], strerror(errno));
+			close(mfd);
+			continue;
+		}
+		CHECK_OK(setup(fd, DMAREC_MEMORY_USERPTR, 2, 8192, NULL));
+		if (refused) {
+			CHECK_ERR(attach(fd, 0, mem + DMAREC_HEADER_BYTES, 8192), EFAULT);
+			check(vm_pin_kb() == pin_before, "%s: VmPin %ld kB after refusal",
+			      names[i], vm_pin_kb());
+		} else {
+			CHECK_OK(attach(fd, 0, mem + DMAREC_HEADER_BYTES, 8192));
+			CHECK_OK(attach(fd, 1, mem + 2 * DMAREC_HEADER_BYTES + 8192, 8192));
+			userptr_stream_in(fd, mem, names[i]);
+		}
+		CHECK_OK(setup(fd, 0, 0, 0, NULL));
+		munmap(mem, len);
+		if (mfd >= 0)
+			close(mfd);
+		note("userptr %s: %s", names[i], refused ? "refused" : "streamed");
+	}
+	unlink("/tmp/dmarec-userptr");
+	userptr_same_address_twice(fd);
+	close(fd);
+}
+
+/* --------------------------------- edu -------------------------------- */
+
+/*
+ * QEMU's edu PCI card behind /dev/dmarecN (kmod/dmarec-edu.c): real bus
+ * master DMA, ~100 ms per 2 KiB transfer pair, so small rings of 4 KiB
+ * payloads. The card free-runs: it loses buffers while nothing is queued.
+ */
+static void edu_caps(int fd)
+{
+	struct dmarec_caps c;
+
+	CHECK_OK(ioctl(fd, DMAREC_IOC_QUERYCAP, &c));
+	check(c.caps == (DMAREC_CAP_MMAP | DMAREC_CAP_USERPTR),
+	      "edu caps %#x (no simulated card)", c.caps);
+	check(c.channels == 1, "edu channels %u", c.channels);
+	CHECK_ERR(sim_config(fd, 2, 0), EOPNOTSUPP);
+}
+
+/* Every byte of every buffer, in order, no gaps: the queue never empties. */
+static void edu_stream_one(uint32_t memory, uint32_t count, unsigned int total)
+{
+	const uint32_t payload = 4096;
+	struct dmarec_buffer b;
+	struct dmarec_stats st;
+	struct ring r;
+	u64 t_on, last_ts = 0, expect_seq = 0;
+	unsigned int n;
+	int fd = dev_open(0);
+	uint32_t i;
+	char what[64];
+
+	snprintf(what, sizeof(what), "edu %s %ux%u", mem_name(memory), count,
+		 payload);
+	edu_caps(fd);
+	if (ring_open(&r, fd, memory, count, payload))
+		goto out;
+	for (i = 0; i < count; i++) {
+		/* header: a marker; payload: garbage the card must replace */
+		memset(ring_buf(&r, i), 0x40 + (i & 15), DMAREC_HEADER_BYTES);
+		memset(ring_buf(&r, i) + DMAREC_HEADER_BYTES, 0x5a, payload);
+		CHECK_OK(qbuf(fd, i));
+	}
+	t_on = now_ns();
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMON));
+	for (n = 0; n < total; n++) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		size_t k, bad = 0;
+
+		check(poll(&p, 1, 30000) == 1 && (p.revents & POLLIN),
+		      "%s: poll revents %#x", what, p.revents);
+		if (dqbuf(fd, &b)) {
+			check(false, "%s: DQBUF %u: %s", what, n, strerror(errno));
+			break;
+		}
+		verify_buffer(&r, &b, 1, what);
+		check(b.card_seq == expect_seq && b.gap_count == 0,
+		      "%s: seq %" "llu" " want %" "llu" " gap %" "llu", what,
+		      b.card_seq, expect_seq, b.gap_count);
+		expect_seq = b.card_seq + 1;
+		check(b.card_timestamp_ns >= t_on && b.card_timestamp_ns >= last_ts &&
+		      b.card_timestamp_ns <= now_ns(), "%s: timestamp", what);
+		last_ts = b.card_timestamp_ns;
+		for (k = 0; k < DMAREC_HEADER_BYTES; k++)
+			bad += ring_buf(&r, b.index)[k] != 0x40 + (b.index & 15);
+		check(bad == 0, "%s: header of buffer %u touched (%zu bytes)",
+		      what, b.index, bad);
+		memset(ring_buf(&r, b.index) + DMAREC_HEADER_BYTES, 0x5a, payload);
+		CHECK_OK(qbuf(fd, b.index));
+	}
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMOFF));
+	st = stats(fd);
+	check(st.overruns == 0 && st.dequeued == total && st.filled >= total &&
+	      st.queued == count + total,
+	      "%s: stats q %" "llu" " dq %" "llu" " filled %" "llu" " ovr %" "llu",
+	      what, st.queued, st.dequeued, st.filled, st.overruns);
+	/* STREAMOFF gave every buffer back, the one being filled included */
+	for (i = 0; i < count; i++)
+		CHECK_OK(qbuf(fd, i));
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMON));
+	CHECK_OK(dqbuf(fd, &b));
+	check(b.card_seq == 0, "%s: seq after restart %" "llu", what, b.card_seq);
+	verify_buffer(&r, &b, 1, what);
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMOFF));
+	ring_close(&r);
+	note("%s: %u buffers verified (every byte), %.1f ms per buffer", what,
+	     total, (last_ts - t_on) / 1e6 / total);
+out:
+	close(fd);
+}
+
+/* Nobody dequeues: the card loses buffers and says so. */
+static void edu_overrun(uint32_t memory)
+{
+	struct dmarec_buffer b;
+	struct dmarec_stats st;
+	struct ring r;
+	int fd = dev_open(0), i;
+	char what[64];
+
+	snprintf(what, sizeof(what), "edu overrun %s", mem_name(memory));
+	if (ring_open(&r, fd, memory, 2, 4096))
+		goto out;
+	CHECK_OK(qbuf(fd, 0));
+	CHECK_OK(qbuf(fd, 1));
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMON));
+	/* bounded wait for three losses (the card's own pace) */
+	for (i = 0; i < 600 && stats(fd).overruns < 3; i++)
+		sleep_ms(100);
+	st = stats(fd);
+	check(st.overruns >= 3 && st.filled == 2, "%s: overruns %" "llu"
+	      " filled %" "llu", what, st.overruns, st.filled);
+	for (i = 0; i < 2; i++) {
+		CHECK_OK(dqbuf(fd, &b));
+		check(b.card_seq == (u64)i && b.gap_count == 0, "%s: seq %" "llu"
+		      " gap %" "llu", what, b.card_seq, b.gap_count);
+		verify_buffer(&r, &b, 1, what);
+	}
+	CHECK_OK(qbuf(fd, 0));
+	CHECK_OK(dqbuf(fd, &b));
+	verify_buffer(&r, &b, 1, what);
+	check(b.card_seq == 2 + b.gap_count && b.gap_count >= 3,
+	      "%s: after losses seq %" "llu" " gap %" "llu", what, b.card_seq,
+	      b.gap_count);
+	check(stats(fd).overruns >= b.gap_count, "%s: stats below gap", what);
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMOFF));
+	note("%s: seq %" "llu" " after %" "llu" " lost, stats overruns %" "llu",
+	     what, b.card_seq, b.gap_count, stats(fd).overruns);
+	ring_close(&r);
+out:
+	close(fd);
+}
+
+/* Zero copy refused (bounce buffers would be needed): a clear EOPNOTSUPP. */
+static void test_edu_refuse(void)
+{
+	struct dmarec_setup s;
+	int fd = dev_open(0);
+	void *mem;
+
+	CHECK_ERR(setup(fd, DMAREC_MEMORY_MMAP, 2, 4096, &s), EOPNOTSUPP);
+	mem = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (setup(fd, DMAREC_MEMORY_USERPTR, 1, 4096, &s) == 0) {
+		/* known at ATTACH only: the mapping itself is bounced */
+		CHECK_ERR(attach(fd, 0, mem, 4096), EOPNOTSUPP);
+		CHECK_OK(setup(fd, 0, 0, 0, NULL));
+	} else {
+		check(errno == EOPNOTSUPP, "USERPTR SETUP: %s", strerror(errno));
+	}
+	munmap(mem, 4096);
+	close(fd);
+}
+
+/*
+ * Streams until the card goes away (sysfs unbind by the caller after
+ * "ready"), then checks the dead card: ENODEV for everything that needs the
+ * device, STATS still answers, the mapping stays readable.
+ */
+static void test_edu_unbind(uint32_t memory)
+{
+	struct dmarec_buffer b;
+	struct ring r;
+	size_t k;
+	unsigned int n = 0;
+	volatile uint8_t sum = 0;
+	int fd = dev_open(0), err;
+
+	if (ring_open(&r, fd, memory, 4, 4096))
+		exit(1);
+	for (uint32_t i = 0; i < 4; i++)
+		CHECK_OK(qbuf(fd, i));
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMON));
+	note("edu-unbind %s: ready", mem_name(memory));
+	while (dqbuf(fd, &b) == 0 && n < 100000) {
+		verify_buffer(&r, &b, 1, "edu-unbind");
+		qbuf(fd, b.index);
+		n++;
+	}
+	err = errno;
+	check(err == EPIPE || err == ENODEV, "DQBUF after unbind: %s",
+	      strerror(err));
+	CHECK_ERR(qbuf(fd, 0), ENODEV);
+	CHECK_ERR(ioctl(fd, DMAREC_IOC_STREAMON), ENODEV);
+	CHECK_ERR(dqbuf(fd, &b), ENODEV);
+	CHECK_ERR(setup(fd, DMAREC_MEMORY_MMAP, 1, 4096, NULL), ENODEV);
+	check(mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0) == MAP_FAILED &&
+	      errno == ENODEV, "mmap of a dead card: %s", strerror(errno));
+	check(stats(fd).filled >= n, "STATS of a dead card");
+	for (k = 0; k < r.size; k += PAGE)
+		sum += r.base[k];
+	munmap(r.base, r.size);
+	close(fd);
+	note("edu-unbind %s: %u buffers before the unbind, dead card checked",
+	     mem_name(memory), n);
+}
+
+/* SIGKILL of a process whose buffer the card is writing (2 KiB steps). */
+static void test_edu_kill(void)
+{
+	kill_child_while_streaming(DMAREC_MEMORY_MMAP);
+	kill_child_while_streaming(DMAREC_MEMORY_USERPTR);
+}
+
+static void test_edu(void)
+{
+	edu_stream_one(DMAREC_MEMORY_MMAP, 4, 24);
+	edu_stream_one(DMAREC_MEMORY_USERPTR, 3, 16);
+	edu_overrun(DMAREC_MEMORY_MMAP);
+	edu_overrun(DMAREC_MEMORY_USERPTR);
+	test_edu_kill();
+}
+
 /* ------------------------------ helpers ------------------------------- */
 
 /* quick smoke run used by the insmod/rmmod loop */
@@ -1710,7 +2318,8 @@ int main(int argc, char **argv)
 	}
 	if (i >= argc) {
 		fprintf(stderr, "usage: %s [-d DEV] [--disk DEV] [--expect-mmap ok|eopnotsupp]"
-			" caps|stream|overrun|errors|mmap|lifetime|leak|hugetlb|fuzz [N]|uring|quick|hold\n",
+			" caps|stream|overrun|errors|mmap|lifetime|leak|hugetlb|fuzz [N]|uring|quick|hold|\n"
+			"  edu|edu-refuse|edu-unbind [mmap|userptr]\n",
 			argv[0]);
 		return 2;
 	}
@@ -1740,6 +2349,15 @@ int main(int argc, char **argv)
 		test_quick();
 	else if (!strcmp(cmd, "hold"))
 		test_hold();
+	else if (!strcmp(cmd, "userptr"))
+		test_userptr_sources(disk);
+	else if (!strcmp(cmd, "edu"))
+		test_edu();
+	else if (!strcmp(cmd, "edu-refuse"))
+		test_edu_refuse();
+	else if (!strcmp(cmd, "edu-unbind"))
+		test_edu_unbind(i + 1 < argc && !strcmp(argv[i + 1], "userptr") ?
+				DMAREC_MEMORY_USERPTR : DMAREC_MEMORY_MMAP);
 	else {
 		fprintf(stderr, "unknown command %s\n", cmd);
 		return 2;

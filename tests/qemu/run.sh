@@ -24,6 +24,9 @@
 #   DMAREC_DISKS=N             scratch virtio disks /dev/vda.. (default 1)
 #   DMAREC_DISK_MB=N           size of each scratch disk (default 64)
 #   DMAREC_MEM_MB=N            guest RAM (default 1024)
+#   DMAREC_QEMU_ARGS="..."     extra qemu-system-x86_64 arguments (split at
+#                              spaces), e.g. "-device intel-iommu -device edu"
+#   DMAREC_APPEND="..."        extra guest kernel command line
 #
 # Guest tests are shell scripts run by busybox sh as root in sorted order;
 # each gets DMAREC_KO (module path), DMAREC_DISK (/dev/vda, a scratch raw
@@ -56,8 +59,8 @@ while [ $# -gt 0 ]; do
 	esac
 done
 
-for tool in qemu-system-x86_64 busybox cpio gcc make xz timeout; do
-	command -v "$tool" >/dev/null || { echo "run.sh: $tool missing" >&2; exit 2; }
+for tool in qemu-system-x86_64 busybox cpio gcc make xz timeout sparse; do
+	command -v "$tool" >/dev/null || { echo "run.sh: $tool missing (scripts/install-deps.sh)" >&2; exit 2; }
 done
 [ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q dynamic && {
 	echo "run.sh: /bin/busybox is dynamic; install busybox-static" >&2; exit 2; }
@@ -106,6 +109,10 @@ fi
 echo "== building dmarec-test (static)"
 gcc -static -O2 -Wall -Wextra -Wno-sign-compare -Werror \
 	-o "$work/dmarec-test" "$here/dmarec-test.c" -lpthread
+echo "== building dmarec-test32 (static, -m32: the driver's compat ioctl path)"
+gcc -m32 -D_FILE_OFFSET_BITS=64 -static -O2 -Wall -Wextra -Wno-sign-compare -Werror \
+	-o "$work/dmarec-test32" "$here/dmarec-test.c" -lpthread || {
+	echo "run.sh: gcc -m32 failed: install gcc-multilib (scripts/install-deps.sh)" >&2; exit 2; }
 
 # copy ELF $1 and its shared libraries into root $2 (binary to $3)
 copy_elf() {
@@ -167,6 +174,7 @@ build_initramfs() {
 	touch "$root/lib/modules/load.order"
 	cp "$ko" "$root/lib/modules/dmarec.ko"
 	cp "$work/dmarec-test" "$root/usr/bin/dmarec-test"
+	cp "$work/dmarec-test32" "$root/usr/bin/dmarec-test32"
 	for g in "${guest_dirs[@]}"; do
 		[ -d "$g" ] || { echo "run.sh: no guest dir $g" >&2; exit 2; }
 		for f in "$g"/*.sh; do
@@ -196,6 +204,8 @@ build_initramfs() {
 # kernel messages that fail a run (searched in the guest's dmesg and in
 # the kernel lines of the serial console, which also has panics)
 bad_re='BUG:|WARNING:|Oops|general protection|leak|Call Trace|kernel BUG|refcount_t|list_(add|del) corruption|INFO: task .* blocked|Kernel panic'
+# IOMMU faults (a device DMA to an address nobody mapped) and swiotlb trouble
+bad_re+='|DMAR: DRHD: handling fault|DMAR: \[DMA (Read|Write)|IO_PAGE_FAULT|swiotlb buffer is full'
 
 overall=0
 summary=()
@@ -203,7 +213,7 @@ for kver in "${kernels[@]}"; do
 	echo "== kernel $kver"
 	kdir=/usr/src/linux-headers-$kver
 	bdir=$work/build-$kver
-	make -s -C "$top/kmod" KDIR="$kdir" O="$bdir" >"$work/build-$kver.log" 2>&1 || {
+	make -s -C "$top/kmod" KDIR="$kdir" O="$bdir" W=1 C=1 >"$work/build-$kver.log" 2>&1 || {
 		cat "$work/build-$kver.log"; echo "run.sh: module build failed for $kver" >&2; exit 1; }
 	if grep -E 'warning:|error:' "$work/build-$kver.log"; then
 		echo "run.sh: module build for $kver has warnings" >&2
@@ -219,12 +229,13 @@ for kver in "${kernels[@]}"; do
 	echo "   booting (timeout ${timeout_s}s), serial log $log"
 	start=$(date +%s)
 	set +e
+	# shellcheck disable=SC2086 # DMAREC_QEMU_ARGS is a list of words
 	timeout --foreground -k 10 "$timeout_s" qemu-system-x86_64 \
 		-machine q35 -accel tcg -cpu max -smp 2 -m "${DMAREC_MEM_MB:-1024}" \
 		-nographic -no-reboot -monitor none -serial stdio \
 		-kernel "/boot/vmlinuz-$kver" -initrd "$work/initrd-$kver.gz" \
-		-append "console=ttyS0 panic=1 oops=panic loglevel=4 init_on_alloc=0 rdinit=/init" \
-		"${drives[@]}" \
+		-append "console=ttyS0 panic=1 oops=panic loglevel=4 init_on_alloc=0 rdinit=/init${DMAREC_APPEND:+ $DMAREC_APPEND}" \
+		${DMAREC_QEMU_ARGS:-} "${drives[@]}" \
 		</dev/null >"$log" 2>&1
 	qrc=$?
 	set -e

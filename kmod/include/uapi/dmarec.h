@@ -13,7 +13,11 @@
 #include <linux/ioctl.h>
 #include <linux/types.h>
 
-#define DMAREC_UAPI_VERSION 1
+/*
+ * 2: ioctl magic 0xD7 (was 'R', whose 0x00-0x1F block belongs to
+ * linux/random.h: STREAMOFF was RNDCLEARPOOL's number); DQBUF is _IOR.
+ */
+#define DMAREC_UAPI_VERSION 2
 
 /*
  * Each buffer is a header area of DMAREC_HEADER_BYTES (userspace writes its
@@ -91,14 +95,16 @@ struct dmarec_sim_config {
 	__u64 reserved[2];
 };
 
-#define DMAREC_IOC_QUERYCAP		_IOR('R', 0x00, struct dmarec_caps)
-#define DMAREC_IOC_SETUP		_IOWR('R', 0x01, struct dmarec_setup)
-#define DMAREC_IOC_ATTACH_USERPTR	_IOW('R', 0x02, struct dmarec_userptr)
-#define DMAREC_IOC_QBUF			_IOW('R', 0x03, struct dmarec_buffer)
-#define DMAREC_IOC_DQBUF		_IOWR('R', 0x04, struct dmarec_buffer)
-#define DMAREC_IOC_STREAMON		_IO('R', 0x05)
-#define DMAREC_IOC_STREAMOFF		_IO('R', 0x06)
-#define DMAREC_IOC_STATS		_IOR('R', 0x07, struct dmarec_stats)
-#define DMAREC_IOC_SIM_CONFIG		_IOW('R', 0x08, struct dmarec_sim_config)
+#define DMAREC_IOC_MAGIC		0xD7
+
+#define DMAREC_IOC_QUERYCAP		_IOR(DMAREC_IOC_MAGIC, 0x00, struct dmarec_caps)
+#define DMAREC_IOC_SETUP		_IOWR(DMAREC_IOC_MAGIC, 0x01, struct dmarec_setup)
+#define DMAREC_IOC_ATTACH_USERPTR	_IOW(DMAREC_IOC_MAGIC, 0x02, struct dmarec_userptr)
+#define DMAREC_IOC_QBUF			_IOW(DMAREC_IOC_MAGIC, 0x03, struct dmarec_buffer)
+#define DMAREC_IOC_DQBUF		_IOR(DMAREC_IOC_MAGIC, 0x04, struct dmarec_buffer)
+#define DMAREC_IOC_STREAMON		_IO(DMAREC_IOC_MAGIC, 0x05)
+#define DMAREC_IOC_STREAMOFF		_IO(DMAREC_IOC_MAGIC, 0x06)
+#define DMAREC_IOC_STATS		_IOR(DMAREC_IOC_MAGIC, 0x07, struct dmarec_stats)
+#define DMAREC_IOC_SIM_CONFIG		_IOW(DMAREC_IOC_MAGIC, 0x08, struct dmarec_sim_config)
 
 #endif /* _UAPI_LINUX_DMAREC_H */

@@ -52,6 +52,16 @@ pub struct KmodOptions {
     pub rate_bytes_per_s: Option<u64>,
 }
 
+/// The driver answers EOPNOTSUPP when the card's DMA would have to be
+/// bounced (copied) by the kernel: say so, the errno alone does not.
+fn explain_refusal(e: nix::Error) -> anyhow::Error {
+    if e == nix::Error::EOPNOTSUPP {
+        anyhow::anyhow!("{e}: the driver refuses zero copy because the card's DMA to this memory would be bounced through swiotlb (its DMA mask does not reach the memory and no IOMMU translates, or swiotlb=force); dmesg names the fix")
+    } else {
+        e.into()
+    }
+}
+
 impl KmodSource {
     /// Opens the driver, sets up its ring in the chosen memory mode and
     /// registers the memory with `register`. Returns the source and the
@@ -168,12 +178,14 @@ impl KmodSource {
             ..Default::default()
         };
         // SAFETY: the ioctl reads and writes the DmarecSetup we own.
-        unsafe { setup(fd, &mut s) }.with_context(|| {
-            format!(
-                "source {}: SETUP (MMAP, {} buffers)",
-                self.path, opts.buffers
-            )
-        })?;
+        unsafe { setup(fd, &mut s) }
+            .map_err(explain_refusal)
+            .with_context(|| {
+                format!(
+                    "source {}: SETUP (MMAP, {} buffers)",
+                    self.path, opts.buffers
+                )
+            })?;
         let stride = DMAREC_HEADER_BYTES + opts.payload_bytes as usize;
         assert_eq!(
             s.buffer_stride_bytes as usize, stride,
@@ -242,12 +254,14 @@ impl KmodSource {
             ..Default::default()
         };
         // SAFETY: the ioctl reads and writes the DmarecSetup we own.
-        unsafe { setup(fd, &mut s) }.with_context(|| {
-            format!(
-                "source {}: SETUP (USERPTR, {} buffers)",
-                self.path, opts.buffers
-            )
-        })?;
+        unsafe { setup(fd, &mut s) }
+            .map_err(explain_refusal)
+            .with_context(|| {
+                format!(
+                    "source {}: SETUP (USERPTR, {} buffers)",
+                    self.path, opts.buffers
+                )
+            })?;
         for i in 0..opts.buffers {
             let u = DmarecUserptr {
                 index: i as u32,
@@ -259,6 +273,7 @@ impl KmodSource {
             // memory; they stay mapped until after the driver releases them
             // (KmodSource is dropped before the memory, see lib.rs).
             unsafe { attach_userptr(fd, &u) }
+                .map_err(explain_refusal)
                 .with_context(|| format!("source {}: ATTACH_USERPTR buffer {i}", self.path))?;
         }
         self.mode = MemoryMode::Userptr;

@@ -1,10 +1,12 @@
-//! Rust mirror of kmod/include/uapi/dmarec.h (uapi version 1), with
+//! Rust mirror of kmod/include/uapi/dmarec.h (uapi version 2), with
 //! compile-time size and offset checks: a field added on one side only
 //! fails the build.
 
 use std::mem::{offset_of, size_of};
 
-pub const DMAREC_UAPI_VERSION: u32 = 1;
+pub const DMAREC_UAPI_VERSION: u32 = 2;
+/// The ioctl type byte (0xD7: free in Documentation/userspace-api/ioctl/ioctl-number.rst).
+pub const DMAREC_IOC_MAGIC: u8 = 0xD7;
 pub const DMAREC_HEADER_BYTES: usize = 4096;
 pub const DMAREC_MEMORY_MMAP: u32 = 1;
 pub const DMAREC_MEMORY_USERPTR: u32 = 2;
@@ -96,15 +98,15 @@ const _: () = {
     assert!(offset_of!(DmarecSimConfig, rate_bytes_per_s) == 8);
 };
 
-nix::ioctl_read!(querycap, b'R', 0x00, DmarecCaps);
-nix::ioctl_readwrite!(setup, b'R', 0x01, DmarecSetup);
-nix::ioctl_write_ptr!(attach_userptr, b'R', 0x02, DmarecUserptr);
-nix::ioctl_write_ptr!(qbuf, b'R', 0x03, DmarecBuffer);
-nix::ioctl_readwrite!(dqbuf, b'R', 0x04, DmarecBuffer);
-nix::ioctl_none!(streamon, b'R', 0x05);
-nix::ioctl_none!(streamoff, b'R', 0x06);
-nix::ioctl_read!(stats, b'R', 0x07, DmarecStats);
-nix::ioctl_write_ptr!(sim_config, b'R', 0x08, DmarecSimConfig);
+nix::ioctl_read!(querycap, DMAREC_IOC_MAGIC, 0x00, DmarecCaps);
+nix::ioctl_readwrite!(setup, DMAREC_IOC_MAGIC, 0x01, DmarecSetup);
+nix::ioctl_write_ptr!(attach_userptr, DMAREC_IOC_MAGIC, 0x02, DmarecUserptr);
+nix::ioctl_write_ptr!(qbuf, DMAREC_IOC_MAGIC, 0x03, DmarecBuffer);
+nix::ioctl_read!(dqbuf, DMAREC_IOC_MAGIC, 0x04, DmarecBuffer);
+nix::ioctl_none!(streamon, DMAREC_IOC_MAGIC, 0x05);
+nix::ioctl_none!(streamoff, DMAREC_IOC_MAGIC, 0x06);
+nix::ioctl_read!(stats, DMAREC_IOC_MAGIC, 0x07, DmarecStats);
+nix::ioctl_write_ptr!(sim_config, DMAREC_IOC_MAGIC, 0x08, DmarecSimConfig);
 
 #[cfg(test)]
 mod tests {
@@ -168,15 +170,15 @@ int main(void) {
             "struct sizes differ from the C header"
         );
         let codes = [
-            nix::request_code_read!(b'R', 0x00, size_of::<DmarecCaps>()),
-            nix::request_code_readwrite!(b'R', 0x01, size_of::<DmarecSetup>()),
-            nix::request_code_write!(b'R', 0x02, size_of::<DmarecUserptr>()),
-            nix::request_code_write!(b'R', 0x03, size_of::<DmarecBuffer>()),
-            nix::request_code_readwrite!(b'R', 0x04, size_of::<DmarecBuffer>()),
-            nix::request_code_none!(b'R', 0x05),
-            nix::request_code_none!(b'R', 0x06),
-            nix::request_code_read!(b'R', 0x07, size_of::<DmarecStats>()),
-            nix::request_code_write!(b'R', 0x08, size_of::<DmarecSimConfig>()),
+            nix::request_code_read!(DMAREC_IOC_MAGIC, 0x00, size_of::<DmarecCaps>()),
+            nix::request_code_readwrite!(DMAREC_IOC_MAGIC, 0x01, size_of::<DmarecSetup>()),
+            nix::request_code_write!(DMAREC_IOC_MAGIC, 0x02, size_of::<DmarecUserptr>()),
+            nix::request_code_write!(DMAREC_IOC_MAGIC, 0x03, size_of::<DmarecBuffer>()),
+            nix::request_code_read!(DMAREC_IOC_MAGIC, 0x04, size_of::<DmarecBuffer>()),
+            nix::request_code_none!(DMAREC_IOC_MAGIC, 0x05),
+            nix::request_code_none!(DMAREC_IOC_MAGIC, 0x06),
+            nix::request_code_read!(DMAREC_IOC_MAGIC, 0x07, size_of::<DmarecStats>()),
+            nix::request_code_write!(DMAREC_IOC_MAGIC, 0x08, size_of::<DmarecSimConfig>()),
         ];
         assert_eq!(
             lines[1],

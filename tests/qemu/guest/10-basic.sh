@@ -16,6 +16,7 @@ if ! wait $card1; then
 	exit 1
 fi
 echo "card1: $(tail -1 /tmp/card1.log)"
+dmarec-test --disk "$DMAREC_DISK" userptr
 for t in errors mmap lifetime leak; do
 	dmarec-test $t
 done

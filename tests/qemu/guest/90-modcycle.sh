@@ -29,6 +29,10 @@ wait $pid || true
 rmmod dmarec
 echo "cycles: rmmod refused while in use, clean after"
 # insmod with bad parameters fails cleanly
-if insmod $DMAREC_KO cards=0 2>/dev/null; then echo "FAIL cards=0 loaded"; exit 1; fi
+if insmod $DMAREC_KO cards=33 2>/dev/null; then echo "FAIL cards=33 loaded"; exit 1; fi
+# cards=0: no simulated card (PCI cards only)
+insmod $DMAREC_KO cards=0
+test ! -e /dev/dmarec0
+rmmod dmarec
 if insmod $DMAREC_KO channels=65 2>/dev/null; then echo "FAIL channels=65 loaded"; exit 1; fi
 ! lsmod | grep -q '^dmarec'
