@@ -12,7 +12,9 @@
 
 pub mod clock;
 pub mod index_writer;
+pub mod journal;
 pub mod memory;
+pub mod pipeline;
 pub mod readback;
 pub mod record;
 pub mod source;
@@ -24,8 +26,9 @@ use formats::{
     Channel, Member, Superblock, CHANNEL_LAYOUT_ROUND_ROBIN, MAX_DEVICES, MAX_PAYLOAD_BYTES,
     MIN_PAYLOAD_BYTES, SUPERBLOCK_FLAG_RING,
 };
+use journal::TargetSync;
 use memory::SlotMemory;
-use record::{Limits, Recorder};
+use record::{Io, Limits, Recorder};
 use source::kmod::{KmodOptions, KmodSource, MemoryMode};
 use source::sim::{SimConfig, SimSource};
 use source::Source;
@@ -67,6 +70,7 @@ pub struct RecordOptions {
     pub memory_mode: MemoryMode,
     pub status_interval: Duration,
     pub index_sync_interval: Duration,
+    pub target_sync: TargetSync,
     pub quiet: bool,
 }
 
@@ -201,7 +205,7 @@ pub fn record(o: &RecordOptions) -> Result<Summary> {
     let mut index_file = open_index(&o.index, o.force)?;
     created.paths.push(o.index.clone());
 
-    let sq_entries = (o.queue_depth + index_writer::BATCH_COUNT + 2).next_power_of_two() as u32;
+    let sq_entries = record::sq_entries(o.queue_depth, targets.len());
     let (ring, setup_flags) = record::new_ring(sq_entries)?;
     record::register_files(&ring, &targets, &index_file)?;
     let mut register = |mem: &SlotMemory| {
@@ -268,22 +272,21 @@ pub fn record(o: &RecordOptions) -> Result<Summary> {
         duration: o.duration,
         queue_depth: o.queue_depth,
         index_sync_interval: o.index_sync_interval,
+        target_sync: o.target_sync,
     };
     let describe = source.describe();
     let backing = memory.backing();
     // From here on the targets hold a recording: keep every file.
     created.keep = true;
-    let mut summary = Recorder::new(
+    let io = Io {
         ring,
-        &memory,
-        source.as_mut(),
-        &targets,
-        &index_file,
-        sb,
-        limits,
-        progress,
-    )
-    .run()?;
+        memory: &memory,
+        source: source.as_mut(),
+        targets: &targets,
+        index_file: &index_file,
+    };
+    let mut summary = Recorder::new(io, sb, limits, progress).run()?;
+    summary.target_sync = o.target_sync;
     // Teardown order: the ring is gone (run consumed it), then the source
     // (driver unpins / sim thread joined), then the memory.
     drop(source);

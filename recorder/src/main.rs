@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use recorder::journal::TargetSync;
 use recorder::record::{StopReason, STOP_REQUESTED};
 use recorder::source::kmod::MemoryMode;
 use recorder::{RecordOptions, SourceChoice};
@@ -48,13 +49,21 @@ Exit status:
   4  I/O error while recording: slots before the error are consistent; run `dmaplay reindex`
      to index any later slot that completed
 
-The index is fdatasync'ed at least every --index-sync-ms; a crash loses at most that
-much of the index, never recorded data: `dmaplay reindex` rebuilds it from the targets.";
+Durability: at least every --index-sync-ms the targets' write caches are flushed, then
+the index entries of the flushed slots are written and the index fdatasync'ed, so an
+entry never becomes durable before its slot. A crash or power cut loses at most that much
+of the index, never a slot it lists; `dmaplay reindex` rebuilds the rest from the targets.";
 
 #[derive(Clone, Copy, ValueEnum)]
 enum OnFull {
     Stop,
     Wrap,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TargetSyncArg {
+    Flush,
+    Dsync,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -123,9 +132,14 @@ struct RecordArgs {
     /// Seconds between status lines when stderr is not a terminal.
     #[arg(long, default_value_t = 10.0)]
     status_interval: f64,
-    /// Longest time between index fdatasyncs, ms.
+    /// Longest time between sync rounds, ms: the targets' write caches are
+    /// flushed, then the index entries of the flushed slots written and fdatasync'ed.
     #[arg(long, default_value_t = 1000)]
     index_sync_ms: u64,
+    /// How slots become durable: `flush` the targets' caches once per sync round,
+    /// or write every slot with `dsync` (FUA where the device has it, else a flush per write).
+    #[arg(long, value_enum, default_value = "flush")]
+    target_sync: TargetSyncArg,
     /// No progress or status output.
     #[arg(long)]
     quiet: bool,
@@ -213,6 +227,10 @@ fn run_record(a: RecordArgs) -> Result<i32> {
         },
         status_interval: Duration::from_secs_f64(a.status_interval.max(0.1)),
         index_sync_interval: Duration::from_millis(a.index_sync_ms.max(1)),
+        target_sync: match a.target_sync {
+            TargetSyncArg::Flush => TargetSync::Flush,
+            TargetSyncArg::Dsync => TargetSync::Dsync,
+        },
         quiet: a.quiet,
     };
     install_signal_handlers();

@@ -162,6 +162,16 @@ impl SlotMemory {
         unsafe { self.buffer_ptr(i).add(SLOT_HEADER_BYTES) }
     }
 
+    /// The buffer whose registered range holds `len` bytes at `ptr`, if
+    /// one does: how the loop checks that a write reads the card's own
+    /// buffer in place (no copy of the payload anywhere).
+    pub fn buffer_holding(&self, ptr: *const u8, len: usize) -> Option<usize> {
+        let start = (ptr as usize).checked_sub(self.base.as_ptr() as usize)?;
+        let buffer = start / self.stride_bytes;
+        let end = start.checked_add(len)?;
+        (buffer < self.count && end <= (buffer + 1) * self.stride_bytes).then_some(buffer)
+    }
+
     /// One iovec per buffer, for IORING_REGISTER_BUFFERS.
     pub fn iovecs(&self) -> Vec<libc::iovec> {
         (0..self.count)

@@ -62,11 +62,20 @@ pub struct Summary {
     /// damaged: left out of the index (recorder/src/readback.rs).
     pub slots_dropped_after_error: u64,
     pub index_entries_durable: u64,
+    /// Sync rounds (targets flushed, then index written and fdatasync'ed).
+    pub index_sync_rounds: u64,
+    /// How slots become durable on the targets (--target-sync).
+    pub target_sync: crate::journal::TargetSync,
+    /// Target cache flushes issued (0 with --target-sync dsync).
+    pub target_flushes: u64,
+    /// The longest stalls of the whole run (docs/RELIABILITY.md).
+    pub stalls: StallWindow,
     pub first_card_seq: Option<u64>,
     pub last_card_seq: Option<u64>,
-    /// Payload bytes the recorder copied: the card fills registered memory
-    /// in place, so this counts every copy there is (none).
-    pub payload_bytes_copied: u64,
+    /// Slot writes checked, as they were submitted, to read the registered
+    /// buffer the card filled, in place (recorder/src/record.rs `slot_sqe`):
+    /// one per slot and one per re-submitted rest of a short write.
+    pub writes_from_card_buffers: u64,
     pub cpu_user_s: f64,
     pub cpu_sys_s: f64,
     pub cpu_s_per_gib: f64,
@@ -135,9 +144,13 @@ impl Summary {
             short_writes: 0,
             slots_dropped_after_error: 0,
             index_entries_durable: 0,
+            index_sync_rounds: 0,
+            target_sync: crate::journal::TargetSync::Flush,
+            target_flushes: 0,
+            stalls: StallWindow::default(),
             first_card_seq: None,
             last_card_seq: None,
-            payload_bytes_copied: 0,
+            writes_from_card_buffers: 0,
             cpu_user_s: 0.0,
             cpu_sys_s: 0.0,
             cpu_s_per_gib: 0.0,
@@ -194,7 +207,9 @@ impl Summary {
             card,
             durable,
             steady,
+            stalls,
         } = end;
+        self.stalls = stalls.run();
         self.stop_reason = Some(reason);
         self.seconds = elapsed.as_secs_f64();
         self.rate_mb_per_s = self.bytes_written as f64 / 1e6 / writing.as_secs_f64().max(1e-9);
@@ -270,8 +285,14 @@ impl Summary {
             self.slots_with_gap, self.buffers_lost, self.card_overruns, self.buffers_lost_after_last_slot
         );
         s += &format!(
-            "  cost        {:.2} CPU s/GiB ({:.2} recorder + simulated card {:.2} s), {:.3} page faults per 1000 buffers in steady state, {} payload bytes copied\n",
-            self.cpu_s_per_gib, self.recorder_cpu_s_per_gib, self.card_cpu_s, self.faults_per_1000_buffers, self.payload_bytes_copied
+            "  cost        {:.2} CPU s/GiB ({:.2} recorder + simulated card {:.2} s), {:.3} page faults per 1000 buffers in steady state\n",
+            self.cpu_s_per_gib, self.recorder_cpu_s_per_gib, self.card_cpu_s, self.faults_per_1000_buffers
+        );
+        s += &format!(
+            "  durability  {} sync rounds, {} target flushes; longest {}\n",
+            self.index_sync_rounds,
+            self.target_flushes,
+            self.stalls.text(self.buffers)
         );
         if let Some(e) = &self.error {
             s += &format!("  ERROR       {e}\n");
@@ -281,7 +302,7 @@ impl Summary {
 }
 
 /// How a recording ended, for [`Summary::finish`].
-pub struct RunEnd {
+pub struct RunEnd<'a> {
     pub reason: StopReason,
     /// From the card's start to the end of the final flushes.
     pub elapsed: Duration,
@@ -292,6 +313,108 @@ pub struct RunEnd {
     pub durable: u64,
     /// Resource usage at the start and end of the steady state: (slot, usage).
     pub steady: Option<((u64, libc::rusage), (u64, libc::rusage))>,
+    pub stalls: &'a Stalls,
+}
+
+/// The longest stalls in a window of time: what makes a ring run out.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct StallWindow {
+    /// Longest slot write, submission to completion.
+    pub max_write_latency_ms: f64,
+    /// Longest target cache flush.
+    pub max_target_flush_ms: f64,
+    /// Longest fdatasync of the index.
+    pub max_index_sync_ms: f64,
+    /// Longest sync round (flushes, index write, fdatasync).
+    pub max_sync_round_ms: f64,
+    /// Fewest buffers the card held (empty, ready to fill) when the
+    /// recorder had taken all it had filled; 0 means the card ran out.
+    pub min_ring_headroom_buffers: Option<usize>,
+}
+
+impl StallWindow {
+    fn merge(&mut self, other: &StallWindow) {
+        let max = |a: &mut f64, b: f64| *a = a.max(b);
+        max(&mut self.max_write_latency_ms, other.max_write_latency_ms);
+        max(&mut self.max_target_flush_ms, other.max_target_flush_ms);
+        max(&mut self.max_index_sync_ms, other.max_index_sync_ms);
+        max(&mut self.max_sync_round_ms, other.max_sync_round_ms);
+        if let Some(h) = other.min_ring_headroom_buffers {
+            self.min_ring_headroom_buffers =
+                Some(self.min_ring_headroom_buffers.map_or(h, |m| m.min(h)));
+        }
+    }
+
+    fn text(&self, buffers: usize) -> String {
+        let headroom = self
+            .min_ring_headroom_buffers
+            .map_or("-".to_string(), |h| format!("{h}/{buffers}"));
+        format!(
+            "write {:.1} ms, flush {:.1} ms, index sync {:.1} ms, round {:.1} ms; ring headroom {headroom}",
+            self.max_write_latency_ms,
+            self.max_target_flush_ms,
+            self.max_index_sync_ms,
+            self.max_sync_round_ms
+        )
+    }
+}
+
+/// Stalls per status interval and for the whole run.
+pub struct Stalls {
+    buffers: usize,
+    interval: StallWindow,
+    run: StallWindow,
+}
+
+impl Stalls {
+    pub fn new(buffers: usize) -> Stalls {
+        Stalls {
+            buffers,
+            interval: StallWindow::default(),
+            run: StallWindow::default(),
+        }
+    }
+
+    pub fn write_latency(&mut self, ns: u64) {
+        let ms = ns as f64 / 1e6;
+        let w = &mut self.interval;
+        w.max_write_latency_ms = w.max_write_latency_ms.max(ms);
+    }
+
+    pub fn headroom(&mut self, buffers: usize) {
+        assert!(buffers <= self.buffers);
+        let w = &mut self.interval;
+        w.min_ring_headroom_buffers = Some(
+            w.min_ring_headroom_buffers
+                .map_or(buffers, |m| m.min(buffers)),
+        );
+    }
+
+    pub fn journal(&mut self, j: crate::journal::JournalStalls) {
+        let ms = |ns: u64| ns as f64 / 1e6;
+        let w = &mut self.interval;
+        w.max_target_flush_ms = w.max_target_flush_ms.max(ms(j.target_flush_ns));
+        w.max_index_sync_ms = w.max_index_sync_ms.max(ms(j.index_sync_ns));
+        w.max_sync_round_ms = w.max_sync_round_ms.max(ms(j.round_ns));
+    }
+
+    /// The interval's figures so far.
+    pub fn interval(&self) -> &StallWindow {
+        &self.interval
+    }
+
+    /// Starts a new status interval (the run keeps the worst of all).
+    pub fn next_interval(&mut self) {
+        let ended = std::mem::take(&mut self.interval);
+        self.run.merge(&ended);
+    }
+
+    /// The whole run, the current interval included.
+    pub fn run(&self) -> StallWindow {
+        let mut all = self.run;
+        all.merge(&self.interval);
+        all
+    }
 }
 
 /// Progress bar on a terminal, periodic status line otherwise.
@@ -328,14 +451,18 @@ impl Progress {
         }
     }
 
-    pub fn tick(&mut self, s: &Summary, last: bool) {
+    /// Whether a status update is due (always for the last one, never when
+    /// quiet without a bar: then no clock is read and nothing formatted).
+    pub fn due(&self, last: bool) -> bool {
         if self.quiet && self.bar.is_none() {
-            return; // nothing to show: no clock read, no message formatted
+            return false;
         }
+        last || Instant::now() >= self.next
+    }
+
+    /// Shows the status; call when [`Progress::due`].
+    pub fn tick(&mut self, s: &Summary, stalls: &Stalls, last: bool) {
         let now = Instant::now();
-        if !last && now < self.next {
-            return;
-        }
         let tick_every = if self.bar.is_some() {
             Duration::from_millis(200)
         } else {
@@ -356,7 +483,7 @@ impl Progress {
             0.0
         };
         let msg = format!(
-            "{:.1} MB/s  {} slots  {:.2} GiB  gaps {} (lost {})  device {fill:.1}% full  {}",
+            "{:.1} MB/s  {} slots  {:.2} GiB  gaps {} (lost {})  device {fill:.1}% full  {}  longest {}",
             rate,
             s.slots,
             s.bytes_written as f64 / (1u64 << 30) as f64,
@@ -366,7 +493,8 @@ impl Progress {
                 "ring".to_string()
             } else {
                 format!("ETA {eta:.0} s")
-            }
+            },
+            stalls.interval().text(stalls.buffers)
         );
         match &self.bar {
             Some(b) => {

@@ -54,6 +54,7 @@ fn allocations_of_a_recording(dir: &std::path::Path, size_bytes: u64) -> u64 {
         memory_mode: recorder::source::kmod::MemoryMode::Auto,
         status_interval: Duration::from_secs(3600),
         index_sync_interval: Duration::from_secs(3600),
+        target_sync: recorder::journal::TargetSync::Flush,
         quiet: true,
     };
     let before = ALLOCATIONS.load(Ordering::Relaxed);
