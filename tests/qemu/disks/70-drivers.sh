@@ -21,27 +21,35 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# stats_sum TARGET...: write requests, merges and sectors written, summed
+stats_sum() {
+	for t in "$@"; do stats_of $t; done | awk '{ w += $1; m += $2; s += $3 } END { print w, m, s }'
+}
+# ratio A B: A/B with two decimals
+ratio() { printf '%d.%02d' $(($1 / $2)) $(($1 * 100 / $2 % 100)); }
+
 # one_target NAME TARGET...: record + verify, SIGKILL + reindex + verify
 one_target() {
 	name=$1; shift
-	w0=0
-	for t in "$@"; do w0=$((w0 + $(writes_of $t))); done
+	stats_sum "$@" >/tmp/ds0
 	record "$@" -- --size 8M || fail "$name: dmarec exited $?: $(cat /tmp/r.err)"
 	slots=$(field slots /tmp/r.json)
 	[ "$slots" = 128 ] || fail "$name: $slots slots, expected 128 (8 MiB of 64 KiB)"
-	w1=0
-	for t in "$@"; do w1=$((w1 + $(writes_of $t))); done
+	stats_sum "$@" >/tmp/ds1
 	checked=$(verify "$@")
 	[ "$checked" = "$slots" ] || fail "$name: verify checked $checked of $slots slots"
-	writes=$((w1 - w0))
-	[ "$writes" -ge "$slots" ] || fail "$name: $writes write requests for $slots slots (diskstats of the wrong device?)"
+	read -r w0 m0 s0 </tmp/ds0
+	read -r w1 m1 s1 </tmp/ds1
+	writes=$((w1 - w0)) merged=$((m1 - m0)) sectors=$((s1 - s0))
+	# 68 KiB (136 sectors) per slot at least: diskstats of the right device
+	[ "$sectors" -ge $((slots * 136)) ] || fail "$name: $sectors sectors written for $slots slots (diskstats of the wrong device?)"
 	geo=
 	for t in "$@"; do
 		d=${t##*/}
 		[ -e /sys/class/block/$d/partition ] && d=$(basename "$(dirname "$(readlink -f /sys/class/block/$d)")")
-		geo="$geo ${t##*/}: lbs $(cat /sys/block/$d/queue/logical_block_size) max_sectors_kb $(cat /sys/block/$d/queue/max_sectors_kb);"
+		geo="$geo ${t##*/}: lbs $(cat /sys/block/$d/queue/logical_block_size), max_sectors_kb $(cat /sys/block/$d/queue/max_sectors_kb);"
 	done
-	say "$name: $slots slots of 68 KiB verified; $writes write requests = $((writes * 100 / slots / 100)).$((writes * 100 / slots % 100)) per slot (incl. superblocks, index-free target);$geo"
+	say "$name: $slots slots of 68 KiB verified; $writes write requests ($merged merges) = $(ratio $writes $slots) per slot, superblocks included;$geo"
 
 	# SIGKILL mid-recording, once the target has taken 20 more writes
 	rm -f /tmp/r.idx
@@ -51,8 +59,7 @@ one_target() {
 	pid=$!
 	i=0
 	while [ $i -lt 300 ]; do
-		w=0
-		for t in "$@"; do w=$((w + $(writes_of $t))); done
+		w=$(stats_sum "$@" | cut -d' ' -f1)
 		[ $((w - w1)) -ge 20 ] && break
 		kill -0 $pid 2>/dev/null || break
 		sleep 0.1; i=$((i + 1))
@@ -73,8 +80,10 @@ scsi0=$(sd_by_model DMR-SCSI0)
 scsi1=$(sd_by_model DMR-SCSI1)
 readlink -f /sys/block/${sata#/dev/}/device | grep -q /ata || fail "$sata is not on an ATA (AHCI) port"
 readlink -f /sys/block/${scsi1#/dev/}/device | grep -q /virtio || fail "$scsi1 is not on virtio-scsi"
-[ "$(cat /sys/block/nvme0n1/queue/logical_block_size)" = 512 ] || fail "nvme0n1 is not 512-byte"
-[ "$(cat /sys/block/nvme0n2/queue/logical_block_size)" = 4096 ] || fail "nvme0n2 is not 4096-byte"
+nv512=$(nvme_ns 1)
+nv4k=$(nvme_ns 2)
+[ "$(cat /sys/block/${nv512#/dev/}/queue/logical_block_size)" = 512 ] || fail "$nv512 (nsid 1) is not 512-byte"
+[ "$(cat /sys/block/${nv4k#/dev/}/queue/logical_block_size)" = 4096 ] || fail "$nv4k (nsid 2) is not 4096-byte"
 
 one_target "AHCI $sata" $sata
 one_target "virtio-scsi $scsi1" $scsi1
@@ -87,11 +96,11 @@ i=0; while [ ! -b ${scsi0}1 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
 [ -b ${scsi0}1 ] || fail "${scsi0}1 did not appear after sfdisk"
 one_target "GPT partition ${scsi0}1" ${scsi0}1
 
-one_target "NVMe 512 nvme0n1" /dev/nvme0n1
-one_target "NVMe 4096 nvme0n2" /dev/nvme0n2
-one_target "stripe $scsi1 (40 MiB) + nvme0n1 (64 MiB)" $scsi1 /dev/nvme0n1
+one_target "NVMe 512 $nv512" $nv512
+one_target "NVMe 4096 $nv4k" $nv4k
+one_target "stripe $scsi1 (40 MiB) + $nv512 (64 MiB)" $scsi1 $nv512
 # both members really hold slots of the stripe set
-dmaplay inspect $scsi1 /dev/nvme0n1 --index /tmp/r.idx --slots --json |
+dmaplay inspect $scsi1 $nv512 --index /tmp/r.idx --slots --json |
 	grep -q '"device_index": 1' || fail "stripe: no slot on the second member"
 
 # NVMe over TCP on loopback: nvmet exports /dev/vdc, nvme-tcp connects.
@@ -114,9 +123,10 @@ echo "transport=tcp,traddr=127.0.0.1,trsvcid=4420,nqn=$NQN" >/dev/nvme-fabrics |
 tcpdev=
 i=0
 while [ -z "$tcpdev" ] && [ $i -lt 100 ]; do
-	for c in /sys/class/nvme/nvme*; do
-		[ "$(cat $c/transport)" = tcp ] || continue
-		for n in $c/nvme*n*; do [ -e "$n" ] && [ -b /dev/${n##*/} ] && tcpdev=/dev/${n##*/}; done
+	# the namespace's block device (a multipath head, nvmeXnY, whose
+	# parent is the subsystem) carries the subsystem's NQN
+	for b in /sys/block/nvme*; do
+		[ "$(cat $b/device/subsysnqn 2>/dev/null)" = $NQN ] && [ -b /dev/${b##*/} ] && tcpdev=/dev/${b##*/}
 	done
 	sleep 0.1; i=$((i + 1))
 done

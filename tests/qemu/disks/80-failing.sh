@@ -63,14 +63,15 @@ say "writes failing at 16 MiB: exit 4 ($(grep -m1 error /tmp/r.err)); summary $s
 dmsetup remove halfbad
 
 # ---- a full target ----
+nv4k=$(nvme_ns 2)
 rc=0
-record /dev/nvme0n2 -- --index-sync-ms 200 || rc=$?
+record $nv4k -- --index-sync-ms 200 || rc=$?
 [ $rc = 3 ] || fail "full target: dmarec exited $rc, expected 3: $(cat /tmp/r.err)"
 slots=$(field slots /tmp/r.json)
-cap=$(( ($(blockdev --getsize64 /dev/nvme0n2) / 4096 - 1) * 4096 - 1048576 ))
+cap=$(( ($(blockdev --getsize64 $nv4k) / 4096 - 1) * 4096 - 1048576 ))
 cap=$((cap / (4096 + 65536)))
 [ "$slots" = "$cap" ] || fail "full target: $slots slots, capacity is $cap"
-n=$(verify /dev/nvme0n2)
+n=$(verify $nv4k)
 [ "$n" = "$slots" ] || fail "full target: verify checked $n of $slots"
-say "full target nvme0n2: exit 3 after $slots slots (its capacity), all verify"
+say "full target $nv4k (4096-byte blocks): exit 3 after $slots slots (its capacity), all verify"
 say PASS
