@@ -82,7 +82,7 @@ powercut() {
 }
 
 mkdir -p /mnt/idx /mnt/r
-powercut flush 12M
+powercut flush 8M
 # dsync: a flush or FUA per slot write, so a cut point per slot: 2 MiB
 powercut dsync 2M
 say PASS
