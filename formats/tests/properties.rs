@@ -138,6 +138,23 @@ proptest! {
     }
 
     #[test]
+    fn index_entry_from_header_copies_every_field(h in arb_header(), off in any::<u64>()) {
+        let e = IndexEntry::from_header(&h, off);
+        prop_assert_eq!(
+            (e.slot_seq, e.card_seq, e.card_timestamp_ns, e.host_timestamp_ns, e.gap_count),
+            (h.slot_seq, h.card_seq, h.card_timestamp_ns, h.host_timestamp_ns, h.gap_count)
+        );
+        prop_assert_eq!(
+            (e.device_offset_bytes, e.payload_bytes_used, e.payload_crc32, e.flags),
+            (off, h.payload_bytes_used, h.payload_crc32, h.flags)
+        );
+        prop_assert_eq!(
+            (e.channel, e.device_index),
+            (h.channel as u8, h.device_index as u8)
+        );
+    }
+
+    #[test]
     fn layout_places_every_slot_once(counts in prop::collection::vec(1u64..40, 1..=MAX_DEVICES), ring in any::<bool>()) {
         let layout = Layout::new(counts.clone(), 4096, ring);
         let cap = layout.capacity_slots();
@@ -280,6 +297,7 @@ fn index_torn_tail_is_ignored_at_every_cut() {
         let view = IndexView::new(&full[..cut]).unwrap();
         let whole = (cut - INDEX_HEADER_BYTES) / INDEX_ENTRY_BYTES;
         assert_eq!(view.len(), whole, "cut at {cut}");
+        assert_eq!(view.is_empty(), whole == 0, "cut at {cut}");
         assert_eq!(
             view.torn_tail_bytes,
             cut - INDEX_HEADER_BYTES - whole * INDEX_ENTRY_BYTES

@@ -61,6 +61,8 @@ pub struct BatchWrite {
 
 pub struct IndexWriter {
     window: Box<[Option<IndexEntry>]>,
+    /// Entries in the window (completed, not yet in a batch).
+    window_entries: usize,
     /// Next slot_seq to append to a batch.
     next_seq: u64,
     batches: Vec<Batch>,
@@ -82,6 +84,7 @@ impl IndexWriter {
         assert!(window_slots > 0);
         IndexWriter {
             window: vec![None; window_slots].into_boxed_slice(),
+            window_entries: 0,
             next_seq: 0,
             batches: (0..BATCH_COUNT)
                 .map(|_| Batch {
@@ -127,6 +130,7 @@ impl IndexWriter {
             entry.slot_seq
         );
         self.window[at] = Some(entry);
+        self.window_entries += 1;
         self.drain();
     }
 
@@ -137,10 +141,12 @@ impl IndexWriter {
             "slot {slot_seq} failed after being indexed"
         );
         self.end_seq = self.end_seq.min(slot_seq);
-        self.window
-            .iter_mut()
-            .filter(|w| w.is_some_and(|e| e.slot_seq >= slot_seq))
-            .for_each(|w| *w = None);
+        for w in self.window.iter_mut() {
+            if w.is_some_and(|e| e.slot_seq >= slot_seq) {
+                *w = None;
+                self.window_entries -= 1;
+            }
+        }
     }
 
     /// Nothing more is appended or written (an index write, an fdatasync or
@@ -148,6 +154,7 @@ impl IndexWriter {
     pub fn stop(&mut self) {
         self.end_seq = self.next_seq;
         self.window.iter_mut().for_each(|w| *w = None);
+        self.window_entries = 0;
         for b in self.batches.iter_mut() {
             if b.state != BatchState::InFlight {
                 b.state = BatchState::Free;
@@ -173,6 +180,7 @@ impl IndexWriter {
             entry.encode_into(&mut batch.bytes[o..o + INDEX_ENTRY_BYTES]);
             batch.len_entries += 1;
             self.window[at] = None;
+            self.window_entries -= 1;
             self.next_seq += 1;
             if batch.len_entries == BATCH_ENTRIES {
                 self.seal_filling();
@@ -214,12 +222,9 @@ impl IndexWriter {
     /// Seals whatever the filling batch holds. Returns the number of
     /// entries in sealed batches: what a sync round started now covers.
     pub fn seal(&mut self) -> u64 {
-        if self
-            .filling
-            .is_some_and(|b| self.batches[b].len_entries > 0)
-        {
-            self.seal_filling();
-        }
+        // A filling batch always holds an entry: it is taken when the first
+        // one arrives and sealed when full (seal_filling asserts it).
+        self.seal_filling();
         self.drain(); // entries held back for want of a free batch
         self.sealed_seq
     }
@@ -288,9 +293,11 @@ impl IndexWriter {
 
     /// Whether any completed slot is not yet in a sealed batch.
     pub fn unsealed(&self) -> bool {
-        self.filling
-            .is_some_and(|b| self.batches[b].len_entries > 0)
-            || self.window.iter().any(Option::is_some)
+        debug_assert_eq!(
+            self.window_entries,
+            self.window.iter().filter(|w| w.is_some()).count()
+        );
+        self.window_entries > 0 || self.filling.is_some()
     }
 
     /// Entries appended to batches so far (the contiguous completed prefix).
@@ -397,6 +404,19 @@ mod tests {
         assert!(!w.unsealed());
         assert_eq!(w.seal(), 1);
         assert!(w.next_write(u64::MAX).is_none());
+    }
+
+    #[test]
+    fn unsealed_until_sealed() {
+        let mut w = IndexWriter::new(4, 0);
+        assert!(!w.unsealed());
+        w.complete(entry(1));
+        assert!(w.unsealed(), "an entry waits in the window");
+        w.complete(entry(0));
+        assert!(w.unsealed(), "two entries in the filling batch");
+        assert_eq!(w.seal(), 2);
+        assert!(!w.unsealed());
+        assert_eq!(w.seal(), 2, "sealing again seals nothing");
     }
 
     #[test]

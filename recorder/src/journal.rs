@@ -233,8 +233,8 @@ impl IndexJournal {
         } else {
             Ok(())
         };
+        // After a failure the Writing phase writes nothing and ends in poll().
         self.phase = match pending - 1 {
-            0 if self.failed => Phase::Idle,
             0 => Phase::Writing,
             left => Phase::Flushing { pending: left },
         };
@@ -379,10 +379,12 @@ mod tests {
             "no round before the interval"
         );
         assert_eq!(h.poll(SECOND, false), vec![Op::Flush(0), Op::Flush(2)]);
+        assert_eq!(h.j.in_flight(), 2);
         // A slot completing now is not covered by those flushes.
         h.written(2, 1);
         h.j.flush_done(2, 0, h.t0 + SECOND).unwrap();
         assert!(h.poll(SECOND, false).is_empty(), "target 0 not flushed yet");
+        assert_eq!(h.j.in_flight(), 1);
         h.j.flush_done(0, 0, h.t0 + SECOND).unwrap();
         let ops = h.poll(SECOND, false);
         assert_eq!(
@@ -392,9 +394,10 @@ mod tests {
                 len: 2 * 64
             },]
         );
-        assert_eq!(h.j.durable(), 0);
+        assert_eq!((h.j.durable(), h.j.in_flight()), (0, 1));
         h.j.index_write_done(0, 128).unwrap();
         assert_eq!(h.poll(SECOND, false), vec![Op::Sync]);
+        assert_eq!(h.j.in_flight(), 1);
         assert_eq!(h.j.durable(), 0, "durable only after the fdatasync");
         h.j.index_sync_done(0, h.t0 + SECOND).unwrap();
         assert_eq!(h.j.durable(), 2);
@@ -413,6 +416,69 @@ mod tests {
         h.j.index_sync_done(0, h.t0 + SECOND).unwrap();
         assert_eq!((h.j.durable(), h.j.settled()), (3, true));
         assert_eq!((h.j.rounds(), h.j.target_flushes()), (2, 3));
+    }
+
+    #[test]
+    fn the_longest_stalls_are_reported_once() {
+        let mut h = Harness::new(1, TargetSync::Flush);
+        h.written(0, 0);
+        h.poll(SECOND, false);
+        h.j.flush_done(0, 0, h.t0 + SECOND + Duration::from_millis(30))
+            .unwrap();
+        h.poll(SECOND * 2, false);
+        h.j.index_write_done(0, 64).unwrap();
+        h.poll(SECOND * 2, false);
+        h.j.index_sync_done(0, h.t0 + SECOND * 2 + Duration::from_millis(5))
+            .unwrap();
+        let ms = |ns: u64| ns / 1_000_000;
+        let stalls = h.j.take_stalls();
+        assert_eq!(
+            (
+                ms(stalls.target_flush_ns),
+                ms(stalls.index_sync_ns),
+                ms(stalls.round_ns)
+            ),
+            (30, 5, 1005)
+        );
+        assert_eq!(
+            h.j.take_stalls(),
+            JournalStalls::default(),
+            "reset once taken"
+        );
+    }
+
+    #[test]
+    fn an_index_write_of_no_bytes_is_an_eio() {
+        let mut h = Harness::new(1, TargetSync::Dsync);
+        h.written(0, 0);
+        h.poll(SECOND, true);
+        assert_eq!(
+            h.j.index_write_done(0, 0),
+            Err(JournalFailure::IndexWrite { errno: libc::EIO })
+        );
+    }
+
+    #[test]
+    fn not_settled_while_a_completed_slot_waits_for_an_earlier_one() {
+        let mut h = Harness::new(1, TargetSync::Flush);
+        h.written(1, 0);
+        assert!(h.poll(SECOND, true).is_empty(), "slot 0 is still in flight");
+        assert!(!h.j.settled());
+        h.written(0, 0);
+        assert_eq!(h.poll(SECOND, true), vec![Op::Flush(0)]);
+    }
+
+    #[test]
+    fn slots_are_accepted_while_the_window_has_room() {
+        let j = IndexJournal::new(
+            IndexWriter::new(4, 0),
+            1,
+            TargetSync::Flush,
+            SECOND,
+            Instant::now(),
+        );
+        assert!(j.can_accept(3));
+        assert!(!j.can_accept(4));
     }
 
     #[test]
@@ -488,9 +554,15 @@ mod tests {
         }
         let ops = h.poll(SECOND, false);
         assert_eq!(ops.len(), 3, "{ops:?}");
-        h.j.index_write_done(1, -libc::ENOSPC).unwrap_err();
+        assert_eq!(
+            h.j.index_write_done(1, -libc::ENOSPC),
+            Err(JournalFailure::IndexWrite {
+                errno: libc::ENOSPC
+            })
+        );
         assert!(h.poll(SECOND, false).is_empty());
         assert!(!h.j.settled(), "two writes still in flight");
+        assert_eq!(h.j.in_flight(), 2);
         h.j.index_write_done(0, (BATCH_ENTRIES * 64) as i32)
             .unwrap();
         h.j.index_write_done(2, 64).unwrap();

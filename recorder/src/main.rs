@@ -1,11 +1,12 @@
 //! `dmarec`: the command line over the recorder library.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
+use formats::{MAX_PAYLOAD_BYTES, MIN_PAYLOAD_BYTES};
 use recorder::journal::TargetSync;
 use recorder::record::{StopReason, STOP_REQUESTED};
 use recorder::source::kmod::MemoryMode;
-use recorder::{RecordOptions, SourceChoice};
+use recorder::{units, RecordOptions, SourceChoice, MAX_BUFFERS};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -85,27 +86,31 @@ struct RecordArgs {
     /// than the targets: its fdatasync every --index-sync-ms then does not flush theirs.
     #[arg(long)]
     index: PathBuf,
-    /// Stop after this much payload (e.g. 500M, 4GiB).
-    #[arg(long, value_parser = parse_bytes)]
+    /// Stop after this much payload (e.g. 500M, 1.5G, 4GiB, 10GB).
+    #[arg(long, value_parser = units::parse_size)]
     size: Option<u64>,
-    /// Stop after this many seconds.
-    #[arg(long)]
-    duration: Option<f64>,
-    /// Card rate in MB/s over all channels (simulated card; default unlimited).
-    #[arg(long)]
-    rate: Option<f64>,
+    /// Stop after this long: seconds (10, 2.5) or 90s, 10m, 1h30m.
+    #[arg(long, value_parser = units::parse_duration)]
+    duration: Option<Duration>,
+    /// Card rate over all channels (simulated card; default unlimited): MB/s (800)
+    /// or a size per second (500MB/s, 1.2GB/s).
+    #[arg(long, value_parser = units::parse_rate)]
+    rate: Option<u64>,
     /// Channels of the simulated card (default 4).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=formats::MAX_CHANNELS as i64))]
     channels: Option<u16>,
-    /// Payload bytes per buffer: power of two, 4K..64M.
-    #[arg(long, default_value = "512K", value_parser = parse_bytes)]
-    payload_size: u64,
-    /// Buffers in the ring (registered once, at start).
-    #[arg(long, default_value_t = 64)]
-    buffers: usize,
+    /// Payload bytes per buffer: a power of two, 4K..64M.
+    #[arg(long, default_value = "512K", value_parser = parse_payload_size)]
+    payload_size: u32,
+    /// Buffers in the ring (registered once, at start), or `auto`: a ring of 256 MiB
+    /// (at most a quarter of the RAM), enough to ride out the write stalls measured on
+    /// loop and virtio disks at half their rate (docs/BENCHMARKS.md, sustained). The
+    /// summary says what the longest stall would have needed.
+    #[arg(long, default_value = "auto", value_parser = parse_buffers)]
+    buffers: BufferCount,
     /// Slot writes in flight at most (8: best median on the machines measured, docs/BENCHMARKS.md).
-    #[arg(long, default_value_t = 8)]
-    queue_depth: usize,
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=MAX_BUFFERS as u64))]
+    queue_depth: u64,
     /// When the targets are full: stop, or wrap and overwrite the oldest slots (ring mode).
     #[arg(long, value_enum, default_value = "stop")]
     on_full: OnFull,
@@ -121,7 +126,7 @@ struct RecordArgs {
     #[arg(long)]
     sim_fill_once: bool,
     /// Size of a regular-file target that does not exist yet (preallocated).
-    #[arg(long, value_parser = parse_bytes)]
+    #[arg(long, value_parser = units::parse_size)]
     file_size: Option<u64>,
     /// Overwrite targets that hold a filesystem, partition table or recording, and an existing index.
     #[arg(long)]
@@ -129,12 +134,12 @@ struct RecordArgs {
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     json: bool,
-    /// Seconds between status lines when stderr is not a terminal.
-    #[arg(long, default_value_t = 10.0)]
-    status_interval: f64,
+    /// Time between status lines when stderr is not a terminal: seconds or 30s, 1m.
+    #[arg(long, default_value = "10", value_parser = units::parse_duration)]
+    status_interval: Duration,
     /// Longest time between sync rounds, ms: the targets' write caches are
     /// flushed, then the index entries of the flushed slots written and fdatasync'ed.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     index_sync_ms: u64,
     /// How slots become durable: `flush` the targets' caches once per sync round,
     /// or write every slot with `dsync` (FUA where the device has it, else a flush per write).
@@ -145,32 +150,37 @@ struct RecordArgs {
     quiet: bool,
 }
 
-/// Bytes with an optional K/M/G/T suffix (powers of 1024; KB/MB/GB are powers of 1000).
-fn parse_bytes(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size (examples: 4096, 512K, 2GiB, 10GB)"))?;
-    let mult: u64 = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kib" => 1 << 10,
-        "m" | "mib" => 1 << 20,
-        "g" | "gib" => 1 << 30,
-        "t" | "tib" => 1 << 40,
-        "kb" => 1_000,
-        "mb" => 1_000_000,
-        "gb" => 1_000_000_000,
-        "tb" => 1_000_000_000_000,
-        _ => {
-            return Err(format!(
-                "{s:?}: unknown unit {unit:?} (use K, M, G, T, KiB.., KB..)"
-            ))
-        }
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("{s:?} is too large"))
+#[derive(Clone, Copy)]
+enum BufferCount {
+    Auto,
+    Count(usize),
+}
+
+fn parse_buffers(text: &str) -> Result<BufferCount, String> {
+    if text == "auto" {
+        return Ok(BufferCount::Auto);
+    }
+    match text.trim().parse::<usize>() {
+        Ok(n) if (1..=MAX_BUFFERS).contains(&n) => Ok(BufferCount::Count(n)),
+        _ => Err(format!(
+            "{text:?}: a buffer count 1..={MAX_BUFFERS}, or `auto`"
+        )),
+    }
+}
+
+/// A payload size: a size (units::parse_size) that is a power of two from
+/// MIN_PAYLOAD_BYTES to MAX_PAYLOAD_BYTES.
+fn parse_payload_size(text: &str) -> Result<u32, String> {
+    let bytes = units::parse_size(text)?;
+    let fits = (MIN_PAYLOAD_BYTES as u64..=MAX_PAYLOAD_BYTES as u64).contains(&bytes);
+    if !bytes.is_power_of_two() || !fits {
+        return Err(format!(
+            "{text:?}: must be a power of two from {} KiB to {} MiB",
+            MIN_PAYLOAD_BYTES >> 10,
+            MAX_PAYLOAD_BYTES >> 20
+        ));
+    }
+    Ok(bytes as u32)
 }
 
 /// First SIGINT/SIGTERM: stop cleanly (drain, finalize the index). A second
@@ -197,9 +207,6 @@ fn install_signal_handlers() {
 }
 
 fn run_record(a: RecordArgs) -> Result<i32> {
-    if a.payload_size > u32::MAX as u64 {
-        bail!("--payload-size {} is too large", a.payload_size);
-    }
     let opts = RecordOptions {
         source: if a.source == "sim" {
             SourceChoice::Sim
@@ -209,15 +216,18 @@ fn run_record(a: RecordArgs) -> Result<i32> {
         targets: a.targets,
         index: a.index,
         size_bytes: a.size,
-        duration: a.duration.map(Duration::from_secs_f64),
-        payload_bytes: a.payload_size as u32,
-        buffers: a.buffers,
-        queue_depth: a.queue_depth,
+        duration: a.duration,
+        payload_bytes: a.payload_size,
+        buffers: match a.buffers {
+            BufferCount::Count(n) => n,
+            BufferCount::Auto => recorder::auto_buffers(a.payload_size),
+        },
+        queue_depth: a.queue_depth as usize,
         ring: matches!(a.on_full, OnFull::Wrap),
         force: a.force,
         new_file_size_bytes: a.file_size,
         channels: a.channels,
-        rate_bytes_per_s: a.rate.map(|r| (r * 1e6) as u64),
+        rate_bytes_per_s: a.rate,
         sim_drop_every: a.sim_drop_every,
         sim_fill_once: a.sim_fill_once,
         memory_mode: match a.memory {
@@ -225,7 +235,7 @@ fn run_record(a: RecordArgs) -> Result<i32> {
             Memory::Mmap => MemoryMode::Mmap,
             Memory::Userptr => MemoryMode::Userptr,
         },
-        status_interval: Duration::from_secs_f64(a.status_interval.max(0.1)),
+        status_interval: a.status_interval,
         index_sync_interval: Duration::from_millis(a.index_sync_ms.max(1)),
         target_sync: match a.target_sync {
             TargetSyncArg::Flush => TargetSync::Flush,
@@ -259,7 +269,8 @@ fn main() {
         Ok(c) => std::process::exit(c),
         Err(e) => {
             eprintln!("dmarec: error: {e:#}");
-            std::process::exit(1);
+            let usage = e.downcast_ref::<recorder::UsageError>().is_some();
+            std::process::exit(if usage { 2 } else { 1 });
         }
     }
 }

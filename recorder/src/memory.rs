@@ -14,7 +14,8 @@ use std::ptr::NonNull;
 const HUGE_PAGE_BYTES: usize = 2 << 20;
 
 /// Where a slot ring's memory came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Backing {
     /// Anonymous memory in 2 MiB huge pages (MAP_HUGETLB).
     HugeTlb,

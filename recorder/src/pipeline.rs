@@ -312,11 +312,14 @@ mod tests {
 
     fn submit(p: &mut SlotPipeline) -> Vec<(WriteRequest, Option<u64>)> {
         let mut issued = Vec::new();
-        p.submit(Instant::now(), |r, h| {
-            issued.push((*r, h.map(|h| h.slot_seq)));
-            Ok(())
-        })
-        .unwrap();
+        let slots = p
+            .submit(Instant::now(), |r, h| {
+                issued.push((*r, h.map(|h| h.slot_seq)));
+                Ok(())
+            })
+            .unwrap();
+        let new = issued.iter().filter(|(_, first)| first.is_some()).count();
+        assert_eq!(slots, new, "submit() counts the new slots, not the rests");
         issued
     }
 
@@ -359,7 +362,7 @@ mod tests {
         arrive(&mut p, 1, 0);
         submit(&mut p);
         assert_eq!(p.complete(1, 4096, Instant::now()), Completed::Partial);
-        assert_eq!(p.short_writes(), 1);
+        assert_eq!((p.short_writes(), p.waiting()), (1, 1), "the rest waits");
         let rest = submit(&mut p);
         assert_eq!(rest.len(), 1);
         let (r, first) = rest[0];
@@ -387,6 +390,7 @@ mod tests {
         let Completed::Failed(f) = p.complete(0, 1, Instant::now()) else {
             panic!("no failure after {MAX_SHORT_WRITES} short writes");
         };
+        assert_eq!(p.short_writes(), MAX_SHORT_WRITES as u64);
         assert_eq!((f.errno, f.offset_bytes), (None, loc(0).offset_bytes + 17));
     }
 

@@ -194,6 +194,8 @@ impl<'a> Recorder<'a> {
         self.io.source.start()?;
         loop {
             self.check_stop(&mut run)?;
+            // After a stop other than an I/O error, prepared slots are still
+            // written: the card delivered them before the stop.
             if run.stop == Some(StopReason::IoError) {
                 pipeline.abandon_ready();
             }
@@ -559,14 +561,14 @@ impl<'a> Recorder<'a> {
                 .buffer_ptr(r.buffer)
                 .add(r.skip_bytes as usize)
         };
-        let holder = self.io.memory.buffer_holding(ptr, r.len_bytes as usize);
-        assert_eq!(
-            holder,
-            Some(r.buffer),
+        let in_place = self.io.memory.buffer_holding(ptr, r.len_bytes as usize) == Some(r.buffer);
+        // Counted and asserted: tests compare the count with the slots written.
+        summary.writes_from_card_buffers += in_place as u64;
+        assert!(
+            in_place,
             "slot write does not read the card's buffer {} in place",
             r.buffer
         );
-        summary.writes_from_card_buffers += 1;
         let rw_flags = match self.limits.target_sync {
             TargetSync::Flush => 0,
             TargetSync::Dsync => libc::RWF_DSYNC,

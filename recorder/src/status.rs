@@ -21,8 +21,13 @@ pub struct TargetSummary {
     pub block_device: bool,
 }
 
+/// Version of the `--json` summary's schema (docs/JSON.md): raised when a
+/// field changes meaning or goes away; new fields may appear in any version.
+pub const SUMMARY_SCHEMA_VERSION: u32 = 1;
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
+    pub schema_version: u32,
     pub recording_uuid: String,
     pub source: String,
     pub targets: Vec<TargetSummary>,
@@ -30,7 +35,14 @@ pub struct Summary {
     pub ring_mode: bool,
     pub payload_bytes: u32,
     pub buffers: usize,
-    pub memory: String,
+    /// Slot memory of the ring (buffers × slot bytes).
+    pub ring_bytes: u64,
+    /// The card's rate over the run (buffers filled or lost × payload / time).
+    pub card_rate_mb_per_s: f64,
+    /// Buffers a ring needs to hold the card's data through the longest
+    /// slot write of this run (at the card's rate, plus the queue).
+    pub ring_buffers_for_longest_write: u64,
+    pub memory: crate::memory::Backing,
     pub io_uring_setup: String,
     pub stop_reason: Option<StopReason>,
     pub error: Option<String>,
@@ -107,6 +119,7 @@ fn secs(t: libc::timeval) -> f64 {
 impl Summary {
     pub fn new(sb: &Superblock, targets: &[Target], memory: &SlotMemory) -> Summary {
         Summary {
+            schema_version: SUMMARY_SCHEMA_VERSION,
             recording_uuid: sb.recording_uuid.to_string(),
             source: String::new(),
             targets: targets
@@ -123,7 +136,10 @@ impl Summary {
             ring_mode: sb.ring(),
             payload_bytes: sb.payload_bytes,
             buffers: memory.count(),
-            memory: format!("{:?}", memory.backing()),
+            ring_bytes: memory.total_bytes() as u64,
+            card_rate_mb_per_s: 0.0,
+            ring_buffers_for_longest_write: 0,
+            memory: memory.backing(),
             io_uring_setup: String::new(),
             stop_reason: None,
             error: None,
@@ -216,6 +232,7 @@ impl Summary {
         self.final_flush_s = (elapsed.saturating_sub(writing)).as_secs_f64();
         self.card_filled = card.filled;
         self.card_overruns = card.overruns;
+        self.size_ring_for_stalls(card, elapsed);
         self.buffers_lost_after_last_slot = card.overruns.saturating_sub(self.buffers_lost);
         self.buffers_filled_not_recorded = card.filled.saturating_sub(self.slots_submitted);
         self.index_entries_durable = durable;
@@ -244,6 +261,20 @@ impl Summary {
                 0.0
             };
         }
+    }
+
+    /// The card's rate, and the ring that would have held its data through
+    /// the longest write of the run.
+    fn size_ring_for_stalls(&mut self, card: CardStats, elapsed: Duration) {
+        let slot_bytes = self.ring_bytes / self.buffers.max(1) as u64;
+        let payload_bytes = (card.filled + card.overruns) * self.payload_bytes as u64;
+        let rate_bytes_per_s = payload_bytes as f64 / elapsed.as_secs_f64().max(1e-9);
+        self.card_rate_mb_per_s = rate_bytes_per_s / 1e6;
+        let stall_bytes = rate_bytes_per_s * self.stalls.max_write_latency_ms / 1e3;
+        // The card needs a buffer for every slot it fills while the stalled
+        // write holds the queue up, plus the one it is filling then.
+        self.ring_buffers_for_longest_write =
+            (stall_bytes / slot_bytes.max(1) as f64).ceil() as u64 + 1;
     }
 
     pub fn text(&self) -> String {
@@ -294,6 +325,19 @@ impl Summary {
             self.target_flushes,
             self.stalls.text(self.buffers)
         );
+        if self.buffers_lost > 0 {
+            s += &format!(
+                "  ring        {} buffers lost: the longest write took {:.0} ms; at the card's {:.0} MB/s \
+                 a ring of {} buffers ({} MiB, now {}) would have held it: --buffers {}\n",
+                self.buffers_lost,
+                self.stalls.max_write_latency_ms,
+                self.card_rate_mb_per_s,
+                self.ring_buffers_for_longest_write,
+                self.ring_buffers_for_longest_write * self.ring_bytes / self.buffers.max(1) as u64 >> 20,
+                self.buffers,
+                self.ring_buffers_for_longest_write
+            );
+        }
         if let Some(e) = &self.error {
             s += &format!("  ERROR       {e}\n");
         }
@@ -321,6 +365,11 @@ pub struct RunEnd<'a> {
 pub struct StallWindow {
     /// Longest slot write, submission to completion.
     pub max_write_latency_ms: f64,
+    /// Slot write latency quantiles over the whole run (upper bounds of
+    /// quarter-octave buckets; 0 in the per-interval figures).
+    pub write_latency_p50_ms: f64,
+    pub write_latency_p99_ms: f64,
+    pub write_latency_p999_ms: f64,
     /// Longest target cache flush.
     pub max_target_flush_ms: f64,
     /// Longest fdatasync of the index.
@@ -359,11 +408,75 @@ impl StallWindow {
     }
 }
 
+/// Latencies in buckets of a quarter octave (within 19 % of the true value),
+/// from 1 µs up: a fixed array, so recording into it never allocates.
+pub struct LatencyHistogram {
+    counts: [u64; Self::BUCKETS],
+    total: u64,
+}
+
+impl LatencyHistogram {
+    const SUB_BITS: u32 = 2;
+    const BUCKETS: usize = 64 << Self::SUB_BITS;
+
+    pub fn new() -> LatencyHistogram {
+        LatencyHistogram {
+            counts: [0; Self::BUCKETS],
+            total: 0,
+        }
+    }
+
+    fn bucket(us: u64) -> usize {
+        let us = us.max(1);
+        let octave = 63 - us.leading_zeros();
+        let sub = if octave >= Self::SUB_BITS {
+            (us >> (octave - Self::SUB_BITS)) & ((1 << Self::SUB_BITS) - 1)
+        } else {
+            (us << (Self::SUB_BITS - octave)) & ((1 << Self::SUB_BITS) - 1)
+        };
+        ((octave << Self::SUB_BITS) as u64 | sub) as usize
+    }
+
+    /// The upper bound of bucket `b`, µs.
+    fn upper_us(b: usize) -> f64 {
+        let octave = (b >> Self::SUB_BITS) as i32;
+        let sub = (b & ((1 << Self::SUB_BITS) - 1)) as f64;
+        2f64.powi(octave) * (1.0 + (sub + 1.0) / (1 << Self::SUB_BITS) as f64)
+    }
+
+    pub fn record_ns(&mut self, ns: u64) {
+        self.counts[Self::bucket(ns / 1000)] += 1;
+        self.total += 1;
+    }
+
+    /// The latency `q` (0..=1) of the values are at or below, in ms (the
+    /// bucket's upper bound); 0 with no values.
+    pub fn quantile_ms(&self, q: f64) -> f64 {
+        assert!((0.0..=1.0).contains(&q));
+        let rank = ((q * self.total as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (b, &n) in self.counts.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return Self::upper_us(b) / 1e3;
+            }
+        }
+        0.0
+    }
+}
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Stalls per status interval and for the whole run.
 pub struct Stalls {
     buffers: usize,
     interval: StallWindow,
     run: StallWindow,
+    write_latency: LatencyHistogram,
 }
 
 impl Stalls {
@@ -372,10 +485,12 @@ impl Stalls {
             buffers,
             interval: StallWindow::default(),
             run: StallWindow::default(),
+            write_latency: LatencyHistogram::new(),
         }
     }
 
     pub fn write_latency(&mut self, ns: u64) {
+        self.write_latency.record_ns(ns);
         let ms = ns as f64 / 1e6;
         let w = &mut self.interval;
         w.max_write_latency_ms = w.max_write_latency_ms.max(ms);
@@ -413,6 +528,9 @@ impl Stalls {
     pub fn run(&self) -> StallWindow {
         let mut all = self.run;
         all.merge(&self.interval);
+        all.write_latency_p50_ms = self.write_latency.quantile_ms(0.5);
+        all.write_latency_p99_ms = self.write_latency.quantile_ms(0.99);
+        all.write_latency_p999_ms = self.write_latency.quantile_ms(0.999);
         all
     }
 }
@@ -423,18 +541,68 @@ pub struct Progress {
     interval: Duration,
     next: Instant,
     started: Instant,
-    total_slots: u64,
+    ends: RunLimits,
     quiet: bool,
+    /// Bytes written and time at the previous status: the current rate.
+    last_bytes: u64,
+    last_at: Instant,
+}
+
+/// What ends a run (whichever comes first), for percentages and the ETA.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RunLimits {
+    /// Slots until the size limit or, not in ring mode, full targets.
+    pub slots: Option<u64>,
+    pub duration: Option<Duration>,
+}
+
+impl RunLimits {
+    /// How far the run is (0..=1) and the time left, after `elapsed` with
+    /// `slots` written; None when no limit ends the run (ring mode without
+    /// size or duration). The slot limit's ETA assumes the average rate.
+    pub fn forecast(&self, elapsed: Duration, slots: u64) -> Option<(f64, Duration)> {
+        let by_slots = self.slots.map(|total| {
+            let done = slots.min(total) as f64 / total.max(1) as f64;
+            let left_s = if slots == 0 {
+                f64::INFINITY
+            } else {
+                (total.saturating_sub(slots)) as f64 * elapsed.as_secs_f64() / slots as f64
+            };
+            (done, left_s)
+        });
+        let by_time = self.duration.map(|d| {
+            let done = (elapsed.as_secs_f64() / d.as_secs_f64().max(1e-9)).min(1.0);
+            (done, d.saturating_sub(elapsed).as_secs_f64())
+        });
+        let (done, left_s) = match (by_slots, by_time) {
+            (Some(a), Some(b)) => (a.0.max(b.0), a.1.min(b.1)),
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => return None,
+        };
+        let left = Duration::try_from_secs_f64(left_s).unwrap_or(Duration::MAX);
+        Some((done, left))
+    }
+}
+
+/// `1:02:03`, `2:03` (whole seconds, rounded up), or `-` for an unknown time.
+pub fn hms(d: Duration) -> String {
+    if d == Duration::MAX {
+        return "-".to_string();
+    }
+    let s = d.as_secs() + (d.subsec_nanos() > 0) as u64; // rounded up
+    match s / 3600 {
+        0 => format!("{}:{:02}", s / 60, s % 60),
+        h => format!("{h}:{:02}:{:02}", s / 60 % 60, s % 60),
+    }
 }
 
 impl Progress {
-    /// `total_slots`: how many slots the run will take if it runs to its
-    /// size limit or fills the target (for percentages and ETA).
-    pub fn new(total_slots: u64, interval: Duration, quiet: bool) -> Progress {
+    /// `ends`: what ends the run, for the percentage and the ETA.
+    pub fn new(ends: RunLimits, interval: Duration, quiet: bool) -> Progress {
         let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
-            let b = ProgressBar::new(total_slots);
+            let b = ProgressBar::new(1000);
             b.set_style(
-                ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {percent:>3}% {msg}")
+                ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {msg}")
                     .unwrap()
                     .progress_chars("=> "),
             );
@@ -446,8 +614,10 @@ impl Progress {
             interval,
             next: now + interval,
             started: now,
-            total_slots,
+            ends,
             quiet,
+            last_bytes: 0,
+            last_at: now,
         }
     }
 
@@ -469,36 +639,33 @@ impl Progress {
             self.interval
         };
         self.next = now + tick_every;
-        let secs = now.duration_since(self.started).as_secs_f64().max(1e-9);
-        let rate = s.bytes_written as f64 / 1e6 / secs;
+        let elapsed = now.duration_since(self.started);
+        let secs = elapsed.as_secs_f64().max(1e-9);
+        let average = s.bytes_written as f64 / 1e6 / secs;
+        let since_s = now.duration_since(self.last_at).as_secs_f64().max(1e-9);
+        let current = (s.bytes_written - self.last_bytes) as f64 / 1e6 / since_s;
+        (self.last_bytes, self.last_at) = (s.bytes_written, now);
         let fill = if s.capacity_slots > 0 {
             100.0 * s.slots.min(s.capacity_slots) as f64 / s.capacity_slots as f64
         } else {
             0.0
         };
-        let left = self.total_slots.saturating_sub(s.slots);
-        let eta = if s.slots > 0 {
-            left as f64 * secs / s.slots as f64
-        } else {
-            0.0
+        let forecast = self.ends.forecast(elapsed, s.slots);
+        let progress = match forecast {
+            Some((done, left)) => format!("{:.0}%  ETA {}", done * 100.0, hms(left)),
+            None => "ring, until stopped".to_string(),
         };
         let msg = format!(
-            "{:.1} MB/s  {} slots  {:.2} GiB  gaps {} (lost {})  device {fill:.1}% full  {}  longest {}",
-            rate,
+            "{progress}  {current:.1} MB/s now, {average:.1} average  {} slots  {:.2} GiB  gaps {} (lost {})  device {fill:.1}% full  longest {}",
             s.slots,
             s.bytes_written as f64 / (1u64 << 30) as f64,
             s.slots_with_gap,
             s.buffers_lost,
-            if s.ring_mode {
-                "ring".to_string()
-            } else {
-                format!("ETA {eta:.0} s")
-            },
             stalls.interval().text(stalls.buffers)
         );
         match &self.bar {
             Some(b) => {
-                b.set_position(s.slots.min(self.total_slots));
+                b.set_position(forecast.map_or(0, |(done, _)| (done * 1000.0) as u64));
                 b.set_message(msg);
                 if last {
                     b.finish_and_clear();
@@ -506,6 +673,87 @@ impl Progress {
             }
             None if !self.quiet && !last => eprintln!("dmarec: {:.0} s  {msg}", secs),
             None => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{hms, LatencyHistogram, RunLimits};
+    use std::time::Duration;
+
+    #[test]
+    fn the_forecast_follows_whichever_limit_ends_the_run() {
+        let s = Duration::from_secs;
+        let by_size = RunLimits {
+            slots: Some(1000),
+            duration: None,
+        };
+        assert_eq!(by_size.forecast(s(10), 250), Some((0.25, s(30))));
+        let by_time = RunLimits {
+            slots: None,
+            duration: Some(s(60)),
+        };
+        assert_eq!(by_time.forecast(s(15), 99), Some((0.25, s(45))));
+        // Both: the duration ends this run first (30 s left vs 90 s).
+        let both = RunLimits {
+            slots: Some(1000),
+            duration: Some(s(40)),
+        };
+        assert_eq!(both.forecast(s(10), 100), Some((0.25, s(30))));
+        // ... and here the size does (10 s left vs 30 s).
+        let both = RunLimits {
+            slots: Some(1000),
+            duration: Some(s(40)),
+        };
+        assert_eq!(both.forecast(s(10), 500), Some((0.5, s(10))));
+        assert_eq!(
+            RunLimits::default().forecast(s(10), 5),
+            None,
+            "ring until stopped"
+        );
+        let (_, left) = by_size.forecast(s(1), 0).unwrap();
+        assert_eq!(left, Duration::MAX, "no slot yet: no ETA");
+    }
+
+    #[test]
+    fn eta_reads_as_hours_minutes_seconds() {
+        assert_eq!(hms(Duration::from_secs(59)), "0:59");
+        assert_eq!(hms(Duration::from_secs(3723)), "1:02:03");
+        assert_eq!(hms(Duration::from_millis(3999)), "0:04", "rounded up");
+        assert_eq!(hms(Duration::MAX), "-");
+    }
+
+    #[test]
+    fn latency_quantiles_are_within_a_quarter_octave() {
+        let mut h = LatencyHistogram::new();
+        assert_eq!(h.quantile_ms(0.99), 0.0);
+        for us in 1..=1000u64 {
+            h.record_ns(us * 1000);
+        }
+        for (q, exact_ms) in [(0.5, 0.5), (0.99, 0.99), (0.999, 0.999), (1.0, 1.0)] {
+            let got = h.quantile_ms(q);
+            assert!(
+                got >= exact_ms && got <= exact_ms * 1.25,
+                "p{q}: {got} ms for {exact_ms} ms"
+            );
+        }
+        h.record_ns(250_000_000);
+        assert!((250.0..=312.5).contains(&h.quantile_ms(1.0)));
+        assert!(h.quantile_ms(0.5) < 1.0);
+    }
+
+    #[test]
+    fn buckets_are_monotonic() {
+        let mut last = 0;
+        for us in 1..100_000u64 {
+            let b = LatencyHistogram::bucket(us);
+            assert!(b >= last, "{us} µs in bucket {b} after {last}");
+            assert!(
+                LatencyHistogram::upper_us(b) >= us as f64,
+                "{us} µs above its bucket's bound"
+            );
+            last = b;
         }
     }
 }

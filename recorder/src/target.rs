@@ -53,7 +53,7 @@ pub fn open_target(path: &Path, opts: &OpenOptionsCli, payload_bytes: u32) -> Re
     }
     let file = open_exclusive(path, ft.is_block_device()).map_err(|e| match e.raw_os_error() {
             Some(libc::EBUSY) => anyhow::anyhow!(
-                "target {}: device is busy (mounted, has a mounted partition, or opened exclusively by another program); unmount it or pick another device",
+                "target {}: device is busy: another program holds it open exclusively (it is not mounted in this mount namespace; a mount in another one, e.g. a container's, is possible); stop that program or pick another device",
                 path.display()
             ),
             _ => anyhow::Error::new(e).context(format!("target {}: cannot open for O_DIRECT writing", path.display())),

@@ -154,7 +154,17 @@ static long pattern_verify(const void *payload, size_t bytes, u64 seq,
 static void pattern_selftest(void)
 {
 	/* splitmix64(0) is the well-known first output of SplitMix64 seed 0 */
+	/* literal words of formats/src/pattern.rs known_answers_as_literal_words */
+	static const u64 seq0_ch0[3] = { 0x2D0F28C7E7E786B2ull,
+		0xB338517E98ADFAA7ull, 0x1161DBB519737E98ull };
+	static const u64 seq77_ch3[3] = { 0xAF9FC545AB9D900Eull,
+		0x31A8BCFCD4D7EC1Bull, 0x93F1363755096824ull };
+
 	check(splitmix64(0) == 0xE220A8397B1DCDAFull, "splitmix64(0)");
+	check(pattern_verify(seq0_ch0, sizeof(seq0_ch0), 0, 0) == -1,
+	      "pattern seq 0 channel 0");
+	check(pattern_verify(seq77_ch3, sizeof(seq77_ch3), 77, 3) == -1,
+	      "pattern seq 77 channel 3");
 }
 
 /* ---------------------------- device helpers ---------------------------- */

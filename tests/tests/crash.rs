@@ -106,6 +106,10 @@ fn sigkill_at_random_moments_loses_no_completed_slot() {
             &idx,
             "--payload-size",
             "256K",
+            // Kills are timed from the spawn: a small ring starts at once
+            // (--buffers auto locks 256 MiB first, seconds on a busy machine).
+            "--buffers",
+            "64",
         ];
         if rate != "0" {
             args.extend(["--rate", rate]);
@@ -178,6 +182,9 @@ fn power_cut_image_copied_mid_write_is_recovered_without_misreads() {
                 "wrap",
                 "--rate",
                 "40",
+                // The copy is timed from the spawn: a ring that starts at once.
+                "--buffers",
+                "64",
                 "--target",
                 &dev.device,
                 "--index",

@@ -626,24 +626,203 @@ fn ring_mode_keeps_the_newest_lap() {
     assert_eq!(entries(&rebuilt), es[es.len() - cap as usize..].to_vec());
 }
 
+/// Writes `index` without the entries of `seqs` (their slots stay on the
+/// target): slot numbers the index lacks.
+fn drop_entries(index: &str, seqs: &[u64]) {
+    use formats::index::{INDEX_ENTRY_BYTES, INDEX_HEADER_BYTES};
+    let bytes = std::fs::read(index).unwrap();
+    let mut kept = bytes[..INDEX_HEADER_BYTES].to_vec();
+    for (i, e) in entries(index).iter().enumerate() {
+        if !seqs.contains(&e.slot_seq) {
+            let at = INDEX_HEADER_BYTES + i * INDEX_ENTRY_BYTES;
+            kept.extend_from_slice(&bytes[at..at + INDEX_ENTRY_BYTES]);
+        }
+    }
+    std::fs::write(index, kept).unwrap();
+}
+
+/// `dmaplay verify --range A..B --json` on `img`: exit status and the bad
+/// slots with their problems.
+fn verify_range(img: &str, idx: &str, range: &str) -> (i32, Vec<(u64, String)>) {
+    let out = dmaplay(&["verify", img, "--index", idx, "--range", range, "--json"]);
+    let v = json(&stdout(&out));
+    let bad = v["bad"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            let problem = b["problem"].as_str().unwrap().to_string();
+            (b["slot_seq"].as_u64().unwrap(), problem)
+        })
+        .collect();
+    (code(&out), bad)
+}
+
 #[test]
-fn usage_errors_exit_2_and_help_documents_exit_codes() {
-    let out = dmaplay(&["verify"]);
-    assert_eq!(code(&out), 2);
-    let out = dmaplay(&["export", "x", "--out", "y"]);
-    assert_eq!(code(&out), 2, "neither --channel nor --all");
-    let help = stdout(&dmaplay(&["verify", "--help"]));
-    assert!(
-        help.contains("Exit status:") && help.contains("3  verify: bad"),
-        "{help}"
+fn verify_range_reports_its_first_and_last_slot_missing_from_the_index() {
+    let s = Scratch::new("dmaplay-range-edges");
+    let (img, idx) = (s.file("rec.img"), s.file("rec.idx"));
+    record(&[
+        "--target",
+        &img,
+        "--file-size",
+        "32M",
+        "--index",
+        &idx,
+        "--size",
+        "2M",
+    ]);
+    assert_eq!(entries(&idx).len(), 32);
+    drop_entries(&idx, &[8, 10]);
+    let missing = |seq: u64| {
+        let why = "missing from the index: not in the index (unwritten or destroyed)";
+        (seq, why.to_string())
+    };
+    // Both ends of the range, each alone at an end, and neither.
+    assert_eq!(
+        verify_range(&img, &idx, "8..10"),
+        (3, vec![missing(8), missing(10)])
     );
-    let out = dmaplay(&["inspect", "/nonexistent/dev"]);
-    assert_eq!(code(&out), 1);
-    assert!(
-        stderr(&out).contains("target /nonexistent/dev: cannot stat"),
-        "{}",
-        stderr(&out)
-    );
-    let out = dmaplay(&["inspect", "x", "--seq", "9..3"]);
-    assert_eq!(code(&out), 2);
+    assert_eq!(verify_range(&img, &idx, "10..12"), (3, vec![missing(10)]));
+    assert_eq!(verify_range(&img, &idx, "5..8"), (3, vec![missing(8)]));
+    assert_eq!(verify_range(&img, &idx, "10"), (3, vec![missing(10)]));
+    assert_eq!(verify_range(&img, &idx, "9..9"), (0, vec![]));
+    assert_eq!(verify_range(&img, &idx, "11..31"), (0, vec![]));
+}
+
+#[test]
+fn reindex_finds_a_torn_slot_that_is_not_the_newest() {
+    let s = Scratch::new("dmaplay-torn-older");
+    let (img, idx) = (s.file("rec.img"), s.file("rec.idx"));
+    record(&[
+        "--target",
+        &img,
+        "--file-size",
+        "32M",
+        "--index",
+        &idx,
+        "--size",
+        "4M",
+    ]);
+    let es = entries(&idx);
+    let n = es.len() as u64;
+    assert_eq!(n, 64);
+    // Writes in flight finish out of order: a crash can tear slots behind
+    // the newest intact one. Tear the 3rd and the 6th newest.
+    let torn_seqs = [n - 6, n - 3];
+    for seq in torn_seqs {
+        let e = es[seq as usize];
+        flip(
+            &img,
+            e.device_offset_bytes + SLOT_HEADER_BYTES as u64 + 777,
+            3,
+        );
+    }
+    let reindex = |check_newest: Option<&str>| {
+        let re = s.file(&format!("re-{}.idx", check_newest.unwrap_or("default")));
+        let mut args = vec!["reindex", &img, "--index", &re, "--json"];
+        args.extend(
+            check_newest
+                .map(|c| ["--check-newest", c])
+                .into_iter()
+                .flatten(),
+        );
+        let out = dmaplay(&args);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        let r = json(&stdout(&out));
+        let torn: Vec<u64> = r["torn"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["slot_seq"].as_u64().unwrap())
+            .collect();
+        (torn, entries(&re), r)
+    };
+    // The default window reaches both; neither is indexed, the rest is the
+    // recorder's index.
+    let (torn, rebuilt, r) = reindex(None);
+    assert_eq!(torn, torn_seqs.to_vec());
+    let expect: Vec<IndexEntry> = es
+        .iter()
+        .filter(|e| !torn_seqs.contains(&e.slot_seq))
+        .copied()
+        .collect();
+    assert_eq!(rebuilt, expect);
+    assert_eq!(r["last_slot_seq"].as_u64(), Some(n - 1));
+    let problems = r["torn"].to_string();
+    assert!(problems.contains("payload CRC mismatch"), "{problems}");
+    // The window's edge: the 6th newest is the oldest slot of a 6-slot
+    // window and outside a 5-slot one (then indexed as it is).
+    assert_eq!(reindex(Some("6")).0, torn_seqs.to_vec());
+    let (torn, rebuilt, _) = reindex(Some("5"));
+    assert_eq!(torn, vec![n - 3]);
+    assert_eq!(rebuilt.len() as u64, n - 1);
+    assert!(rebuilt.iter().any(|e| e.slot_seq == n - 6));
+}
+
+#[test]
+fn reindex_of_a_wrapped_ring_with_torn_slots_reports_exactly_them_missing() {
+    let s = Scratch::new("dmaplay-ring-torn");
+    let (img, idx) = (s.file("rec.img"), s.file("rec.idx"));
+    let sum = record(&[
+        "--target",
+        &img,
+        "--file-size",
+        "16M",
+        "--index",
+        &idx,
+        "--size",
+        "40M",
+        "--on-full",
+        "wrap",
+    ]);
+    let cap = sum["capacity_slots"].as_u64().unwrap();
+    let es = entries(&idx);
+    let n = es.len() as u64;
+    assert!(n > 2 * cap, "the ring wrapped twice");
+    let torn_seqs = [n - 6, n - 3];
+    for seq in torn_seqs {
+        let e = es[seq as usize];
+        flip(
+            &img,
+            e.device_offset_bytes + SLOT_HEADER_BYTES as u64 + 99,
+            5,
+        );
+    }
+    let re = s.file("re.idx");
+    let out = dmaplay(&["reindex", &img, "--index", &re, "--json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let r = json(&stdout(&out));
+    let torn: Vec<u64> = r["torn"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["slot_seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(torn, torn_seqs.to_vec());
+    // The live window is the newest lap; the torn slots are its only holes.
+    let scan = &r["scan"];
+    assert_eq!(scan["oldest_slot_seq"].as_u64(), Some(n - cap));
+    assert_eq!(scan["newest_slot_seq"].as_u64(), Some(n - 1));
+    let missing: Vec<(u64, u64, String)> = scan["missing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let seq = |k: &str| m[k].as_u64().unwrap();
+            let found = m["found"].as_str().unwrap().to_string();
+            (seq("first_slot_seq"), seq("last_slot_seq"), found)
+        })
+        .collect();
+    let torn_run = |seq: u64| (seq, seq, "torn".to_string());
+    assert_eq!(missing, vec![torn_run(n - 6), torn_run(n - 3)]);
+    assert_eq!(scan["counts"]["Live"].as_u64(), Some(cap - 2), "{scan}");
+    assert_eq!(scan["counts"]["Torn"].as_u64(), Some(2), "{scan}");
+    assert_eq!(scan["live_slots"].as_u64(), Some(cap - 2));
+    let expect: Vec<IndexEntry> = es[(n - cap) as usize..]
+        .iter()
+        .filter(|e| !torn_seqs.contains(&e.slot_seq))
+        .copied()
+        .collect();
+    assert_eq!(entries(&re), expect);
 }

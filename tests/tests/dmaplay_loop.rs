@@ -1,12 +1,13 @@
 //! dmaplay on recordings on block devices (loop devices): a stripe of two
 //! unequal devices verified and damaged through the backing files, torn
-//! newest slots found by reindex after the index is lost, and every read
-//! command working on a read-only device (dmaplay never opens a target
-//! for writing).
+//! newest slots found by reindex after the index is lost, a stripe of three
+//! unequal devices filled to the end with every slot where an independent
+//! model of the layout puts it, and every read command working on a
+//! read-only device (dmaplay never opens a target for writing).
 
 use e2e::*;
 use formats::index::IndexView;
-use formats::{IndexEntry, SLOT_HEADER_BYTES};
+use formats::{IndexEntry, Superblock, DATA_START_BYTES, SLOT_HEADER_BYTES};
 use std::collections::BTreeSet;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
@@ -267,4 +268,76 @@ fn every_read_command_works_on_a_read_only_device() {
     }
     assert!(std::fs::read(s.file("re.idx")).unwrap() == std::fs::read(&idx).unwrap());
     assert_eq!(std::fs::metadata(s.file("stream")).unwrap().len(), 10 << 20);
+}
+
+/// Where slot n must be, as (member, slot on the member), for members of
+/// `slot_counts` slots, written without formats::Layout: round r puts slot r
+/// of every member that has more than r slots, in member order.
+fn layout_model(slot_counts: &[u64]) -> Vec<(usize, u64)> {
+    let rounds = slot_counts.iter().copied().max().unwrap_or(0);
+    let mut places = Vec::new();
+    for round in 0..rounds {
+        for (member, &count) in slot_counts.iter().enumerate() {
+            if count > round {
+                places.push((member, round));
+            }
+        }
+    }
+    places
+}
+
+#[test]
+fn stripe_of_three_unequal_loop_devices_filled_to_the_end() {
+    if !require_root("stripe_of_three_unequal_loop_devices_filled_to_the_end") {
+        return;
+    }
+    let s = Scratch::new("dmaplay-stripe3");
+    // Member order is not size order: the middle member fills first.
+    let devs = [
+        LoopDevice::new(&s.path, "d0", 40 << 20).unwrap(),
+        LoopDevice::new(&s.path, "d1", 24 << 20).unwrap(),
+        LoopDevice::new(&s.path, "d2", 56 << 20).unwrap(),
+    ];
+    let idx = s.file("rec.idx");
+    let (d0, d1, d2) = (&devs[0].device, &devs[1].device, &devs[2].device);
+    let mut args = vec!["record", "--quiet", "--json", "--payload-size", "64K"];
+    args.extend(["--target", d0, "--target", d1, "--target", d2]);
+    args.extend(["--index", &idx, "--size", "1G", "--channels", "3"]);
+    let out = run("dmarec", &args);
+    assert_eq!(out.status.code(), Some(3), "stops full: {}", err(&out));
+    let index = std::fs::read(&idx).unwrap();
+    let sb = IndexView::new(&index).unwrap().header.superblock;
+    let counts: Vec<u64> = sb.members.iter().map(|m| m.slot_count).collect();
+    for (count, d) in counts.iter().zip(&devs) {
+        let size_bytes = std::fs::metadata(&d.backing).unwrap().len();
+        assert_eq!(*count, Superblock::slots_for_device(size_bytes, 65536));
+    }
+    let places = layout_model(&counts);
+    let es = entries(&idx);
+    assert_eq!(es.len(), places.len(), "every slot of every member used");
+    let slot_bytes = (SLOT_HEADER_BYTES + 65536) as u64;
+    for (e, &(member, device_slot)) in es.iter().zip(&places) {
+        assert_eq!(
+            (e.device_index as usize, e.device_offset_bytes),
+            (member, DATA_START_BYTES + device_slot * slot_bytes),
+            "slot {} misplaced (slot counts {counts:?})",
+            e.slot_seq
+        );
+    }
+    // The bytes on the members: headers, CRCs and the card's pattern.
+    let images: Vec<Vec<u8>> = devs.iter().map(LoopDevice::read_backing).collect();
+    let c = check_recording(&images, &index);
+    assert_eq!(c.slots, es.len() as u64);
+    // dmaplay reads them back in any member order, with and without the index.
+    let out = dmaplay(&["verify", d2, d0, d1, "--index", &idx, "--pattern", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", err(&out));
+    let v = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(v["slots_checked"].as_u64(), Some(es.len() as u64));
+    let re = s.file("re.idx");
+    let out = dmaplay(&["reindex", d1, d2, d0, "--index", &re, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", err(&out));
+    assert!(
+        std::fs::read(&re).unwrap() == index,
+        "reindex differs from the recorder's index"
+    );
 }

@@ -3,6 +3,7 @@
 //! in place (no copy) and hands them over by index; the recorder gives each
 //! one back only after its write has completed.
 
+mod handoff;
 pub mod kmod;
 pub mod sim;
 pub mod uapi;

@@ -6,11 +6,11 @@
 //! gap count), like a real card whose FIFO overflows. Without a rate limit it
 //! waits for buffers. `drop_every` injects losses for tests.
 
+use super::handoff::Handoff;
 use super::{CardStats, Filled, Source};
 use crate::memory::SlotMemory;
 use anyhow::{anyhow, Result};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -34,8 +34,9 @@ pub struct SimConfig {
 pub struct SimSource {
     cfg: SimConfig,
     memory: Arc<SlotMemory>,
-    queued_tx: Option<SyncSender<usize>>,
-    filled_rx: Option<Receiver<Filled>>,
+    /// Buffers given to the card (recorder -> card) and buffers it filled
+    /// (card -> recorder); made by start().
+    queues: Option<Queues>,
     stop: Arc<AtomicBool>,
     overruns: Arc<AtomicU64>,
     filled_count: Arc<AtomicU64>,
@@ -49,8 +50,7 @@ impl SimSource {
         SimSource {
             cfg,
             memory,
-            queued_tx: None,
-            filled_rx: None,
+            queues: None,
             stop: Arc::new(AtomicBool::new(false)),
             overruns: Arc::new(AtomicU64::new(0)),
             filled_count: Arc::new(AtomicU64::new(0)),
@@ -60,16 +60,36 @@ impl SimSource {
     }
 }
 
+#[derive(Clone)]
+struct Queues {
+    queued: Arc<Handoff<usize>>,
+    filled: Arc<Handoff<Filled>>,
+}
+
+impl Queues {
+    fn close(&self) {
+        self.queued.close();
+        self.filled.close();
+    }
+}
+
 /// The card's DMA engine loop.
 struct Engine {
     cfg: SimConfig,
     memory: Arc<SlotMemory>,
-    queued_rx: Receiver<usize>,
-    filled_tx: SyncSender<Filled>,
+    queues: Queues,
     stop: Arc<AtomicBool>,
     overruns: Arc<AtomicU64>,
     filled_count: Arc<AtomicU64>,
     card_cpu_ns: Arc<AtomicU64>,
+}
+
+/// The card's thread ends by dropping its Engine (also when it panics):
+/// closing the queues tells the recorder the card stopped.
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.queues.close();
+    }
 }
 
 impl Engine {
@@ -103,21 +123,21 @@ impl Engine {
                     if let Some(wait) = due.checked_duration_since(Instant::now()) {
                         std::thread::sleep(wait);
                     }
-                    match self.queued_rx.try_recv() {
-                        Ok(b) => b,
-                        Err(TryRecvError::Empty) => {
+                    match self.queues.queued.try_pop() {
+                        Ok(Some(b)) => b,
+                        Ok(None) => {
                             card_seq += 1;
                             gap_count += 1;
                             self.overruns.fetch_add(1, Ordering::Relaxed);
                             continue;
                         }
-                        Err(TryRecvError::Disconnected) => return,
+                        Err(_closed) => return,
                     }
                 }
-                None => match self.queued_rx.recv_timeout(Duration::from_millis(100)) {
-                    Ok(b) => b,
-                    Err(RecvTimeoutError::Timeout) => continue,
-                    Err(RecvTimeoutError::Disconnected) => return,
+                None => match self.queues.queued.pop_timeout(Duration::from_millis(100)) {
+                    Ok(Some(b)) => b,
+                    Ok(None) => continue,
+                    Err(_closed) => return,
                 },
             };
             let channel = (card_seq % self.cfg.channels as u64) as u16;
@@ -139,7 +159,7 @@ impl Engine {
                 gap_count,
                 bytes_used: payload_bytes as u32,
             };
-            if self.filled_tx.send(filled).is_err() {
+            if self.queues.filled.push(filled).is_err() {
                 return;
             }
             self.filled_count.fetch_add(1, Ordering::Relaxed);
@@ -152,18 +172,19 @@ impl Engine {
 impl Source for SimSource {
     fn start(&mut self) -> Result<()> {
         let count = self.memory.count();
-        // Bounded queues sized to the ring: every buffer fits, sends never block
-        // on capacity and never allocate.
-        let (queued_tx, queued_rx) = sync_channel(count);
-        let (filled_tx, filled_rx) = sync_channel(count);
+        // Bounded queues sized to the ring: every buffer fits, pushes never
+        // block on capacity, and nothing allocates after this point.
+        let queues = Queues {
+            queued: Arc::new(Handoff::with_capacity(count)),
+            filled: Arc::new(Handoff::with_capacity(count)),
+        };
         for i in 0..count {
-            queued_tx.send(i).expect("fresh queue");
+            queues.queued.push(i).expect("fresh queue");
         }
         let engine = Engine {
             cfg: self.cfg.clone(),
             memory: self.memory.clone(),
-            queued_rx,
-            filled_tx,
+            queues: queues.clone(),
             stop: self.stop.clone(),
             overruns: self.overruns.clone(),
             filled_count: self.filled_count.clone(),
@@ -174,46 +195,39 @@ impl Source for SimSource {
                 .name("sim-card".into())
                 .spawn(move || engine.run())?,
         );
-        self.queued_tx = Some(queued_tx);
-        self.filled_rx = Some(filled_rx);
+        self.queues = Some(queues);
         Ok(())
     }
 
     fn try_take(&mut self) -> Result<Option<Filled>> {
-        match self.filled_rx.as_ref().expect("started").try_recv() {
-            Ok(f) => Ok(Some(f)),
-            Err(TryRecvError::Empty) => Ok(None),
-            Err(TryRecvError::Disconnected) => Err(anyhow!("simulated card stopped unexpectedly")),
-        }
+        let queues = self.queues.as_ref().expect("started");
+        queues
+            .filled
+            .try_pop()
+            .map_err(|_closed| anyhow!("simulated card stopped unexpectedly"))
     }
 
     fn wait_take(&mut self, timeout_ms: u32) -> Result<Option<Filled>> {
-        match self
-            .filled_rx
-            .as_ref()
-            .expect("started")
-            .recv_timeout(Duration::from_millis(timeout_ms as u64))
-        {
-            Ok(f) => Ok(Some(f)),
-            Err(RecvTimeoutError::Timeout) => Ok(None),
-            Err(RecvTimeoutError::Disconnected) => {
-                Err(anyhow!("simulated card stopped unexpectedly"))
-            }
-        }
+        let queues = self.queues.as_ref().expect("started");
+        queues
+            .filled
+            .pop_timeout(Duration::from_millis(timeout_ms as u64))
+            .map_err(|_closed| anyhow!("simulated card stopped unexpectedly"))
     }
 
     fn give(&mut self, buffer: usize) -> Result<()> {
-        self.queued_tx
-            .as_ref()
-            .expect("started")
-            .send(buffer)
-            .map_err(|_| anyhow!("simulated card stopped unexpectedly"))
+        let queues = self.queues.as_ref().expect("started");
+        queues
+            .queued
+            .push(buffer)
+            .map_err(|_closed| anyhow!("simulated card stopped unexpectedly"))
     }
 
     fn stop(&mut self) -> Result<CardStats> {
         self.stop.store(true, Ordering::Relaxed);
-        self.queued_tx = None;
-        self.filled_rx = None;
+        if let Some(queues) = self.queues.take() {
+            queues.close();
+        }
         if let Some(t) = self.thread.take() {
             t.join()
                 .map_err(|_| anyhow!("simulated card thread panicked"))?;

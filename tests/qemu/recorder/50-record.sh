@@ -38,11 +38,11 @@ for mode in auto userptr mmap; do
 	echo "50-record: --memory $mode: source '$src', memory $mem, $slots slots, $inplace writes checked in place"
 	[ "$slots" = 256 ] || fail "expected 256 slots, got $slots"
 	[ "$inplace" = 256 ] || fail "$inplace of 256 writes read the card's buffers in place"
-	# memory: Driver = the driver's MMAP buffers; HugeTlb/Anonymous = the
+	# memory: driver = the driver's MMAP buffers; huge_tlb/anonymous = the
 	# recorder's own buffers handed to the driver (USERPTR).
 	case "$mode/$mmap_ok" in
-	auto/1|mmap/1) [ "$mem" = Driver ] && echo "$src" | grep -q "Mmap memory" || fail "expected MMAP on $KVER_MAJOR_MINOR, got $mem / $src" ;;
-	auto/0|userptr/*) [ "$mem" != Driver ] && echo "$src" | grep -q "Userptr memory" || fail "expected USERPTR, got $mem / $src" ;;
+	auto/1|mmap/1) [ "$mem" = driver ] && echo "$src" | grep -q "Mmap memory" || fail "expected MMAP on $KVER_MAJOR_MINOR, got $mem / $src" ;;
+	auto/0|userptr/*) [ "$mem" != driver ] && echo "$src" | grep -q "Userptr memory" || fail "expected USERPTR, got $mem / $src" ;;
 	esac
 	dmaplay verify "$disk" --index /tmp/r.idx --pattern --quiet || fail "dmaplay verify after --memory $mode"
 done

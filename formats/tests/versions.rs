@@ -1,0 +1,185 @@
+//! Minor versions (docs/FORMAT.md): a reader of minor 0 refuses a structure
+//! of minor 0 whose reserved bytes or unknown flag bits are set (they would
+//! be fields it does not know), and accepts a newer minor that uses them,
+//! ignoring what it does not know. The bytes are edited and the CRC resealed
+//! here, so only the rule under test can refuse them. Also the index's
+//! fixed sizes and entry flags.
+
+use formats::index::INDEX_PAGE_BYTES;
+use formats::{
+    Channel, FormatError, IndexEntry, IndexHeader, Member, SlotHeader, Superblock, Uuid,
+    CHANNEL_LAYOUT_ROUND_ROBIN, DATA_START_BYTES, SLOT_FLAG_GAP, SLOT_HEADER_BYTES,
+    SUPERBLOCK_BYTES,
+};
+
+/// Byte offset of the minor version in every structure's envelope.
+const MINOR_AT: usize = 10;
+
+fn superblock() -> Superblock {
+    let member = |n: u8, slot_count: u64| Member {
+        uuid: Uuid([n; 16]),
+        size_bytes: DATA_START_BYTES + slot_count * 8192 + (1 << 20),
+        slot_count,
+    };
+    Superblock {
+        version_minor: 0,
+        recording_uuid: Uuid([7; 16]),
+        created_unix_ns: 1_700_000_000_000_000_000,
+        payload_bytes: 4096,
+        flags: 0,
+        device_index: 0,
+        channel_layout: CHANNEL_LAYOUT_ROUND_ROBIN,
+        members: vec![member(1, 100), member(2, 50)],
+        channels: vec![Channel {
+            name: "ch0".into(),
+            datatype: "ci16_le".into(),
+            sample_rate_hz: 1e6,
+        }],
+    }
+}
+
+fn slot_header() -> SlotHeader {
+    SlotHeader {
+        recording_uuid: Uuid([7; 16]),
+        slot_seq: 5,
+        card_seq: 9,
+        card_timestamp_ns: 11,
+        host_timestamp_ns: 13,
+        gap_count: 0,
+        payload_bytes_used: 4096,
+        payload_crc32: 0x1234_5678,
+        channel: 0,
+        flags: 0,
+        device_index: 1,
+    }
+}
+
+/// Sets byte `at` and the minor version, and recomputes the CRC-32 of
+/// `0..crc_at` stored at `crc_at` (little-endian).
+fn edit(b: &[u8], at: usize, value: u8, minor: u16, crc_at: usize) -> Vec<u8> {
+    let mut b = b.to_vec();
+    b[at] = value;
+    b[MINOR_AT..MINOR_AT + 2].copy_from_slice(&minor.to_le_bytes());
+    let crc = formats::crc32(&b[..crc_at]);
+    b[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
+    b
+}
+
+fn refused_as(r: Result<impl std::fmt::Debug, FormatError>, field: &str) {
+    let e = r.expect_err("must be refused");
+    assert!(
+        e.to_string().contains(field),
+        "refused for another reason: {e}"
+    );
+}
+
+#[test]
+fn superblock_reserved_bytes_refused_in_minor_0_ignored_in_minor_1() {
+    let sb = superblock();
+    let b = sb.encode();
+    let crc_at = SUPERBLOCK_BYTES - 4;
+    assert_eq!(Superblock::decode(&b).unwrap(), sb);
+    // Reserved: between the fixed fields and the members, and after the
+    // channels, up to the CRC.
+    for at in [92, 127, 1920, crc_at - 1] {
+        refused_as(
+            Superblock::decode(&edit(&b, at, 0x5a, 0, crc_at)),
+            "reserved",
+        );
+        let newer = Superblock::decode(&edit(&b, at, 0x5a, 1, crc_at)).unwrap();
+        assert_eq!(newer.version_minor, 1);
+        assert_eq!(
+            Superblock {
+                version_minor: 0,
+                ..newer
+            },
+            sb
+        );
+    }
+}
+
+#[test]
+fn slot_header_reserved_bytes_and_unknown_flags_refused_in_minor_0_only() {
+    let h = slot_header();
+    let b = h.encode();
+    let crc_at = SLOT_HEADER_BYTES - 4;
+    assert_eq!(SlotHeader::decode(&b).unwrap(), h);
+    for at in [86, 87, 2000, crc_at - 1] {
+        refused_as(SlotHeader::decode(&edit(&b, at, 1, 0, crc_at)), "reserved");
+        assert_eq!(SlotHeader::decode(&edit(&b, at, 1, 1, crc_at)).unwrap(), h);
+    }
+    // flags (u16 at 82): bit 1 is unknown in minor 0.
+    let unknown_flag = (SLOT_FLAG_GAP << 1) as u8;
+    refused_as(
+        SlotHeader::decode(&edit(&b, 82, unknown_flag, 0, crc_at)),
+        "unknown bits",
+    );
+    let newer = SlotHeader::decode(&edit(&b, 82, unknown_flag, 1, crc_at)).unwrap();
+    assert_eq!(newer.flags, SLOT_FLAG_GAP << 1);
+}
+
+#[test]
+fn index_header_reserved_bytes_refused_in_minor_0_ignored_in_minor_1() {
+    let ih = IndexHeader {
+        superblock: superblock(),
+    };
+    let b = ih.encode();
+    let crc_at = INDEX_PAGE_BYTES - 4;
+    assert_eq!(IndexHeader::decode(&b).unwrap(), ih);
+    for at in [20, 1000, crc_at - 1] {
+        refused_as(
+            IndexHeader::decode(&edit(&b, at, 0x80, 0, crc_at)),
+            "reserved",
+        );
+        assert_eq!(
+            IndexHeader::decode(&edit(&b, at, 0x80, 1, crc_at)).unwrap(),
+            ih
+        );
+    }
+}
+
+#[test]
+fn index_header_sizes_must_be_64_and_8192_each() {
+    let b = IndexHeader {
+        superblock: superblock(),
+    }
+    .encode();
+    let crc_at = INDEX_PAGE_BYTES - 4;
+    // entry_bytes (u32 at 12) and header_bytes (u32 at 16), each alone wrong.
+    for at in [12, 16] {
+        let wrong = edit(&b, at, b[at] + 1, 0, crc_at);
+        refused_as(IndexHeader::decode(&wrong), "sizes");
+    }
+}
+
+#[test]
+fn index_entry_flags_must_be_the_gap_flag_alone_and_agree_with_gap_count() {
+    let entry = |gap_count: u64, flags: u16| IndexEntry {
+        slot_seq: 3,
+        card_seq: 4,
+        card_timestamp_ns: 5,
+        host_timestamp_ns: 6,
+        gap_count,
+        device_offset_bytes: DATA_START_BYTES,
+        payload_bytes_used: 4096,
+        payload_crc32: 7,
+        channel: 0,
+        device_index: 0,
+        flags,
+    };
+    for ok in [entry(0, 0), entry(2, SLOT_FLAG_GAP)] {
+        assert_eq!(IndexEntry::decode(&ok.encode()).unwrap(), ok);
+    }
+    // Gap flag without gaps, gaps without the flag, and an unknown bit
+    // beside a consistent gap flag: entries have no minor version, so an
+    // unknown bit is always refused.
+    let unknown = SLOT_FLAG_GAP << 1;
+    for bad in [
+        entry(0, SLOT_FLAG_GAP),
+        entry(2, 0),
+        entry(0, unknown),
+        entry(2, SLOT_FLAG_GAP | unknown),
+    ] {
+        refused_as(IndexEntry::decode(&bad.encode()), "flags");
+    }
+}
