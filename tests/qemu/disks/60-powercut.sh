@@ -79,6 +79,9 @@ powercut() {
 	say "--target-sync $mode, $slots slots: $(sed 's/^lwreplay: //' /tmp/pc-replay.out)"
 	say "--target-sync $mode: power cuts replayed: $cuts; durable index entries checked: $entries; slots recovered by reindex: $recovered; holes among them (not durable, writes completed out of order): $holes (sums over the cuts); after the last cut: $last"
 	[ "$cuts" -ge 10 ] || fail "$mode: only $cuts cut points (expected tens)"
+	# teeth: cuts in the middle of the recording, with some entries durable
+	mid=$(awk -v n="$slots" '$2 > 0 && $2 < n' /tmp/pc-stats | wc -l)
+	[ "$mid" -ge 5 ] || fail "$mode: only $mid cuts with part of the index durable"
 	[ "$last" = "$slots" ] || fail "$mode: after the last flush reindex finds $last slots, the recording has $slots"
 }
 
