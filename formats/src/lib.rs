@@ -16,23 +16,26 @@
 //! from borrowed byte slices. The byte layout is specified in docs/FORMAT.md.
 
 mod bytes;
+pub mod check;
 mod error;
 pub mod index;
 mod layout;
 pub mod pattern;
+mod payload_size;
 mod slot;
 mod superblock;
 pub mod time;
 mod uuid;
 
+pub use check::{check_slot, SlotProblem, TornTail};
 pub use error::FormatError;
 pub use index::{IndexEntry, IndexHeader};
 pub use layout::{Layout, Location};
+pub use payload_size::{PayloadSize, PayloadSizeError, MAX_PAYLOAD_BYTES, MIN_PAYLOAD_BYTES};
 pub use slot::{SlotHeader, SLOT_FLAG_GAP, SLOT_HEADER_BYTES};
 pub use superblock::{
     datatype_sample_bytes, Channel, Member, Superblock, CHANNEL_LAYOUT_ROUND_ROBIN,
-    DATA_START_BYTES, MAX_CHANNELS, MAX_DEVICES, MAX_PAYLOAD_BYTES, MIN_PAYLOAD_BYTES,
-    SUPERBLOCK_BYTES, SUPERBLOCK_FLAG_RING,
+    DATA_START_BYTES, MAX_CHANNELS, MAX_DEVICES, SUPERBLOCK_BYTES, SUPERBLOCK_FLAG_RING,
 };
 pub use uuid::Uuid;
 

@@ -4,14 +4,12 @@
 //! (every member's UUID, size and slot count, and which member this is).
 
 use crate::bytes::*;
-use crate::{crc32, FormatError, Uuid, FORMAT_VERSION_MAJOR, FORMAT_VERSION_MINOR};
+use crate::{crc32, FormatError, PayloadSize, Uuid, FORMAT_VERSION_MAJOR, FORMAT_VERSION_MINOR};
 
 pub const SUPERBLOCK_BYTES: usize = 4096;
 /// The data area of every member starts here (1 MiB: aligned for any
 /// logical or physical block size and partition alignment).
 pub const DATA_START_BYTES: u64 = 1 << 20;
-pub const MIN_PAYLOAD_BYTES: u32 = 4096;
-pub const MAX_PAYLOAD_BYTES: u32 = 64 << 20;
 pub const MAX_DEVICES: usize = 8;
 pub const MAX_CHANNELS: usize = 32;
 /// Flag: ring mode, slots wrap at the end of the stripe set's capacity.
@@ -99,6 +97,11 @@ impl Superblock {
 
     pub fn ring(&self) -> bool {
         self.flags & SUPERBLOCK_FLAG_RING != 0
+    }
+
+    /// The payload size (a validated superblock always has a valid one).
+    pub fn payload_size(&self) -> Result<PayloadSize, crate::PayloadSizeError> {
+        PayloadSize::new(self.payload_bytes.into())
     }
 
     /// This device's member entry.
@@ -292,13 +295,8 @@ impl Superblock {
     pub fn validate(&self) -> Result<(), FormatError> {
         let inv = |field, detail: String| FormatError::invalid(WHAT, field, detail);
         let p = self.payload_bytes;
-        if !p.is_power_of_two() || !(MIN_PAYLOAD_BYTES..=MAX_PAYLOAD_BYTES).contains(&p) {
-            return Err(inv(
-                "payload_bytes",
-                format!(
-                    "{p} (must be a power of two from {MIN_PAYLOAD_BYTES} to {MAX_PAYLOAD_BYTES})"
-                ),
-            ));
+        if let Err(e) = PayloadSize::new(p.into()) {
+            return Err(inv("payload_bytes", e.to_string()));
         }
         if self.flags & !KNOWN_FLAGS != 0 {
             return Err(inv("flags", format!("{:#x} has unknown bits", self.flags)));

@@ -24,9 +24,10 @@ pub mod units;
 
 use anyhow::{bail, Context, Result};
 use formats::{
-    Channel, Member, Superblock, CHANNEL_LAYOUT_ROUND_ROBIN, MAX_DEVICES, MAX_PAYLOAD_BYTES,
-    MIN_PAYLOAD_BYTES, SUPERBLOCK_FLAG_RING,
+    Channel, Member, PayloadSize, Superblock, CHANNEL_LAYOUT_ROUND_ROBIN, MAX_DEVICES,
+    SUPERBLOCK_FLAG_RING,
 };
+use io_uring::IoUring;
 use journal::TargetSync;
 use memory::SlotMemory;
 use record::{Io, Limits, Recorder};
@@ -50,13 +51,13 @@ pub const MAX_BUFFERS: usize = 4096;
 pub const AUTO_RING_BYTES: u64 = 256 << 20;
 
 /// The `--buffers auto` ring: [`AUTO_RING_BYTES`] (at most a quarter of the
-/// machine's RAM) of slots of `payload_bytes`, within 16..=[`MAX_BUFFERS`].
-pub fn auto_buffers(payload_bytes: u32) -> usize {
+/// machine's RAM) of slots of `payload_size`, within 16..=[`MAX_BUFFERS`].
+pub fn auto_buffers(payload_size: PayloadSize) -> usize {
     // SAFETY: sysconf has no memory effects.
     let pages = unsafe { libc::sysconf(libc::_SC_PHYS_PAGES) }.max(0) as u64;
     let ram_bytes = pages.saturating_mul(4096);
     let ring_bytes = AUTO_RING_BYTES.min(ram_bytes / 4);
-    let stride_bytes = (formats::SLOT_HEADER_BYTES as u64 + payload_bytes as u64).max(1);
+    let stride_bytes = payload_size.slot_bytes();
     ((ring_bytes / stride_bytes) as usize).clamp(16, MAX_BUFFERS)
 }
 
@@ -73,7 +74,7 @@ pub struct RecordOptions {
     pub index: PathBuf,
     pub size_bytes: Option<u64>,
     pub duration: Option<Duration>,
-    pub payload_bytes: u32,
+    pub payload_size: PayloadSize,
     pub buffers: usize,
     pub queue_depth: usize,
     pub ring: bool,
@@ -105,9 +106,14 @@ impl std::error::Error for UsageError {}
 
 fn check_options(o: &RecordOptions) -> Result<()> {
     let usage = |message: String| Err(UsageError(message).into());
-    let p = o.payload_bytes;
-    if !p.is_power_of_two() || !(MIN_PAYLOAD_BYTES..=MAX_PAYLOAD_BYTES).contains(&p) {
-        return usage(format!("--payload-size {p}: must be a power of two from {MIN_PAYLOAD_BYTES} to {MAX_PAYLOAD_BYTES} bytes"));
+    let payload_bytes = o.payload_size.bytes();
+    if matches!(o.source, SourceChoice::Device(_)) && payload_bytes > PayloadSize::DRIVER_MAX_BYTES
+    {
+        return usage(format!(
+            "--payload-size {payload_bytes}: the kernel driver takes at most {} bytes per buffer \
+             (DMAREC_MAX_PAYLOAD); choose a smaller --payload-size",
+            PayloadSize::DRIVER_MAX_BYTES
+        ));
     }
     if o.buffers == 0 || o.buffers > MAX_BUFFERS {
         return usage(format!(
@@ -220,22 +226,9 @@ impl Drop for CreatedFiles {
 pub fn record(o: &RecordOptions) -> Result<Summary> {
     check_options(o)?;
     // Before any file is touched: can the ring be locked and registered?
-    memory::ensure_memlock(
-        (o.buffers * (formats::SLOT_HEADER_BYTES + o.payload_bytes as usize)) as u64,
-    )?;
+    memory::ensure_memlock(o.buffers as u64 * o.payload_size.slot_bytes())?;
     let mut created = CreatedFiles::default();
-    let cli = OpenOptionsCli {
-        force: o.force,
-        new_file_size_bytes: o.new_file_size_bytes,
-    };
-    let mut targets = Vec::with_capacity(o.targets.len());
-    for path in &o.targets {
-        let t = open_target(path, &cli, o.payload_bytes)?;
-        if t.created {
-            created.paths.push(t.path.clone());
-        }
-        targets.push(t);
-    }
+    let targets = open_targets(o, &mut created)?;
     check_distinct(&targets, &o.index)?;
     let mut index_file = open_index(&o.index, o.force)?;
     created.paths.push(o.index.clone());
@@ -243,15 +236,63 @@ pub fn record(o: &RecordOptions) -> Result<Summary> {
     let sq_entries = record::sq_entries(o.queue_depth, targets.len());
     let (ring, setup_flags) = record::new_ring(sq_entries)?;
     record::register_files(&ring, &targets, &index_file)?;
+    let (mut source, memory) = open_source(o, &ring)?;
+    let sb = superblock_for(&targets, o, source.as_ref());
+    write_headers(&targets, &mut index_file, &sb, o)?;
+    let (progress, limits) = run_limits(o, &sb);
+    let describe = source.describe();
+    let backing = memory.backing();
+    // From here on the targets hold a recording: keep every file.
+    created.keep = true;
+    let io = Io {
+        ring,
+        memory: &memory,
+        source: source.as_mut(),
+        targets: &targets,
+        index_file: &index_file,
+    };
+    let mut summary = Recorder::new(io, sb, limits, progress).run()?;
+    // Teardown order: the ring is gone (run consumed it), then the source
+    // (driver unpins / sim thread joined), then the memory.
+    drop(source);
+    drop(memory);
+    summary.target_sync = o.target_sync;
+    summary.source = describe;
+    summary.index = o.index.display().to_string();
+    summary.io_uring_setup = setup_flags.to_string();
+    summary.memory = backing;
+    Ok(summary)
+}
+
+/// Opens and checks every target; new files are noted in `created`.
+fn open_targets(o: &RecordOptions, created: &mut CreatedFiles) -> Result<Vec<Target>> {
+    let cli = OpenOptionsCli {
+        force: o.force,
+        new_file_size_bytes: o.new_file_size_bytes,
+    };
+    let mut targets = Vec::with_capacity(o.targets.len());
+    for path in &o.targets {
+        let t = open_target(path, &cli, o.payload_size)?;
+        if t.created {
+            created.paths.push(t.path.clone());
+        }
+        targets.push(t);
+    }
+    Ok(targets)
+}
+
+/// The card, and the slot memory registered with `ring`: the recorder's own
+/// for the simulated card, the driver's or the recorder's for the driver.
+fn open_source(o: &RecordOptions, ring: &IoUring) -> Result<(Box<dyn Source>, Arc<SlotMemory>)> {
     let mut register = |mem: &SlotMemory| {
         // SAFETY: the memory stays mapped until the ring is dropped: the
         // ring goes first (Recorder::run consumes it), then the source,
-        // then the memory (drop order below).
+        // then the memory (drop order in record()).
         unsafe { ring.submitter().register_buffers(&mem.iovecs()) }
     };
-    let (mut source, memory): (Box<dyn Source>, Arc<SlotMemory>) = match &o.source {
+    match &o.source {
         SourceChoice::Sim => {
-            let mem = Arc::new(SlotMemory::allocate(o.buffers, o.payload_bytes as usize)?);
+            let mem = Arc::new(SlotMemory::allocate(o.buffers, o.payload_size.as_usize())?);
             register(&mem).map_err(|e| {
                 anyhow::anyhow!(
                     "io_uring buffer registration of {} bytes: {e}. {}",
@@ -265,23 +306,30 @@ pub fn record(o: &RecordOptions) -> Result<Summary> {
                 drop_every: o.sim_drop_every,
                 fill_once: o.sim_fill_once,
             };
-            (Box::new(SimSource::new(cfg, mem.clone())), mem)
+            Ok((Box::new(SimSource::new(cfg, mem.clone())), mem))
         }
         SourceChoice::Device(path) => {
             let ko = KmodOptions {
                 mode: o.memory_mode,
                 buffers: o.buffers,
-                payload_bytes: o.payload_bytes,
+                payload_bytes: o.payload_size.bytes(),
                 channels: o.channels,
                 rate_bytes_per_s: o.rate_bytes_per_s,
             };
             let (src, mem) = KmodSource::open(path, &ko, &mut register)?;
-            (Box::new(src), mem)
+            Ok((Box::new(src), mem))
         }
-    };
+    }
+}
 
-    let sb = superblock_for(&targets, o, source.as_ref());
-    target::write_superblocks(&targets, &sb)?;
+/// The superblocks on every target and the index header, durable.
+fn write_headers(
+    targets: &[Target],
+    index_file: &mut File,
+    sb: &Superblock,
+    o: &RecordOptions,
+) -> Result<()> {
+    target::write_superblocks(targets, sb)?;
     index_file
         .write_all(
             &formats::IndexHeader {
@@ -290,12 +338,14 @@ pub fn record(o: &RecordOptions) -> Result<Summary> {
             .encode(),
         )
         .and_then(|_| index_file.sync_all())
-        .with_context(|| format!("index {}: writing header", o.index.display()))?;
+        .with_context(|| format!("index {}: writing header", o.index.display()))
+}
 
-    // What ends the run, for the percentage and ETA: the size limit, the
-    // duration, or (not in ring mode) the targets filling up.
-    let capacity = formats::Layout::from_superblock(&sb).capacity_slots();
-    let size_slots = o.size_bytes.map(|s| s.div_ceil(o.payload_bytes as u64));
+/// What ends the run (for the progress display) and the loop's limits.
+fn run_limits(o: &RecordOptions, sb: &Superblock) -> (Progress, Limits) {
+    // The size limit, the duration, or (not in ring mode) full targets.
+    let capacity = formats::Layout::from_superblock(sb).capacity_slots();
+    let size_slots = o.size_bytes.map(|s| s.div_ceil(o.payload_size.as_u64()));
     let limit_slots = match (size_slots, o.ring) {
         (Some(n), false) => Some(n.min(capacity)),
         (Some(n), true) => Some(n),
@@ -306,7 +356,6 @@ pub fn record(o: &RecordOptions) -> Result<Summary> {
         slots: limit_slots,
         duration: o.duration,
     };
-    let progress = Progress::new(ends, o.status_interval, o.quiet);
     let limits = Limits {
         size_bytes: o.size_bytes,
         duration: o.duration,
@@ -314,32 +363,11 @@ pub fn record(o: &RecordOptions) -> Result<Summary> {
         index_sync_interval: o.index_sync_interval,
         target_sync: o.target_sync,
     };
-    let describe = source.describe();
-    let backing = memory.backing();
-    // From here on the targets hold a recording: keep every file.
-    created.keep = true;
-    let io = Io {
-        ring,
-        memory: &memory,
-        source: source.as_mut(),
-        targets: &targets,
-        index_file: &index_file,
-    };
-    let mut summary = Recorder::new(io, sb, limits, progress).run()?;
-    summary.target_sync = o.target_sync;
-    // Teardown order: the ring is gone (run consumed it), then the source
-    // (driver unpins / sim thread joined), then the memory.
-    drop(source);
-    drop(memory);
-    summary.source = describe;
-    summary.index = o.index.display().to_string();
-    summary.io_uring_setup = setup_flags.to_string();
-    summary.memory = backing;
-    Ok(summary)
+    (Progress::new(ends, o.status_interval, o.quiet), limits)
 }
 
 fn superblock_for(targets: &[Target], o: &RecordOptions, source: &dyn Source) -> Superblock {
-    let (channels, datatype, rate) = source.channels();
+    let channels = source.channels();
     let created_unix_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -348,7 +376,7 @@ fn superblock_for(targets: &[Target], o: &RecordOptions, source: &dyn Source) ->
         version_minor: formats::FORMAT_VERSION_MINOR,
         recording_uuid: target::random_uuid(),
         created_unix_ns,
-        payload_bytes: o.payload_bytes,
+        payload_bytes: o.payload_size.bytes(),
         flags: if o.ring { SUPERBLOCK_FLAG_RING } else { 0 },
         device_index: 0,
         channel_layout: CHANNEL_LAYOUT_ROUND_ROBIN,
@@ -357,14 +385,14 @@ fn superblock_for(targets: &[Target], o: &RecordOptions, source: &dyn Source) ->
             .map(|t| Member {
                 uuid: target::random_uuid(),
                 size_bytes: t.size_bytes,
-                slot_count: Superblock::slots_for_device(t.size_bytes, o.payload_bytes),
+                slot_count: Superblock::slots_for_device(t.size_bytes, o.payload_size.bytes()),
             })
             .collect(),
-        channels: (0..channels)
+        channels: (0..channels.count)
             .map(|c| Channel {
                 name: format!("ch{c}"),
-                datatype: datatype.to_string(),
-                sample_rate_hz: rate,
+                datatype: channels.datatype.to_string(),
+                sample_rate_hz: channels.sample_rate_hz,
             })
             .collect(),
     }

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
-use formats::{MAX_PAYLOAD_BYTES, MIN_PAYLOAD_BYTES};
+use formats::PayloadSize;
 use recorder::journal::TargetSync;
 use recorder::record::{StopReason, STOP_REQUESTED};
 use recorder::source::kmod::MemoryMode;
@@ -99,9 +99,9 @@ struct RecordArgs {
     /// Channels of the simulated card (default 4).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=formats::MAX_CHANNELS as i64))]
     channels: Option<u16>,
-    /// Payload bytes per buffer: a power of two, 4K..64M.
+    /// Payload bytes per buffer: a power of two, 4K..64M (the kernel driver: 4K..16M).
     #[arg(long, default_value = "512K", value_parser = parse_payload_size)]
-    payload_size: u32,
+    payload_size: PayloadSize,
     /// Buffers in the ring (registered once, at start), or `auto`: a ring of 256 MiB
     /// (at most a quarter of the RAM), enough to ride out the write stalls measured on
     /// loop and virtio disks at half their rate (docs/BENCHMARKS.md, sustained). The
@@ -168,19 +168,9 @@ fn parse_buffers(text: &str) -> Result<BufferCount, String> {
     }
 }
 
-/// A payload size: a size (units::parse_size) that is a power of two from
-/// MIN_PAYLOAD_BYTES to MAX_PAYLOAD_BYTES.
-fn parse_payload_size(text: &str) -> Result<u32, String> {
-    let bytes = units::parse_size(text)?;
-    let fits = (MIN_PAYLOAD_BYTES as u64..=MAX_PAYLOAD_BYTES as u64).contains(&bytes);
-    if !bytes.is_power_of_two() || !fits {
-        return Err(format!(
-            "{text:?}: must be a power of two from {} KiB to {} MiB",
-            MIN_PAYLOAD_BYTES >> 10,
-            MAX_PAYLOAD_BYTES >> 20
-        ));
-    }
-    Ok(bytes as u32)
+/// A size (units::parse_size: 512K, 1M, 65536) that is a valid payload size.
+fn parse_payload_size(text: &str) -> Result<PayloadSize, String> {
+    PayloadSize::new(units::parse_size(text)?).map_err(|e| e.to_string())
 }
 
 /// First SIGINT/SIGTERM: stop cleanly (drain, finalize the index). A second
@@ -217,7 +207,7 @@ fn run_record(a: RecordArgs) -> Result<i32> {
         index: a.index,
         size_bytes: a.size,
         duration: a.duration,
-        payload_bytes: a.payload_size,
+        payload_size: a.payload_size,
         buffers: match a.buffers {
             BufferCount::Count(n) => n,
             BufferCount::Auto => recorder::auto_buffers(a.payload_size),

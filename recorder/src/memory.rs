@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use formats::SLOT_HEADER_BYTES;
 use std::ptr::NonNull;
 
-const HUGE_PAGE_BYTES: usize = 2 << 20;
+use blockio::HUGE_PAGE_BYTES;
 
 /// Where a slot ring's memory came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -196,42 +196,13 @@ impl Drop for SlotMemory {
 }
 
 /// A private anonymous mapping of `bytes` at a 2 MiB aligned address,
-/// advised MADV_HUGEPAGE and not yet populated.
+/// advised MADV_HUGEPAGE and not yet populated (blockio's), owned from
+/// here on by the caller (SlotMemory unmaps it on drop).
 fn map_huge_aligned(bytes: usize) -> Option<NonNull<u8>> {
-    let reserve = bytes + HUGE_PAGE_BYTES;
-    // SAFETY: a fresh private anonymous mapping; no existing memory touched.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            reserve,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        return None;
-    }
-    let start = p as usize;
-    let aligned = start.next_multiple_of(HUGE_PAGE_BYTES);
-    let end = start + reserve;
-    // SAFETY: both ranges lie inside the mapping made above and outside
-    // [aligned, aligned + bytes), which is what we keep; nothing uses them.
-    unsafe {
-        if aligned > start {
-            libc::munmap(p, aligned - start);
-        }
-        if end > aligned + bytes {
-            libc::munmap(
-                (aligned + bytes) as *mut libc::c_void,
-                end - aligned - bytes,
-            );
-        }
-        // Advice only: failure (no THP in this kernel) leaves base pages.
-        libc::madvise(aligned as *mut libc::c_void, bytes, libc::MADV_HUGEPAGE);
-    }
-    NonNull::new(aligned as *mut u8)
+    let region = blockio::AlignedRegion::map(bytes).ok()?;
+    let (base, len_bytes) = region.into_raw();
+    debug_assert_eq!(len_bytes, bytes);
+    Some(base)
 }
 
 /// Bytes of [start, start + bytes) that are transparent huge pages, from

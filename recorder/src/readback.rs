@@ -7,16 +7,19 @@
 //! store filled up comes back as written. The recorder cannot see that from
 //! the completion. So when a recording stops on an I/O error, the newest
 //! indexed slots (at most one ring's worth: every slot that could have been
-//! in flight with the failed one) are read back and checked (header and
-//! payload CRC), and the index is cut before the first one that does not
-//! check. A slot that cannot be read at all (device gone) is left indexed:
-//! it may well be intact, and `dmaplay verify` will say.
+//! in flight with the failed one) are read back and checked with
+//! [`formats::check_slot`], and the format's torn-tail rule
+//! ([`formats::TornTail`], which `dmaplay reindex` follows too) decides:
+//! a slot that fails is left out of the index, the others stay. A slot that
+//! cannot be read at all (device gone) is left indexed: it may well be
+//! intact, and `dmaplay verify` will say.
 
 use crate::memory::SlotMemory;
 use crate::target::Target;
 use anyhow::{Context, Result};
+use formats::check::SlotProblem;
 use formats::index::{INDEX_ENTRY_BYTES, INDEX_HEADER_BYTES};
-use formats::{IndexEntry, SlotHeader, Uuid, SLOT_HEADER_BYTES};
+use formats::{FormatError, IndexEntry, SlotHeader, TornTail, Uuid, SLOT_HEADER_BYTES};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
@@ -25,7 +28,7 @@ use std::os::unix::fs::FileExt;
 pub struct Readback {
     /// Slots read back and checked.
     pub checked: u64,
-    /// Slots left out of the index (the first damaged one and all after it).
+    /// Slots left out of the index (torn: they failed the check).
     pub dropped: u64,
     /// Slots that could not be read (left indexed).
     pub unreadable: u64,
@@ -34,9 +37,9 @@ pub struct Readback {
 }
 
 /// Checks the last `max_slots` of the first `indexed` entries of `index`
-/// (those the recorder wrote and synced) against the targets and truncates
-/// the index before the first damaged slot (then fdatasyncs it). An entry
-/// that does not decode is a damaged place too. Buffer 0 of `memory` is the
+/// (those the recorder wrote and synced) against the targets and takes the
+/// torn ones out of the index (then fdatasyncs it). An entry that does not
+/// decode, or names no target, is taken out too. Buffer 0 of `memory` is the
 /// read buffer: nothing else uses it any more.
 pub fn check_tail(
     targets: &[Target],
@@ -49,7 +52,10 @@ pub fn check_tail(
     let len = index.metadata().context("index: stat")?.len();
     let in_file = len.saturating_sub(INDEX_HEADER_BYTES as u64) / INDEX_ENTRY_BYTES as u64;
     let entries = indexed.min(in_file);
-    let first = entries.saturating_sub(max_slots);
+    let rule = TornTail {
+        window_slots: max_slots,
+    };
+    let window = rule.window(entries as usize);
     // SAFETY: the ring is torn down and the card stopped (see record.rs):
     // buffer 0 belongs to no one else; stride_bytes is inside the mapping.
     let buf =
@@ -58,53 +64,196 @@ pub fn check_tail(
         entries,
         ..Readback::default()
     };
-    let mut raw = [0u8; INDEX_ENTRY_BYTES];
-    for i in first..entries {
+    // The window's entries that stay, from the first torn one on.
+    let mut kept: Vec<[u8; INDEX_ENTRY_BYTES]> = Vec::with_capacity(window.len());
+    let mut first_torn: Option<u64> = None;
+    for i in window.start as u64..window.end as u64 {
+        let mut raw = [0u8; INDEX_ENTRY_BYTES];
         let at = INDEX_HEADER_BYTES as u64 + i * INDEX_ENTRY_BYTES as u64;
         if index.read_exact_at(&mut raw, at).is_err() {
             // The index itself cannot be read: leave it as it is.
             out.unreadable += entries - i;
-            break;
+            return Ok(out);
         }
-        let decoded = IndexEntry::decode(&raw)
-            .ok()
-            .and_then(|e| targets.get(e.device_index as usize).map(|t| (e, t)));
-        let Some((entry, target)) = decoded else {
-            cut(index, &mut out, i)?;
-            break;
-        };
-        let slot_bytes = SLOT_HEADER_BYTES + entry.payload_bytes_used as usize;
-        // Whole logical blocks, as O_DIRECT wants (a full slot always is).
-        let read_bytes = slot_bytes.next_multiple_of(4096).min(buf.len());
-        if target
-            .file
-            .read_exact_at(&mut buf[..read_bytes], entry.device_offset_bytes)
-            .is_err()
-        {
+        let check = check_entry(targets, &raw, buf, recording_uuid, memory.payload_bytes());
+        if matches!(check, Err(SlotProblem::ReadFailed(_))) {
             out.unreadable += 1;
-            continue;
+        } else {
+            out.checked += 1;
         }
-        out.checked += 1;
-        let good = SlotHeader::decode(&buf[..SLOT_HEADER_BYTES]).is_ok_and(|h| {
-            h.recording_uuid == recording_uuid
-                && h.slot_seq == entry.slot_seq
-                && h.payload_crc32 == entry.payload_crc32
-                && h.check_payload(&buf[SLOT_HEADER_BYTES..slot_bytes]).is_ok()
-        });
-        if !good {
-            cut(index, &mut out, i)?;
-            break;
+        if !rule.keeps(&check) {
+            first_torn.get_or_insert(i);
+            out.dropped += 1;
+        } else if first_torn.is_some() {
+            kept.push(raw);
         }
+    }
+    if let Some(first) = first_torn {
+        take_out(index, first, &kept)?;
+        out.entries = entries - out.dropped;
     }
     Ok(out)
 }
 
-/// Ends the index before entry `at`, durably.
-fn cut(index: &File, out: &mut Readback, at: u64) -> Result<()> {
-    out.dropped = out.entries - at;
-    out.entries = at;
+/// Reads the slot an index entry (`raw`) names into `buf` and checks it.
+fn check_entry(
+    targets: &[Target],
+    raw: &[u8],
+    buf: &mut [u8],
+    recording_uuid: Uuid,
+    payload_bytes: usize,
+) -> Result<SlotHeader, SlotProblem> {
+    let entry = IndexEntry::decode(raw).map_err(SlotProblem::BadHeader)?;
+    let Some(target) = targets.get(entry.device_index as usize) else {
+        return Err(SlotProblem::BadHeader(FormatError::Invalid {
+            what: "index entry",
+            field: "device_index",
+            detail: format!("member {} does not exist", entry.device_index),
+        }));
+    };
+    let slot_bytes = SLOT_HEADER_BYTES + entry.payload_bytes_used as usize;
+    // Whole logical blocks, as O_DIRECT wants (a full slot always is).
+    let read_bytes = slot_bytes.next_multiple_of(4096).min(buf.len());
+    target
+        .file
+        .read_exact_at(&mut buf[..read_bytes], entry.device_offset_bytes)
+        .map_err(|e| SlotProblem::ReadFailed(format!("{}: {e}", target.path.display())))?;
+    formats::check_slot(&buf[..read_bytes], &entry, recording_uuid, payload_bytes)
+}
+
+/// Takes the torn entries out of the index: the entries that stay (`kept`,
+/// all after position `first`) move down to `first`, then the file ends
+/// after them, durably. Written before the cut, so a crash in between
+/// leaves a longer index whose slot numbers stop increasing (a reader
+/// reports the damage; reindex rebuilds it), never a shorter one.
+fn take_out(index: &File, first: u64, kept: &[[u8; INDEX_ENTRY_BYTES]]) -> Result<()> {
+    let at = INDEX_HEADER_BYTES as u64 + first * INDEX_ENTRY_BYTES as u64;
     index
-        .set_len(INDEX_HEADER_BYTES as u64 + at * INDEX_ENTRY_BYTES as u64)
-        .context("index: cutting it before a damaged slot")?;
-    index.sync_data().context("index: fdatasync after the cut")
+        .write_all_at(&kept.concat(), at)
+        .context("index: moving the entries after a torn slot")?;
+    let end = at + (kept.len() * INDEX_ENTRY_BYTES) as u64;
+    index
+        .set_len(end)
+        .context("index: cutting it after taking out torn slots")?;
+    index
+        .sync_data()
+        .context("index: fdatasync after taking out torn slots")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PAYLOAD_BYTES: usize = 4096;
+    const SLOTS: u64 = 8;
+
+    fn temp_path(name: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("dmarec-readback-{}-{name}", std::process::id()))
+    }
+
+    /// Removes the files on drop, also when the test fails.
+    struct Files(Vec<std::path::PathBuf>);
+    impl Drop for Files {
+        fn drop(&mut self) {
+            for p in &self.0 {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+
+    /// A one-member recording of SLOTS slots in a regular file, its index
+    /// (header + entries), and the entries.
+    fn recording(files: &Files, uuid: Uuid) -> (Target, File, Vec<IndexEntry>) {
+        let target_file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&files.0[0])
+            .unwrap();
+        let mut index_bytes = vec![0u8; INDEX_HEADER_BYTES];
+        let mut entries = Vec::new();
+        for slot_seq in 0..SLOTS {
+            let payload = vec![slot_seq as u8 + 1; PAYLOAD_BYTES];
+            let header = SlotHeader {
+                recording_uuid: uuid,
+                slot_seq,
+                card_seq: slot_seq,
+                payload_bytes_used: PAYLOAD_BYTES as u32,
+                payload_crc32: formats::crc32(&payload),
+                ..SlotHeader::default()
+            };
+            let offset_bytes = formats::DATA_START_BYTES + slot_seq * 8192;
+            target_file
+                .write_all_at(&header.encode(), offset_bytes)
+                .unwrap();
+            target_file
+                .write_all_at(&payload, offset_bytes + SLOT_HEADER_BYTES as u64)
+                .unwrap();
+            let entry = IndexEntry::from_header(&header, offset_bytes);
+            index_bytes.extend_from_slice(&entry.encode());
+            entries.push(entry);
+        }
+        std::fs::write(&files.0[1], &index_bytes).unwrap();
+        let index = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&files.0[1])
+            .unwrap();
+        let target = Target {
+            path: files.0[0].clone(),
+            size_bytes: target_file.metadata().unwrap().len(),
+            file: target_file,
+            is_block_device: false,
+            logical_block_bytes: 512,
+            created: false,
+        };
+        (target, index, entries)
+    }
+
+    fn indexed_seqs(index: &File) -> Vec<u64> {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut &*index, &mut bytes).unwrap();
+        bytes[INDEX_HEADER_BYTES..]
+            .chunks(INDEX_ENTRY_BYTES)
+            .map(|raw| IndexEntry::decode(raw).unwrap().slot_seq)
+            .collect()
+    }
+
+    #[test]
+    fn torn_slots_in_the_window_leave_the_index_and_the_intact_ones_after_them_stay() {
+        let files = Files(vec![temp_path("target"), temp_path("index")]);
+        let uuid = Uuid::from_random_bytes([5; 16]);
+        let (target, index, entries) = recording(&files, uuid);
+        // Slots 5 and 7 torn (a byte of their payload lost), 6 intact.
+        for torn in [5usize, 7] {
+            let at = entries[torn].device_offset_bytes + SLOT_HEADER_BYTES as u64 + 10;
+            target.file.write_all_at(&[0xEE], at).unwrap();
+        }
+        let memory = SlotMemory::allocate(1, PAYLOAD_BYTES).unwrap();
+        let found = check_tail(&[target], &index, &memory, uuid, SLOTS, 4).unwrap();
+        assert_eq!(
+            found,
+            Readback {
+                checked: 4,
+                dropped: 2,
+                unreadable: 0,
+                entries: SLOTS - 2
+            }
+        );
+        assert_eq!(indexed_seqs(&index), vec![0, 1, 2, 3, 4, 6]);
+    }
+
+    #[test]
+    fn a_torn_slot_outside_the_window_is_not_the_read_backs_business() {
+        let files = Files(vec![temp_path("target-old"), temp_path("index-old")]);
+        let uuid = Uuid::from_random_bytes([6; 16]);
+        let (target, index, entries) = recording(&files, uuid);
+        let at = entries[1].device_offset_bytes + SLOT_HEADER_BYTES as u64;
+        target.file.write_all_at(&[0xEE], at).unwrap();
+        let memory = SlotMemory::allocate(1, PAYLOAD_BYTES).unwrap();
+        let found = check_tail(&[target], &index, &memory, uuid, SLOTS, 4).unwrap();
+        assert_eq!((found.checked, found.dropped, found.entries), (4, 0, SLOTS));
+        assert_eq!(indexed_seqs(&index), (0..SLOTS).collect::<Vec<_>>());
+    }
 }

@@ -490,7 +490,7 @@ impl<'a> Recorder<'a> {
     }
 
     /// After a write error: the newest durable slots are read back and the
-    /// index is cut before a damaged one (crate::readback).
+    /// torn ones are taken out of the index (crate::readback).
     fn read_back(&self, run: &mut Run, durable: u64) -> Result<u64> {
         let memory = self.io.memory;
         let r = crate::readback::check_tail(
@@ -506,8 +506,8 @@ impl<'a> Recorder<'a> {
             run.error = run.error.take().map(|e| {
                 anyhow::anyhow!(
                     "{e:#}; read back after the error: {} slot(s) written before it were \
-                     damaged (the device had reported them written), {} could not be read \
-                     (left indexed); the index ends at {} entries",
+                     torn and were taken out of the index (the device had reported them written), {} could not be read \
+                     (left indexed); the index holds {} entries",
                     r.dropped,
                     r.unreadable,
                     r.entries

@@ -9,7 +9,7 @@
 //! that do not fit.
 
 use anyhow::{bail, Context, Result};
-use formats::{Superblock, Uuid, SUPERBLOCK_BYTES};
+use formats::{PayloadSize, Superblock, Uuid, SUPERBLOCK_BYTES};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
@@ -31,15 +31,16 @@ pub struct OpenOptionsCli {
     pub new_file_size_bytes: Option<u64>,
 }
 
-const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
-const BLKSSZGET: libc::c_ulong = 0x1268;
-
 /// Opens and checks one target. Nothing is written.
-pub fn open_target(path: &Path, opts: &OpenOptionsCli, payload_bytes: u32) -> Result<Target> {
+pub fn open_target(
+    path: &Path,
+    opts: &OpenOptionsCli,
+    payload_size: PayloadSize,
+) -> Result<Target> {
     let meta = std::fs::metadata(path);
     let is_new = matches!(&meta, Err(e) if e.kind() == std::io::ErrorKind::NotFound);
     if is_new {
-        return create_file_target(path, opts, payload_bytes);
+        return create_file_target(path, opts, payload_size);
     }
     let meta = meta.with_context(|| format!("target {}: cannot stat", path.display()))?;
     let ft = meta.file_type();
@@ -58,11 +59,8 @@ pub fn open_target(path: &Path, opts: &OpenOptionsCli, payload_bytes: u32) -> Re
             ),
             _ => anyhow::Error::new(e).context(format!("target {}: cannot open for O_DIRECT writing", path.display())),
         })?;
-    let (size_bytes, logical_block_bytes) = if ft.is_block_device() {
-        block_geometry(&file, path)?
-    } else {
-        (meta.len(), 512)
-    };
+    let geometry = blockio::geometry(&file, path)?;
+    let (size_bytes, logical_block_bytes) = (geometry.size_bytes, geometry.logical_block_bytes);
     let t = Target {
         path: path.to_path_buf(),
         file,
@@ -71,7 +69,7 @@ pub fn open_target(path: &Path, opts: &OpenOptionsCli, payload_bytes: u32) -> Re
         logical_block_bytes,
         created: false,
     };
-    check_geometry(&t, payload_bytes)?;
+    check_geometry(&t, payload_size)?;
     if !opts.force {
         check_signatures(&t)?;
     }
@@ -86,11 +84,7 @@ fn open_exclusive(path: &Path, block: bool) -> std::io::Result<File> {
     const BUSY_RETRIES: u32 = 20;
     let mut attempt = 0;
     loop {
-        let r = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_DIRECT | if block { libc::O_EXCL } else { 0 })
-            .open(path);
+        let r = blockio::open_read_write_direct(path, block);
         match r {
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < BUSY_RETRIES => {
                 attempt += 1;
@@ -101,7 +95,11 @@ fn open_exclusive(path: &Path, block: bool) -> std::io::Result<File> {
     }
 }
 
-fn create_file_target(path: &Path, opts: &OpenOptionsCli, payload_bytes: u32) -> Result<Target> {
+fn create_file_target(
+    path: &Path,
+    opts: &OpenOptionsCli,
+    payload_size: PayloadSize,
+) -> Result<Target> {
     let Some(size_bytes) = opts.new_file_size_bytes else {
         bail!("target {} does not exist: to record into a new regular file give its size with --file-size BYTES (or name an existing device)", path.display());
     };
@@ -130,51 +128,29 @@ fn create_file_target(path: &Path, opts: &OpenOptionsCli, payload_bytes: u32) ->
         logical_block_bytes: 512,
         created: true,
     };
-    if let Err(e) = check_geometry(&t, payload_bytes) {
+    if let Err(e) = check_geometry(&t, payload_size) {
         let _ = std::fs::remove_file(path);
         return Err(e);
     }
     Ok(t)
 }
 
-fn block_geometry(file: &File, path: &Path) -> Result<(u64, u32)> {
-    let mut size: u64 = 0;
-    let mut lbs: libc::c_int = 0;
-    // SAFETY: both ioctls write one integer of the given type into our locals.
-    unsafe {
-        if libc::ioctl(file.as_raw_fd(), BLKGETSIZE64 as _, &mut size) != 0 {
-            bail!(
-                "target {}: BLKGETSIZE64 failed: {}",
-                path.display(),
-                std::io::Error::last_os_error()
-            );
-        }
-        if libc::ioctl(file.as_raw_fd(), BLKSSZGET as _, &mut lbs) != 0 {
-            bail!(
-                "target {}: BLKSSZGET failed: {}",
-                path.display(),
-                std::io::Error::last_os_error()
-            );
-        }
-    }
-    Ok((size, lbs as u32))
-}
-
-fn check_geometry(t: &Target, payload_bytes: u32) -> Result<()> {
-    if t.logical_block_bytes > 4096 || 4096 % t.logical_block_bytes != 0 {
+fn check_geometry(target: &Target, payload_size: PayloadSize) -> Result<()> {
+    let payload_bytes = payload_size.bytes();
+    if target.logical_block_bytes > 4096 || 4096 % target.logical_block_bytes != 0 {
         bail!(
             "target {}: logical block size {} bytes is not supported (slots are 4096-byte aligned; needs a block size dividing 4096)",
-            t.path.display(),
-            t.logical_block_bytes
+            target.path.display(),
+            target.logical_block_bytes
         );
     }
-    let slots = Superblock::slots_for_device(t.size_bytes, payload_bytes);
+    let slots = Superblock::slots_for_device(target.size_bytes, payload_bytes);
     if slots == 0 {
         let need = formats::DATA_START_BYTES + 4096 + payload_bytes as u64 + 4096;
         bail!(
             "target {}: {} bytes is too small for one slot of {} payload bytes (needs at least {need} bytes: 1 MiB reserved + 4 KiB header + payload + 4 KiB backup superblock)",
-            t.path.display(),
-            t.size_bytes,
+            target.path.display(),
+            target.size_bytes,
             payload_bytes
         );
     }
@@ -319,93 +295,14 @@ fn check_signatures(t: &Target) -> Result<()> {
     Ok(())
 }
 
-/// O_DIRECT read of `len` bytes at `offset` into an aligned buffer.
+/// O_DIRECT read of `len` bytes at `offset` (fewer at the end of the file).
 pub fn read_aligned(file: &File, offset: u64, len: usize) -> Result<Vec<u8>> {
-    let buf = AlignedBuf::new(len);
-    let mut done = 0;
-    while done < len {
-        // SAFETY: reading into our own aligned buffer within its length.
-        let n = unsafe {
-            libc::pread(
-                file.as_raw_fd(),
-                buf.ptr.add(done).cast(),
-                len - done,
-                (offset + done as u64) as libc::off_t,
-            )
-        };
-        if n < 0 {
-            bail!(
-                "read at offset {}: {}",
-                offset + done as u64,
-                std::io::Error::last_os_error()
-            );
-        }
-        if n == 0 {
-            break;
-        }
-        done += n as usize;
-    }
-    let mut v = buf.as_slice().to_vec();
-    v.truncate(done);
-    Ok(v)
+    blockio::read_direct(file, offset, len)
 }
 
 /// O_DIRECT write of `data` (length a multiple of 4096) at `offset`.
 pub fn write_aligned(file: &File, offset: u64, data: &[u8]) -> Result<()> {
-    let mut buf = AlignedBuf::new(data.len());
-    buf.as_mut_slice().copy_from_slice(data);
-    let mut done = 0;
-    while done < data.len() {
-        // SAFETY: writing from our own aligned buffer within its length.
-        let n = unsafe {
-            libc::pwrite(
-                file.as_raw_fd(),
-                buf.ptr.add(done).cast(),
-                data.len() - done,
-                (offset + done as u64) as libc::off_t,
-            )
-        };
-        if n <= 0 {
-            bail!(
-                "write at offset {}: {}",
-                offset + done as u64,
-                std::io::Error::last_os_error()
-            );
-        }
-        done += n as usize;
-    }
-    Ok(())
-}
-
-/// A 4096-aligned heap buffer for O_DIRECT set-up I/O (not the hot path).
-struct AlignedBuf {
-    ptr: *mut u8,
-    layout: std::alloc::Layout,
-}
-
-impl AlignedBuf {
-    fn new(len: usize) -> AlignedBuf {
-        let layout = std::alloc::Layout::from_size_align(len.max(4096), 4096).expect("layout");
-        // SAFETY: non-zero size layout.
-        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
-        assert!(!ptr.is_null(), "out of memory");
-        AlignedBuf { ptr, layout }
-    }
-    fn as_slice(&self) -> &[u8] {
-        // SAFETY: ptr is valid for layout.size() initialized bytes.
-        unsafe { std::slice::from_raw_parts(self.ptr, self.layout.size()) }
-    }
-    fn as_mut_slice(&mut self) -> &mut [u8] {
-        // SAFETY: as above, uniquely borrowed.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.layout.size()) }
-    }
-}
-
-impl Drop for AlignedBuf {
-    fn drop(&mut self) {
-        // SAFETY: allocated with this layout.
-        unsafe { std::alloc::dealloc(self.ptr, self.layout) };
-    }
+    blockio::write_direct(file, offset, data)
 }
 
 /// Writes the recording's superblocks (primary and backup) to every member,

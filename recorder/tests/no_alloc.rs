@@ -49,7 +49,7 @@ fn allocations_of_a_recording(dir: &std::path::Path, size_bytes: u64) -> u64 {
         index: index.clone(),
         size_bytes: Some(size_bytes),
         duration: None,
-        payload_bytes: 64 << 10,
+        payload_size: formats::PayloadSize::new(64 << 10).unwrap(),
         buffers: 16,
         queue_depth: 4,
         ring: false,

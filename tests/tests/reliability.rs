@@ -98,7 +98,7 @@ fn device_set_read_only_mid_recording_stops_with_exit_4() {
     let dev = LoopDevice::new(&s.path, "disk", 1 << 30).unwrap();
     let idx = s.file("rec.idx");
     let child = spawn_record(&["--rate", "100", "--target", &dev.device, "--index", &idx]);
-    std::thread::sleep(Duration::from_millis(1500));
+    wait_until_indexed(&idx);
     assert!(Command::new("blockdev")
         .args(["--setro", &dev.device])
         .status()
@@ -135,7 +135,7 @@ fn detach_while_recording_is_deferred_and_the_recording_completes() {
     let dev = LoopDevice::new(&s.path, "disk", 256 << 20).unwrap();
     let idx = s.file("rec.idx");
     let child = spawn_record(&["--rate", "100", "--target", &dev.device, "--index", &idx]);
-    std::thread::sleep(Duration::from_millis(800));
+    wait_until_indexed(&idx);
     // The kernel only marks an open loop device for autoclear.
     let _ = Command::new("losetup").args(["-d", &dev.device]).status();
     let out = child.wait_with_output().unwrap();
@@ -240,6 +240,20 @@ fn spawn_record(args: &[&str]) -> std::process::Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
+}
+
+/// Waits until the recorder has made its first index entries durable (its
+/// first sync round), however long its start-up takes (locking a large
+/// ring on a busy machine takes seconds); at most 60 s.
+fn wait_until_indexed(index: &str) {
+    let header = formats::index::INDEX_HEADER_BYTES as u64;
+    for _ in 0..600 {
+        if std::fs::metadata(index).is_ok_and(|m| m.len() > header) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{index}: no index entry after 60 s");
 }
 
 /// Waits for `child` at most `limit`, killing it (and failing) on timeout.

@@ -13,7 +13,7 @@ use crate::scan::{self, ScanReport};
 use crate::stripe::StripeSet;
 use anyhow::{bail, Context, Result};
 use formats::index::{IndexView, INDEX_ENTRY_BYTES};
-use formats::{IndexEntry, IndexHeader, SlotHeader, SLOT_HEADER_BYTES};
+use formats::{IndexEntry, IndexHeader, SLOT_HEADER_BYTES};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -222,8 +222,8 @@ impl Catalog {
         let page =
             crate::target::read_exact_direct(&t.file, loc.offset_bytes, SLOT_HEADER_BYTES, &t.path)
                 .ok()?;
-        let h = SlotHeader::decode(&page).ok()?;
-        (h.recording_uuid == stripe.recording_uuid() && h.slot_seq == next).then(|| {
+        let h = formats::check::check_header(&page, stripe.recording_uuid()).ok()?;
+        (h.slot_seq == next).then(|| {
             let ends = match next {
                 0 => "the index lists no slot".to_string(),
                 n => format!("the index ends at slot {}", n - 1),

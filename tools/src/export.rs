@@ -357,10 +357,6 @@ impl ChannelOut {
     }
 }
 
-/// Buffer budget and most reads in flight.
-const BUFFER_BUDGET_BYTES: usize = 64 << 20;
-const MAX_BUFFERS: usize = 32;
-
 pub fn export(
     stripe: &StripeSet,
     catalog: &Catalog,
@@ -434,7 +430,7 @@ pub fn export(
             .iter()
             .map(|m| m.as_ref().map(|t| &t.file))
             .collect();
-        let count = uring::buffer_count(slot_bytes, files.len(), BUFFER_BUDGET_BYTES, MAX_BUFFERS);
+        let count = blockio::ReadBudget::EXPORT.buffer_count(slot_bytes, files.len());
         let mut reader = Reader::new(&files, slot_bytes, count)?;
         let bar = crate::progress::bytes_bar(0, "export", o.quiet);
         let mut requests = range.clone().filter_map(|i| {

@@ -30,7 +30,8 @@ Exit status:
   0  success
   1  error (bad input, unreadable target, --gaps error hit a gap, ...)
   2  usage error
-  3  verify: bad, missing or unavailable slots were found (listed on stdout)";
+  3  verify: bad, missing or unavailable slots, or a damaged superblock or reserved area,
+     were found (listed on stdout)";
 
 #[derive(Parser)]
 #[command(name = "dmaplay", version, about = "Inspect, verify, export, replay and reindex dmarec recordings", after_help = AFTER_HELP)]
@@ -274,7 +275,7 @@ fn run_verify(a: VerifyArgs) -> Result<i32> {
     } else {
         print!("{}", report.text());
     }
-    Ok(if report.bad.is_empty() {
+    Ok(if report.all_good() {
         EXIT_OK
     } else {
         EXIT_BAD_SLOTS

@@ -1,10 +1,12 @@
 //! `dmaplay reindex`: rebuild a recording's index from its members, after a
 //! crash or a lost index. The slots come from a header scan ([`crate::scan`]):
 //! only this recording's slots with a valid header at the location the
-//! layout gives their number, in ring mode only the newest lap. The payloads
-//! of the newest slots are read to find torn ones (a write cut short by a
-//! crash: valid header, payload CRC mismatch), which are left out, since the
-//! index has no flag for them. The index is written to a temporary file
+//! layout gives their number, in ring mode only the newest lap. The newest
+//! slots are read whole and checked ([`formats::check_slot`]) to find torn
+//! ones (a write cut short by a crash: valid header, payload CRC mismatch);
+//! what counts as the torn tail and what is done with it is the format's
+//! rule, [`formats::TornTail`], which the recorder's read-back follows too:
+//! a torn slot is left out, since the index has no flag for it. The index is written to a temporary file
 //! beside the target path, synced and renamed over it.
 
 use crate::catalog::index_image;
@@ -12,15 +14,16 @@ use crate::scan::{self, Found, ScanReport};
 use crate::stripe::StripeSet;
 use crate::uring::{self, FnSink, Reader, Request};
 use anyhow::{bail, Context, Result};
-use formats::IndexEntry;
+use blockio::ReadBudget;
+use formats::{check::SlotProblem, IndexEntry, TornTail};
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// Newest slots whose payload is read to find torn writes: more than the
-/// recorder ever has in flight (its --queue-depth, default 16).
-pub const DEFAULT_CHECK_NEWEST: usize = 64;
+/// Newest slots whose payload is read to find torn writes
+/// ([`TornTail::DEFAULT_WINDOW_SLOTS`]).
+pub const DEFAULT_CHECK_NEWEST: usize = TornTail::DEFAULT_WINDOW_SLOTS as usize;
 
 pub struct ReindexOptions {
     pub index: PathBuf,
@@ -71,7 +74,7 @@ pub fn reindex(stripe: &StripeSet, o: &ReindexOptions) -> Result<ReindexReport> 
     }
     let torn = find_torn(stripe, &s.entries, o.check_newest)?;
     let torn_seqs: BTreeSet<u64> = torn.iter().map(|t| t.slot_seq).collect();
-    let payloads_checked = s.entries.len().min(o.check_newest) as u64;
+    let payloads_checked = window_of(o.check_newest).window(s.entries.len()).len() as u64;
     if !torn_seqs.is_empty() {
         s.entries.retain(|e| !torn_seqs.contains(&e.slot_seq));
         let capacity = stripe.layout.capacity_slots();
@@ -115,9 +118,17 @@ pub fn reindex(stripe: &StripeSet, o: &ReindexOptions) -> Result<ReindexReport> 
     })
 }
 
-/// Reads the payloads of the newest `newest` slots; returns the torn ones.
+fn window_of(check_newest: usize) -> TornTail {
+    TornTail {
+        window_slots: check_newest as u64,
+    }
+}
+
+/// Reads the newest `newest` slots whole; returns the torn ones (those the
+/// torn-tail rule leaves out).
 fn find_torn(stripe: &StripeSet, entries: &[IndexEntry], newest: usize) -> Result<Vec<TornSlot>> {
-    let tail = &entries[entries.len().saturating_sub(newest)..];
+    let rule = window_of(newest);
+    let tail = &entries[rule.window(entries.len())];
     if tail.is_empty() {
         return Ok(Vec::new());
     }
@@ -128,7 +139,7 @@ fn find_torn(stripe: &StripeSet, entries: &[IndexEntry], newest: usize) -> Resul
         .iter()
         .map(|m| m.as_ref().map(|t| &t.file))
         .collect();
-    let count = uring::buffer_count(slot_bytes, files.len(), 64 << 20, 16);
+    let count = ReadBudget::TORN_TAIL.buffer_count(slot_bytes, files.len());
     let mut reader = Reader::new(&files, slot_bytes, count)?;
     let mut torn = Vec::new();
     let mut requests = tail.iter().enumerate().map(|(i, e)| Request {
@@ -141,23 +152,18 @@ fn find_torn(stripe: &StripeSet, entries: &[IndexEntry], newest: usize) -> Resul
         &mut requests,
         &mut FnSink(|slot: &[u8], c: uring::Completion| {
             let e = &tail[c.request.tag as usize];
-            let problem = match c.result {
-                Err(why) => Some(format!("read failed: {why}")),
-                Ok(()) => crate::verify::check_slot(
-                    slot,
-                    e,
-                    stripe.recording_uuid(),
-                    payload_bytes,
-                    false,
-                ),
+            let check = match c.result {
+                Err(why) if why == uring::END_OF_DEVICE => Err(SlotProblem::EndOfDevice),
+                Err(why) => Err(SlotProblem::ReadFailed(why)),
+                Ok(()) => formats::check_slot(slot, e, stripe.recording_uuid(), payload_bytes),
             };
-            if let Some(problem) = problem {
+            if let (false, Err(problem)) = (rule.keeps(&check), check) {
                 torn.push(TornSlot {
                     slot_seq: e.slot_seq,
                     card_seq: e.card_seq,
                     device: stripe.describe(e.device_index as usize),
                     offset_bytes: e.device_offset_bytes,
-                    problem,
+                    problem: problem.to_string(),
                 });
             }
             Ok(())

@@ -96,8 +96,6 @@ pub fn plan(
     select::resolve(catalog, stripe, &sel)
 }
 
-const BUFFER_BUDGET_BYTES: usize = 32 << 20;
-const MAX_BUFFERS: usize = 16;
 /// Most skipped slots listed in the report (all are warned about).
 const MAX_LISTED_SKIPS: usize = 1000;
 
@@ -168,7 +166,7 @@ pub fn replay(
         .iter()
         .map(|m| m.as_ref().map(|t| &t.file))
         .collect();
-    let count = uring::buffer_count(slot_bytes, files.len(), BUFFER_BUDGET_BYTES, MAX_BUFFERS);
+    let count = blockio::ReadBudget::REPLAY.buffer_count(slot_bytes, files.len());
     let mut reader = Reader::new(&files, slot_bytes, count)?;
     let started = Instant::now();
     let mut origin_card_ns: Option<u64> = None;

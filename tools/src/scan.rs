@@ -1,7 +1,7 @@
 //! Finding a recording's slots without its index: read the 4 KiB header
 //! page of every slot location on every member (O_DIRECT, io_uring, several
 //! in flight per member) and keep the slots *valid for this recording at
-//! their location* (docs/FORMAT.md). In ring mode a location holds the slot
+//! their location* (docs/FORMAT.md, [`formats::check::check_header_at`]). In ring mode a location holds the slot
 //! of the latest lap: only slot numbers within `capacity` of the newest one
 //! are live. Everything else is counted and classified, so a report can say
 //! why a slot number is missing.
@@ -9,6 +9,7 @@
 use crate::stripe::StripeSet;
 use crate::uring::{self, FnSink, Reader, Request};
 use anyhow::Result;
+use formats::check::{self, SlotProblem};
 use formats::{FormatError, IndexEntry, SlotHeader, Uuid, SLOT_HEADER_BYTES};
 use std::collections::BTreeMap;
 
@@ -89,8 +90,6 @@ pub struct DamagedHeader {
 
 /// Most damaged headers listed by name (all are counted).
 pub const MAX_LISTED_DAMAGED: usize = 1000;
-/// Reads in flight over all members.
-const SCAN_BUFFERS: usize = 64;
 
 /// What a scan found.
 pub struct Scan {
@@ -138,12 +137,7 @@ pub fn scan(stripe: &StripeSet, progress: &mut dyn FnMut(u64)) -> Result<Scan> {
             len_bytes: SLOT_HEADER_BYTES,
             tag: device_slot,
         });
-    let buffers = uring::buffer_count(
-        SLOT_HEADER_BYTES,
-        files.len(),
-        SCAN_BUFFERS * SLOT_HEADER_BYTES,
-        SCAN_BUFFERS,
-    );
+    let buffers = blockio::ReadBudget::SCAN.buffer_count(SLOT_HEADER_BYTES, files.len());
     let mut reader = Reader::new(&files, SLOT_HEADER_BYTES, buffers)?;
     let mut read = 0u64;
     reader.run(
@@ -160,27 +154,26 @@ pub fn scan(stripe: &StripeSet, progress: &mut dyn FnMut(u64)) -> Result<Scan> {
             }
             let class = match c.result {
                 Err(_) => Found::ReadError,
-                Ok(()) => match SlotHeader::decode(page) {
-                    Ok(h) if h.recording_uuid != uuid => {
-                        *other.entry(h.recording_uuid).or_insert(0) += 1;
+                Ok(()) => match check::check_header_at(page, uuid, layout, d, device_slot) {
+                    Ok(h) => {
+                        candidates.push((h.slot_seq, h, c.request.offset_bytes));
+                        Found::Live
+                    }
+                    Err(SlotProblem::OtherRecording { recording_uuid, .. }) => {
+                        *other.entry(recording_uuid).or_insert(0) += 1;
                         Found::OtherRecording
                     }
-                    Ok(h) => {
-                        let at = layout.locate(h.slot_seq);
-                        if at.is_some_and(|l| l.device_index == d && l.device_slot == device_slot) {
-                            candidates.push((h.slot_seq, h, c.request.offset_bytes));
-                            Found::Live
-                        } else {
-                            Found::Misplaced
-                        }
-                    }
-                    Err(FormatError::BadMagic { .. }) => Found::Empty,
+                    Err(SlotProblem::Misplaced { .. }) => Found::Misplaced,
+                    Err(SlotProblem::BadHeader(FormatError::BadMagic { .. })) => Found::Empty,
                     Err(e) => {
                         if report.damaged_headers.len() < MAX_LISTED_DAMAGED {
                             report.damaged_headers.push(DamagedHeader {
                                 device_index: d,
                                 offset_bytes: c.request.offset_bytes,
-                                error: e.to_string(),
+                                error: match e {
+                                    SlotProblem::BadHeader(format) => format.to_string(),
+                                    other => other.to_string(),
+                                },
                             });
                         }
                         Found::DamagedHeader

@@ -2,12 +2,9 @@
 //! never writable, and its superblock read from the primary copy, or from
 //! the backup copy at the device's end when the primary is damaged.
 
-use crate::aligned::BufferPool;
 use anyhow::{bail, Context, Result};
 use formats::{Superblock, SUPERBLOCK_BYTES};
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
-use std::os::unix::io::AsRawFd;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// A target opened read-only with its superblock.
@@ -21,64 +18,25 @@ pub struct Target {
     pub primary_damage: Option<String>,
 }
 
-const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
-
-/// Opens `path` read-only with O_DIRECT. dmaplay never opens a target for writing.
+/// Opens `path` read-only with O_DIRECT, with its size. dmaplay never opens
+/// a target for writing.
 pub fn open_read_only(path: &Path) -> Result<(File, u64)> {
-    let meta = std::fs::metadata(path)
-        .with_context(|| format!("target {}: cannot stat", path.display()))?;
-    let ft = meta.file_type();
-    if !ft.is_block_device() && !ft.is_file() {
-        bail!(
-            "target {}: not a block device or regular file",
-            path.display()
-        );
-    }
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(path)
-        .with_context(|| {
-            format!(
-                "target {}: cannot open read-only with O_DIRECT",
-                path.display()
-            )
-        })?;
-    let size_bytes = if ft.is_block_device() {
-        let mut size: u64 = 0;
-        // SAFETY: BLKGETSIZE64 writes one u64 through the pointer we pass.
-        let rc = unsafe { libc::ioctl(file.as_raw_fd(), BLKGETSIZE64, &mut size as *mut u64) };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error())
-                .with_context(|| format!("target {}: BLKGETSIZE64", path.display()));
-        }
-        size
-    } else {
-        meta.len()
-    };
+    let file = blockio::open_read_only_direct(path)?;
+    let size_bytes = blockio::geometry(&file, path)?.size_bytes;
     Ok((file, size_bytes))
 }
 
 /// Reads `len` bytes at `offset` (both multiples of 4096) with O_DIRECT.
 pub fn read_exact_direct(file: &File, offset: u64, len: usize, path: &Path) -> Result<Vec<u8>> {
-    let pool = BufferPool::new(len, 1)?;
-    // SAFETY: the pool has one buffer of `len` bytes, owned here only.
-    let buf = unsafe { std::slice::from_raw_parts_mut(pool.ptr(0), len) };
-    let mut done = 0usize;
-    // Bounded: each pass reads at least one byte or fails.
-    while done < len {
-        let n = file
-            .read_at(&mut buf[done..], offset + done as u64)
-            .with_context(|| format!("{}: read {len} bytes at offset {offset}", path.display()))?;
-        if n == 0 {
-            bail!(
-                "{}: end of device reading {len} bytes at offset {offset}",
-                path.display()
-            );
-        }
-        done += n;
+    let bytes = blockio::read_direct(file, offset, len)
+        .with_context(|| format!("{}: read {len} bytes at offset {offset}", path.display()))?;
+    if bytes.len() < len {
+        bail!(
+            "{}: end of device reading {len} bytes at offset {offset}",
+            path.display()
+        );
     }
-    Ok(buf.to_vec())
+    Ok(bytes)
 }
 
 impl Target {

@@ -45,6 +45,9 @@ pub trait Sink {
     }
 }
 
+/// The error of a read the device ends before.
+pub const END_OF_DEVICE: &str = "end of device";
+
 /// Longest chain of short reads we resubmit for one request.
 const MAX_SHORT_READS: u32 = 16;
 
@@ -238,7 +241,7 @@ impl Reader {
                 if res < 0 {
                     f.result = Some(Err(std::io::Error::from_raw_os_error(-res).to_string()));
                 } else if res == 0 {
-                    f.result = Some(Err("end of device".to_string()));
+                    f.result = Some(Err(END_OF_DEVICE.to_string()));
                 } else {
                     f.done_bytes += res as usize;
                     if f.done_bytes >= f.request.len_bytes {
@@ -315,16 +318,6 @@ impl<F: FnMut(&[u8], Completion) -> Result<()>> Sink for FnSink<F> {
     }
 }
 
-/// How many buffers to use for reads of `buffer_bytes`: 2 per member (so
-/// every member has reads in flight) up to `max_count`, more while they fit
-/// in `budget_bytes`.
-pub fn buffer_count(
-    buffer_bytes: usize,
-    members: usize,
-    budget_bytes: usize,
-    max_count: usize,
-) -> usize {
-    assert!(max_count >= 2);
-    let floor = (2 * members).clamp(2, max_count);
-    (budget_bytes / buffer_bytes.max(1)).clamp(floor, max_count)
-}
+/// How many buffers to use for reads (blockio's, with the commands'
+/// budgets in [`blockio::ReadBudget`]).
+pub use blockio::buffer_count;

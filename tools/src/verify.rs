@@ -4,16 +4,24 @@
 //! with the catalog entry, the payload CRC matches, and with `--pattern`
 //! the payload is the simulated card's. CRC work runs on worker threads
 //! (one per core), so the disks are the limit. Every bad slot is listed:
-//! member, offset, slot number, card sequence number, what is wrong.
+//! member, offset, slot number, card sequence number, what is wrong. The
+//! slot rules are the format's ([`formats::check`]). Without an index (a
+//! scan of the headers) verify also checks what the headers imply about
+//! each other: the card_seq/gap_count chain, the round-robin channel rule,
+//! card time never going back. Every member's backup superblock is checked
+//! against its primary, and its reserved area (4 KiB .. 1 MiB) for zeros.
 
 use crate::aligned::BufferPool;
 use crate::catalog::{Catalog, IndexDamage};
 use crate::scan::Found;
 use crate::select::{self, Selection};
 use crate::stripe::StripeSet;
-use crate::uring::{self, Completion, Reader, Request, Sink};
+use crate::target::read_exact_direct;
+use crate::uring::{Completion, Reader, Request, Sink};
 use anyhow::{Context, Result};
-use formats::{pattern, IndexEntry, SlotHeader, Uuid, SLOT_HEADER_BYTES};
+use formats::{
+    check, pattern, IndexEntry, Uuid, DATA_START_BYTES, SLOT_HEADER_BYTES, SUPERBLOCK_BYTES,
+};
 use serde::Serialize;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
@@ -44,6 +52,16 @@ pub struct VerifyReport {
     pub worker_threads: usize,
     pub index_behind: Option<String>,
     pub bad: Vec<BadSlot>,
+    /// Superblock and reserved-area problems of the members present.
+    pub member_problems: Vec<MemberIssue>,
+}
+
+/// A problem of a member's superblocks or reserved area.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct MemberIssue {
+    pub device_index: usize,
+    pub device: String,
+    pub problem: String,
 }
 
 pub struct VerifyOptions {
@@ -53,10 +71,6 @@ pub struct VerifyOptions {
     /// Worker threads for CRC and pattern checks (0: one per core).
     pub threads: usize,
 }
-
-/// Budget for read buffers, and most reads in flight.
-const BUFFER_BUDGET_BYTES: usize = 128 << 20;
-const MAX_BUFFERS: usize = 64;
 
 /// Finds the catalog positions to verify (checked entries).
 pub fn plan(
@@ -71,7 +85,10 @@ pub fn plan(
     select::resolve(catalog, stripe, &sel)
 }
 
-/// What is wrong with a slot read into `slot` (header page + payload).
+/// What is wrong with a slot read into `slot` (header page + payload):
+/// [`formats::check_slot`], the one definition of a good slot; when the
+/// header is the problem, the payload is also checked against the catalog
+/// entry; with `with_pattern`, the payload against the simulated card's.
 pub fn check_slot(
     slot: &[u8],
     e: &IndexEntry,
@@ -81,69 +98,29 @@ pub fn check_slot(
 ) -> Option<String> {
     let mut problems: Vec<String> = Vec::new();
     let payload = &slot[SLOT_HEADER_BYTES..SLOT_HEADER_BYTES + payload_bytes];
-    match SlotHeader::decode(&slot[..SLOT_HEADER_BYTES]) {
-        Err(err) => problems.push(format!("header: {err}")),
-        Ok(h) if h.recording_uuid != uuid => problems.push(format!(
-            "holds a slot of another recording {} (slot {})",
-            h.recording_uuid, h.slot_seq
-        )),
-        Ok(h) if h.slot_seq != e.slot_seq => problems.push(format!(
-            "holds slot {} instead (stale ring lap or misplaced)",
-            h.slot_seq
-        )),
-        Ok(h) => {
-            let from_header = IndexEntry::from_header(&h, e.device_offset_bytes);
-            if from_header != *e {
-                problems.push(format!(
-                    "header differs from the catalog entry: {}",
-                    differing_fields(&from_header, e)
-                ));
+    if let Err(problem) = formats::check_slot(slot, e, uuid, payload_bytes) {
+        problems.push(problem.to_string());
+        if !problem.is_payload() {
+            let against_entry = check::check_payload(
+                payload,
+                e.payload_bytes_used,
+                e.payload_crc32,
+                payload_bytes,
+            );
+            if let Err(payload_problem) = against_entry {
+                problems.push(payload_problem.to_string());
             }
         }
     }
     let used = e.payload_bytes_used as usize;
-    if used > payload_bytes {
-        problems.push(format!(
-            "payload_bytes_used {used} exceeds the payload size {payload_bytes}"
-        ));
-    } else {
-        let computed = formats::crc32(&payload[..used]);
-        if computed != e.payload_crc32 {
+    if with_pattern && used <= payload_bytes {
+        if let Some(at) = pattern::first_mismatch(&payload[..used], e.channel as u16, e.card_seq) {
             problems.push(format!(
-                "payload CRC mismatch (stored {:#010x}, computed {computed:#010x})",
-                e.payload_crc32
+                "payload differs from the simulated card's pattern at byte {at}"
             ));
-        }
-        if with_pattern {
-            if let Some(at) =
-                pattern::first_mismatch(&payload[..used], e.channel as u16, e.card_seq)
-            {
-                problems.push(format!(
-                    "payload differs from the simulated card's pattern at byte {at}"
-                ));
-            }
         }
     }
     (!problems.is_empty()).then(|| problems.join("; "))
-}
-
-fn differing_fields(a: &IndexEntry, b: &IndexEntry) -> String {
-    let mut f = Vec::new();
-    macro_rules! cmp {
-        ($($field:ident),*) => { $( if a.$field != b.$field { f.push(format!("{} {} vs {}", stringify!($field), a.$field, b.$field)); } )* };
-    }
-    cmp!(
-        card_seq,
-        card_timestamp_ns,
-        host_timestamp_ns,
-        gap_count,
-        payload_bytes_used,
-        payload_crc32,
-        channel,
-        device_index,
-        flags
-    );
-    f.join(", ")
 }
 
 struct Job {
@@ -223,6 +200,55 @@ impl Sink for VerifySink<'_> {
     }
 }
 
+/// Checks every present member's first MiB (primary superblock, zeroed
+/// reserved area) and its backup superblock ([`check::check_member_head`]).
+fn check_members(stripe: &StripeSet) -> Vec<MemberIssue> {
+    let mut issues = Vec::new();
+    for (device_index, member) in stripe.members.iter().enumerate() {
+        let Some(t) = member else { continue };
+        let backup_at = formats::Superblock::backup_offset(t.size_bytes);
+        let head = read_exact_direct(&t.file, 0, DATA_START_BYTES as usize, &t.path);
+        let backup = read_exact_direct(&t.file, backup_at, SUPERBLOCK_BYTES, &t.path);
+        let problems: Vec<String> = match (head, backup) {
+            (Ok(head), Ok(backup)) => check::check_member_head(&head, &backup)
+                .iter()
+                .map(|p| p.to_string())
+                .collect(),
+            (Err(e), _) | (_, Err(e)) => vec![format!("{e:#}")],
+        };
+        issues.extend(problems.into_iter().map(|problem| MemberIssue {
+            device_index,
+            device: t.path.display().to_string(),
+            problem,
+        }));
+    }
+    issues
+}
+
+/// Without an index: what the headers imply about each other
+/// ([`check::check_chain`]: card_seq and gap_count chain, round-robin
+/// channel, card time), one bad slot per slot that breaks it. `previous`
+/// is the catalog entry before the first of `entries` (slot order).
+fn check_header_chain(
+    stripe: &StripeSet,
+    previous: Option<IndexEntry>,
+    entries: &[IndexEntry],
+) -> Vec<BadSlot> {
+    let channel_count = stripe.superblock.channels.len() as u16;
+    let mut bad_slots = Vec::new();
+    let mut previous = previous;
+    for entry in entries {
+        let problems = check::check_chain(previous.as_ref(), entry, channel_count);
+        if !problems.is_empty() {
+            let texts: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+            let problem = format!("header chain: {}", texts.join("; "));
+            bad_slots.push(bad(stripe, entry, problem));
+        }
+        previous = Some(*entry);
+    }
+    bad_slots
+}
+
 /// Slot numbers the catalog lacks in the live window (the last `capacity`
 /// numbers up to the newest slot, or 0 ..= newest), within `range`.
 /// `seqs` are the slot numbers of the catalog entries in that range.
@@ -273,11 +299,13 @@ pub fn verify(
     // catalog lacks are bad without reading.
     let mut entries = Vec::with_capacity(range.len());
     let mut seqs: Vec<u64> = Vec::with_capacity(range.len());
+    let mut in_range = Vec::with_capacity(range.len());
     for i in range.clone() {
         let e = view
             .get(i)
             .with_context(|| format!("{}: entry {i}", catalog.describe()))?;
         seqs.push(e.slot_seq);
+        in_range.push(e);
         if stripe.member(e.device_index as usize).is_none() {
             bad_slots.push(bad(
                 stripe,
@@ -287,6 +315,13 @@ pub fn verify(
         } else {
             entries.push(e);
         }
+    }
+    if catalog.is_scan() {
+        let previous = match range.start {
+            0 => None,
+            start => Some(view.get(start - 1)?),
+        };
+        bad_slots.extend(check_header_chain(stripe, previous, &in_range));
     }
     let missing_seqs = missing_in_window(stripe, catalog, &seqs, o.range)?;
     for seq in missing_seqs {
@@ -329,7 +364,7 @@ pub fn verify(
         .iter()
         .map(|m| m.as_ref().map(|t| &t.file))
         .collect();
-    let count = uring::buffer_count(slot_bytes, files.len(), BUFFER_BUDGET_BYTES, MAX_BUFFERS);
+    let count = blockio::ReadBudget::VERIFY.buffer_count(slot_bytes, files.len());
     let mut reader = Reader::new(&files, slot_bytes, count)?;
     let pool: Arc<BufferPool> = reader.pool().clone();
     let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Job>(count);
@@ -411,10 +446,17 @@ pub fn verify(
         worker_threads: threads,
         index_behind: catalog.behind_targets(stripe),
         bad: bad_slots,
+        member_problems: check_members(stripe),
     })
 }
 
 impl VerifyReport {
+    /// Nothing bad: every slot checks and every member's superblocks and
+    /// reserved area do.
+    pub fn all_good(&self) -> bool {
+        self.bad.is_empty() && self.member_problems.is_empty()
+    }
+
     pub fn text(&self) -> String {
         use std::fmt::Write;
         let mut s = String::new();
@@ -432,6 +474,9 @@ impl VerifyReport {
         );
         if let Some(w) = &self.index_behind {
             let _ = writeln!(s, "warning: {w}");
+        }
+        for m in &self.member_problems {
+            let _ = writeln!(s, "member {} ({}): {}", m.device_index, m.device, m.problem);
         }
         if self.bad.is_empty() {
             let _ = writeln!(s, "all slots good");
@@ -453,5 +498,118 @@ impl VerifyReport {
             }
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog;
+    use crate::synth::{flip, Dir, Spec, Synth};
+    use std::os::unix::fs::FileExt;
+
+    fn verify_of(synth: &Synth, with_index: bool) -> VerifyReport {
+        let stripe = StripeSet::open(&synth.paths).unwrap();
+        let o = VerifyOptions {
+            range: None,
+            pattern: false,
+            quiet: true,
+            threads: 1,
+        };
+        let index = with_index.then_some(synth.index.as_path());
+        let (c, range) =
+            catalog::open_planned(&stripe, index, &mut |_| {}, |c| Ok(plan(&stripe, c, &o)))
+                .unwrap();
+        verify(&stripe, &c, range, &o).unwrap()
+    }
+
+    /// Rewrites slot `slot_seq`'s header with `change` applied (a valid
+    /// header: the CRC is recomputed), as a recorder with a bug would.
+    fn rewrite_header(synth: &Synth, slot_seq: u64, change: impl Fn(&mut formats::SlotHeader)) {
+        let at = synth.layout.locate(slot_seq).unwrap();
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&synth.paths[at.device_index])
+            .unwrap();
+        let mut page = [0u8; SLOT_HEADER_BYTES];
+        file.read_exact_at(&mut page, at.offset_bytes).unwrap();
+        let mut header = formats::SlotHeader::decode(&page).unwrap();
+        change(&mut header);
+        file.write_all_at(&header.encode(), at.offset_bytes)
+            .unwrap();
+    }
+
+    #[test]
+    fn without_an_index_verify_names_a_broken_header_chain() {
+        let d = Dir::new("chain");
+        let s = Synth::write(&d, &["a"], &Spec::default());
+        rewrite_header(&s, 10, |h| h.card_seq += 3); // no gap_count for the jump
+        rewrite_header(&s, 20, |h| h.channel = (h.channel + 1) % 3);
+        rewrite_header(&s, 25, |h| h.card_timestamp_ns = 0);
+        let r = verify_of(&s, false);
+        let problems: Vec<(u64, &str)> = r
+            .bad
+            .iter()
+            .map(|b| (b.slot_seq, b.problem.as_str()))
+            .collect();
+        assert!(
+            r.bad
+                .iter()
+                .all(|b| b.problem.starts_with("header chain: ")),
+            "{problems:?}"
+        );
+        // Slot 10 jumps ahead, so slot 11 falls back behind it.
+        let seqs: Vec<u64> = r.bad.iter().map(|b| b.slot_seq).collect();
+        assert_eq!(seqs, vec![10, 11, 20, 25], "{problems:?}");
+        assert!(
+            problems[0].1.contains("card_seq 13 with gap_count 0"),
+            "{problems:?}"
+        );
+        assert!(problems[2].1.contains("round-robin"), "{problems:?}");
+        assert!(
+            problems[3].1.contains("card timestamp 0 ns"),
+            "{problems:?}"
+        );
+        assert!(!r.all_good());
+    }
+
+    #[test]
+    fn verify_names_damaged_superblocks_and_a_dirty_reserved_area() {
+        let d = Dir::new("members");
+        let s = Synth::write(
+            &d,
+            &["a", "b"],
+            &Spec {
+                member_bytes: vec![Spec::default().member_bytes[0]; 2],
+                ..Spec::default()
+            },
+        );
+        assert!(verify_of(&s, true).all_good());
+        flip(&s.paths[0], 8192, 0); // reserved area of member 0
+        let size = std::fs::metadata(&s.paths[1]).unwrap().len();
+        flip(
+            &s.paths[1],
+            formats::Superblock::backup_offset(size) + 20,
+            3,
+        );
+        let r = verify_of(&s, true);
+        assert!(r.bad.is_empty(), "the slots are intact: {:?}", r.bad);
+        let issues: Vec<(usize, &str)> = r
+            .member_problems
+            .iter()
+            .map(|m| (m.device_index, m.problem.as_str()))
+            .collect();
+        assert_eq!(issues.len(), 2, "{issues:?}");
+        assert!(
+            issues[0].0 == 0 && issues[0].1.contains("reserved area"),
+            "{issues:?}"
+        );
+        assert!(
+            issues[1].0 == 1 && issues[1].1.starts_with("backup superblock: "),
+            "{issues:?}"
+        );
+        assert!(!r.all_good());
+        assert!(r.text().contains("member 0 ("), "{}", r.text());
     }
 }

@@ -2,14 +2,16 @@
 //!
 //! Memory mode `auto` first maps the driver's own buffers (MMAP mode, pages
 //! inserted with vm_insert_pages) and registers them with io_uring; kernels
-//! before ~6.5 refuse to register driver mappings (EOPNOTSUPP, see
-//! ../shared/notes/kernel-facts.md), and then the recorder allocates the
+//! before ~6.5 refuse to register driver mappings (EOPNOTSUPP: until the
+//! "delegate VMA file-backed check to GUP" series io_uring refused every
+//! file-backed mapping but shmem and hugetlbfs; the QEMU tests in tests/qemu
+//! see it on Debian's 6.1 and not on its 6.12), and then the recorder allocates the
 //! buffers itself, registers them, and hands them to the driver, which pins
 //! them (USERPTR mode). Either way the card DMAs into the registered memory
 //! and the write reads it from there: no copy.
 
 use super::uapi::*;
-use super::{CardStats, Filled, Source};
+use super::{CardStats, ChannelDescription, Filled, Source};
 use crate::memory::SlotMemory;
 use anyhow::{bail, Context, Result};
 use std::fs::{File, OpenOptions};
@@ -358,9 +360,13 @@ impl Source for KmodSource {
         })
     }
 
-    fn channels(&self) -> (u16, &'static str, f64) {
+    fn channels(&self) -> ChannelDescription {
         let rate = self.rate_bytes_per_s as f64 / self.channels.max(1) as f64 / 4.0;
-        (self.channels, super::sim::SIM_DATATYPE, rate)
+        ChannelDescription {
+            count: self.channels,
+            datatype: super::sim::SIM_DATATYPE,
+            sample_rate_hz: rate,
+        }
     }
 
     fn describe(&self) -> String {

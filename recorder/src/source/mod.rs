@@ -21,6 +21,17 @@ pub struct Filled {
     pub bytes_used: u32,
 }
 
+/// The card's channels, as the superblock's channel table describes them
+/// (every channel alike; channel `c` is named `ch{c}`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChannelDescription {
+    pub count: u16,
+    /// SigMF datatype of every channel's samples, e.g. `ci16_le`.
+    pub datatype: &'static str,
+    /// Samples per second per channel; 0.0 when unknown.
+    pub sample_rate_hz: f64,
+}
+
 /// What the card reports at the end.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CardStats {
@@ -43,7 +54,7 @@ pub trait Source {
     fn give(&mut self, buffer: usize) -> Result<()>;
     /// Stops the card; buffers it still holds are abandoned (not recorded).
     fn stop(&mut self) -> Result<CardStats>;
-    /// Channel count, SigMF datatype and per-channel sample rate (0 unknown).
-    fn channels(&self) -> (u16, &'static str, f64);
+    /// The card's channels.
+    fn channels(&self) -> ChannelDescription;
     fn describe(&self) -> String;
 }

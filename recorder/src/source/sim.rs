@@ -7,7 +7,7 @@
 //! waits for buffers. `drop_every` injects losses for tests.
 
 use super::handoff::Handoff;
-use super::{CardStats, Filled, Source};
+use super::{CardStats, ChannelDescription, Filled, Source};
 use crate::memory::SlotMemory;
 use anyhow::{anyhow, Result};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -239,10 +239,14 @@ impl Source for SimSource {
         })
     }
 
-    fn channels(&self) -> (u16, &'static str, f64) {
+    fn channels(&self) -> ChannelDescription {
         let rate =
             self.cfg.rate_bytes_per_s as f64 / self.cfg.channels as f64 / SIM_SAMPLE_BYTES as f64;
-        (self.cfg.channels, SIM_DATATYPE, rate)
+        ChannelDescription {
+            count: self.cfg.channels,
+            datatype: SIM_DATATYPE,
+            sample_rate_hz: rate,
+        }
     }
 
     fn describe(&self) -> String {

@@ -13,7 +13,7 @@ insmod "$DMAREC_KO"
 disk=$DMAREC_DISK
 major=${KVER_MAJOR_MINOR%%.*}
 minor=${KVER_MAJOR_MINOR#*.}
-# MMAP-mode driver pages register with io_uring from about 6.5 on (kernel-facts.md).
+# MMAP-mode driver pages register with io_uring from about 6.5 on (recorder/src/source/kmod.rs).
 if [ "$major" -gt 6 ] || { [ "$major" -eq 6 ] && [ "$minor" -ge 5 ]; }; then mmap_ok=1; else mmap_ok=0; fi
 
 record() { # mode, extra args...
