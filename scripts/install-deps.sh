@@ -3,14 +3,17 @@
 # QEMU, Debian's 6.1 and 6.12 kernels and headers (the driver is built and
 # booted against both), busybox for the guest initramfs, fio for the
 # benchmarks, e2fsprogs/util-linux for the loop-device tests, gcc-multilib
-# (the driver's 32-bit compat test) and sparse (kmod/ is built with C=1).
+# (the driver's 32-bit compat test), sparse (kmod/ is built with C=1), and
+# dmsetup, sfdisk (fdisk) and mke2fs copied into the QEMU disks guest
+# (tests/qemu/disks).
 # Idempotent: installs only what is missing.
 set -euo pipefail
 
 need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 for p in qemu-system-x86 linux-image-amd64 linux-headers-amd64 busybox-static fio dwarves \
-         e2fsprogs util-linux cpio xz-utils kmod gcc make bc libc6-dev fdisk gcc-multilib sparse; do
+         e2fsprogs util-linux cpio xz-utils kmod gcc make bc libc6-dev fdisk gcc-multilib sparse \
+         dmsetup; do
   have "$p" || need+=("$p")
 done
 if ! ls /boot/vmlinuz-6.12.*-amd64 >/dev/null 2>&1 || ! ls -d /usr/src/linux-headers-6.12.*-amd64 >/dev/null 2>&1; then

@@ -22,8 +22,12 @@ done
 
 step "kernel driver and recorder in QEMU (Debian 6.1 and 6.12)"
 # The driver's own tests, plus dmarec recording from /dev/dmarec0 in every
-# memory mode and dmaplay verifying it, inside each guest.
-bash tests/qemu/run.sh -a target/release/dmarec -a target/release/dmaplay -g tests/qemu/recorder
+# memory mode and dmaplay verifying it, inside each guest; then a second boot
+# per kernel with real disks (tests/qemu/disks/qemu.conf): AHCI, virtio-scsi,
+# a GPT partition, NVMe 512/4096, a stripe, NVMe/TCP, a dm-log-writes power
+# cut, failing disks and refusals.
+bash tests/qemu/run.sh -a target/release/dmarec -a target/release/dmaplay \
+  -g tests/qemu/recorder -g tests/qemu/disks
 
 step "QEMU's edu PCI card: IOMMU, direct DMA, swiotlb refusal (Debian 6.1 and 6.12)"
 # Real bus-master DMA into the ring with MSI, recorded by dmarec, verified by dmaplay.

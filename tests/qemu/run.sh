@@ -32,6 +32,11 @@
 # each gets DMAREC_KO (module path), DMAREC_DISK (/dev/vda, a scratch raw
 # disk; more as /dev/vdb.. with DMAREC_DISKS), DMAREC_DISKS, KVER and
 # KVER_MAJOR_MINOR, and passes by exiting 0.
+#
+# Device sets: a guest dir with a qemu.conf boots on its own (once per
+# kernel) with the devices, modules, memory and kernel command line that
+# file declares (see tests/qemu/README.md, "Device sets"); all dirs without
+# one share the default boot (virtio disks from DMAREC_DISKS).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -155,18 +160,23 @@ add_module() {
 	echo "$base" >>"$root/lib/modules/load.order"
 }
 
+# build_initramfs KVER KO OUT SET: the guest dirs are in set_dirs, the
+# set's extra modules and files in set_modules / set_adds
 build_initramfs() {
-	local kver=$1 ko=$2 out=$3 root=$work/root-$kver g f m n=0
+	local kver=$1 ko=$2 out=$3 set=$4 root=$work/root-$kver-$4 g f m n=0
 	rm -rf "$root"
 	mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,tmp,run,lib/modules,tests,opt/dmarec}
 	cp /bin/busybox "$root/bin/busybox"
-	for f in sh mount umount mkdir cat echo sleep insmod rmmod lsmod dmesg grep \
-		poweroff sync ls uname seq kill sed tr wc cut head tail date dd cmp \
-		true false test [ printf awk sort basename ps; do
+	# every applet (blockdev, losetup, ip, timeout, hexdump, ... for the
+	# disk tests); init and linuxrc are left out (rdinit=/init)
+	for f in $(/bin/busybox --list); do
+		case "$f" in busybox|init|linuxrc) continue ;; esac
 		ln -sf busybox "$root/bin/$f"
 	done
 	# virtio transport and block driver, whatever is modular in this kernel
-	for m in virtio_pci virtio_blk; do
+	for m in virtio_pci virtio_blk $set_modules; do
+		[ -n "$(mod_deps "$kver" "$m")" ] || modinfo -k "$kver" "$m" >/dev/null 2>&1 || {
+			echo "run.sh: module $m not found for $kver (set $set)" >&2; exit 2; }
 		for f in $(mod_deps "$kver" "$m"); do
 			add_module "$kver" "$f" "$root"
 		done
@@ -175,8 +185,12 @@ build_initramfs() {
 	cp "$ko" "$root/lib/modules/dmarec.ko"
 	cp "$work/dmarec-test" "$root/usr/bin/dmarec-test"
 	cp "$work/dmarec-test32" "$root/usr/bin/dmarec-test32"
-	for g in "${guest_dirs[@]}"; do
-		[ -d "$g" ] || { echo "run.sh: no guest dir $g" >&2; exit 2; }
+	for g in "${set_dirs[@]}"; do
+		# a set's C helpers (e.g. disks/lwreplay.c) become static /usr/bin tools
+		for f in "$g"/*.c; do
+			[ -e "$f" ] || continue
+			gcc -static -O2 -Wall -Wextra -Werror -o "$root/usr/bin/$(basename "$f" .c)" "$f"
+		done
 		for f in "$g"/*.sh; do
 			[ -e "$f" ] || continue
 			# shellcheck disable=SC2254
@@ -185,8 +199,8 @@ build_initramfs() {
 			n=$((n + 1))
 		done
 	done
-	[ "$n" -gt 0 ] || { echo "run.sh: no guest test matches '$test_glob'" >&2; exit 2; }
-	for f in "${adds[@]}"; do
+	[ "$n" -gt 0 ] || return 1
+	for f in "${adds[@]}" $set_adds; do
 		[ -e "$f" ] || { echo "run.sh: --add $f: no such file" >&2; exit 2; }
 		if head -c 4 "$f" | grep -q 'ELF'; then
 			copy_elf "$f" "$root" "/usr/bin/$(basename "$f")"
@@ -196,8 +210,9 @@ build_initramfs() {
 	done
 	cp "$here/init" "$root/init"
 	chmod 0755 "$root/init" "$root"/tests/*.sh
-	printf 'KVER=%s\nDMAREC_FUZZ_ITERS=%s\nDMAREC_CYCLES=%s\nDMAREC_DISKS=%s\n' "$kver" \
-		"${DMAREC_FUZZ_ITERS:-5000}" "${DMAREC_CYCLES:-100}" "${DMAREC_DISKS:-1}" >"$root/etc.env"
+	printf 'KVER=%s\nDMAREC_FUZZ_ITERS=%s\nDMAREC_CYCLES=%s\nDMAREC_DISKS=%s\nDMAREC_SET=%s\nDMAREC_WAIT_DEVS="%s"\n' \
+		"$kver" "${DMAREC_FUZZ_ITERS:-5000}" "${DMAREC_CYCLES:-100}" "$set_virtio_disks" "$set" \
+		"$set_wait_devs" >"$root/etc.env"
 	(cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) | gzip -1 >"$out"
 }
 
@@ -207,8 +222,133 @@ bad_re='BUG:|WARNING:|Oops|general protection|leak|Call Trace|kernel BUG|refcoun
 # IOMMU faults (a device DMA to an address nobody mapped) and swiotlb trouble
 bad_re+='|DMAR: DRHD: handling fault|DMAR: \[DMA (Read|Write)|IO_PAGE_FAULT|swiotlb buffer is full'
 
+# ---- device sets: the default boot, plus one per guest dir with a qemu.conf ----
+for g in "${guest_dirs[@]}"; do
+	[ -d "$g" ] || { echo "run.sh: no guest dir $g" >&2; exit 2; }
+done
+sets=(default)
+for g in "${guest_dirs[@]}"; do [ -e "$g/qemu.conf" ] && sets+=("$g"); done
+
+# load_set SET: sets set_dirs, set_qemu_args (array), set_disks,
+# set_modules, set_append, set_mem_mb, set_timeout_s, set_adds,
+# set_wait_devs, set_virtio_disks and set_name from SET's qemu.conf
+# (or the defaults for the default set)
+load_set() {
+	local set=$1 g
+	QEMU_ARGS= QEMU_DISKS= QEMU_MODULES= QEMU_APPEND= QEMU_MEM_MB= QEMU_TIMEOUT_S=
+	QEMU_ADD= QEMU_WAIT_DEVS=
+	set_dirs=()
+	if [ "$set" = default ]; then
+		for g in "${guest_dirs[@]}"; do [ -e "$g/qemu.conf" ] || set_dirs+=("$g"); done
+		set_name=default
+		set_virtio_disks=${DMAREC_DISKS:-1}
+		QEMU_WAIT_DEVS=/dev/vda
+	else
+		# shellcheck disable=SC1091
+		QEMU_CONF_DIR=$set . "$set/qemu.conf"
+		set_dirs=("$set")
+		set_name=$(basename "$set")
+		set_virtio_disks=0
+	fi
+	read -r -d '' -a set_qemu_args <<<"$QEMU_ARGS" || true # words over all lines
+	set_disks=$QEMU_DISKS
+	set_modules=$QEMU_MODULES
+	set_append=$QEMU_APPEND
+	set_mem_mb=${QEMU_MEM_MB:-${DMAREC_MEM_MB:-1024}}
+	set_timeout_s=${QEMU_TIMEOUT_S:-$timeout_s}
+	set_adds=$QEMU_ADD
+	set_wait_devs=$QEMU_WAIT_DEVS
+}
+
+# set_drives KVER: the QEMU arguments of the current set with its disk
+# images created (sparse) and every @name@ replaced by the image's path
+set_drives() {
+	local kver=$1 d name mb a img
+	drives=()
+	if [ "$set_name" = default ]; then
+		for ((d = 0; d < set_virtio_disks; d++)); do
+			truncate -s "${DMAREC_DISK_MB:-64}M" "$work/disk$d-$kver.img"
+			drives+=(-drive "file=$work/disk$d-$kver.img,format=raw,if=virtio,cache=none")
+		done
+		return 0
+	fi
+	for d in $set_disks; do
+		name=${d%%:*} mb=${d#*:}
+		truncate -s "${mb}M" "$work/$set_name-$name-$kver.img"
+	done
+	for a in "${set_qemu_args[@]}"; do
+		while [[ $a =~ @([A-Za-z0-9_]+)@ ]]; do
+			img=$work/$set_name-${BASH_REMATCH[1]}-$kver.img
+			[ -e "$img" ] || { echo "run.sh: $set_name/qemu.conf: @${BASH_REMATCH[1]}@ is not in QEMU_DISKS" >&2; exit 2; }
+			a=${a//"${BASH_REMATCH[0]}"/$img}
+		done
+		drives+=("$a")
+	done
+}
+
+# check_boot KVER TAG QRC: sets result and why from the serial log
+check_boot() {
+	local kver=$1 tag=$2 qrc=$3 log=$work/serial-$2.log
+	result=FAIL
+	why=
+	if [ "$qrc" -eq 124 ] || [ "$qrc" -eq 137 ]; then
+		why="timeout after ${set_timeout_s}s"
+	elif ! grep -q '^DMAREC-RESULT PASS$' "$log.txt"; then
+		why="no DMAREC-RESULT PASS marker (qemu rc $qrc)"
+	else
+		# the guest's dmesg, dumped between markers at the end
+		sed -n '/^DMAREC-DMESG-BEGIN$/,/^DMAREC-DMESG-END$/p' "$log.txt" >"$work/dmesg-$tag.txt"
+		if ! grep -q '^DMAREC-DMESG-END$' "$work/dmesg-$tag.txt"; then
+			why="no dmesg dump"
+		elif { cat "$work/dmesg-$tag.txt"; grep -E '^\[ *[0-9]+\.[0-9]+\]' "$log.txt"; } |
+			grep -E "$bad_re" | head -20 | grep .; then
+			why="kernel reported a problem (see above)"
+		else
+			result=PASS
+		fi
+	fi
+}
+
+# boot_set KVER: build the current set's initramfs, boot it, check it
+boot_set() {
+	local kver=$1 tag=$1-$set_name qrc secs start log
+	if ! build_initramfs "$kver" "$bdir/dmarec.ko" "$work/initrd-$tag.gz" "$set_name"; then
+		return 0 # no test of this set matches --test
+	fi
+	ran=$((ran + 1))
+	set_drives "$kver"
+	log=$work/serial-$tag.log
+	echo "   set $set_name: booting (timeout ${set_timeout_s}s), serial log $log"
+	start=$(date +%s)
+	set +e
+	# shellcheck disable=SC2086 # DMAREC_QEMU_ARGS is a list of words
+	timeout --foreground -k 10 "$set_timeout_s" qemu-system-x86_64 \
+		-machine q35 -accel tcg -cpu max -smp 2 -m "$set_mem_mb" \
+		-nographic -no-reboot -monitor none -serial stdio \
+		-kernel "/boot/vmlinuz-$kver" -initrd "$work/initrd-$tag.gz" \
+		-append "console=ttyS0 panic=1 oops=panic loglevel=4 init_on_alloc=0 rdinit=/init $set_append${DMAREC_APPEND:+ $DMAREC_APPEND}" \
+		${DMAREC_QEMU_ARGS:-} "${drives[@]}" \
+		</dev/null >"$log" 2>&1
+	qrc=$?
+	set -e
+	secs=$(( $(date +%s) - start ))
+	tr -d '\r' <"$log" >"$log.txt"
+	# the guest's own output (tests), without kernel console lines
+	sed -n '/DMAREC-BOOTED/,/^DMAREC-RESULT/p' "$log.txt" |
+		grep -vE '^\[ *[0-9]+\.[0-9]+\]' | sed 's/.*DMAREC-BOOTED/DMAREC-BOOTED/; s/^/   | /' || true
+	check_boot "$kver" "$tag" "$qrc"
+	echo "== kernel $kver, set $set_name: $result ${why:+($why) }in ${secs}s"
+	if [ "$result" != PASS ]; then
+		overall=1
+		tail -60 "$log.txt"
+		[ "$keep" = 1 ] || keep=logs
+	fi
+	summary+=("$kver $set_name: $result (${secs}s)")
+}
+
 overall=0
 summary=()
+ran=0
 for kver in "${kernels[@]}"; do
 	echo "== kernel $kver"
 	kdir=/usr/src/linux-headers-$kver
@@ -219,60 +359,15 @@ for kver in "${kernels[@]}"; do
 		echo "run.sh: module build for $kver has warnings" >&2
 		exit 1
 	fi
-	build_initramfs "$kver" "$bdir/dmarec.ko" "$work/initrd-$kver.gz"
-	drives=()
-	for ((d = 0; d < ${DMAREC_DISKS:-1}; d++)); do
-		truncate -s "${DMAREC_DISK_MB:-64}M" "$work/disk$d-$kver.img"
-		drives+=(-drive "file=$work/disk$d-$kver.img,format=raw,if=virtio,cache=none")
+	for s in "${sets[@]}"; do
+		load_set "$s"
+		boot_set "$kver"
 	done
-	log=$work/serial-$kver.log
-	echo "   booting (timeout ${timeout_s}s), serial log $log"
-	start=$(date +%s)
-	set +e
-	# shellcheck disable=SC2086 # DMAREC_QEMU_ARGS is a list of words
-	timeout --foreground -k 10 "$timeout_s" qemu-system-x86_64 \
-		-machine q35 -accel tcg -cpu max -smp 2 -m "${DMAREC_MEM_MB:-1024}" \
-		-nographic -no-reboot -monitor none -serial stdio \
-		-kernel "/boot/vmlinuz-$kver" -initrd "$work/initrd-$kver.gz" \
-		-append "console=ttyS0 panic=1 oops=panic loglevel=4 init_on_alloc=0 rdinit=/init${DMAREC_APPEND:+ $DMAREC_APPEND}" \
-		${DMAREC_QEMU_ARGS:-} "${drives[@]}" \
-		</dev/null >"$log" 2>&1
-	qrc=$?
-	set -e
-	secs=$(( $(date +%s) - start ))
-	tr -d '\r' <"$log" >"$log.txt"
-	# the guest's own output (tests), without kernel console lines
-	sed -n '/DMAREC-BOOTED/,/^DMAREC-RESULT/p' "$log.txt" |
-		grep -vE '^\[ *[0-9]+\.[0-9]+\]' | sed 's/.*DMAREC-BOOTED/DMAREC-BOOTED/; s/^/   | /' || true
-	result=FAIL
-	why=
-	if [ $qrc -eq 124 ] || [ $qrc -eq 137 ]; then
-		why="timeout after ${timeout_s}s"
-	elif ! grep -q '^DMAREC-RESULT PASS$' "$log.txt"; then
-		why="no DMAREC-RESULT PASS marker (qemu rc $qrc)"
-	else
-		# the guest's dmesg, dumped between markers at the end
-		sed -n '/^DMAREC-DMESG-BEGIN$/,/^DMAREC-DMESG-END$/p' "$log.txt" >"$work/dmesg-$kver.txt"
-		if ! grep -q '^DMAREC-DMESG-END$' "$work/dmesg-$kver.txt"; then
-			why="no dmesg dump"
-		elif { cat "$work/dmesg-$kver.txt"; grep -E '^\[ *[0-9]+\.[0-9]+\]' "$log.txt"; } |
-			grep -E "$bad_re" | head -20 | grep .; then
-			why="kernel reported a problem (see above)"
-		else
-			result=PASS
-		fi
-	fi
-	echo "== kernel $kver: $result ${why:+($why) }in ${secs}s"
-	if [ "$result" != PASS ]; then
-		overall=1
-		tail -60 "$log.txt"
-		[ "$keep" = 1 ] || keep=logs
-	fi
-	summary+=("$kver: $result")
 done
+[ "$ran" -gt 0 ] || { echo "run.sh: no guest test matches '$test_glob'" >&2; exit 2; }
 echo "== summary"
 printf '   %s\n' "${summary[@]}"
 npass=0; nfail=0
-for s in "${summary[@]}"; do case "$s" in *PASS) npass=$((npass+1));; *) nfail=$((nfail+1));; esac; done
-echo "qemu kernels: $npass passed, $nfail failed"
+for s in "${summary[@]}"; do case "$s" in *PASS*) npass=$((npass+1));; *) nfail=$((nfail+1));; esac; done
+echo "qemu boots: $npass passed, $nfail failed"
 exit $overall
