@@ -102,10 +102,10 @@ struct RecordArgs {
     /// Payload bytes per buffer: a power of two, 4K..64M (the kernel driver: 4K..16M).
     #[arg(long, default_value = "512K", value_parser = parse_payload_size)]
     payload_size: PayloadSize,
-    /// Buffers in the ring (registered once, at start), or `auto`: a ring of 256 MiB
-    /// (at most a quarter of the RAM), enough to ride out the write stalls measured on
-    /// loop and virtio disks at half their rate (docs/BENCHMARKS.md, sustained). The
-    /// summary says what the longest stall would have needed.
+    /// Buffers in the ring (registered once, at start), or `auto`: a ring of 512 MiB
+    /// (at most an eighth of the RAM): it held the longest write stalls measured on this
+    /// project's loop and virtio disks (docs/BENCHMARKS.md, "Sustained"). The summary
+    /// says what the run's longest write would have needed.
     #[arg(long, default_value = "auto", value_parser = parse_buffers)]
     buffers: BufferCount,
     /// Slot writes in flight at most (8: best median on the machines measured, docs/BENCHMARKS.md).

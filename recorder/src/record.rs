@@ -413,12 +413,14 @@ impl<'a> Recorder<'a> {
             Some(e) => std::io::Error::from_raw_os_error(e).to_string(),
             None => "no progress".to_string(),
         };
+        let target = &self.io.targets[failure.device_index];
         format!(
-            "write failed on {} at offset {} (slot {}, card sequence {}): {why}",
-            self.io.targets[failure.device_index].path.display(),
+            "write failed on {} at offset {} (slot {}, card sequence {}): {why}{}",
+            target.path.display(),
             failure.offset_bytes,
             failure.slot_seq,
-            failure.card_seq
+            failure.card_seq,
+            gone_note(target)
         )
     }
 
@@ -426,10 +428,11 @@ impl<'a> Recorder<'a> {
         let os = |e: i32| std::io::Error::from_raw_os_error(e);
         match failure {
             JournalFailure::TargetFlush { target, errno } => format!(
-                "flushing the write cache of {} failed: {}; the slots since its last flush \
+                "flushing the write cache of {} failed: {}{}; the slots since its last flush \
                  may not be durable and are not indexed",
                 self.io.targets[target].path.display(),
-                os(errno)
+                os(errno),
+                gone_note(&self.io.targets[target])
             ),
             JournalFailure::IndexWrite { errno } => format!("index write failed: {}", os(errno)),
             JournalFailure::IndexSync { errno } => {
@@ -648,6 +651,19 @@ impl<'a> Recorder<'a> {
             self.io.ring.submit().context("io_uring_enter")?;
         }
         bail!("io_uring submission queue stays full")
+    }
+}
+
+/// Why a block device fails every write: it went away (hot-unplugged,
+/// deleted; the kernel then reports its size as 0, and some kernels fail
+/// the writes with ENOSPC rather than ENODEV). Empty if it is still there.
+fn gone_note(target: &Target) -> &'static str {
+    if !target.is_block_device {
+        return "";
+    }
+    match blockio::geometry(&target.file, &target.path) {
+        Ok(g) if g.size_bytes > 0 => "",
+        _ => "; the device is gone (its size is now 0: unplugged or deleted)",
     }
 }
 

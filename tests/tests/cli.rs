@@ -179,7 +179,7 @@ fn bounded(flag: &str, value: &str) -> bool {
             "10m" | "1h30m" | "90s" | "800" | "4096" | "64K" | "512K" | "4K"
         ),
         "--file-size" | "--size" => size(value).is_none_or(|b| b <= 64 << 20),
-        // auto locks a 256 MiB ring: seconds per run on a busy machine.
+        // auto locks a 512 MiB ring: seconds per run on a busy machine.
         "--buffers" | "--queue-depth" => {
             value != "auto" && value.parse::<u64>().map_or(true, |n| n <= 64)
         }

@@ -31,6 +31,7 @@ rc=0
 wait $pid || rc=$?
 [ $rc = 4 ] || fail "unplug of $dev: dmarec exited $rc, expected 4: $(cat /tmp/r.err)"
 grep -q "$dev" /tmp/r.err || fail "unplug: the error does not name $dev: $(cat /tmp/r.err)"
+grep -q "the device is gone" /tmp/r.err || fail "unplug: the error does not say the device went away: $(cat /tmp/r.err)"
 say "unplug of $dev mid-recording: exit 4: $(grep -m1 error /tmp/r.err)"
 echo "- - -" >/sys/class/scsi_host/$host/scan
 i=0; dev2=
