@@ -420,7 +420,7 @@ impl<'a> Recorder<'a> {
             failure.offset_bytes,
             failure.slot_seq,
             failure.card_seq,
-            gone_note(target)
+            gone_note(target, failure.errno)
         )
     }
 
@@ -432,7 +432,7 @@ impl<'a> Recorder<'a> {
                  may not be durable and are not indexed",
                 self.io.targets[target].path.display(),
                 os(errno),
-                gone_note(&self.io.targets[target])
+                gone_note(&self.io.targets[target], Some(errno))
             ),
             JournalFailure::IndexWrite { errno } => format!("index write failed: {}", os(errno)),
             JournalFailure::IndexSync { errno } => {
@@ -655,15 +655,20 @@ impl<'a> Recorder<'a> {
 }
 
 /// Why a block device fails every write: it went away (hot-unplugged,
-/// deleted; the kernel then reports its size as 0, and some kernels fail
-/// the writes with ENOSPC rather than ENODEV). Empty if it is still there.
-fn gone_note(target: &Target) -> &'static str {
+/// deleted). The kernel says so with ENODEV/ENXIO, or (6.12, once it has set
+/// the size to 0) with ENOSPC; so the size is looked at too. Empty if the
+/// device is still there.
+fn gone_note(target: &Target, errno: Option<i32>) -> &'static str {
     if !target.is_block_device {
         return "";
     }
-    match blockio::geometry(&target.file, &target.path) {
-        Ok(g) if g.size_bytes > 0 => "",
-        _ => "; the device is gone (its size is now 0: unplugged or deleted)",
+    let gone_errno = matches!(errno, Some(libc::ENODEV) | Some(libc::ENXIO));
+    let size_zero =
+        !matches!(blockio::geometry(&target.file, &target.path), Ok(g) if g.size_bytes > 0);
+    if gone_errno || size_zero {
+        "; the device is gone (unplugged or deleted)"
+    } else {
+        ""
     }
 }
 
