@@ -172,10 +172,10 @@ impl IndexJournal {
         Ok(())
     }
 
+    /// Whether a round is due; start_round() finds out whether there is
+    /// anything for it to cover.
     fn round_due(&self, now: Instant, stopping: bool) -> bool {
-        let work = self.writer.next_seq() > self.durable || self.writer.unsealed();
         !self.failed
-            && work
             && (stopping
                 || now.duration_since(self.round_started) >= self.interval
                 || self.writer.sealed_batches() >= BATCH_COUNT / 2)
