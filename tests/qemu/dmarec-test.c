@@ -1849,6 +1849,182 @@ out_fd:
 	close(fd);
 }
 
+/*
+ * FOLL_PIN pages held system-wide now: /proc/vmstat's nr_foll_pin_acquired
+ * minus nr_foll_pin_released, after vm.stat_refresh folded the per-cpu
+ * deltas, so the figure is exact (no other pinner runs in the guest).
+ */
+static long long pins_held(void)
+{
+	long long acq = -1, rel = -1, v;
+	char name[64];
+	FILE *f;
+	int fd = open("/proc/sys/vm/stat_refresh", O_WRONLY);
+
+	check(fd >= 0 && write(fd, "1", 1) == 1, "vm.stat_refresh: %s",
+	      strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	f = fopen("/proc/vmstat", "r");
+	if (!f)
+		return -1;
+	while (fscanf(f, "%63s %lld", name, &v) == 2) {
+		if (!strcmp(name, "nr_foll_pin_acquired"))
+			acq = v;
+		else if (!strcmp(name, "nr_foll_pin_released"))
+			rel = v;
+	}
+	fclose(f);
+	check(acq >= 0 && rel >= 0, "nr_foll_pin_* in /proc/vmstat");
+	return acq - rel;
+}
+
+/*
+ * The registered buffers outlive the ring (and, with rmmod, the driver):
+ * io_uring's pins keep the pages, so WRITE_FIXED still writes what the card
+ * left there and READ_FIXED lands in the same pages. A page the driver
+ * freed under io_uring reads back zeroed (init_on_free=1) or poisoned.
+ * Disk layout: [0] the saved buffer written out, [1] data for READ_FIXED,
+ * [2] that data written back out of the buffer.
+ */
+static void uring_io_after(struct uring *u, int dfd, uint8_t *addr,
+			   unsigned buf_index, const uint8_t *saved,
+			   unsigned len, const char *what)
+{
+	uint8_t *rb = NULL, *data = NULL;
+	int res;
+
+	if (posix_memalign((void **)&rb, 4096, len) ||
+	    posix_memalign((void **)&data, 4096, len)) {
+		check(false, "%s: posix_memalign", what);
+		goto out;
+	}
+	res = uring_rw_fixed(u, IORING_OP_WRITE_FIXED, dfd, addr, len, 0,
+			     buf_index);
+	check(res == (int)len, "%s: WRITE_FIXED res %d", what, res);
+	check(pread(dfd, rb, len, 0) == (ssize_t)len &&
+	      memcmp(rb, saved, len) == 0,
+	      "%s: WRITE_FIXED did not write the card's data (page freed?)",
+	      what);
+	for (unsigned i = 0; i < len; i++)
+		data[i] = (uint8_t)(0x5a ^ i ^ (i >> 12));
+	check(pwrite(dfd, data, len, len) == (ssize_t)len, "%s: pwrite", what);
+	res = uring_rw_fixed(u, IORING_OP_READ_FIXED, dfd, addr, len, len,
+			     buf_index);
+	check(res == (int)len, "%s: READ_FIXED res %d", what, res);
+	res = uring_rw_fixed(u, IORING_OP_WRITE_FIXED, dfd, addr, len,
+			     2ull * len, buf_index);
+	check(res == (int)len, "%s: WRITE_FIXED after READ_FIXED res %d",
+	      what, res);
+	check(pread(dfd, rb, len, 2ull * len) == (ssize_t)len &&
+	      memcmp(rb, data, len) == 0,
+	      "%s: READ_FIXED data did not stay in the buffer", what);
+out:
+	free(rb);
+	free(data);
+}
+
+/* a ring of 2 x 64 KiB registered with io_uring, one buffer filled */
+static int uring_teardown_one(uint32_t memory, int dfd, bool do_rmmod,
+			      const char *expect_reg)
+{
+	struct dmarec_buffer b;
+	struct iovec iov[2];
+	struct uring u;
+	struct ring r;
+	uint8_t *saved = NULL, *addr;
+	int fd = dev_open(0), reg;
+	char what[64];
+
+	snprintf(what, sizeof(what), "uring after %s %s",
+		 do_rmmod ? "rmmod" : "teardown", mem_name(memory));
+	CHECK_OK(sim_config(fd, 1, 0));
+	if (ring_open(&r, fd, memory, 2, 65536) || uring_init(&u, 4)) {
+		check(false, "%s: ring/io_uring setup: %s", what, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	for (uint32_t i = 0; i < 2; i++) {
+		iov[i].iov_base = ring_buf(&r, i);
+		iov[i].iov_len = r.stride;
+	}
+	reg = (int)syscall(__NR_io_uring_register, u.fd,
+			   IORING_REGISTER_BUFFERS, iov, 2) < 0 ? errno : 0;
+	check(reg == (strcmp(expect_reg, "ok") ? EOPNOTSUPP : 0),
+	      "%s: register: %s, expected %s", what, strerror(reg), expect_reg);
+	saved = malloc(r.stride);
+	if (reg || !saved)
+		goto out;
+	CHECK_OK(qbuf(fd, 0));
+	CHECK_OK(qbuf(fd, 1));
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMON));
+	CHECK_OK(dqbuf(fd, &b));
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMOFF));
+	addr = ring_buf(&r, b.index);
+	memset(addr, 0xc3, DMAREC_HEADER_BYTES);	/* the user's header */
+	memcpy(saved, addr, r.stride);
+	check(pattern_verify(saved + DMAREC_HEADER_BYTES, r.payload, b.card_seq,
+			     b.channel) < 0, "%s: card data", what);
+	ring_close(&r);		/* munmap + SETUP teardown */
+	close(fd);
+	fd = -1;
+	if (do_rmmod)
+		check(syscall(__NR_delete_module, "dmarec", O_NONBLOCK) == 0,
+		      "%s: rmmod dmarec with only io_uring holding pages: %s",
+		      what, strerror(errno));
+	uring_io_after(&u, dfd, addr, b.index, saved, r.stride, what);
+	note("%s: WRITE_FIXED/READ_FIXED of %" "llu" " bytes checked", what,
+	     r.stride);
+out:
+	free(saved);
+	/* synchronous unpin; the ring's own exit releases them in a worker */
+	if (!reg)
+		check(syscall(__NR_io_uring_register, u.fd,
+			      IORING_UNREGISTER_BUFFERS, NULL, 0) == 0,
+		      "%s: IORING_UNREGISTER_BUFFERS: %s", what, strerror(errno));
+	uring_exit(&u);
+	if (fd >= 0) {
+		ring_close(&r);
+		close(fd);
+	}
+	return reg;
+}
+
+/*
+ * USERPTR then MMAP (expect_mmap: "ok" or "eopnotsupp" as for uring), each
+ * ring torn down and closed before the I/O; with do_rmmod the module is
+ * removed after the last ring (the script loads it again). Every pin is
+ * released once io_uring unregisters.
+ */
+static void test_uring_teardown(const char *disk, const char *expect_mmap,
+				bool do_rmmod)
+{
+	const long long pins0 = pins_held();
+	int dfd = open(disk, O_RDWR | O_DIRECT | O_CLOEXEC);
+	char cmdline[512] = "";
+	FILE *f = fopen("/proc/cmdline", "r");
+
+	if (f) {
+		if (!fgets(cmdline, sizeof(cmdline), f))
+			cmdline[0] = 0;
+		fclose(f);
+	}
+	check(strstr(cmdline, "init_on_free=1") != NULL,
+	      "uring teardown: boot with init_on_free=1 (a freed page must read zero)");
+	check(dfd >= 0, "open %s: %s", disk, strerror(errno));
+	if (dfd < 0)
+		return;
+	uring_teardown_one(DMAREC_MEMORY_USERPTR, dfd, false, "ok");
+	if (!strcmp(expect_mmap, "ok"))
+		uring_teardown_one(DMAREC_MEMORY_MMAP, dfd, do_rmmod, "ok");
+	else if (uring_teardown_one(DMAREC_MEMORY_MMAP, dfd, false,
+				    expect_mmap) == EOPNOTSUPP && do_rmmod)
+		uring_teardown_one(DMAREC_MEMORY_USERPTR, dfd, true, "ok");
+	close(dfd);
+	check(pins_held() == pins0, "uring teardown: %lld pins not released",
+	      pins_held() - pins0);
+}
+
 static void test_uring(const char *disk, const char *expect_mmap)
 {
 	uring_one(DMAREC_MEMORY_USERPTR, disk, "ok");
@@ -1856,6 +2032,7 @@ static void test_uring(const char *disk, const char *expect_mmap)
 }
 
 /* -------------------------------- leak -------------------------------- */
+
 
 static long mem_available_kb(void)
 {
@@ -1874,12 +2051,14 @@ static long mem_available_kb(void)
 
 /*
  * Set up, stream and drop 32 MiB rings many times, half by teardown, half
- * by close(): every page (driver-allocated or pinned user memory) must
- * come back, so a leak of pages or pins shows in MemAvailable.
+ * by close(). While a ring lives the driver holds exactly its pages (MMAP:
+ * pages_held = count x stride pages; USERPTR: count x payload pages more
+ * pinned); after each ring exactly as many as before.
  */
 static void leak_round(void)
 {
 	const uint32_t count = 32, payload = 1u << 20;
+	const long long pins0 = pins_held();
 	int i;
 
 	for (i = 0; i < 16; i++) {
@@ -1890,6 +2069,18 @@ static void leak_round(void)
 
 		CHECK_OK(sim_config(fd, 1, 0));
 		if (ring_open(&r, fd, mem, count, payload) == 0) {
+			unsigned long long want = mem == DMAREC_MEMORY_MMAP ?
+				count * (r.stride / 4096) : 0;
+			long long pins = pins_held() - pins0;
+
+			check(module_param_ull("pages_held") == want,
+			      "leak: %s ring: driver holds %llu pages, not %llu",
+			      mem_name(mem), module_param_ull("pages_held"), want);
+			want = mem == DMAREC_MEMORY_USERPTR ?
+				count * (payload / 4096) : 0;
+			check(pins == (long long)want,
+			      "leak: %s ring: %lld pages pinned, not %llu",
+			      mem_name(mem), pins, want);
 			for (uint32_t k = 0; k < 4; k++)
 				CHECK_OK(qbuf(fd, k));
 			CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMON));
@@ -1902,6 +2093,11 @@ static void leak_round(void)
 			}
 		}
 		close(fd);
+		check(module_param_ull("pages_held") == 0 &&
+		      pins_held() == pins0,
+		      "leak: after %s ring %d: driver holds %llu pages, %lld pins not released",
+		      mem_name(mem), i, module_param_ull("pages_held"),
+		      pins_held() - pins0);
 	}
 }
 
@@ -2318,7 +2514,7 @@ int main(int argc, char **argv)
 	}
 	if (i >= argc) {
 		fprintf(stderr, "usage: %s [-d DEV] [--disk DEV] [--expect-mmap ok|eopnotsupp]"
-			" caps|stream|overrun|errors|mmap|lifetime|leak|hugetlb|fuzz [N]|uring|quick|hold|\n"
+			" caps|stream|overrun|errors|mmap|lifetime|leak|hugetlb|fuzz [N]|uring|uring-teardown|uring-rmmod|quick|hold|\n"
 			"  edu|edu-refuse|edu-unbind [mmap|userptr]\n",
 			argv[0]);
 		return 2;
@@ -2341,6 +2537,8 @@ int main(int argc, char **argv)
 		test_fuzz(i + 1 < argc ? strtoul(argv[i + 1], NULL, 0) : 5000);
 	else if (!strcmp(cmd, "uring"))
 		test_uring(disk, expect);
+	else if (!strcmp(cmd, "uring-teardown") || !strcmp(cmd, "uring-rmmod"))
+		test_uring_teardown(disk, expect, !strcmp(cmd, "uring-rmmod"));
 	else if (!strcmp(cmd, "hugetlb"))
 		test_hugetlb(disk);
 	else if (!strcmp(cmd, "leak"))
