@@ -13,6 +13,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <linux/capability.h>
 #include <linux/io_uring.h>
@@ -2031,6 +2032,163 @@ static void test_uring(const char *disk, const char *expect_mmap)
 	uring_one(DMAREC_MEMORY_MMAP, disk, expect_mmap);
 }
 
+/* ------------------------------- group -------------------------------- */
+
+/*
+ * A non-root user reaching the nodes through their group, as the udev rule
+ * sets them up (the script made them root:GROUP 0660). Each scenario runs
+ * in a child that becomes uid with gid (and GROUP as its only supplementary
+ * group when in_group) after setting RLIMIT_MEMLOCK, so it has no
+ * capability (no CAP_IPC_LOCK).
+ */
+static gid_t group_gid;
+
+static void become(uid_t uid, bool in_group, unsigned long memlock_bytes)
+{
+	struct rlimit rl = { memlock_bytes, memlock_bytes };
+	gid_t groups[1] = { group_gid };
+
+	n_fail = 0;	/* the child's exit status is its own checks */
+	if (setrlimit(RLIMIT_MEMLOCK, &rl) ||
+	    setgroups(in_group ? 1 : 0, groups) ||
+	    setresgid(uid, uid, uid) || setresuid(uid, uid, uid)) {
+		check(false, "group: become uid %u: %s", uid, strerror(errno));
+		_exit(1);
+	}
+}
+
+static int group_open(const char *path)
+{
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+
+	check(fd >= 0, "group: uid %u open %s: %s", getuid(), path,
+	      strerror(errno));
+	return fd;
+}
+
+static void group_wait(pid_t pid, const char *what)
+{
+	int status = -1;
+	pid_t got = waitpid(pid, &status, 0);
+
+	check(got == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	      "group: %s: child status %#x", what, status);
+}
+
+/* run fn(arg) as uid in a child, wait for it */
+static void group_child(uid_t uid, bool in_group, unsigned long memlock_bytes,
+			void (*fn)(const char *), const char *arg,
+			const char *what)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		become(uid, in_group, memlock_bytes);
+		fn(arg);
+		_exit(n_fail ? 1 : 0);
+	}
+	group_wait(pid, what);
+}
+
+/* one MMAP buffer of 32 KiB payload: 36 KiB locked; want: 0 or an errno */
+static void group_setup_one(const char *path, int want)
+{
+	int fd = group_open(path);
+
+	if (fd < 0)
+		return;
+	errno = 0;
+	check((setup(fd, DMAREC_MEMORY_MMAP, 1, 32768, NULL) ? errno : 0) == want,
+	      "group: uid %u: MMAP 1 x 32 KiB on %s: %s, want %s", getuid(),
+	      path, strerror(errno), strerror(want));
+	close(fd);
+}
+
+static void group_setup_ok(const char *path) { group_setup_one(path, 0); }
+static void group_setup_enomem(const char *path) { group_setup_one(path, ENOMEM); }
+
+static void group_no_access(const char *path)
+{
+	check(open(path, O_RDWR) < 0 && errno == EACCES,
+	      "group: uid %u outside the group opens %s (%s)", getuid(), path,
+	      strerror(errno));
+}
+
+/*
+ * max_mmap_mb=4 (module-wide, all cards): 3 x 1 MiB on card 0 fit, then
+ * 1 x 1 MiB on card 1 does not (ENOMEM) until card 0's ring is gone.
+ */
+static void group_module_limit(const char *path1)
+{
+	int fd0 = group_open(dev_path), fd1 = group_open(path1);
+
+	if (fd0 < 0 || fd1 < 0)
+		return;
+	CHECK_OK(setup(fd0, DMAREC_MEMORY_MMAP, 3, 1u << 20, NULL));
+	CHECK_ERR(setup(fd1, DMAREC_MEMORY_MMAP, 1, 1u << 20, NULL), ENOMEM);
+	CHECK_OK(setup(fd0, 0, 0, 0, NULL));
+	CHECK_OK(setup(fd1, DMAREC_MEMORY_MMAP, 1, 1u << 20, NULL));
+	check(module_param_ull("pages_held") == 257,
+	      "group: pages_held %llu, want 257", module_param_ull("pages_held"));
+	close(fd0);
+	close(fd1);
+}
+
+/*
+ * The locked-memory charge is per user, not per process: while uid 1000
+ * holds 36 KiB on card 0 (limit 64 KiB), another process of uid 1000 is
+ * refused a second 36 KiB on card 1, uid 1001 (same group) is not, a uid
+ * outside the group cannot open the node; once the holder closed, uid 1000
+ * gets it.
+ */
+static void test_group(const char *path1, unsigned long gid)
+{
+	int sync_pipe[2], done_pipe[2];
+	char c = 0;
+	pid_t holder;
+
+	group_gid = (gid_t)gid;
+	check(module_param_ull("max_mmap_mb") == 4,
+	      "group: load the module with max_mmap_mb=4");
+	if (pipe(sync_pipe) || pipe(done_pipe))
+		return;
+	holder = fork();
+	if (holder == 0) {
+		int fd;
+
+		close(sync_pipe[0]);
+		close(done_pipe[1]);
+		become(1000, true, 64 << 10);
+		fd = group_open(dev_path);
+		CHECK_OK(setup(fd, DMAREC_MEMORY_MMAP, 1, 32768, NULL));
+		check(write(sync_pipe[1], "r", 1) == 1, "group: sync");
+		check(read(done_pipe[0], &c, 1) == 1, "group: wait");
+		close(fd);
+		_exit(n_fail ? 1 : 0);
+	}
+	close(sync_pipe[1]);	/* a holder that dies early reads as EOF */
+	close(done_pipe[0]);
+	check(read(sync_pipe[0], &c, 1) == 1, "group: holder ready");
+	group_child(1000, true, 64 << 10, group_setup_enomem, path1,
+		    "same user, second process");
+	group_child(1001, true, 64 << 10, group_setup_ok, path1,
+		    "other user in the group");
+	group_child(1002, false, 64 << 10, group_no_access, path1,
+		    "user outside the group");
+	check(write(done_pipe[1], "d", 1) == 1, "group: release holder");
+	group_wait(holder, "holder");
+	close(sync_pipe[0]);
+	close(done_pipe[1]);
+	group_child(1000, true, 64 << 10, group_setup_ok, path1,
+		    "same user after the holder closed");
+	group_child(1000, true, 64 << 20, group_module_limit, path1,
+		    "module-wide max_mmap_mb");
+	check(module_param_ull("pages_held") == 0, "group: pages_held %llu after",
+	      module_param_ull("pages_held"));
+	note("group: per-user locked memory and max_mmap_mb=4 enforced for "
+	     "non-root users of group %lu", gid);
+}
+
 /* -------------------------------- leak -------------------------------- */
 
 
@@ -2515,6 +2673,7 @@ int main(int argc, char **argv)
 	if (i >= argc) {
 		fprintf(stderr, "usage: %s [-d DEV] [--disk DEV] [--expect-mmap ok|eopnotsupp]"
 			" caps|stream|overrun|errors|mmap|lifetime|leak|hugetlb|fuzz [N]|uring|uring-teardown|uring-rmmod|quick|hold|\n"
+			"  group DEV1 GID|\n"
 			"  edu|edu-refuse|edu-unbind [mmap|userptr]\n",
 			argv[0]);
 		return 2;
@@ -2543,6 +2702,8 @@ int main(int argc, char **argv)
 		test_hugetlb(disk);
 	else if (!strcmp(cmd, "leak"))
 		test_leak();
+	else if (!strcmp(cmd, "group") && i + 2 < argc)
+		test_group(argv[i + 1], strtoul(argv[i + 2], NULL, 0));
 	else if (!strcmp(cmd, "quick"))
 		test_quick();
 	else if (!strcmp(cmd, "hold"))
