@@ -13,6 +13,7 @@
 #include <linux/mm.h>
 #include <linux/moduleparam.h>
 #include <linux/sched/user.h>
+#include <linux/sysfs.h>
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
 #include <linux/hugetlb.h>
@@ -30,6 +31,24 @@ MODULE_PARM_DESC(max_mmap_mb, "MMAP ring memory of all cards together, MiB (0 = 
 
 /* MMAP ring pages of all cards (module-wide limit) */
 static atomic_long_t dmarec_mmap_pages = ATOMIC_LONG_INIT(0);
+
+/*
+ * Pages the driver holds a reference on (MMAP rings), counted at the
+ * allocation and at the free call itself, so a leak check can ask for an
+ * exact return to 0 (read-only parameter pages_held).
+ */
+static atomic_long_t dmarec_pages_held = ATOMIC_LONG_INIT(0);
+
+static int dmarec_pages_held_get(char *buffer, const struct kernel_param *kp)
+{
+	return sysfs_emit(buffer, "%ld\n", atomic_long_read(&dmarec_pages_held));
+}
+
+static const struct kernel_param_ops dmarec_pages_held_ops = {
+	.get = dmarec_pages_held_get,
+};
+module_param_cb(pages_held, &dmarec_pages_held_ops, NULL, 0444);
+MODULE_PARM_DESC(pages_held, "MMAP ring pages the driver holds now (read-only)");
 
 /*
  * ------------------------------------------------------------------------
@@ -77,6 +96,7 @@ static void dmarec_free_page_array(struct page **pages, unsigned int nr)
 		unsigned int order = compound_order(page);
 
 		__free_pages(page, order);
+		atomic_long_sub(1L << order, &dmarec_pages_held);
 		i += 1u << order;
 	}
 }
@@ -97,6 +117,7 @@ static int dmarec_alloc_page_array(struct page **pages, unsigned int nr,
 			dmarec_free_page_array(pages, done);
 			return -ENOMEM;
 		}
+		atomic_long_add(1L << order, &dmarec_pages_held);
 		for (i = 0; i < (1u << order); i++)
 			pages[done + i] = nth_page(page, i);
 		done += 1u << order;

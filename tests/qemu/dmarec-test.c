@@ -13,6 +13,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <linux/capability.h>
 #include <linux/io_uring.h>
@@ -1849,13 +1850,347 @@ out_fd:
 	close(fd);
 }
 
+/*
+ * FOLL_PIN pages held system-wide now: /proc/vmstat's nr_foll_pin_acquired
+ * minus nr_foll_pin_released, after vm.stat_refresh folded the per-cpu
+ * deltas, so the figure is exact (no other pinner runs in the guest).
+ */
+static long long pins_held(void)
+{
+	long long acq = -1, rel = -1, v;
+	char name[64];
+	FILE *f;
+	int fd = open("/proc/sys/vm/stat_refresh", O_WRONLY);
+
+	check(fd >= 0 && write(fd, "1", 1) == 1, "vm.stat_refresh: %s",
+	      strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	f = fopen("/proc/vmstat", "r");
+	if (!f)
+		return -1;
+	while (fscanf(f, "%63s %lld", name, &v) == 2) {
+		if (!strcmp(name, "nr_foll_pin_acquired"))
+			acq = v;
+		else if (!strcmp(name, "nr_foll_pin_released"))
+			rel = v;
+	}
+	fclose(f);
+	check(acq >= 0 && rel >= 0, "nr_foll_pin_* in /proc/vmstat");
+	return acq - rel;
+}
+
+/*
+ * The registered buffers outlive the ring (and, with rmmod, the driver):
+ * io_uring's pins keep the pages, so WRITE_FIXED still writes what the card
+ * left there and READ_FIXED lands in the same pages. A page the driver
+ * freed under io_uring reads back zeroed (init_on_free=1) or poisoned.
+ * Disk layout: [0] the saved buffer written out, [1] data for READ_FIXED,
+ * [2] that data written back out of the buffer.
+ */
+static void uring_io_after(struct uring *u, int dfd, uint8_t *addr,
+			   unsigned buf_index, const uint8_t *saved,
+			   unsigned len, const char *what)
+{
+	uint8_t *rb = NULL, *data = NULL;
+	int res;
+
+	if (posix_memalign((void **)&rb, 4096, len) ||
+	    posix_memalign((void **)&data, 4096, len)) {
+		check(false, "%s: posix_memalign", what);
+		goto out;
+	}
+	res = uring_rw_fixed(u, IORING_OP_WRITE_FIXED, dfd, addr, len, 0,
+			     buf_index);
+	check(res == (int)len, "%s: WRITE_FIXED res %d", what, res);
+	check(pread(dfd, rb, len, 0) == (ssize_t)len &&
+	      memcmp(rb, saved, len) == 0,
+	      "%s: WRITE_FIXED did not write the card's data (page freed?)",
+	      what);
+	for (unsigned i = 0; i < len; i++)
+		data[i] = (uint8_t)(0x5a ^ i ^ (i >> 12));
+	check(pwrite(dfd, data, len, len) == (ssize_t)len, "%s: pwrite", what);
+	res = uring_rw_fixed(u, IORING_OP_READ_FIXED, dfd, addr, len, len,
+			     buf_index);
+	check(res == (int)len, "%s: READ_FIXED res %d", what, res);
+	res = uring_rw_fixed(u, IORING_OP_WRITE_FIXED, dfd, addr, len,
+			     2ull * len, buf_index);
+	check(res == (int)len, "%s: WRITE_FIXED after READ_FIXED res %d",
+	      what, res);
+	check(pread(dfd, rb, len, 2ull * len) == (ssize_t)len &&
+	      memcmp(rb, data, len) == 0,
+	      "%s: READ_FIXED data did not stay in the buffer", what);
+out:
+	free(rb);
+	free(data);
+}
+
+/* a ring of 2 x 64 KiB registered with io_uring, one buffer filled */
+static int uring_teardown_one(uint32_t memory, int dfd, bool do_rmmod,
+			      const char *expect_reg)
+{
+	struct dmarec_buffer b;
+	struct iovec iov[2];
+	struct uring u;
+	struct ring r;
+	uint8_t *saved = NULL, *addr;
+	int fd = dev_open(0), reg;
+	char what[64];
+
+	snprintf(what, sizeof(what), "uring after %s %s",
+		 do_rmmod ? "rmmod" : "teardown", mem_name(memory));
+	CHECK_OK(sim_config(fd, 1, 0));
+	if (ring_open(&r, fd, memory, 2, 65536) || uring_init(&u, 4)) {
+		check(false, "%s: ring/io_uring setup: %s", what, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	for (uint32_t i = 0; i < 2; i++) {
+		iov[i].iov_base = ring_buf(&r, i);
+		iov[i].iov_len = r.stride;
+	}
+	reg = (int)syscall(__NR_io_uring_register, u.fd,
+			   IORING_REGISTER_BUFFERS, iov, 2) < 0 ? errno : 0;
+	check(reg == (strcmp(expect_reg, "ok") ? EOPNOTSUPP : 0),
+	      "%s: register: %s, expected %s", what, strerror(reg), expect_reg);
+	saved = malloc(r.stride);
+	if (reg || !saved)
+		goto out;
+	CHECK_OK(qbuf(fd, 0));
+	CHECK_OK(qbuf(fd, 1));
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMON));
+	CHECK_OK(dqbuf(fd, &b));
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMOFF));
+	addr = ring_buf(&r, b.index);
+	memset(addr, 0xc3, DMAREC_HEADER_BYTES);	/* the user's header */
+	memcpy(saved, addr, r.stride);
+	check(pattern_verify(saved + DMAREC_HEADER_BYTES, r.payload, b.card_seq,
+			     b.channel) < 0, "%s: card data", what);
+	ring_close(&r);		/* munmap + SETUP teardown */
+	close(fd);
+	fd = -1;
+	if (do_rmmod)
+		check(syscall(__NR_delete_module, "dmarec", O_NONBLOCK) == 0,
+		      "%s: rmmod dmarec with only io_uring holding pages: %s",
+		      what, strerror(errno));
+	uring_io_after(&u, dfd, addr, b.index, saved, r.stride, what);
+	note("%s: WRITE_FIXED/READ_FIXED of %" "llu" " bytes checked", what,
+	     r.stride);
+out:
+	free(saved);
+	/* synchronous unpin; the ring's own exit releases them in a worker */
+	if (!reg)
+		check(syscall(__NR_io_uring_register, u.fd,
+			      IORING_UNREGISTER_BUFFERS, NULL, 0) == 0,
+		      "%s: IORING_UNREGISTER_BUFFERS: %s", what, strerror(errno));
+	uring_exit(&u);
+	if (fd >= 0) {
+		ring_close(&r);
+		close(fd);
+	}
+	return reg;
+}
+
+/*
+ * USERPTR then MMAP (expect_mmap: "ok" or "eopnotsupp" as for uring), each
+ * ring torn down and closed before the I/O; with do_rmmod the module is
+ * removed after the last ring (the script loads it again). Every pin is
+ * released once io_uring unregisters.
+ */
+static void test_uring_teardown(const char *disk, const char *expect_mmap,
+				bool do_rmmod)
+{
+	const long long pins0 = pins_held();
+	int dfd = open(disk, O_RDWR | O_DIRECT | O_CLOEXEC);
+	char cmdline[512] = "";
+	FILE *f = fopen("/proc/cmdline", "r");
+
+	if (f) {
+		if (!fgets(cmdline, sizeof(cmdline), f))
+			cmdline[0] = 0;
+		fclose(f);
+	}
+	check(strstr(cmdline, "init_on_free=1") != NULL,
+	      "uring teardown: boot with init_on_free=1 (a freed page must read zero)");
+	check(dfd >= 0, "open %s: %s", disk, strerror(errno));
+	if (dfd < 0)
+		return;
+	uring_teardown_one(DMAREC_MEMORY_USERPTR, dfd, false, "ok");
+	if (!strcmp(expect_mmap, "ok"))
+		uring_teardown_one(DMAREC_MEMORY_MMAP, dfd, do_rmmod, "ok");
+	else if (uring_teardown_one(DMAREC_MEMORY_MMAP, dfd, false,
+				    expect_mmap) == EOPNOTSUPP && do_rmmod)
+		uring_teardown_one(DMAREC_MEMORY_USERPTR, dfd, true, "ok");
+	close(dfd);
+	check(pins_held() == pins0, "uring teardown: %lld pins not released",
+	      pins_held() - pins0);
+}
+
 static void test_uring(const char *disk, const char *expect_mmap)
 {
 	uring_one(DMAREC_MEMORY_USERPTR, disk, "ok");
 	uring_one(DMAREC_MEMORY_MMAP, disk, expect_mmap);
 }
 
+/* ------------------------------- group -------------------------------- */
+
+/*
+ * A non-root user reaching the nodes through their group, as the udev rule
+ * sets them up (the script made them root:GROUP 0660). Each scenario runs
+ * in a child that becomes uid with gid (and GROUP as its only supplementary
+ * group when in_group) after setting RLIMIT_MEMLOCK, so it has no
+ * capability (no CAP_IPC_LOCK).
+ */
+static gid_t group_gid;
+
+static void become(uid_t uid, bool in_group, unsigned long memlock_bytes)
+{
+	struct rlimit rl = { memlock_bytes, memlock_bytes };
+	gid_t groups[1] = { group_gid };
+
+	n_fail = 0;	/* the child's exit status is its own checks */
+	if (setrlimit(RLIMIT_MEMLOCK, &rl) ||
+	    setgroups(in_group ? 1 : 0, groups) ||
+	    setresgid(uid, uid, uid) || setresuid(uid, uid, uid)) {
+		check(false, "group: become uid %u: %s", uid, strerror(errno));
+		_exit(1);
+	}
+}
+
+static int group_open(const char *path)
+{
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+
+	check(fd >= 0, "group: uid %u open %s: %s", getuid(), path,
+	      strerror(errno));
+	return fd;
+}
+
+static void group_wait(pid_t pid, const char *what)
+{
+	int status = -1;
+	pid_t got = waitpid(pid, &status, 0);
+
+	check(got == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	      "group: %s: child status %#x", what, status);
+}
+
+/* run fn(arg) as uid in a child, wait for it */
+static void group_child(uid_t uid, bool in_group, unsigned long memlock_bytes,
+			void (*fn)(const char *), const char *arg,
+			const char *what)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		become(uid, in_group, memlock_bytes);
+		fn(arg);
+		_exit(n_fail ? 1 : 0);
+	}
+	group_wait(pid, what);
+}
+
+/* one MMAP buffer of 32 KiB payload: 36 KiB locked; want: 0 or an errno */
+static void group_setup_one(const char *path, int want)
+{
+	int fd = group_open(path);
+
+	if (fd < 0)
+		return;
+	errno = 0;
+	check((setup(fd, DMAREC_MEMORY_MMAP, 1, 32768, NULL) ? errno : 0) == want,
+	      "group: uid %u: MMAP 1 x 32 KiB on %s: %s, want %s", getuid(),
+	      path, strerror(errno), strerror(want));
+	close(fd);
+}
+
+static void group_setup_ok(const char *path) { group_setup_one(path, 0); }
+static void group_setup_enomem(const char *path) { group_setup_one(path, ENOMEM); }
+
+static void group_no_access(const char *path)
+{
+	check(open(path, O_RDWR) < 0 && errno == EACCES,
+	      "group: uid %u outside the group opens %s (%s)", getuid(), path,
+	      strerror(errno));
+}
+
+/*
+ * max_mmap_mb=4 (module-wide, all cards): 3 x 1 MiB on card 0 fit, then
+ * 1 x 1 MiB on card 1 does not (ENOMEM) until card 0's ring is gone.
+ */
+static void group_module_limit(const char *path1)
+{
+	int fd0 = group_open(dev_path), fd1 = group_open(path1);
+
+	if (fd0 < 0 || fd1 < 0)
+		return;
+	CHECK_OK(setup(fd0, DMAREC_MEMORY_MMAP, 3, 1u << 20, NULL));
+	CHECK_ERR(setup(fd1, DMAREC_MEMORY_MMAP, 1, 1u << 20, NULL), ENOMEM);
+	CHECK_OK(setup(fd0, 0, 0, 0, NULL));
+	CHECK_OK(setup(fd1, DMAREC_MEMORY_MMAP, 1, 1u << 20, NULL));
+	check(module_param_ull("pages_held") == 257,
+	      "group: pages_held %llu, want 257", module_param_ull("pages_held"));
+	close(fd0);
+	close(fd1);
+}
+
+/*
+ * The locked-memory charge is per user, not per process: while uid 1000
+ * holds 36 KiB on card 0 (limit 64 KiB), another process of uid 1000 is
+ * refused a second 36 KiB on card 1, uid 1001 (same group) is not, a uid
+ * outside the group cannot open the node; once the holder closed, uid 1000
+ * gets it.
+ */
+static void test_group(const char *path1, unsigned long gid)
+{
+	int sync_pipe[2], done_pipe[2];
+	char c = 0;
+	pid_t holder;
+
+	group_gid = (gid_t)gid;
+	check(module_param_ull("max_mmap_mb") == 4,
+	      "group: load the module with max_mmap_mb=4");
+	if (pipe(sync_pipe) || pipe(done_pipe))
+		return;
+	holder = fork();
+	if (holder == 0) {
+		int fd;
+
+		close(sync_pipe[0]);
+		close(done_pipe[1]);
+		become(1000, true, 64 << 10);
+		fd = group_open(dev_path);
+		CHECK_OK(setup(fd, DMAREC_MEMORY_MMAP, 1, 32768, NULL));
+		check(write(sync_pipe[1], "r", 1) == 1, "group: sync");
+		check(read(done_pipe[0], &c, 1) == 1, "group: wait");
+		close(fd);
+		_exit(n_fail ? 1 : 0);
+	}
+	close(sync_pipe[1]);	/* a holder that dies early reads as EOF */
+	close(done_pipe[0]);
+	check(read(sync_pipe[0], &c, 1) == 1, "group: holder ready");
+	group_child(1000, true, 64 << 10, group_setup_enomem, path1,
+		    "same user, second process");
+	group_child(1001, true, 64 << 10, group_setup_ok, path1,
+		    "other user in the group");
+	group_child(1002, false, 64 << 10, group_no_access, path1,
+		    "user outside the group");
+	check(write(done_pipe[1], "d", 1) == 1, "group: release holder");
+	group_wait(holder, "holder");
+	close(sync_pipe[0]);
+	close(done_pipe[1]);
+	group_child(1000, true, 64 << 10, group_setup_ok, path1,
+		    "same user after the holder closed");
+	group_child(1000, true, 64 << 20, group_module_limit, path1,
+		    "module-wide max_mmap_mb");
+	check(module_param_ull("pages_held") == 0, "group: pages_held %llu after",
+	      module_param_ull("pages_held"));
+	note("group: per-user locked memory and max_mmap_mb=4 enforced for "
+	     "non-root users of group %lu", gid);
+}
+
 /* -------------------------------- leak -------------------------------- */
+
 
 static long mem_available_kb(void)
 {
@@ -1874,12 +2209,14 @@ static long mem_available_kb(void)
 
 /*
  * Set up, stream and drop 32 MiB rings many times, half by teardown, half
- * by close(): every page (driver-allocated or pinned user memory) must
- * come back, so a leak of pages or pins shows in MemAvailable.
+ * by close(). While a ring lives the driver holds exactly its pages (MMAP:
+ * pages_held = count x stride pages; USERPTR: count x payload pages more
+ * pinned); after each ring exactly as many as before.
  */
 static void leak_round(void)
 {
 	const uint32_t count = 32, payload = 1u << 20;
+	const long long pins0 = pins_held();
 	int i;
 
 	for (i = 0; i < 16; i++) {
@@ -1890,6 +2227,18 @@ static void leak_round(void)
 
 		CHECK_OK(sim_config(fd, 1, 0));
 		if (ring_open(&r, fd, mem, count, payload) == 0) {
+			unsigned long long want = mem == DMAREC_MEMORY_MMAP ?
+				count * (r.stride / 4096) : 0;
+			long long pins = pins_held() - pins0;
+
+			check(module_param_ull("pages_held") == want,
+			      "leak: %s ring: driver holds %llu pages, not %llu",
+			      mem_name(mem), module_param_ull("pages_held"), want);
+			want = mem == DMAREC_MEMORY_USERPTR ?
+				count * (payload / 4096) : 0;
+			check(pins == (long long)want,
+			      "leak: %s ring: %lld pages pinned, not %llu",
+			      mem_name(mem), pins, want);
 			for (uint32_t k = 0; k < 4; k++)
 				CHECK_OK(qbuf(fd, k));
 			CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMON));
@@ -1902,6 +2251,11 @@ static void leak_round(void)
 			}
 		}
 		close(fd);
+		check(module_param_ull("pages_held") == 0 &&
+		      pins_held() == pins0,
+		      "leak: after %s ring %d: driver holds %llu pages, %lld pins not released",
+		      mem_name(mem), i, module_param_ull("pages_held"),
+		      pins_held() - pins0);
 	}
 }
 
@@ -2318,7 +2672,8 @@ int main(int argc, char **argv)
 	}
 	if (i >= argc) {
 		fprintf(stderr, "usage: %s [-d DEV] [--disk DEV] [--expect-mmap ok|eopnotsupp]"
-			" caps|stream|overrun|errors|mmap|lifetime|leak|hugetlb|fuzz [N]|uring|quick|hold|\n"
+			" caps|stream|overrun|errors|mmap|lifetime|leak|hugetlb|fuzz [N]|uring|uring-teardown|uring-rmmod|quick|hold|\n"
+			"  group DEV1 GID|\n"
 			"  edu|edu-refuse|edu-unbind [mmap|userptr]\n",
 			argv[0]);
 		return 2;
@@ -2341,10 +2696,14 @@ int main(int argc, char **argv)
 		test_fuzz(i + 1 < argc ? strtoul(argv[i + 1], NULL, 0) : 5000);
 	else if (!strcmp(cmd, "uring"))
 		test_uring(disk, expect);
+	else if (!strcmp(cmd, "uring-teardown") || !strcmp(cmd, "uring-rmmod"))
+		test_uring_teardown(disk, expect, !strcmp(cmd, "uring-rmmod"));
 	else if (!strcmp(cmd, "hugetlb"))
 		test_hugetlb(disk);
 	else if (!strcmp(cmd, "leak"))
 		test_leak();
+	else if (!strcmp(cmd, "group") && i + 2 < argc)
+		test_group(argv[i + 1], strtoul(argv[i + 2], NULL, 0));
 	else if (!strcmp(cmd, "quick"))
 		test_quick();
 	else if (!strcmp(cmd, "hold"))

@@ -243,6 +243,9 @@ load_set() {
 		set_name=default
 		set_virtio_disks=${DMAREC_DISKS:-1}
 		QEMU_WAIT_DEVS=/dev/vda
+		# a page freed while something still uses it reads back zeroed
+		# or poisoned (25-uring-teardown)
+		QEMU_APPEND="page_poison=1 init_on_free=1"
 	else
 		# shellcheck disable=SC1091
 		QEMU_CONF_DIR=$set . "$set/qemu.conf"
