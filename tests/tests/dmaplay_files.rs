@@ -780,6 +780,12 @@ fn reindex_of_a_wrapped_ring_with_torn_slots_reports_exactly_them_missing() {
     let es = entries(&idx);
     let n = es.len() as u64;
     assert!(n > 2 * cap, "the ring wrapped twice");
+    // Intact: the scan reads every location and finds the newest lap whole.
+    let r = reindex_json(&img, &s.file("intact.idx"));
+    assert_eq!(r["scan"]["locations_read"].as_u64(), Some(cap));
+    assert_eq!(r["scan"]["oldest_slot_seq"].as_u64(), Some(n - cap));
+    assert_eq!(missing_runs(&r["scan"]), vec![]);
+    assert_eq!(entries(&s.file("intact.idx")), es[(n - cap) as usize..]);
     let torn_seqs = [n - 6, n - 3];
     for seq in torn_seqs {
         let e = es[seq as usize];
@@ -790,9 +796,7 @@ fn reindex_of_a_wrapped_ring_with_torn_slots_reports_exactly_them_missing() {
         );
     }
     let re = s.file("re.idx");
-    let out = dmaplay(&["reindex", &img, "--index", &re, "--json"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let r = json(&stdout(&out));
+    let r = reindex_json(&img, &re);
     let torn: Vec<u64> = r["torn"]
         .as_array()
         .unwrap()
@@ -804,18 +808,8 @@ fn reindex_of_a_wrapped_ring_with_torn_slots_reports_exactly_them_missing() {
     let scan = &r["scan"];
     assert_eq!(scan["oldest_slot_seq"].as_u64(), Some(n - cap));
     assert_eq!(scan["newest_slot_seq"].as_u64(), Some(n - 1));
-    let missing: Vec<(u64, u64, String)> = scan["missing"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            let seq = |k: &str| m[k].as_u64().unwrap();
-            let found = m["found"].as_str().unwrap().to_string();
-            (seq("first_slot_seq"), seq("last_slot_seq"), found)
-        })
-        .collect();
     let torn_run = |seq: u64| (seq, seq, "torn".to_string());
-    assert_eq!(missing, vec![torn_run(n - 6), torn_run(n - 3)]);
+    assert_eq!(missing_runs(scan), vec![torn_run(n - 6), torn_run(n - 3)]);
     assert_eq!(scan["counts"]["Live"].as_u64(), Some(cap - 2), "{scan}");
     assert_eq!(scan["counts"]["Torn"].as_u64(), Some(2), "{scan}");
     assert_eq!(scan["live_slots"].as_u64(), Some(cap - 2));
@@ -825,4 +819,144 @@ fn reindex_of_a_wrapped_ring_with_torn_slots_reports_exactly_them_missing() {
         .copied()
         .collect();
     assert_eq!(entries(&re), expect);
+}
+
+/// `dmaplay reindex IMG --index RE --json` (exit 0 required): the report.
+fn reindex_json(img: &str, re: &str) -> serde_json::Value {
+    let out = dmaplay(&["reindex", img, "--index", re, "--json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    json(&stdout(&out))
+}
+
+fn missing_runs(scan: &serde_json::Value) -> Vec<(u64, u64, String)> {
+    scan["missing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let seq = |k: &str| m[k].as_u64().unwrap();
+            let found = m["found"].as_str().unwrap().to_string();
+            (seq("first_slot_seq"), seq("last_slot_seq"), found)
+        })
+        .collect()
+}
+
+#[test]
+fn scan_counts_every_location_lists_1000_damaged_headers_and_finds_a_misplaced_slot() {
+    let s = Scratch::new("dmaplay-scan-classes");
+    let (img, idx) = (s.file("rec.img"), s.file("rec.idx"));
+    let out = run(
+        "dmarec",
+        &[
+            "record",
+            "--quiet",
+            "--json",
+            "--payload-size",
+            "4K",
+            "--target",
+            &img,
+            "--file-size",
+            "16M",
+            "--index",
+            &idx,
+            "--size",
+            "6M",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let cap = json(&stdout(&out))["capacity_slots"].as_u64().unwrap();
+    let es = entries(&idx);
+    let n = es.len() as u64;
+    assert_eq!(n, 1536);
+    // 1001 damaged headers in a row (card_seq byte: CRC mismatch), one more
+    // than the report lists; slot 5's header page copied over slot 1200's.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&img)
+        .unwrap();
+    let damaged = 100..=1100u64;
+    for seq in damaged.clone() {
+        let at = es[seq as usize].device_offset_bytes + 40;
+        let mut b = [0u8; 1];
+        f.read_exact_at(&mut b, at).unwrap();
+        f.write_all_at(&[b[0] ^ 0x81], at).unwrap();
+    }
+    let mut page = vec![0u8; SLOT_HEADER_BYTES];
+    f.read_exact_at(&mut page, es[5].device_offset_bytes)
+        .unwrap();
+    f.write_all_at(&page, es[1200].device_offset_bytes).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    let r = reindex_json(&img, &s.file("re.idx"));
+    let scan = &r["scan"];
+    assert_eq!(scan["locations_read"].as_u64(), Some(cap));
+    assert_eq!(scan["damaged_headers"].as_array().unwrap().len(), 1000);
+    let counts = &scan["counts"];
+    assert_eq!(counts["DamagedHeader"].as_u64(), Some(1001), "{counts}");
+    assert_eq!(counts["Misplaced"].as_u64(), Some(1), "{counts}");
+    assert_eq!(counts["Live"].as_u64(), Some(n - 1002), "{counts}");
+    assert_eq!(counts["Empty"].as_u64(), Some(cap - n), "{counts}");
+    assert_eq!(
+        missing_runs(scan),
+        vec![
+            (100, 1100, "damaged_header".to_string()),
+            (1200, 1200, "misplaced".to_string())
+        ]
+    );
+    let kept: Vec<IndexEntry> = es
+        .iter()
+        .filter(|e| !damaged.contains(&e.slot_seq) && e.slot_seq != 1200)
+        .copied()
+        .collect();
+    assert_eq!(entries(&s.file("re.idx")), kept);
+}
+
+#[test]
+fn reindex_writes_an_index_given_relative_to_the_working_directory_only_beside_it() {
+    let s = Scratch::new("dmaplay-reindex-paths");
+    let (img, idx) = (s.file("rec.img"), s.file("rec.idx"));
+    record(&[
+        "--target",
+        &img,
+        "--file-size",
+        "16M",
+        "--index",
+        &idx,
+        "--size",
+        "1M",
+    ]);
+    let original = std::fs::read(&idx).unwrap();
+    // A bare file name: written (and its directory synced) in the working
+    // directory; an absolute path: the working directory is not written
+    // (/proc refuses new files, even to root).
+    for (cwd, index) in [
+        (s.path.clone(), "rel.idx".to_string()),
+        ("/proc".into(), s.file("abs.idx")),
+    ] {
+        let out = std::process::Command::new(bin("dmaplay"))
+            .args(["reindex", &img, "--index", &index])
+            .current_dir(&cwd)
+            .output()
+            .unwrap();
+        assert_eq!(
+            code(&out),
+            0,
+            "--index {index} in {}: {}",
+            cwd.display(),
+            stderr(&out)
+        );
+        assert!(
+            std::fs::read(cwd.join(&index)).unwrap() == original,
+            "{index}"
+        );
+    }
+    let names: Vec<String> = std::fs::read_dir(&s.path)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.contains(".reindex-")),
+        "temporary left: {names:?}"
+    );
 }
