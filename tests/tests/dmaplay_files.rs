@@ -642,10 +642,21 @@ fn drop_entries(index: &str, seqs: &[u64]) {
 }
 
 /// `dmaplay verify --range A..B --json` on `img`: exit status and the bad
-/// slots with their problems.
+/// slots with their problems; checks it read only the range's slots.
 fn verify_range(img: &str, idx: &str, range: &str) -> (i32, Vec<(u64, String)>) {
     let out = dmaplay(&["verify", img, "--index", idx, "--range", range, "--json"]);
     let v = json(&stdout(&out));
+    let (first, last) = range.split_once("..").unwrap_or((range, range));
+    let (first, last): (u64, u64) = (first.parse().unwrap(), last.parse().unwrap());
+    let in_index = entries(idx)
+        .iter()
+        .filter(|e| (first..=last).contains(&e.slot_seq))
+        .count();
+    assert_eq!(
+        v["slots_checked"].as_u64(),
+        Some(in_index as u64),
+        "{range}"
+    );
     let bad = v["bad"]
         .as_array()
         .unwrap()
