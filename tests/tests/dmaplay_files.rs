@@ -971,3 +971,75 @@ fn reindex_writes_an_index_given_relative_to_the_working_directory_only_beside_i
         "temporary left: {names:?}"
     );
 }
+
+#[test]
+fn verify_names_what_a_wrong_slot_holds() {
+    use formats::index::{INDEX_ENTRY_BYTES, INDEX_HEADER_BYTES};
+    let s = Scratch::new("dmaplay-wrong-slot");
+    let mut recs = Vec::new();
+    for name in ["a", "b"] {
+        let (img, idx) = (
+            s.file(&format!("{name}.img")),
+            s.file(&format!("{name}.idx")),
+        );
+        record(&[
+            "--target",
+            &img,
+            "--file-size",
+            "16M",
+            "--index",
+            &idx,
+            "--size",
+            "2M",
+        ]);
+        recs.push((img, idx));
+    }
+    let (img, idx) = &recs[0];
+    let es = entries(idx);
+    let slot_bytes = SLOT_HEADER_BYTES + PAYLOAD;
+    let read_slot = |path: &str, seq: usize| {
+        let mut b = vec![0u8; slot_bytes];
+        let f = std::fs::File::open(path).unwrap();
+        f.read_exact_at(&mut b, es[seq].device_offset_bytes)
+            .unwrap();
+        b
+    };
+    let f = std::fs::OpenOptions::new().write(true).open(img).unwrap();
+    // Slot 5 of recording b over a's slot 5; a's slot 7 over its slot 9.
+    f.write_all_at(&read_slot(&recs[1].0, 5), es[5].device_offset_bytes)
+        .unwrap();
+    f.write_all_at(&read_slot(img, 7), es[9].device_offset_bytes)
+        .unwrap();
+    f.sync_all().unwrap();
+    // Slot 12's index entry claims more payload than a slot holds.
+    let e12 = IndexEntry {
+        payload_bytes_used: PAYLOAD as u32 + 1,
+        ..es[12]
+    };
+    let f = std::fs::OpenOptions::new().write(true).open(idx).unwrap();
+    let at = INDEX_HEADER_BYTES + 12 * INDEX_ENTRY_BYTES;
+    f.write_all_at(&e12.encode(), at as u64).unwrap();
+    f.sync_all().unwrap();
+    let out = dmaplay(&["verify", img, "--index", idx, "--json"]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let v = json(&stdout(&out));
+    let bad: Vec<(u64, String)> = v["bad"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b["slot_seq"].as_u64().unwrap(), b["problem"].to_string()))
+        .collect();
+    assert_eq!(bad.len(), 3, "{bad:?}");
+    let expect = [
+        (5, "holds a slot of another recording"),
+        (9, "holds slot 7 instead"),
+        (
+            12,
+            "payload_bytes_used 65537 exceeds the payload size 65536",
+        ),
+    ];
+    for ((seq, problem), (want_seq, want)) in bad.iter().zip(expect) {
+        assert_eq!(*seq, want_seq);
+        assert!(problem.contains(want), "slot {seq}: {problem}");
+    }
+}
