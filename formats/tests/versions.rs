@@ -219,7 +219,7 @@ fn superblock_validate_refuses_each_rule_alone() {
     case("recording_uuid", &|sb| sb.recording_uuid = Uuid::NIL);
     case("device_count", &|sb| sb.members.clear());
     case("device_count", &|sb| {
-        let m = sb.members[0].clone();
+        let m = sb.members[0];
         sb.members.resize(9, m);
     });
     case("device_index", &|sb| sb.device_index = 2);
