@@ -1020,9 +1020,20 @@ fn verify_names_what_a_wrong_slot_holds() {
     let at = INDEX_HEADER_BYTES + 12 * INDEX_ENTRY_BYTES;
     f.write_all_at(&e12.encode(), at as u64).unwrap();
     f.sync_all().unwrap();
-    let out = dmaplay(&["verify", img, "--index", idx, "--json"]);
+    let out = dmaplay(&["verify", img, "--index", idx, "--json", "--threads", "3"]);
     assert_eq!(code(&out), 3, "{}", stderr(&out));
     let v = json(&stdout(&out));
+    // The report's figures agree with each other.
+    assert_eq!(v["worker_threads"].as_u64(), Some(3));
+    let checked = v["slots_checked"].as_u64().unwrap();
+    assert_eq!(checked, es.len() as u64);
+    let bytes_read = v["bytes_read"].as_u64().unwrap();
+    assert_eq!(bytes_read, checked * slot_bytes as u64);
+    let seconds = v["seconds"].as_f64().unwrap();
+    assert!(seconds > 0.0);
+    // (serde_json's float parsing may differ in the last bit.)
+    let mb_per_s = bytes_read as f64 / seconds / 1e6;
+    assert!((v["mb_per_s"].as_f64().unwrap() - mb_per_s).abs() <= 1e-9 * mb_per_s);
     let bad: Vec<(u64, String)> = v["bad"]
         .as_array()
         .unwrap()
@@ -1042,4 +1053,62 @@ fn verify_names_what_a_wrong_slot_holds() {
         assert_eq!(*seq, want_seq);
         assert!(problem.contains(want), "slot {seq}: {problem}");
     }
+    let differs = "header differs from the catalog entry: payload_bytes_used 65536 vs 65537";
+    assert!(bad[2].1.contains(differs), "{}", bad[2].1);
+}
+
+#[test]
+fn a_ring_slot_whose_newer_lap_is_missing_shows_the_older_lap() {
+    use formats::SlotHeader;
+    let s = Scratch::new("dmaplay-older-lap");
+    let (img, idx) = (s.file("rec.img"), s.file("rec.idx"));
+    let sum = record(&[
+        "--target",
+        &img,
+        "--file-size",
+        "16M",
+        "--index",
+        &idx,
+        "--size",
+        "40M",
+        "--on-full",
+        "wrap",
+    ]);
+    let cap = sum["capacity_slots"].as_u64().unwrap();
+    let es = entries(&idx);
+    let n = es.len() as u64;
+    // Slot n-10's header made into the previous lap's (its slot number minus
+    // the capacity, same place): as if n-10 had never been written there.
+    let seq = n - 10;
+    let at = es[seq as usize].device_offset_bytes;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&img)
+        .unwrap();
+    let mut page = vec![0u8; SLOT_HEADER_BYTES];
+    f.read_exact_at(&mut page, at).unwrap();
+    let h = SlotHeader::decode(&page).unwrap();
+    let older = SlotHeader {
+        slot_seq: seq - cap,
+        ..h
+    };
+    f.write_all_at(&older.encode(), at).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    let re = s.file("re.idx");
+    let r = reindex_json(&img, &re);
+    let scan = &r["scan"];
+    assert_eq!(
+        missing_runs(scan),
+        vec![(seq, seq, "older_lap".to_string())]
+    );
+    assert_eq!(scan["counts"]["OlderLap"].as_u64(), Some(1), "{scan}");
+    assert_eq!(scan["counts"]["Live"].as_u64(), Some(cap - 1), "{scan}");
+    let expect: Vec<IndexEntry> = es[(n - cap) as usize..]
+        .iter()
+        .filter(|e| e.slot_seq != seq)
+        .copied()
+        .collect();
+    assert_eq!(entries(&re), expect);
 }
