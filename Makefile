@@ -21,7 +21,7 @@ MUTANTS_VERSION ?= 27.1.0
 
 MUTANTS_formats_FILES := formats/src/*.rs
 MUTANTS_formats_TESTS := dmarec-formats
-MUTANTS_formats_TIMEOUT := 120
+MUTANTS_formats_TIMEOUT := 30
 
 # dmaplay's unit and CLI tests and its end-to-end tests on files. The
 # loop-device tests (root, ~15 s more per mutant) and the crash tests (SIGKILL

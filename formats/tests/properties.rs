@@ -255,6 +255,11 @@ fn payload_crc_checks_used_bytes() {
     bad[4095] ^= 0x80;
     bad[4096] ^= 0x80; // beyond bytes used: not covered
     h.check_payload(&bad).unwrap();
+    h.check_payload(&payload[..4096]).unwrap();
+    assert!(matches!(
+        h.check_payload(&payload[..4095]),
+        Err(FormatError::Truncated { .. })
+    ));
 }
 
 fn sample_index(n: u64) -> Vec<u8> {
@@ -340,4 +345,48 @@ fn sigmf_datatypes() {
     assert_eq!(datatype_sample_bytes("cu8_le"), None);
     assert_eq!(datatype_sample_bytes("ci16"), None);
     assert_eq!(datatype_sample_bytes("x"), None);
+    assert_eq!(datatype_sample_bytes("ci16_xe"), None);
+    assert_eq!(datatype_sample_bytes("cf32_le"), Some(8));
+    assert_eq!(datatype_sample_bytes("cf64_be"), Some(16));
+    assert_eq!(datatype_sample_bytes("ci8"), Some(2));
+}
+
+/// Fixed numbers of the format (docs/FORMAT.md) and the layout's accessors.
+#[test]
+fn layout_geometry_and_its_inverse() {
+    let layout = Layout::new(vec![5, 2, 3], 4096, false);
+    assert_eq!(layout.slot_bytes(), 8192);
+    assert!(!layout.ring() && Layout::new(vec![1], 4096, true).ring());
+    assert_eq!(layout.device_count(), 3);
+    assert_eq!(layout.capacity_slots(), 10);
+    assert_eq!(layout.offset_of(0), 1 << 20);
+    assert_eq!(layout.offset_of(3), (1 << 20) + 3 * 8192);
+    for seq in 0..10 {
+        let l = layout.locate(seq).unwrap();
+        assert_eq!(layout.position_of(l.device_index, l.device_slot), Some(seq));
+    }
+    // Outside the geometry: a member that does not exist, a slot past a
+    // member's end (member 1 has 2 slots, member 0 has a slot 2).
+    assert_eq!(layout.position_of(3, 0), None);
+    assert_eq!(layout.position_of(1, 2), None);
+    assert_eq!(layout.position_of(2, 3), None);
+}
+
+#[test]
+fn superblock_accessors() {
+    let mut sb = Superblock::decode(&sample_index(0)[INDEX_HEADER_BYTES - 4096..]).unwrap();
+    assert_eq!(sb.slot_bytes(), 8192);
+    assert!(!sb.ring());
+    sb.flags = SUPERBLOCK_FLAG_RING;
+    assert!(sb.ring());
+}
+
+#[test]
+fn pattern_mismatch_in_a_single_word_and_a_ragged_length() {
+    let mut p = [0u8; 16];
+    pattern::fill(&mut p, 1, 2);
+    assert_eq!(pattern::first_mismatch(&p[..8], 1, 2), None);
+    assert_eq!(pattern::first_mismatch(&[0u8; 8], 1, 2), Some(0));
+    assert_eq!(pattern::first_mismatch(&p[..13], 1, 2), Some(8));
+    assert_eq!(pattern::first_mismatch(&p[..7], 1, 2), Some(0));
 }

@@ -183,3 +183,89 @@ fn index_entry_flags_must_be_the_gap_flag_alone_and_agree_with_gap_count() {
         refused_as(IndexEntry::decode(&bad.encode()), "flags");
     }
 }
+
+#[test]
+fn superblock_geometry_known_answers() {
+    // The backup copy sits in the last whole 4 KiB block; slots fill what
+    // lies between the 1 MiB data start and it.
+    let size_bytes = (64 << 20) + 100;
+    assert_eq!(Superblock::backup_offset(size_bytes), (64 << 20) - 4096);
+    assert_eq!(Superblock::backup_offset(8191), 0);
+    assert_eq!(Superblock::slots_for_device(size_bytes, 65536), 948);
+    assert_eq!(Superblock::slots_for_device(1 << 20, 4096), 0);
+}
+
+/// Each rule of `Superblock::validate` alone, at its edges: the rule's field
+/// must be the one named.
+#[test]
+fn superblock_validate_refuses_each_rule_alone() {
+    let ok = superblock();
+    ok.validate().unwrap();
+    let ring = Superblock {
+        flags: formats::SUPERBLOCK_FLAG_RING,
+        ..ok.clone()
+    };
+    ring.validate().unwrap();
+    let mut cases: Vec<(&str, Superblock)> = Vec::new();
+    let mut case = |field: &'static str, edit: &dyn Fn(&mut Superblock)| {
+        let mut sb = ok.clone();
+        edit(&mut sb);
+        cases.push((field, sb));
+    };
+    case("payload_bytes", &|sb| sb.payload_bytes = 4096 + 4096 / 2);
+    case("payload_bytes", &|sb| sb.payload_bytes = 2048);
+    case("payload_bytes", &|sb| sb.payload_bytes = 128 << 20);
+    case("flags", &|sb| sb.flags = 2);
+    case("recording_uuid", &|sb| sb.recording_uuid = Uuid::NIL);
+    case("device_count", &|sb| sb.members.clear());
+    case("device_count", &|sb| {
+        let m = sb.members[0];
+        sb.members.resize(9, m);
+    });
+    case("device_index", &|sb| sb.device_index = 2);
+    case("members", &|sb| sb.members[1].slot_count = 0);
+    case("members", &|sb| sb.members[1].slot_count = 1000);
+    case("members", &|sb| sb.members[1].uuid = Uuid::NIL);
+    case("channel_layout", &|sb| sb.channel_layout = 2);
+    case("channel_count", &|sb| sb.channels.clear());
+    case("channel_count", &|sb| {
+        let c = sb.channels[0].clone();
+        sb.channels.resize(33, c);
+    });
+    case("channel name", &|sb| sb.channels[0].name = String::new());
+    case("channel name", &|sb| sb.channels[0].name = "n".repeat(33));
+    case("channel name", &|sb| sb.channels[0].name = "a\0b".into());
+    case("channel datatype", &|sb| {
+        sb.channels[0].datatype = "xx".into()
+    });
+    for rate in [f64::NAN, f64::INFINITY, -1.0] {
+        case("channel sample_rate_hz", &|sb| {
+            sb.channels[0].sample_rate_hz = rate
+        });
+    }
+    for (field, sb) in cases {
+        let e = sb.validate().expect_err(field).to_string();
+        assert!(e.contains(field), "{field}: refused as {e}");
+    }
+    // The largest valid values of each bounded rule still pass.
+    let mut edge = ok.clone();
+    edge.members[1].slot_count = Superblock::slots_for_device(edge.members[1].size_bytes, 4096);
+    edge.channels[0].name = "n".repeat(32);
+    edge.channels[0].sample_rate_hz = 0.0;
+    edge.validate().unwrap();
+}
+
+#[test]
+fn superblock_decode_refuses_device_and_channel_counts_out_of_range() {
+    let b = superblock().encode();
+    let crc_at = SUPERBLOCK_BYTES - 4;
+    // device_count (u16 at 68), channel_count (u16 at 88): 0 and max + 1.
+    for (at, value, field) in [
+        (68, 0u8, "device_count"),
+        (68, 9, "device_count"),
+        (88, 0, "channel_count"),
+        (88, 33, "channel_count"),
+    ] {
+        refused_as(Superblock::decode(&edit(&b, at, value, 0, crc_at)), field);
+    }
+}

@@ -642,10 +642,21 @@ fn drop_entries(index: &str, seqs: &[u64]) {
 }
 
 /// `dmaplay verify --range A..B --json` on `img`: exit status and the bad
-/// slots with their problems.
+/// slots with their problems; checks it read only the range's slots.
 fn verify_range(img: &str, idx: &str, range: &str) -> (i32, Vec<(u64, String)>) {
     let out = dmaplay(&["verify", img, "--index", idx, "--range", range, "--json"]);
     let v = json(&stdout(&out));
+    let (first, last) = range.split_once("..").unwrap_or((range, range));
+    let (first, last): (u64, u64) = (first.parse().unwrap(), last.parse().unwrap());
+    let in_index = entries(idx)
+        .iter()
+        .filter(|e| (first..=last).contains(&e.slot_seq))
+        .count();
+    assert_eq!(
+        v["slots_checked"].as_u64(),
+        Some(in_index as u64),
+        "{range}"
+    );
     let bad = v["bad"]
         .as_array()
         .unwrap()
@@ -780,6 +791,12 @@ fn reindex_of_a_wrapped_ring_with_torn_slots_reports_exactly_them_missing() {
     let es = entries(&idx);
     let n = es.len() as u64;
     assert!(n > 2 * cap, "the ring wrapped twice");
+    // Intact: the scan reads every location and finds the newest lap whole.
+    let r = reindex_json(&img, &s.file("intact.idx"));
+    assert_eq!(r["scan"]["locations_read"].as_u64(), Some(cap));
+    assert_eq!(r["scan"]["oldest_slot_seq"].as_u64(), Some(n - cap));
+    assert_eq!(missing_runs(&r["scan"]), vec![]);
+    assert_eq!(entries(&s.file("intact.idx")), es[(n - cap) as usize..]);
     let torn_seqs = [n - 6, n - 3];
     for seq in torn_seqs {
         let e = es[seq as usize];
@@ -790,9 +807,7 @@ fn reindex_of_a_wrapped_ring_with_torn_slots_reports_exactly_them_missing() {
         );
     }
     let re = s.file("re.idx");
-    let out = dmaplay(&["reindex", &img, "--index", &re, "--json"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let r = json(&stdout(&out));
+    let r = reindex_json(&img, &re);
     let torn: Vec<u64> = r["torn"]
         .as_array()
         .unwrap()
@@ -804,7 +819,28 @@ fn reindex_of_a_wrapped_ring_with_torn_slots_reports_exactly_them_missing() {
     let scan = &r["scan"];
     assert_eq!(scan["oldest_slot_seq"].as_u64(), Some(n - cap));
     assert_eq!(scan["newest_slot_seq"].as_u64(), Some(n - 1));
-    let missing: Vec<(u64, u64, String)> = scan["missing"]
+    let torn_run = |seq: u64| (seq, seq, "torn".to_string());
+    assert_eq!(missing_runs(scan), vec![torn_run(n - 6), torn_run(n - 3)]);
+    assert_eq!(scan["counts"]["Live"].as_u64(), Some(cap - 2), "{scan}");
+    assert_eq!(scan["counts"]["Torn"].as_u64(), Some(2), "{scan}");
+    assert_eq!(scan["live_slots"].as_u64(), Some(cap - 2));
+    let expect: Vec<IndexEntry> = es[(n - cap) as usize..]
+        .iter()
+        .filter(|e| !torn_seqs.contains(&e.slot_seq))
+        .copied()
+        .collect();
+    assert_eq!(entries(&re), expect);
+}
+
+/// `dmaplay reindex IMG --index RE --json` (exit 0 required): the report.
+fn reindex_json(img: &str, re: &str) -> serde_json::Value {
+    let out = dmaplay(&["reindex", img, "--index", re, "--json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    json(&stdout(&out))
+}
+
+fn missing_runs(scan: &serde_json::Value) -> Vec<(u64, u64, String)> {
+    scan["missing"]
         .as_array()
         .unwrap()
         .iter()
@@ -813,15 +849,265 @@ fn reindex_of_a_wrapped_ring_with_torn_slots_reports_exactly_them_missing() {
             let found = m["found"].as_str().unwrap().to_string();
             (seq("first_slot_seq"), seq("last_slot_seq"), found)
         })
+        .collect()
+}
+
+#[test]
+fn scan_counts_every_location_lists_1000_damaged_headers_and_finds_a_misplaced_slot() {
+    let s = Scratch::new("dmaplay-scan-classes");
+    let (img, idx) = (s.file("rec.img"), s.file("rec.idx"));
+    let out = run(
+        "dmarec",
+        &[
+            "record",
+            "--quiet",
+            "--json",
+            "--payload-size",
+            "4K",
+            "--target",
+            &img,
+            "--file-size",
+            "16M",
+            "--index",
+            &idx,
+            "--size",
+            "6M",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let cap = json(&stdout(&out))["capacity_slots"].as_u64().unwrap();
+    let es = entries(&idx);
+    let n = es.len() as u64;
+    assert_eq!(n, 1536);
+    // 1001 damaged headers in a row (card_seq byte: CRC mismatch), one more
+    // than the report lists; slot 5's header page copied over slot 1200's.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&img)
+        .unwrap();
+    let damaged = 100..=1100u64;
+    for seq in damaged.clone() {
+        let at = es[seq as usize].device_offset_bytes + 40;
+        let mut b = [0u8; 1];
+        f.read_exact_at(&mut b, at).unwrap();
+        f.write_all_at(&[b[0] ^ 0x81], at).unwrap();
+    }
+    let mut page = vec![0u8; SLOT_HEADER_BYTES];
+    f.read_exact_at(&mut page, es[5].device_offset_bytes)
+        .unwrap();
+    f.write_all_at(&page, es[1200].device_offset_bytes).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    let r = reindex_json(&img, &s.file("re.idx"));
+    let scan = &r["scan"];
+    assert_eq!(scan["locations_read"].as_u64(), Some(cap));
+    assert_eq!(scan["damaged_headers"].as_array().unwrap().len(), 1000);
+    let counts = &scan["counts"];
+    assert_eq!(counts["DamagedHeader"].as_u64(), Some(1001), "{counts}");
+    assert_eq!(counts["Misplaced"].as_u64(), Some(1), "{counts}");
+    assert_eq!(counts["Live"].as_u64(), Some(n - 1002), "{counts}");
+    assert_eq!(counts["Empty"].as_u64(), Some(cap - n), "{counts}");
+    assert_eq!(
+        missing_runs(scan),
+        vec![
+            (100, 1100, "damaged_header".to_string()),
+            (1200, 1200, "misplaced".to_string())
+        ]
+    );
+    let kept: Vec<IndexEntry> = es
+        .iter()
+        .filter(|e| !damaged.contains(&e.slot_seq) && e.slot_seq != 1200)
+        .copied()
         .collect();
-    let torn_run = |seq: u64| (seq, seq, "torn".to_string());
-    assert_eq!(missing, vec![torn_run(n - 6), torn_run(n - 3)]);
-    assert_eq!(scan["counts"]["Live"].as_u64(), Some(cap - 2), "{scan}");
-    assert_eq!(scan["counts"]["Torn"].as_u64(), Some(2), "{scan}");
-    assert_eq!(scan["live_slots"].as_u64(), Some(cap - 2));
+    assert_eq!(entries(&s.file("re.idx")), kept);
+}
+
+#[test]
+fn reindex_writes_an_index_given_relative_to_the_working_directory_only_beside_it() {
+    let s = Scratch::new("dmaplay-reindex-paths");
+    let (img, idx) = (s.file("rec.img"), s.file("rec.idx"));
+    record(&[
+        "--target",
+        &img,
+        "--file-size",
+        "16M",
+        "--index",
+        &idx,
+        "--size",
+        "1M",
+    ]);
+    let original = std::fs::read(&idx).unwrap();
+    // A bare file name: written (and its directory synced) in the working
+    // directory; an absolute path: the working directory is not written
+    // (/proc refuses new files, even to root).
+    for (cwd, index) in [
+        (s.path.clone(), "rel.idx".to_string()),
+        ("/proc".into(), s.file("abs.idx")),
+    ] {
+        let out = std::process::Command::new(bin("dmaplay"))
+            .args(["reindex", &img, "--index", &index])
+            .current_dir(&cwd)
+            .output()
+            .unwrap();
+        assert_eq!(
+            code(&out),
+            0,
+            "--index {index} in {}: {}",
+            cwd.display(),
+            stderr(&out)
+        );
+        assert!(
+            std::fs::read(cwd.join(&index)).unwrap() == original,
+            "{index}"
+        );
+    }
+    let names: Vec<String> = std::fs::read_dir(&s.path)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.contains(".reindex-")),
+        "temporary left: {names:?}"
+    );
+}
+
+#[test]
+fn verify_names_what_a_wrong_slot_holds() {
+    use formats::index::{INDEX_ENTRY_BYTES, INDEX_HEADER_BYTES};
+    let s = Scratch::new("dmaplay-wrong-slot");
+    let mut recs = Vec::new();
+    for name in ["a", "b"] {
+        let (img, idx) = (
+            s.file(&format!("{name}.img")),
+            s.file(&format!("{name}.idx")),
+        );
+        record(&[
+            "--target",
+            &img,
+            "--file-size",
+            "16M",
+            "--index",
+            &idx,
+            "--size",
+            "2M",
+        ]);
+        recs.push((img, idx));
+    }
+    let (img, idx) = &recs[0];
+    let es = entries(idx);
+    let slot_bytes = SLOT_HEADER_BYTES + PAYLOAD;
+    let read_slot = |path: &str, seq: usize| {
+        let mut b = vec![0u8; slot_bytes];
+        let f = std::fs::File::open(path).unwrap();
+        f.read_exact_at(&mut b, es[seq].device_offset_bytes)
+            .unwrap();
+        b
+    };
+    let f = std::fs::OpenOptions::new().write(true).open(img).unwrap();
+    // Slot 5 of recording b over a's slot 5; a's slot 7 over its slot 9.
+    f.write_all_at(&read_slot(&recs[1].0, 5), es[5].device_offset_bytes)
+        .unwrap();
+    f.write_all_at(&read_slot(img, 7), es[9].device_offset_bytes)
+        .unwrap();
+    f.sync_all().unwrap();
+    // Slot 12's index entry claims more payload than a slot holds.
+    let e12 = IndexEntry {
+        payload_bytes_used: PAYLOAD as u32 + 1,
+        ..es[12]
+    };
+    let f = std::fs::OpenOptions::new().write(true).open(idx).unwrap();
+    let at = INDEX_HEADER_BYTES + 12 * INDEX_ENTRY_BYTES;
+    f.write_all_at(&e12.encode(), at as u64).unwrap();
+    f.sync_all().unwrap();
+    let out = dmaplay(&["verify", img, "--index", idx, "--json", "--threads", "3"]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let v = json(&stdout(&out));
+    // The report's figures agree with each other.
+    assert_eq!(v["worker_threads"].as_u64(), Some(3));
+    let checked = v["slots_checked"].as_u64().unwrap();
+    assert_eq!(checked, es.len() as u64);
+    let bytes_read = v["bytes_read"].as_u64().unwrap();
+    assert_eq!(bytes_read, checked * slot_bytes as u64);
+    let seconds = v["seconds"].as_f64().unwrap();
+    assert!(seconds > 0.0);
+    // (serde_json's float parsing may differ in the last bit.)
+    let mb_per_s = bytes_read as f64 / seconds / 1e6;
+    assert!((v["mb_per_s"].as_f64().unwrap() - mb_per_s).abs() <= 1e-9 * mb_per_s);
+    let bad: Vec<(u64, String)> = v["bad"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b["slot_seq"].as_u64().unwrap(), b["problem"].to_string()))
+        .collect();
+    assert_eq!(bad.len(), 3, "{bad:?}");
+    let expect = [
+        (5, "holds a slot of another recording"),
+        (9, "holds slot 7 instead"),
+        (
+            12,
+            "payload_bytes_used 65537 exceeds the payload size 65536",
+        ),
+    ];
+    for ((seq, problem), (want_seq, want)) in bad.iter().zip(expect) {
+        assert_eq!(*seq, want_seq);
+        assert!(problem.contains(want), "slot {seq}: {problem}");
+    }
+    let differs = "header differs from the catalog entry: payload_bytes_used 65536 vs 65537";
+    assert!(bad[2].1.contains(differs), "{}", bad[2].1);
+}
+
+#[test]
+fn a_ring_slot_whose_newer_lap_is_missing_shows_the_older_lap() {
+    use formats::SlotHeader;
+    let s = Scratch::new("dmaplay-older-lap");
+    let (img, idx) = (s.file("rec.img"), s.file("rec.idx"));
+    let sum = record(&[
+        "--target",
+        &img,
+        "--file-size",
+        "16M",
+        "--index",
+        &idx,
+        "--size",
+        "40M",
+        "--on-full",
+        "wrap",
+    ]);
+    let cap = sum["capacity_slots"].as_u64().unwrap();
+    let es = entries(&idx);
+    let n = es.len() as u64;
+    // Slot n-10's header made into the previous lap's (its slot number minus
+    // the capacity, same place): as if n-10 had never been written there.
+    let seq = n - 10;
+    let at = es[seq as usize].device_offset_bytes;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&img)
+        .unwrap();
+    let mut page = vec![0u8; SLOT_HEADER_BYTES];
+    f.read_exact_at(&mut page, at).unwrap();
+    let h = SlotHeader::decode(&page).unwrap();
+    let older = SlotHeader {
+        slot_seq: seq - cap,
+        ..h
+    };
+    f.write_all_at(&older.encode(), at).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    let re = s.file("re.idx");
+    let r = reindex_json(&img, &re);
+    let scan = &r["scan"];
+    assert_eq!(
+        missing_runs(scan),
+        vec![(seq, seq, "older_lap".to_string())]
+    );
+    assert_eq!(scan["counts"]["OlderLap"].as_u64(), Some(1), "{scan}");
+    assert_eq!(scan["counts"]["Live"].as_u64(), Some(cap - 1), "{scan}");
     let expect: Vec<IndexEntry> = es[(n - cap) as usize..]
         .iter()
-        .filter(|e| !torn_seqs.contains(&e.slot_seq))
+        .filter(|e| e.slot_seq != seq)
         .copied()
         .collect();
     assert_eq!(entries(&re), expect);

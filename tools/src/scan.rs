@@ -228,7 +228,13 @@ pub fn missing_runs(
     found: impl Fn(u64) -> Found,
 ) -> Vec<MissingRun> {
     let mut runs: Vec<MissingRun> = Vec::new();
+    // Every slot number is pushed at most once: at most this many runs.
+    let max_runs = last.saturating_sub(first).saturating_add(1);
     let mut push = |seq: u64| {
+        assert!(
+            (runs.len() as u64) < max_runs,
+            "missing_runs: more runs than slot numbers in {first}..={last}"
+        );
         let f = found(seq);
         match runs.last_mut() {
             Some(r) if r.last_slot_seq + 1 == seq && r.found == f => r.last_slot_seq = seq,

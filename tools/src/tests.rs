@@ -1035,3 +1035,42 @@ fn outputs_never_name_a_target() {
         .contains("is target"));
     assert!(std::fs::read(&s.paths[0]).unwrap() == before);
 }
+
+#[test]
+fn seconds_parse_and_missing_runs_reach_past_the_last_entry() {
+    use crate::scan::missing_runs;
+    use crate::select::parse_seconds;
+    assert_eq!(parse_seconds("12.5"), Ok(12.5));
+    assert_eq!(parse_seconds(" 90s"), Ok(90.0));
+    assert_eq!(parse_seconds("0"), Ok(0.0));
+    for bad in ["-1", "inf", "NaN", "x", ""] {
+        assert!(parse_seconds(bad).is_err(), "{bad:?}");
+    }
+    // Slots 2, 3 and 6 of 0..=9: runs split where the finding changes,
+    // including after the last entry.
+    let entry = |slot_seq| formats::IndexEntry {
+        slot_seq,
+        ..Default::default()
+    };
+    let entries = [entry(2), entry(3), entry(6)];
+    let found = |seq: u64| {
+        if seq < 8 {
+            Found::Empty
+        } else {
+            Found::DamagedHeader
+        }
+    };
+    let runs: Vec<(u64, u64, Found)> = missing_runs(&entries, 0, 9, found)
+        .iter()
+        .map(|r| (r.first_slot_seq, r.last_slot_seq, r.found))
+        .collect();
+    assert_eq!(
+        runs,
+        [
+            (0, 1, Found::Empty),
+            (4, 5, Found::Empty),
+            (7, 7, Found::Empty),
+            (8, 9, Found::DamagedHeader)
+        ]
+    );
+}
