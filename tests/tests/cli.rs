@@ -154,6 +154,26 @@ fn valid_dmaplay(flag: &str) -> &'static [&'static str] {
 fn valid_dmarec(flag: &str) -> &'static [&'static str] {
     match flag {
         "--size" | "--file-size" => &["4M", "1.5M", "8MB", "16777216"],
+        "--duration" | "--status-interval" => &["0.2", "250ms", "0.1s"],
+        "--rate" => &["50", "20MB/s", "1.5G/s", "1e3"],
+        "--channels" => &["1", "3", "32"],
+        "--payload-size" => &["4K", "64K", "128KiB"],
+        "--buffers" => &["16", "8"],
+        "--queue-depth" => &["1", "4", "8"],
+        "--index-sync-ms" => &["1", "50", "3600000"],
+        "--sim-drop-every" => &["0", "3"],
+        "--on-full" => &["stop", "wrap"],
+        "--memory" => &["auto", "userptr"],
+        "--target-sync" => &["flush", "dsync"],
+        _ => &[""],
+    }
+}
+
+/// Whether `flag value` keeps a run short and small (long durations, big
+/// files and rings are left out; invalid values stay in).
+fn bounded(flag: &str, value: &str) -> bool {
+    let size = |v: &str| recorder_size(v);
+    match flag {
         // Only short or invalid durations: "64M" is 64 months to humantime.
         "--duration" | "--status-interval" => match value.parse::<f64>() {
             Ok(seconds) => !seconds.is_finite() || seconds < 1.0,
