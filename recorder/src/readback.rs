@@ -164,6 +164,15 @@ mod tests {
     /// A one-member recording of SLOTS slots in a regular file, its index
     /// (header + entries), and the entries.
     fn recording(files: &Files, uuid: Uuid) -> (Target, File, Vec<IndexEntry>) {
+        recording_of(files, uuid, PAYLOAD_BYTES)
+    }
+
+    /// As `recording`, each slot's payload `used_bytes` long.
+    fn recording_of(
+        files: &Files,
+        uuid: Uuid,
+        used_bytes: usize,
+    ) -> (Target, File, Vec<IndexEntry>) {
         let target_file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -174,12 +183,12 @@ mod tests {
         let mut index_bytes = vec![0u8; INDEX_HEADER_BYTES];
         let mut entries = Vec::new();
         for slot_seq in 0..SLOTS {
-            let payload = vec![slot_seq as u8 + 1; PAYLOAD_BYTES];
+            let payload = vec![slot_seq as u8 + 1; used_bytes];
             let header = SlotHeader {
                 recording_uuid: uuid,
                 slot_seq,
                 card_seq: slot_seq,
-                payload_bytes_used: PAYLOAD_BYTES as u32,
+                payload_bytes_used: used_bytes as u32,
                 payload_crc32: formats::crc32(&payload),
                 ..SlotHeader::default()
             };
@@ -242,6 +251,86 @@ mod tests {
             }
         );
         assert_eq!(indexed_seqs(&index), vec![0, 1, 2, 3, 4, 6]);
+    }
+
+    /// `path` opened for writing only: every read of it fails (EBADF).
+    fn write_only(path: &std::path::Path) -> File {
+        std::fs::OpenOptions::new().write(true).open(path).unwrap()
+    }
+
+    #[test]
+    fn an_index_shorter_than_the_synced_count_is_read_as_far_as_it_goes() {
+        let files = Files(vec![temp_path("target-short"), temp_path("index-short")]);
+        let uuid = Uuid::from_random_bytes([7; 16]);
+        let (target, index, _) = recording(&files, uuid);
+        let memory = SlotMemory::allocate(1, PAYLOAD_BYTES).unwrap();
+        let found = check_tail(&[target], &index, &memory, uuid, SLOTS + 5, 4).unwrap();
+        assert_eq!((found.checked, found.dropped, found.entries), (4, 0, SLOTS));
+    }
+
+    #[test]
+    fn unreadable_slots_and_an_unreadable_index_are_counted_and_left_as_they_are() {
+        let files = Files(vec![
+            temp_path("target-unreadable"),
+            temp_path("index-unreadable"),
+        ]);
+        let uuid = Uuid::from_random_bytes([8; 16]);
+        let (mut target, index, _) = recording(&files, uuid);
+        let memory = SlotMemory::allocate(1, PAYLOAD_BYTES).unwrap();
+        target.file = write_only(&files.0[0]);
+        let found = check_tail(
+            std::slice::from_ref(&target),
+            &index,
+            &memory,
+            uuid,
+            SLOTS,
+            3,
+        )
+        .unwrap();
+        assert_eq!(
+            found,
+            Readback {
+                checked: 0,
+                dropped: 0,
+                unreadable: 3,
+                entries: SLOTS
+            }
+        );
+        let index = write_only(&files.0[1]);
+        let found = check_tail(&[target], &index, &memory, uuid, SLOTS, 3).unwrap();
+        assert_eq!(
+            (found.unreadable, found.entries),
+            (3, SLOTS),
+            "the window's 3 entries"
+        );
+        assert_eq!(
+            indexed_seqs(&File::open(&files.0[1]).unwrap()),
+            (0..SLOTS).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn a_slot_is_read_only_as_far_as_its_payload_goes() {
+        // Half-used payloads in 16 KiB-payload buffers; a read of a whole
+        // buffer at the last slot would run past the end of the file.
+        let files = Files(vec![temp_path("target-half"), temp_path("index-half")]);
+        let uuid = Uuid::from_random_bytes([9; 16]);
+        let (target, index, entries) = recording_of(&files, uuid, PAYLOAD_BYTES / 2);
+        // The file ends at the last slot's last whole block (reads are of
+        // whole 4 KiB blocks, as O_DIRECT wants).
+        let end = entries[SLOTS as usize - 1].device_offset_bytes + 2 * 4096;
+        target.file.set_len(end).unwrap();
+        let memory = SlotMemory::allocate(1, 4 * PAYLOAD_BYTES).unwrap();
+        let found = check_tail(&[target], &index, &memory, uuid, SLOTS, 4).unwrap();
+        assert_eq!(
+            found,
+            Readback {
+                checked: 4,
+                dropped: 0,
+                unreadable: 0,
+                entries: SLOTS
+            }
+        );
     }
 
     #[test]
