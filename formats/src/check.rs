@@ -544,7 +544,7 @@ mod tests {
 
     #[test]
     fn a_header_at_a_location_the_layout_does_not_give_is_misplaced() {
-        let layout = Layout::new(vec![4, 4], 4096, false);
+        let layout = Layout::new(vec![4, 4], crate::PayloadSize::new(4096).unwrap(), false);
         let page = header(5, &[]).encode();
         let at = layout.locate(5).unwrap();
         let here = check_header_at(&page, recording(), &layout, at.device_index, at.device_slot);

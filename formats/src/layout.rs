@@ -8,7 +8,7 @@
 //! goes where slot `n % capacity` would, overwriting the slot of the
 //! previous lap; otherwise slot `capacity` does not exist (device full).
 
-use crate::{Superblock, DATA_START_BYTES, MAX_DEVICES, SLOT_HEADER_BYTES};
+use crate::{PayloadSize, Superblock, DATA_START_BYTES, MAX_DEVICES};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
@@ -49,7 +49,7 @@ pub struct Location {
 }
 
 impl Layout {
-    pub fn new(slot_counts: Vec<u64>, payload_bytes: u32, ring: bool) -> Layout {
+    pub fn new(slot_counts: Vec<u64>, payload_size: PayloadSize, ring: bool) -> Layout {
         assert!(!slot_counts.is_empty() && slot_counts.len() <= MAX_DEVICES);
         assert!(
             slot_counts.iter().all(|&c| c > 0),
@@ -77,16 +77,19 @@ impl Layout {
             .collect();
         Layout {
             slot_counts,
-            slot_bytes: SLOT_HEADER_BYTES as u64 + payload_bytes as u64,
+            slot_bytes: payload_size.slot_bytes(),
             ring,
             phases,
         }
     }
 
     pub fn from_superblock(sb: &Superblock) -> Layout {
+        let payload_size = sb
+            .payload_size()
+            .expect("superblocks are validated when decoded or made");
         Layout::new(
             sb.members.iter().map(|m| m.slot_count).collect(),
-            sb.payload_bytes,
+            payload_size,
             sb.ring(),
         )
     }
@@ -163,7 +166,7 @@ mod tests {
 
     #[test]
     fn unequal_members_fill_completely_and_invert() {
-        let layout = Layout::new(vec![3, 7, 5], 4096, false);
+        let layout = Layout::new(vec![3, 7, 5], PayloadSize::new(4096).unwrap(), false);
         assert_eq!(layout.capacity_slots(), 15);
         let mut used = std::collections::HashSet::new();
         for s in 0..15 {
@@ -187,7 +190,7 @@ mod tests {
 
     #[test]
     fn ring_wraps_with_laps() {
-        let layout = Layout::new(vec![2, 2], 4096, true);
+        let layout = Layout::new(vec![2, 2], PayloadSize::new(4096).unwrap(), true);
         let a = layout.locate(1).unwrap();
         let b = layout.locate(5).unwrap();
         assert_eq!((a.device_index, a.device_slot, a.lap), (1, 0, 0));

@@ -38,7 +38,7 @@ fn locate_allocates_nothing() {
         (vec![3, 7, 5], false),
         (vec![40, 40, 90, 10], true),
     ] {
-        let layout = formats::Layout::new(counts, 524288, ring);
+        let layout = formats::Layout::new(counts, formats::PayloadSize::DEFAULT, ring);
         let capacity = layout.capacity_slots();
         let before = allocations();
         let mut sum = 0u64;

@@ -156,7 +156,7 @@ proptest! {
 
     #[test]
     fn layout_places_every_slot_once(counts in prop::collection::vec(1u64..40, 1..=MAX_DEVICES), ring in any::<bool>()) {
-        let layout = Layout::new(counts.clone(), 4096, ring);
+        let layout = Layout::new(counts.clone(), formats::PayloadSize::new(4096).unwrap(), ring);
         let cap = layout.capacity_slots();
         let mut seen = std::collections::HashSet::new();
         for s in 0..cap {
@@ -354,9 +354,16 @@ fn sigmf_datatypes() {
 /// Fixed numbers of the format (docs/FORMAT.md) and the layout's accessors.
 #[test]
 fn layout_geometry_and_its_inverse() {
-    let layout = Layout::new(vec![5, 2, 3], 4096, false);
+    let layout = Layout::new(
+        vec![5, 2, 3],
+        formats::PayloadSize::new(4096).unwrap(),
+        false,
+    );
     assert_eq!(layout.slot_bytes(), 8192);
-    assert!(!layout.ring() && Layout::new(vec![1], 4096, true).ring());
+    assert!(
+        !layout.ring()
+            && Layout::new(vec![1], formats::PayloadSize::new(4096).unwrap(), true).ring()
+    );
     assert_eq!(layout.device_count(), 3);
     assert_eq!(layout.capacity_slots(), 10);
     assert_eq!(layout.offset_of(0), 1 << 20);
