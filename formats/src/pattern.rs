@@ -61,8 +61,9 @@ pub fn first_mismatch(payload: &[u8], channel: u16, card_seq: u64) -> Option<usi
 mod tests {
     use super::*;
 
-    fn words(p: &[u8]) -> Vec<u64> {
-        p.chunks_exact(8)
+    fn words(payload: &[u8]) -> Vec<u64> {
+        payload
+            .chunks_exact(8)
             .map(|w| u64::from_le_bytes(w.try_into().unwrap()))
             .collect()
     }

@@ -13,14 +13,14 @@ thread_local! {
 
 // SAFETY: forwards to the system allocator; only counts.
 unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: AllocLayout) -> *mut u8 {
+    unsafe fn alloc(&self, layout: AllocLayout) -> *mut u8 {
         ALLOCATIONS.with(|c| c.set(c.get() + 1));
         // SAFETY: same contract as ours.
-        unsafe { System.alloc(l) }
+        unsafe { System.alloc(layout) }
     }
-    unsafe fn dealloc(&self, p: *mut u8, l: AllocLayout) {
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: AllocLayout) {
         // SAFETY: same contract as ours.
-        unsafe { System.dealloc(p, l) }
+        unsafe { System.dealloc(ptr, layout) }
     }
 }
 

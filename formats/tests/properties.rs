@@ -262,7 +262,7 @@ fn payload_crc_checks_used_bytes() {
     ));
 }
 
-fn sample_index(n: u64) -> Vec<u8> {
+fn sample_index(entries: u64) -> Vec<u8> {
     let sb = Superblock {
         version_minor: 0,
         recording_uuid: Uuid::from_random_bytes([1; 16]),
@@ -283,7 +283,7 @@ fn sample_index(n: u64) -> Vec<u8> {
         }],
     };
     let mut file = IndexHeader { superblock: sb }.encode();
-    for s in 0..n {
+    for s in 0..entries {
         let e = IndexEntry {
             slot_seq: s,
             card_seq: s * 2,

@@ -56,17 +56,17 @@ fn slot_header() -> SlotHeader {
 
 /// Sets byte `at` and the minor version, and recomputes the CRC-32 of
 /// `0..crc_at` stored at `crc_at` (little-endian).
-fn edit(b: &[u8], at: usize, value: u8, minor: u16, crc_at: usize) -> Vec<u8> {
-    let mut b = b.to_vec();
-    b[at] = value;
-    b[MINOR_AT..MINOR_AT + 2].copy_from_slice(&minor.to_le_bytes());
-    let crc = formats::crc32(&b[..crc_at]);
-    b[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
-    b
+fn edit(bytes: &[u8], at: usize, value: u8, minor: u16, crc_at: usize) -> Vec<u8> {
+    let mut bytes = bytes.to_vec();
+    bytes[at] = value;
+    bytes[MINOR_AT..MINOR_AT + 2].copy_from_slice(&minor.to_le_bytes());
+    let crc = formats::crc32(&bytes[..crc_at]);
+    bytes[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
+    bytes
 }
 
-fn refused_as(r: Result<impl std::fmt::Debug, FormatError>, field: &str) {
-    let e = r.expect_err("must be refused");
+fn refused_as(result: Result<impl std::fmt::Debug, FormatError>, field: &str) {
+    let e = result.expect_err("must be refused");
     assert!(
         e.to_string().contains(field),
         "refused for another reason: {e}"

@@ -427,13 +427,13 @@ impl Rng {
     }
 
     /// Uniform-ish in 0..n (n > 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
+    pub fn below(&mut self, bound: u64) -> u64 {
+        self.next_u64() % bound.max(1)
     }
 
     /// An index into a collection of `n` elements.
-    pub fn index(&mut self, n: usize) -> usize {
-        self.below(n as u64) as usize
+    pub fn index(&mut self, len: usize) -> usize {
+        self.below(len as u64) as usize
     }
 }
 

@@ -190,8 +190,11 @@ fn bounded(flag: &str, value: &str) -> bool {
 }
 
 /// A size as dmarec reads the plain forms the vocabulary has (K, M, G).
-fn recorder_size(v: &str) -> Option<u64> {
-    let (number, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len()));
+fn recorder_size(text: &str) -> Option<u64> {
+    let (number, unit) = text.split_at(
+        text.find(|c: char| c.is_ascii_alphabetic())
+            .unwrap_or(text.len()),
+    );
     let n: f64 = number.parse().ok()?;
     let mult = match unit {
         "" => 1.0,

@@ -31,16 +31,16 @@ fn dmaplay(args: &[&str]) -> Output {
     run("dmaplay", args)
 }
 
-fn code(o: &Output) -> i32 {
-    o.status.code().unwrap_or(-1)
+fn code(output: &Output) -> i32 {
+    output.status.code().unwrap_or(-1)
 }
 
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 fn entries(index: &str) -> Vec<IndexEntry> {
@@ -80,8 +80,8 @@ fn expected(es: &[IndexEntry], channels: u64, ch: u64, zero: bool) -> Vec<u8> {
     out
 }
 
-fn bad_slots(v: &serde_json::Value) -> BTreeSet<u64> {
-    v["bad"]
+fn bad_slots(value: &serde_json::Value) -> BTreeSet<u64> {
+    value["bad"]
         .as_array()
         .unwrap()
         .iter()

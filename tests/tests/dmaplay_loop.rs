@@ -90,8 +90,8 @@ fn flip(path: &PathBuf, offset: u64, bit: u8) {
     f.sync_all().unwrap();
 }
 
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+fn err(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 #[test]

@@ -28,8 +28,8 @@ fn documented(name: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn type_of(v: &Value) -> &'static str {
-    match v {
+fn type_of(value: &Value) -> &'static str {
+    match value {
         Value::Null => "null",
         Value::Bool(_) => "bool",
         Value::Number(n) if n.is_u64() || n.is_i64() => "integer",

@@ -46,8 +46,8 @@ fn catalog_of(stripe: &StripeSet, index: Option<&Path>) -> Catalog {
     .0
 }
 
-fn bad_set(r: &VerifyReport) -> BTreeSet<u64> {
-    r.bad.iter().map(|b| b.slot_seq).collect()
+fn bad_set(report: &VerifyReport) -> BTreeSet<u64> {
+    report.bad.iter().map(|b| b.slot_seq).collect()
 }
 
 #[test]

@@ -12,8 +12,8 @@ fn dmaplay(args: &[&str]) -> Output {
         .expect("run dmaplay")
 }
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }
 
 #[test]

@@ -36,14 +36,14 @@ impl Rng {
     }
 }
 
-fn timestamp(i: u64) -> u64 {
+fn timestamp(index: u64) -> u64 {
     // Strictly increasing: jitter < interval / 2.
-    T0 + i * INTERVAL_NS + (i.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 48) % (INTERVAL_NS / 2)
+    T0 + index * INTERVAL_NS + (index.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 48) % (INTERVAL_NS / 2)
 }
 
-fn build(path: &str, n: u64) {
+fn build(path: &str, entries: u64) {
     let slot_bytes = 4096 + PAYLOAD as u64;
-    let size = (1 << 20) + n * slot_bytes + (1 << 20);
+    let size = (1 << 20) + entries * slot_bytes + (1 << 20);
     let sb = Superblock {
         version_minor: formats::FORMAT_VERSION_MINOR,
         recording_uuid: Uuid::from_random_bytes([7; 16]),
@@ -55,7 +55,7 @@ fn build(path: &str, n: u64) {
         members: vec![Member {
             uuid: Uuid::from_random_bytes([9; 16]),
             size_bytes: size,
-            slot_count: n,
+            slot_count: entries,
         }],
         channels: (0..4)
             .map(|c| Channel {
@@ -68,7 +68,7 @@ fn build(path: &str, n: u64) {
     let f = File::create(path).expect("create index");
     let mut w = BufWriter::with_capacity(1 << 20, f);
     w.write_all(&IndexHeader { superblock: sb }.encode()).unwrap();
-    for i in 0..n {
+    for i in 0..entries {
         let e = IndexEntry {
             slot_seq: i,
             card_seq: i,
@@ -87,8 +87,8 @@ fn build(path: &str, n: u64) {
     let f = w.into_inner().unwrap();
     f.sync_all().unwrap();
     let len = f.metadata().unwrap().len();
-    assert_eq!(len, (INDEX_HEADER_BYTES + n as usize * INDEX_ENTRY_BYTES) as u64);
-    println!("{{\"path\":\"{path}\",\"entries\":{n},\"bytes\":{len}}}");
+    assert_eq!(len, (INDEX_HEADER_BYTES + entries as usize * INDEX_ENTRY_BYTES) as u64);
+    println!("{{\"path\":\"{path}\",\"entries\":{entries},\"bytes\":{len}}}");
 }
 
 fn faults() -> (i64, i64) {

@@ -54,11 +54,11 @@ pub struct KmodOptions {
 
 /// The driver answers EOPNOTSUPP when the card's DMA would have to be
 /// bounced (copied) by the kernel: say so, the errno alone does not.
-fn explain_refusal(e: nix::Error) -> anyhow::Error {
-    if e == nix::Error::EOPNOTSUPP {
-        anyhow::anyhow!("{e}: the driver refuses zero copy because the card's DMA to this memory would be bounced through swiotlb (its DMA mask does not reach the memory and no IOMMU translates, or swiotlb=force); dmesg names the fix")
+fn explain_refusal(error: nix::Error) -> anyhow::Error {
+    if error == nix::Error::EOPNOTSUPP {
+        anyhow::anyhow!("{error}: the driver refuses zero copy because the card's DMA to this memory would be bounced through swiotlb (its DMA mask does not reach the memory and no IOMMU translates, or swiotlb=force); dmesg names the fix")
     } else {
-        e.into()
+        error.into()
     }
 }
 
