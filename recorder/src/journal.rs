@@ -188,7 +188,11 @@ impl IndexJournal {
     ) -> anyhow::Result<()> {
         let cover = self.writer.seal();
         if cover == self.durable {
-            return Ok(()); // completed slots wait for an earlier one
+            // Nothing to cover (or completed slots wait for an earlier
+            // one): the next round is due an interval from now, not on
+            // every turn of the loop until work arrives.
+            self.round_started = now;
+            return Ok(());
         }
         assert!(cover > self.durable, "a round never covers less");
         self.cover = cover;

@@ -233,6 +233,7 @@ impl<'a> Recorder<'a> {
             self.dispatch(&mut pipeline, &mut journal, &mut run)?;
             self.tick(&mut run, &mut journal, false);
         }
+        run.summary.short_writes = pipeline.short_writes();
         self.finish(run, &mut journal)
     }
 
@@ -398,7 +399,7 @@ impl<'a> Recorder<'a> {
                     self.io.source.give(buffer)?;
                 }
             }
-            Completed::Partial => run.summary.short_writes = pipeline.short_writes(),
+            Completed::Partial => {} // the rest is queued for the next submit
             Completed::Failed(f) => {
                 journal.slot_failed(f.slot_seq);
                 let message = self.slot_failure_message(&f);
