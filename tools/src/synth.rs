@@ -131,6 +131,7 @@ impl Synth {
                     sample_rate_hz: spec.sample_rate_hz,
                 })
                 .collect(),
+            time_anchor: None,
         };
         let paths: Vec<PathBuf> = names.iter().map(|n| dir.join(n)).collect();
         let files: Vec<std::fs::File> = paths

@@ -375,6 +375,13 @@ impl Source for KmodSource {
         })
     }
 
+    /// The driver stamps buffers with ktime_get_ns() (CLOCK_MONOTONIC)
+    /// when the card completes them, the edu PCI card and the kernel's
+    /// simulated card alike.
+    fn time_anchor(&self) -> formats::time::TimeAnchor {
+        crate::clock::monotonic_anchor()
+    }
+
     fn channels(&self) -> ChannelDescription {
         let rate = self.rate_bytes_per_s as f64 / self.channels.max(1) as f64 / 4.0;
         ChannelDescription {
