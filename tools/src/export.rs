@@ -14,6 +14,7 @@ use crate::catalog::{Catalog, IndexDamage};
 use crate::select::{self, Selection};
 use crate::sigmf::{Annotation, Capture, Meta};
 use crate::stripe::StripeSet;
+use crate::timespec::TimeSpec;
 use crate::uring::{self, FnSink, Reader, Request};
 use anyhow::{bail, Context, Result};
 use formats::time::rfc3339_utc;
@@ -41,8 +42,8 @@ pub struct ExportOptions {
     pub channel: Option<u16>,
     pub out: PathBuf,
     pub format: OutputFormat,
-    pub from_s: Option<f64>,
-    pub to_s: Option<f64>,
+    pub from: Option<TimeSpec>,
+    pub to: Option<TimeSpec>,
     pub gaps: GapMode,
     pub force: bool,
     pub quiet: bool,
@@ -169,19 +170,22 @@ pub fn check_options(stripe: &StripeSet, options: &ExportOptions) -> Result<()> 
     Ok(())
 }
 
-/// The catalog positions of the time range, by binary search.
+/// The catalog positions of the time range, by binary search; a range
+/// with no slot of an exported channel is a usage error (never an empty
+/// file).
 pub fn plan(
     stripe: &StripeSet,
     catalog: &Catalog,
     options: &ExportOptions,
-) -> Result<std::ops::Range<usize>, IndexDamage> {
+) -> Result<Result<std::ops::Range<usize>, IndexDamage>> {
     let sel = Selection {
-        channel: None,
-        from_s: options.from_s,
-        to_s: options.to_s,
+        channel: options.channel,
+        from: options.from,
+        to: options.to,
         seq: None,
     };
-    select::resolve(catalog, stripe, &sel)
+    let channels = exported_channels(stripe, options);
+    select::resolve_nonempty(catalog, stripe, &sel, &channels)
 }
 
 /// Most skip reasons quoted in one gap's comment.
