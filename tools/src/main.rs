@@ -9,7 +9,7 @@ use tools::replay::{ReplayOptions, Speed};
 use tools::select::{self, Selection, SeqRange};
 use tools::stripe::StripeSet;
 use tools::timespec::TimeSpec;
-use tools::{export, inspect, reindex, replay, verify};
+use tools::{export, inspect, reindex, replay, sigmf, verify};
 
 const EXIT_OK: i32 = 0;
 const EXIT_ERROR: i32 = 1;
@@ -57,7 +57,7 @@ enum Command {
     #[command(after_help = AFTER_HELP)]
     Verify(VerifyArgs),
     /// Write channel payloads to raw files or SigMF recordings.
-    #[command(after_help = EXPORT_HELP)]
+    #[command(after_help = format!("{EXPORT_HELP}\n\n{AFTER_HELP}"))]
     Export(ExportArgs),
     /// Stream payloads to stdout, a file or a FIFO, paced by the card timestamps.
     #[command(after_help = AFTER_HELP)]
@@ -80,7 +80,19 @@ annotation with sample_count 0 and a new capture segment; raw: listed in the rep
 --gaps zero writes payload_bytes of zeros per lost buffer (and marks it); --gaps error
 stops at the first gap with status 1.
 
-Exit status: 0 success, 1 error, 2 usage error.";
+SigMF times: each capture segment's core:datetime is the card-clock time of its first sample,
+anchored to UTC when the recording started, so captures agree with the sample counts and the
+lost buffers to within one sample period. Gap annotations carry dmarec:lost_buffers and
+dmarec:lost_samples. --all also writes PATH.sigmf-collection naming every channel's recording.
+--from/--to take the forms below (an empty selection is a usage error).
+
+Examples:
+  dmaplay export /dev/sdb --index run.idx --channel 2 --from 2026-11-30T08:55:16Z --to 10m \\
+      --format sigmf --out ch2 --meta core:author=Jane --frequency 915e6 --sha512
+  dmaplay export /dev/sdb --index run.idx --all --from end-90s --format sigmf --archive --out last
+  dmaplay export /dev/sdb --channel 0 --from card:1200 --to card:1800 --out ch0.raw
+
+Exit status: 0 success, 1 error, 2 usage error (also a selection with no slots).";
 
 const REINDEX_HELP: &str = "\
 Reads the header page of every slot location (4 KiB each, O_DIRECT), keeps the slots of
@@ -184,6 +196,18 @@ struct ExportArgs {
     /// Overwrite existing output files.
     #[arg(long)]
     force: bool,
+    /// SigMF global field KEY=VALUE (core:author, core:description, core:hw, core:license, ...); repeatable.
+    #[arg(long, value_name = "KEY=VALUE", value_parser = sigmf::parse_meta)]
+    meta: Vec<(String, String)>,
+    /// SigMF centre frequency in every capture: HZ for every channel or CHANNEL=HZ (915e6, 2.4G); repeatable.
+    #[arg(long, value_name = "[CHANNEL=]HZ")]
+    frequency: Vec<sigmf::Frequency>,
+    /// Add core:sha512 of the data file to the SigMF metadata.
+    #[arg(long)]
+    sha512: bool,
+    /// Write each channel as one NAME.sigmf archive (tar) instead of a file pair.
+    #[arg(long)]
+    archive: bool,
 }
 
 #[derive(Args)]
@@ -318,7 +342,23 @@ fn run_export(args: ExportArgs) -> Result<i32> {
         },
         force: args.force,
         quiet: args.common.quiet,
+        sigmf: sigmf::SigmfOptions {
+            meta: args.meta,
+            frequencies: args.frequency,
+            sha512: args.sha512,
+            archive: args.archive,
+        },
     };
+    let sigmf_only = !o.sigmf.meta.is_empty()
+        || !o.sigmf.frequencies.is_empty()
+        || o.sigmf.sha512
+        || o.sigmf.archive;
+    if sigmf_only && o.format != OutputFormat::Sigmf {
+        return Err(select::UsageError(
+            "--meta, --frequency, --sha512 and --archive need --format sigmf".into(),
+        )
+        .into());
+    }
     export::check_options(&stripe, &o)?;
     let (catalog, range) = catalog::open_planned(
         &stripe,

@@ -650,6 +650,7 @@ fn export_opts(
         gaps,
         force: false,
         quiet: true,
+        sigmf: Default::default(),
     }
 }
 

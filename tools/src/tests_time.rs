@@ -144,6 +144,7 @@ fn export_opts(out: PathBuf, channel: Option<u16>) -> ExportOptions {
         gaps: GapMode::Mark,
         force: false,
         quiet: true,
+        sigmf: Default::default(),
     }
 }
 
