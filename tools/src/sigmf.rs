@@ -359,3 +359,106 @@ mod tests {
         assert_eq!(v["annotations"][0]["core:comment"], "gap");
     }
 }
+
+#[cfg(test)]
+mod option_tests {
+    use super::*;
+    use formats::time::CardClock;
+
+    #[test]
+    fn meta_keys_are_sigmf_globals_with_core_as_default_namespace() {
+        assert_eq!(
+            parse_meta("core:author=Jane Doe"),
+            Ok(("core:author".into(), "Jane Doe".into()))
+        );
+        assert_eq!(parse_meta("hw=a=b"), Ok(("core:hw".into(), "a=b".into())));
+        assert_eq!(
+            parse_meta("license="),
+            Ok(("core:license".into(), "".into()))
+        );
+        for bad in [
+            "author",
+            "core:datatype=ci8",
+            "core:sha512=00",
+            "x:y=1",
+            "=v",
+        ] {
+            let err = parse_meta(bad).unwrap_err();
+            assert!(err.contains("core:author"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn frequencies_per_channel_override_the_default() {
+        let f = |t: &str| t.parse::<Frequency>();
+        assert_eq!(f("915e6").unwrap().hz, 915e6);
+        assert_eq!(f("2.4G").unwrap().hz, 2.4e9);
+        assert_eq!(f("10k").unwrap().hz, 1e4);
+        assert_eq!(f("-3M").unwrap().hz, -3e6);
+        assert_eq!(
+            f("1=100").unwrap(),
+            Frequency {
+                channel: Some(1),
+                hz: 100.0
+            }
+        );
+        for bad in ["", "x", "nan", "inf", "2e12", "1=", "a=5", "5T"] {
+            assert!(f(bad).is_err(), "{bad}");
+        }
+        let o = SigmfOptions {
+            frequencies: vec![f("1=100").unwrap(), f("7").unwrap(), f("1=200").unwrap()],
+            ..Default::default()
+        };
+        assert_eq!(o.frequency_of(1), Some(200.0), "the last given wins");
+        assert_eq!(o.frequency_of(0), Some(7.0));
+        assert_eq!(SigmfOptions::default().frequency_of(0), None);
+    }
+
+    fn superblock(anchor: Option<TimeAnchor>, rate_hz: f64) -> Superblock {
+        let channel = |name: &str| formats::Channel {
+            name: name.into(),
+            datatype: "ci16_le".into(),
+            sample_rate_hz: rate_hz,
+        };
+        Superblock {
+            version_minor: formats::FORMAT_VERSION_MINOR,
+            recording_uuid: formats::Uuid([1; 16]),
+            created_unix_ns: 0,
+            payload_bytes: 4096,
+            flags: 0,
+            device_index: 0,
+            channel_layout: formats::CHANNEL_LAYOUT_ROUND_ROBIN,
+            members: vec![],
+            channels: vec![channel("a"), channel("b")],
+            time_anchor: anchor,
+        }
+    }
+
+    /// A stored end-of-fill anchor reaches back one buffer's fill time (4096
+    /// bytes at 2 channels × 1000 Hz × 4 bytes: 0.512 s); sample counters
+    /// and 1.0 recordings do not.
+    #[test]
+    fn capture_clock_reaches_the_first_sample() {
+        let anchor = |clock| TimeAnchor {
+            clock,
+            card_ns: 1_000,
+            realtime_ns: 10_000_000_000,
+        };
+        let end = anchor(CardClock::HostMonotonicEndOfFill);
+        let entry = IndexEntry {
+            card_timestamp_ns: 2_000,
+            ..Default::default()
+        };
+        let c = CaptureClock::new(&superblock(Some(end), 1000.0), end);
+        assert_eq!(c.fill_ns, 512_000_000);
+        assert_eq!(c.first_sample_ns(&entry), 10_000_001_000 - 512_000_000);
+        let c = CaptureClock::new(&superblock(Some(end), 0.0), end);
+        assert_eq!(c.fill_ns, 0, "no rate: no correction");
+        let c = CaptureClock::new(&superblock(None, 1000.0), end);
+        assert_eq!(c.fill_ns, 0, "derived 1.0 anchors keep their times");
+        let counter = anchor(CardClock::SampleCounter);
+        let c = CaptureClock::new(&superblock(Some(counter), 1000.0), counter);
+        assert_eq!(c.first_sample_ns(&entry), 10_000_001_000);
+        assert_eq!(c.datetime(&entry), "1970-01-01T00:00:10.000001000Z");
+    }
+}
