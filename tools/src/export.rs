@@ -605,14 +605,7 @@ pub fn export(
     let collection = collection_path(options);
     if let (Ok(()), Some(path)) = (&result, &collection) {
         created.push(path.clone());
-        let streams: Vec<(PathBuf, String)> = reports
-            .iter()
-            .filter_map(|r: &ChannelReport| {
-                Some((PathBuf::from(r.meta_path.as_ref()?), r.meta_sha512.clone()?))
-            })
-            .collect();
-        let description = format!("dmarec recording {}, every channel", sb.recording_uuid);
-        result = sigmf::write_collection(path, &streams, &description);
+        result = write_collection(path, &reports, &sb.recording_uuid.to_string());
     }
     if let Err(e) = result {
         // Leave no half-written output behind.
@@ -629,6 +622,22 @@ pub fn export(
         channels: reports,
         collection_path: collection.map(|p| p.display().to_string()),
     })
+}
+
+/// The `.sigmf-collection` of an `--all` export: every channel's
+/// recording by base name and the SHA-512 of its metadata.
+fn write_collection(path: &Path, reports: &[ChannelReport], recording_uuid: &str) -> Result<()> {
+    let streams: Vec<(PathBuf, String)> = reports
+        .iter()
+        .filter_map(|r| Some((PathBuf::from(r.meta_path.as_ref()?), r.meta_sha512.clone()?)))
+        .collect();
+    assert_eq!(
+        streams.len(),
+        reports.len(),
+        "every SigMF channel has metadata"
+    );
+    let description = format!("dmarec recording {recording_uuid}, every channel");
+    sigmf::write_collection(path, &streams, &description)
 }
 
 fn outs_has(wanted: &[u16], channel: u16) -> bool {
