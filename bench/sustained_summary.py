@@ -48,6 +48,17 @@ def ring_peak_mb(trace, card_mb_per_s, window_s=0.1):
     return peak_mb
 
 
+def lost_fraction(trace, card_mb_per_s, ring_mb, window_s=0.1):
+    """The share of the card's data fio's stream would have dropped with a
+    ring of ring_mb: what the full ring could not take."""
+    queued_mb = lost_mb = 0.0
+    for rate in trace:
+        queued_mb = max(0.0, queued_mb + (card_mb_per_s - rate) * window_s)
+        lost_mb += max(0.0, queued_mb - ring_mb)
+        queued_mb = min(queued_mb, ring_mb)
+    return lost_mb / (card_mb_per_s * window_s * len(trace))
+
+
 def lossless_card_rate(trace, ring_mb):
     """The highest constant card rate fio's own write stream would have
     carried without overflowing a ring of ring_mb: the device's bound for
@@ -101,8 +112,8 @@ for (placement, fraction), runs in sorted(groups.items()):
 print("\nfio's own write stream as a recorder (its rate per 100 ms window, a card at a constant rate, "
       f"a ring of {ring_mb:.0f} MB as dmarec's):\n")
 print("| fio rep | average MB/s | 100 ms windows: min / p1 / p50 MB/s | ring it needs at 0.9 x average | "
-      "highest lossless card rate with this ring |")
-print("|---|---|---|---|---|")
+      "lost at 0.9 x average with this ring | highest lossless card rate with this ring |")
+print("|---|---|---|---|---|---|")
 for r in rows("fio.tsv"):
     trace = fio_trace(r["rep"])
     if not trace or ring_mb is None:
@@ -112,4 +123,5 @@ for r in rows("fio.tsv"):
     best = lossless_card_rate(trace, ring_mb)
     print(f"| {r['rep']} | {average:.0f} | {ordered[0]:.0f} / {ordered[len(ordered) // 100]:.0f} / "
           f"{statistics.median(ordered):.0f} | {ring_peak_mb(trace, 0.9 * average):.0f} MB | "
+          f"{100 * lost_fraction(trace, 0.9 * average, ring_mb):.1f} % | "
           f"{best:.0f} MB/s = {best / average:.2f} x average |")
