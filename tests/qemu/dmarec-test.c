@@ -2757,6 +2757,48 @@ static void test_edu_unbind(uint32_t memory)
 	     mem_name(memory), n);
 }
 
+/*
+ * USERPTR from a regular file on a disk file system (ext4 in the disks
+ * boot), MAP_SHARED and MAP_PRIVATE, pages populated and dirtied: refused
+ * with EFAULT and nothing pinned (the file system would write the pages
+ * back and clean them under the card's pin; 6.1's GUP allows the pin).
+ */
+static void test_userptr_file(const char *path)
+{
+	const size_t len = DMAREC_HEADER_BYTES + 8192;
+	int fd = dev_open(0), ffd, i;
+
+	ffd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	if (ffd < 0 || ftruncate(ffd, len)) {
+		check(false, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	for (i = 0; i < 2; i++) {
+		int flags = i ? MAP_PRIVATE : MAP_SHARED;
+		long pin0 = vm_pin_kb(), pins0 = pins_held();
+		uint8_t *mem = mmap(NULL, len, PROT_READ | PROT_WRITE,
+				    flags | MAP_POPULATE, ffd, 0);
+
+		if (mem == MAP_FAILED) {
+			check(false, "mmap %s: %s", path, strerror(errno));
+			continue;
+		}
+		memset(mem, 0x5a, len);
+		CHECK_OK(setup(fd, DMAREC_MEMORY_USERPTR, 1, 8192, NULL));
+		CHECK_ERR(attach(fd, 0, mem + DMAREC_HEADER_BYTES, 8192), EFAULT);
+		check(vm_pin_kb() == pin0 && pins_held() == pins0,
+		      "%s %s: VmPin %ld kB, %lld pins after the refusal", path,
+		      i ? "private" : "shared", vm_pin_kb(), pins_held() - pins0);
+		CHECK_OK(setup(fd, 0, 0, 0, NULL));
+		munmap(mem, len);
+		note("userptr-file %s %s: refused", path, i ? "MAP_PRIVATE" : "MAP_SHARED");
+	}
+	close(ffd);
+	unlink(path);
+out:
+	close(fd);
+}
+
 /* ---------------------------- suspend (pm_test) ---------------------- */
 
 /*
@@ -3060,7 +3102,7 @@ int main(int argc, char **argv)
 			" caps|stream|overrun|errors|mmap|lifetime|leak|hugetlb|fuzz [N]|uring|uring-teardown|uring-rmmod|quick|hold|\n"
 			"  group DEV1 GID|\n"
 			"  edu|edu-refuse|edu-unbind [mmap|userptr]|edu-attach-race BDF|\n"
-			"  suspend-stream UNTIL_FILE\n",
+			"  suspend-stream UNTIL_FILE|userptr-file PATH\n",
 			argv[0]);
 		return 2;
 	}
@@ -3100,6 +3142,8 @@ int main(int argc, char **argv)
 		test_edu();
 	else if (!strcmp(cmd, "edu-refuse"))
 		test_edu_refuse();
+	else if (!strcmp(cmd, "userptr-file") && i + 1 < argc)
+		test_userptr_file(argv[i + 1]);
 	else if (!strcmp(cmd, "suspend-stream") && i + 1 < argc)
 		test_suspend_stream(argv[i + 1]);
 	else if (!strcmp(cmd, "edu-attach-race") && i + 1 < argc)
