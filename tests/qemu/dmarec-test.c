@@ -3036,7 +3036,7 @@ static void test_edu_attach_race(const char *bdf)
 	note("edu attach race: %d rounds, %u attached, %u refused before the pin, %u after it",
 	     round, sum.attached, sum.refused_before, sum.refused_after);
 	check(sum.refused_after > 0,
-	      "attach race: no ATTACH was refused after its pin in %d rounds: the unbind waited for the pins (card lock held across pinning?)",
+	      "attach race: no ATTACH was refused after its pin in %d rounds: either the unbind waited for the pins (card lock held across pinning) or ATTACH installed pins on a card unbound meanwhile (no re-check after the pin)",
 	      round);
 }
 
