@@ -453,6 +453,7 @@ fn superblock_for(targets: &[Target], options: &RecordOptions, source: &dyn Sour
                 sample_rate_hz: channels.sample_rate_hz,
             })
             .collect(),
+        time_anchor: Some(source.time_anchor()),
     }
 }
 
