@@ -825,17 +825,27 @@ void dmarec_card_lost(struct dmarec_card *card, u64 n)
 	spin_unlock(&card->qlock);
 }
 
-/* An ACTIVE buffer is filled: stamp it and hand it to DQBUF. */
-void dmarec_card_complete(struct dmarec_card *card, struct dmarec_buf *buf)
+/*
+ * An ACTIVE buffer is filled: stamp it with timestamp_ns (the card's clock)
+ * and hand it to DQBUF.
+ */
+void dmarec_card_complete_at(struct dmarec_card *card, struct dmarec_buf *buf,
+			     u64 timestamp_ns)
 {
 	spin_lock(&card->qlock);
 	WARN_ON_ONCE(buf->state != DMAREC_BUF_ACTIVE);
-	buf->timestamp_ns = ktime_get_ns();
+	buf->timestamp_ns = timestamp_ns;
 	buf->state = DMAREC_BUF_DONE;
 	list_add_tail(&buf->list, &card->done);
 	card->stats.filled++;
 	spin_unlock(&card->qlock);
 	wake_up_all(&card->done_wq);
+}
+
+/* As above, stamped with CLOCK_MONOTONIC when the fill ended. */
+void dmarec_card_complete(struct dmarec_card *card, struct dmarec_buf *buf)
+{
+	dmarec_card_complete_at(card, buf, ktime_get_ns());
 }
 
 /*

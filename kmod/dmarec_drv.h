@@ -193,6 +193,8 @@ void dmarec_card_unregister(struct dmarec_card *card);
 void dmarec_card_put(struct dmarec_card *card);
 struct dmarec_buf *dmarec_card_take(struct dmarec_card *card);
 void dmarec_card_complete(struct dmarec_card *card, struct dmarec_buf *buf);
+void dmarec_card_complete_at(struct dmarec_card *card, struct dmarec_buf *buf,
+			     u64 timestamp_ns);
 void dmarec_card_requeue(struct dmarec_card *card, struct dmarec_buf *buf);
 void dmarec_card_lost(struct dmarec_card *card, u64 n);
 bool dmarec_card_has_queued(struct dmarec_card *card);

@@ -553,7 +553,7 @@ static void overrun_one(uint32_t memory)
 	struct dmarec_stats st;
 	struct ring r;
 	u64 sum_gap = 0, last_seq = 0, n_deq = 0, n_ovr_bufs = 0;
-	bool first = true, exact = false;
+	bool first = true, first_ts = true, exact = false;
 	int fd = dev_open(0);
 	unsigned int n;
 	uint32_t i;
@@ -587,11 +587,21 @@ static void overrun_one(uint32_t memory)
 			      "%s: seq %" "llu" " after %" "llu" " gap %" "llu",
 			      what, b.card_seq, last_seq, b.gap_count);
 		first = false;
-		/* never faster than the rate: buffer s is due at
-		 * start + (s + 1) * period, and start >= t_on */
-		check(b.card_timestamp_ns >= t_on + (b.card_seq + 1) * period,
-		      "%s: seq %llu at %llu ns after STREAMON, before its deadline",
+		/*
+		 * The card's clock is its sample counter: buffer s starts at
+		 * start + s * period exactly (start >= t_on), and is never
+		 * delivered before its fill ended (start + (s + 1) * period).
+		 */
+		check(b.card_timestamp_ns >= t_on + b.card_seq * period &&
+		      now_ns() >= b.card_timestamp_ns + period,
+		      "%s: seq %llu stamped %llu ns after STREAMON, delivered before its fill ended",
 		      what, b.card_seq, b.card_timestamp_ns - t_on);
+		check(first_ts || b.card_timestamp_ns - last_ts ==
+		      (b.card_seq - last_seq) * period,
+		      "%s: seq %llu at %llu ns after seq %llu: not %llu buffer periods",
+		      what, b.card_seq, b.card_timestamp_ns - last_ts, last_seq,
+		      b.card_seq - last_seq);
+		first_ts = false;
 		last_ts = b.card_timestamp_ns;
 		last_seq = b.card_seq;
 		sum_gap += b.gap_count;
