@@ -129,6 +129,8 @@ static void dmarec_sim_run_unlimited(struct dmarec_sim *sim)
 	struct dmarec_buf *buf;
 
 	while (!kthread_should_stop()) {
+		/* a queue that never empties must not keep suspend waiting */
+		try_to_freeze();
 		dmarec_sim_wait_queued(sim);
 		buf = dmarec_card_take(sim->card);
 		if (buf)
