@@ -91,6 +91,8 @@ pub struct RecordOptions {
     pub index_sync_interval: Duration,
     pub target_sync: TargetSync,
     pub quiet: bool,
+    /// Where each status interval's figures are published (the service).
+    pub live: Option<status::LiveSink>,
 }
 
 /// A command line that asks for something impossible (exit status 2 in
@@ -375,7 +377,12 @@ fn run_limits(options: &RecordOptions, sb: &Superblock) -> (Progress, Limits) {
         target_sync: options.target_sync,
     };
     (
-        Progress::new(ends, options.status_interval, options.quiet),
+        Progress::new(
+            ends,
+            options.status_interval,
+            options.quiet,
+            options.live.clone(),
+        ),
         limits,
     )
 }

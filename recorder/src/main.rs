@@ -232,6 +232,7 @@ fn run_record(args: RecordArgs) -> Result<i32> {
             TargetSyncArg::Dsync => TargetSync::Dsync,
         },
         quiet: args.quiet,
+        live: None,
     };
     install_signal_handlers();
     let summary = recorder::record(&opts)?;

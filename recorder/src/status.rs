@@ -539,9 +539,33 @@ impl Stalls {
     }
 }
 
+/// The running recording's figures, as each status tick counted them from
+/// the [`Summary`] (the service's `status` and metrics read them). Plain
+/// numbers: publishing one allocates nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Live {
+    pub elapsed_s: f64,
+    pub slots: u64,
+    pub bytes_written: u64,
+    pub payload_bytes_recorded: u64,
+    /// Write rate since the previous tick.
+    pub rate_mb_per_s: f64,
+    pub buffers_lost: u64,
+    pub slots_with_gap: u64,
+    pub capacity_slots: u64,
+    /// Slots written / capacity (0..=1; ring mode: capped at 1).
+    pub device_fill_ratio: f64,
+}
+
+/// Where [`Progress`] publishes [`Live`] at every status interval: the
+/// service reads it from other threads. A lock per interval, never per slot.
+pub type LiveSink = std::sync::Arc<std::sync::Mutex<Option<Live>>>;
+
 /// Progress bar on a terminal, periodic status line otherwise.
 pub struct Progress {
     bar: Option<ProgressBar>,
+    /// Published at every tick when set (the service), even when quiet.
+    live: Option<LiveSink>,
     interval: Duration,
     next: Instant,
     started: Instant,
@@ -602,7 +626,13 @@ pub fn hms(duration: Duration) -> String {
 
 impl Progress {
     /// `ends`: what ends the run, for the percentage and the ETA.
-    pub fn new(ends: RunLimits, interval: Duration, quiet: bool) -> Progress {
+    /// `live`: where to publish each tick's figures (the service).
+    pub fn new(
+        ends: RunLimits,
+        interval: Duration,
+        quiet: bool,
+        live: Option<LiveSink>,
+    ) -> Progress {
         let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
             let b = ProgressBar::new(1000);
             b.set_style(
@@ -615,6 +645,7 @@ impl Progress {
         let now = Instant::now();
         Progress {
             bar,
+            live,
             interval,
             next: now + interval,
             started: now,
@@ -626,9 +657,10 @@ impl Progress {
     }
 
     /// Whether a status update is due (always for the last one, never when
-    /// quiet without a bar: then no clock is read and nothing formatted).
+    /// quiet without a bar or live sink: then no clock is read and nothing
+    /// formatted).
     pub fn due(&self, last: bool) -> bool {
-        if self.quiet && self.bar.is_none() {
+        if self.quiet && self.bar.is_none() && self.live.is_none() {
             return false;
         }
         last || Instant::now() >= self.next
@@ -654,6 +686,24 @@ impl Progress {
         } else {
             0.0
         };
+        if let Some(sink) = &self.live {
+            let live = Live {
+                elapsed_s: elapsed.as_secs_f64(),
+                slots: summary.slots,
+                bytes_written: summary.bytes_written,
+                payload_bytes_recorded: summary.payload_bytes_recorded,
+                rate_mb_per_s: current,
+                buffers_lost: summary.buffers_lost,
+                slots_with_gap: summary.slots_with_gap,
+                capacity_slots: summary.capacity_slots,
+                device_fill_ratio: fill / 100.0,
+            };
+            // A poisoned lock (a reader panicked) still holds a Live.
+            *sink.lock().unwrap_or_else(|e| e.into_inner()) = Some(live);
+        }
+        if self.quiet && self.bar.is_none() {
+            return; // nothing shown: nothing formatted
+        }
         let forecast = self.ends.forecast(elapsed, summary.slots);
         let progress = match forecast {
             Some((done, left)) => format!("{:.0}%  ETA {}", done * 100.0, hms(left)),
