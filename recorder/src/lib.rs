@@ -17,6 +17,7 @@ pub mod memory;
 pub mod pipeline;
 pub mod readback;
 pub mod record;
+pub mod service;
 pub mod source;
 pub mod status;
 pub mod target;

@@ -30,6 +30,15 @@ enum Command {
     /// Record buffers from a card (or the simulated card) to one or more targets.
     #[command(after_help = RECORD_HELP)]
     Record(RecordArgs),
+    /// Run as a service: record scans when asked over a Unix socket, export metrics.
+    #[command(after_help = recorder::service::cli::SERVE_HELP)]
+    Serve(recorder::service::cli::ServeArgs),
+    /// Control the service: start a scan, stop it, show the status.
+    #[command(after_help = recorder::service::cli::CTL_HELP)]
+    Ctl(recorder::service::cli::CtlArgs),
+    /// Write man pages and shell completions into DIR (make install runs it).
+    #[command(hide = true)]
+    GenerateDocs { dir: PathBuf },
 }
 
 const RECORD_HELP: &str = "\
@@ -255,6 +264,11 @@ fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Record(a) => run_record(a),
+        Command::Serve(a) => recorder::service::cli::run_serve(a),
+        Command::Ctl(a) => recorder::service::cli::run_ctl(a),
+        Command::GenerateDocs { dir } => {
+            dmarec_docgen::generate(<Cli as clap::CommandFactory>::command(), &dir).map(|_| 0)
+        }
     };
     match code {
         Ok(c) => std::process::exit(c),

@@ -642,6 +642,10 @@ impl Progress {
             );
             b
         });
+        if let Some(sink) = &live {
+            // Set-up is done: the service answers `start` once it sees this.
+            *sink.lock().unwrap_or_else(|e| e.into_inner()) = Some(Live::default());
+        }
         let now = Instant::now();
         Progress {
             bar,

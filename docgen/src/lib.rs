@@ -1,0 +1,83 @@
+//! Man pages and shell completions generated from a binary's own clap
+//! command line (never hand-written): `dmarec generate-docs DIR` and
+//! `dmaplay generate-docs DIR` (hidden subcommands; `make install` runs
+//! them) write
+//!
+//! - `DIR/man/NAME.1` and `DIR/man/NAME-SUBCOMMAND.1` (clap_mangen),
+//! - `DIR/completions/NAME.bash`, `_NAME` (zsh), `NAME.fish` (clap_complete).
+
+use anyhow::{Context, Result};
+use clap_complete::Shell;
+use std::path::{Path, PathBuf};
+
+/// Writes the man pages and completions of `command`; returns the files.
+pub fn generate(command: clap::Command, dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut command = command;
+    command.build();
+    let mut written = Vec::new();
+    let man_dir = dir.join("man");
+    std::fs::create_dir_all(&man_dir)
+        .with_context(|| format!("{}: cannot create it", man_dir.display()))?;
+    clap_mangen::generate_to(command.clone(), &man_dir)
+        .with_context(|| format!("{}: writing man pages", man_dir.display()))?;
+    for entry in std::fs::read_dir(&man_dir)? {
+        written.push(entry?.path());
+    }
+    let completion_dir = dir.join("completions");
+    std::fs::create_dir_all(&completion_dir)
+        .with_context(|| format!("{}: cannot create it", completion_dir.display()))?;
+    let name = command.get_name().to_string();
+    for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+        let path = clap_complete::generate_to(shell, &mut command, &name, &completion_dir)
+            .with_context(|| format!("{}: writing {shell} completion", completion_dir.display()))?;
+        written.push(path);
+    }
+    written.sort();
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::generate;
+
+    #[test]
+    fn every_subcommand_gets_a_man_page_and_every_shell_a_completion() {
+        let command = clap::Command::new("demo")
+            .about("A demo")
+            .subcommand(
+                clap::Command::new("run").about("Runs").arg(
+                    clap::Arg::new("fast")
+                        .long("fast")
+                        .action(clap::ArgAction::SetTrue),
+                ),
+            )
+            .subcommand(clap::Command::new("hidden").hide(true));
+        let dir = std::env::temp_dir().join(format!("dmarec-docgen-{}", std::process::id()));
+        let files = generate(command, &dir).unwrap();
+        let names: Vec<String> = files
+            .iter()
+            .map(|p| p.strip_prefix(&dir).unwrap().display().to_string())
+            .collect();
+        for expected in [
+            "man/demo.1",
+            "man/demo-run.1",
+            "completions/demo.bash",
+            "completions/_demo",
+            "completions/demo.fish",
+        ] {
+            assert!(
+                names.contains(&expected.to_string()),
+                "{expected} not in {names:?}"
+            );
+        }
+        assert!(
+            !names.iter().any(|n| n.contains("hidden")),
+            "hidden subcommand documented: {names:?}"
+        );
+        let run_page = std::fs::read_to_string(dir.join("man/demo-run.1")).unwrap();
+        assert!(run_page.contains("fast"), "{run_page}");
+        let bash = std::fs::read_to_string(dir.join("completions/demo.bash")).unwrap();
+        assert!(bash.contains("--fast"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
