@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 /// Writes the man pages and completions of `command`; returns the files.
 pub fn generate(command: clap::Command, dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut command = command;
+    let mut command = without_help_subcommands(command);
     command.build();
     let mut written = Vec::new();
     let man_dir = dir.join("man");
@@ -34,6 +34,20 @@ pub fn generate(command: clap::Command, dir: &Path) -> Result<Vec<PathBuf>> {
     }
     written.sort();
     Ok(written)
+}
+
+/// No `help` subcommand pages (`NAME-help-record.1` would only repeat
+/// `NAME-record.1`); `--help` stays.
+fn without_help_subcommands(command: clap::Command) -> clap::Command {
+    let names: Vec<String> = command
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    let mut command = command.disable_help_subcommand(true);
+    for name in names {
+        command = command.mut_subcommand(name, without_help_subcommands);
+    }
+    command
 }
 
 #[cfg(test)]

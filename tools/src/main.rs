@@ -57,6 +57,9 @@ enum Command {
     /// Rebuild the index from the targets (after a crash or a lost index).
     #[command(after_help = REINDEX_HELP)]
     Reindex(ReindexArgs),
+    /// Write man pages and shell completions into DIR (make install runs it).
+    #[command(hide = true)]
+    GenerateDocs { dir: std::path::PathBuf },
 }
 
 const EXPORT_HELP: &str = "\
@@ -376,6 +379,9 @@ fn main() {
         Command::Export(a) => run_export(a),
         Command::Replay(a) => run_replay(a),
         Command::Reindex(a) => run_reindex(a),
+        Command::GenerateDocs { dir } => {
+            dmarec_docgen::generate(<Cli as clap::CommandFactory>::command(), &dir).map(|_| 0)
+        }
     };
     match result {
         Ok(code) => std::process::exit(code),
