@@ -184,6 +184,10 @@ fn start_metrics(shared: &Arc<Shared>) -> Result<()> {
     if let Some(address) = &m.listen {
         let listener = std::net::TcpListener::bind(address)
             .with_context(|| format!("[metrics] listen {address:?}: cannot listen there"))?;
+        eprintln!(
+            "dmarec serve: metrics on http://{}/metrics",
+            listener.local_addr()?
+        );
         let registry = registry.clone();
         std::thread::Builder::new()
             .name("metrics-http".into())
