@@ -13,7 +13,7 @@ need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 for p in qemu-system-x86 linux-image-amd64 linux-headers-amd64 busybox-static fio dwarves \
          e2fsprogs util-linux cpio xz-utils kmod gcc make bc libc6-dev fdisk gcc-multilib sparse \
-         dmsetup; do
+         dmsetup dkms man-db systemd; do
   have "$p" || need+=("$p")
 done
 if ! ls /boot/vmlinuz-6.12.*-amd64 >/dev/null 2>&1 || ! ls -d /usr/src/linux-headers-6.12.*-amd64 >/dev/null 2>&1; then

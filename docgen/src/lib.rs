@@ -1,7 +1,8 @@
 //! Man pages and shell completions generated from a binary's own clap
 //! command line (never hand-written): `dmarec generate-docs DIR` and
-//! `dmaplay generate-docs DIR` (hidden subcommands; `make install` runs
-//! them) write
+//! `dmaplay generate-docs DIR` (`make install` runs them; handled before
+//! the command line is parsed, so it is in no help, man page or
+//! completion) write
 //!
 //! - `DIR/man/NAME.1` and `DIR/man/NAME-SUBCOMMAND.1` (clap_mangen),
 //! - `DIR/completions/NAME.bash`, `_NAME` (zsh), `NAME.fish` (clap_complete).
@@ -9,6 +10,36 @@
 use anyhow::{Context, Result};
 use clap_complete::Shell;
 use std::path::{Path, PathBuf};
+
+/// When the arguments are `generate-docs DIR`: writes the man pages and
+/// completions of `command()` into DIR and exits (status 0, or 1 with the
+/// error). Otherwise returns.
+pub fn generate_if_asked(command: impl FnOnce() -> clap::Command) {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().take(4).collect();
+    if args.get(1).is_none_or(|a| a != "generate-docs") {
+        return;
+    }
+    let command = command();
+    let name = command.get_name().to_string();
+    let [_, _, dir] = &args[..] else {
+        eprintln!("usage: {name} generate-docs DIR");
+        std::process::exit(2);
+    };
+    match generate(command, Path::new(dir)) {
+        Ok(files) => {
+            eprintln!(
+                "{name}: {} man pages and completions in {}",
+                files.len(),
+                Path::new(dir).display()
+            );
+            std::process::exit(0)
+        }
+        Err(e) => {
+            eprintln!("{name}: error: {e:#}");
+            std::process::exit(1)
+        }
+    }
+}
 
 /// Writes the man pages and completions of `command`; returns the files.
 pub fn generate(command: clap::Command, dir: &Path) -> Result<Vec<PathBuf>> {
@@ -20,13 +51,16 @@ pub fn generate(command: clap::Command, dir: &Path) -> Result<Vec<PathBuf>> {
         .with_context(|| format!("{}: cannot create it", man_dir.display()))?;
     clap_mangen::generate_to(command.clone(), &man_dir)
         .with_context(|| format!("{}: writing man pages", man_dir.display()))?;
+    let name = command.get_name().to_string();
     for entry in std::fs::read_dir(&man_dir)? {
-        written.push(entry?.path());
+        let file = entry?.file_name().to_string_lossy().into_owned();
+        if file.starts_with(&format!("{name}.")) || file.starts_with(&format!("{name}-")) {
+            written.push(man_dir.join(file));
+        }
     }
     let completion_dir = dir.join("completions");
     std::fs::create_dir_all(&completion_dir)
         .with_context(|| format!("{}: cannot create it", completion_dir.display()))?;
-    let name = command.get_name().to_string();
     for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
         let path = clap_complete::generate_to(shell, &mut command, &name, &completion_dir)
             .with_context(|| format!("{}: writing {shell} completion", completion_dir.display()))?;

@@ -36,9 +36,6 @@ enum Command {
     /// Control the service: start a scan, stop it, show the status.
     #[command(after_help = recorder::service::cli::CTL_HELP)]
     Ctl(recorder::service::cli::CtlArgs),
-    /// Write man pages and shell completions into DIR (make install runs it).
-    #[command(hide = true)]
-    GenerateDocs { dir: PathBuf },
 }
 
 const RECORD_HELP: &str = "\
@@ -261,14 +258,13 @@ fn run_record(args: RecordArgs) -> Result<i32> {
 }
 
 fn main() {
+    // `NAME generate-docs DIR`: man pages and completions (make install).
+    dmarec_docgen::generate_if_asked(<Cli as clap::CommandFactory>::command);
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Record(a) => run_record(a),
         Command::Serve(a) => recorder::service::cli::run_serve(a),
         Command::Ctl(a) => recorder::service::cli::run_ctl(a),
-        Command::GenerateDocs { dir } => {
-            dmarec_docgen::generate(<Cli as clap::CommandFactory>::command(), &dir).map(|_| 0)
-        }
     };
     match code {
         Ok(c) => std::process::exit(c),

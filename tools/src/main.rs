@@ -57,9 +57,6 @@ enum Command {
     /// Rebuild the index from the targets (after a crash or a lost index).
     #[command(after_help = REINDEX_HELP)]
     Reindex(ReindexArgs),
-    /// Write man pages and shell completions into DIR (make install runs it).
-    #[command(hide = true)]
-    GenerateDocs { dir: std::path::PathBuf },
 }
 
 const EXPORT_HELP: &str = "\
@@ -372,6 +369,8 @@ fn run_reindex(args: ReindexArgs) -> Result<i32> {
 }
 
 fn main() {
+    // `NAME generate-docs DIR`: man pages and completions (make install).
+    dmarec_docgen::generate_if_asked(<Cli as clap::CommandFactory>::command);
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect(a) => run_inspect(a),
@@ -379,9 +378,6 @@ fn main() {
         Command::Export(a) => run_export(a),
         Command::Replay(a) => run_replay(a),
         Command::Reindex(a) => run_reindex(a),
-        Command::GenerateDocs { dir } => {
-            dmarec_docgen::generate(<Cli as clap::CommandFactory>::command(), &dir).map(|_| 0)
-        }
     };
     match result {
         Ok(code) => std::process::exit(code),
