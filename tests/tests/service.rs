@@ -292,3 +292,36 @@ fn sigterm_stops_the_scan_cleanly_and_ends_the_service() {
         "every written slot is indexed"
     );
 }
+
+#[test]
+fn the_service_refuses_to_start_without_its_card_or_targets() {
+    let dir = Scratch::new("service-refused");
+    let config = config(&dir);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let no_card = dir.join("no-card.toml");
+    std::fs::write(
+        &no_card,
+        text.replace("source = \"sim\"", "source = \"/dev/dmarec-absent\""),
+    )
+    .unwrap();
+    let out = run("dmarec", &["serve", "--config", no_card.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("card /dev/dmarec-absent: cannot open"),
+        "{err}"
+    );
+    let no_target = dir.join("no-target.toml");
+    std::fs::write(&no_target, text.replace("file_size = \"256M\"\n", "")).unwrap();
+    let out = run(
+        "dmarec",
+        &["serve", "--config", no_target.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("target.img: cannot open"), "{err}");
+    assert!(
+        !dir.join("dmarec.sock").exists(),
+        "no socket before the checks pass"
+    );
+}

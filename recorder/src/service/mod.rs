@@ -102,7 +102,10 @@ impl metrics::StatusSource for Shared {
 /// Runs the service until SIGTERM/SIGINT; the exit status of `dmarec serve`.
 pub fn serve(config_path: &Path) -> Result<i32> {
     let config = Config::load(config_path)?;
-    check_source(&config)?;
+    // Held open for the service's life: the driver cannot be unloaded under
+    // it, and a missing card is found now, not at the first scan.
+    let _card = open_card(&config)?;
+    check_targets(&config)?;
     let listener = bind_socket(&config)?;
     let socket_path = config.service.socket.clone();
     let shared = Arc::new(Shared::new(config));
@@ -122,23 +125,57 @@ pub fn serve(config_path: &Path) -> Result<i32> {
     Ok(0)
 }
 
-/// The driver's device must open before the service says it is ready.
-fn check_source(config: &Config) -> Result<()> {
+/// Under systemd, what a device the unit does not allow needs.
+fn device_allow_hint(path: &Path) -> String {
+    if std::env::var_os("INVOCATION_ID").is_some() {
+        format!(
+            "; under systemd the unit needs DeviceAllow={} rw (systemctl edit dmarec)",
+            path.display()
+        )
+    } else {
+        String::new()
+    }
+}
+
+/// The driver's device (None for the simulated card), opened before the
+/// service says it is ready.
+fn open_card(config: &Config) -> Result<Option<std::fs::File>> {
     let source = &config.recording.source;
     if source == "sim" {
-        return Ok(());
+        return Ok(None);
     }
-    std::fs::OpenOptions::new()
+    let card = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open(source)
-        .map(drop)
         .with_context(|| {
             format!(
                 "card {source}: cannot open; is the driver loaded (modprobe dmarec) and the \
-                 service's user in group dmarec (udev rule 99-dmarec.rules)?"
+                 service's user in group dmarec (udev rule 99-dmarec.rules)?{}",
+                device_allow_hint(Path::new(source))
             )
-        })
+        })?;
+    Ok(Some(card))
+}
+
+/// Every target must open (read-only here: `dmarec record`'s own checks
+/// run at each scan), or not exist yet when file_size creates it.
+fn check_targets(config: &Config) -> Result<()> {
+    let r = &config.recording;
+    for target in &r.targets {
+        if !target.exists() && r.file_size.is_some() {
+            continue; // a new file, created by the first scan
+        }
+        std::fs::File::open(target).map(drop).with_context(|| {
+            format!(
+                "target {}: cannot open; give the service's user access (group dmarec, e.g. \
+                 by a udev rule){}",
+                target.display(),
+                device_allow_hint(target)
+            )
+        })?;
+    }
+    Ok(())
 }
 
 fn bind_socket(config: &Config) -> Result<UnixListener> {
