@@ -28,9 +28,13 @@ impl Drop for Service {
 
 impl Service {
     fn start(config: &Path) -> Service {
-        let mut child = Command::new(bin("dmarec"))
-            .args(["serve", "--config"])
-            .arg(config)
+        let mut command = Command::new(bin("dmarec"));
+        command.args(["serve", "--config"]).arg(config);
+        Service::spawn(command)
+    }
+
+    fn spawn(mut command: Command) -> Service {
+        let mut child = command
             .stderr(Stdio::piped())
             .spawn()
             .expect("dmarec serve");
@@ -324,4 +328,71 @@ fn the_service_refuses_to_start_without_its_card_or_targets() {
         !dir.join("dmarec.sock").exists(),
         "no socket before the checks pass"
     );
+}
+
+/// `dmarec serve` as user nobody with an 8 MiB memlock limit, with or
+/// without CAP_IPC_LOCK (setpriv), as the systemd unit runs it.
+fn unprivileged(config: &Path, cap_ipc_lock: bool) -> Service {
+    let mut command = Command::new("prlimit");
+    command.args([
+        "--memlock=8388608:8388608",
+        "--",
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+    ]);
+    if cap_ipc_lock {
+        command.args(["--inh-caps=+ipc_lock", "--ambient-caps=+ipc_lock"]);
+    }
+    command
+        .arg(bin("dmarec"))
+        .args(["serve", "--config"])
+        .arg(config);
+    Service::spawn(command)
+}
+
+#[test]
+fn cap_ipc_lock_instead_of_root_suffices_to_record() {
+    if !require_root("cap_ipc_lock_instead_of_root_suffices_to_record") {
+        return;
+    }
+    let dir = Scratch::new("service-unprivileged");
+    // nobody writes the socket, the target and the indexes here.
+    std::fs::set_permissions(
+        &dir.path,
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let config = config(&dir); // a ring of 64 x 68 KiB: more than 8 MiB
+    let socket = dir.join("dmarec.sock");
+    for cap in [false, true] {
+        let service = unprivileged(&config, cap);
+        service.wait_log("listening on");
+        let started = ctl(
+            &socket,
+            &["start", &format!("cap-{cap}"), "--duration", "0.5"],
+        );
+        let err = String::from_utf8_lossy(&started.stderr);
+        if cap {
+            assert!(started.status.success(), "{err}");
+            let last = wait_status(&socket, "the scan's end", |s| s["state"] == "idle");
+            assert_eq!(
+                last["last_scan"]["summary"]["stop_reason"],
+                "duration_reached"
+            );
+            assert!(last["last_scan"]["summary"]["slots"].as_u64() > Some(0));
+        } else {
+            assert_eq!(
+                started.status.code(),
+                Some(1),
+                "without CAP_IPC_LOCK: {err}"
+            );
+            assert!(
+                err.contains("LimitMEMLOCK") || err.contains("memlock") || err.contains("ulimit"),
+                "{err}"
+            );
+        }
+        drop(service);
+    }
 }
