@@ -167,7 +167,25 @@ fn a_scan_is_started_stopped_and_counted_over_the_socket() {
     });
     assert_eq!(live["state"], "recording");
     assert_eq!(live["scan"]["name"], "scan1");
+    documented(&live);
     let running = scrape(&address);
+    let metrics_doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/SERVICE.md"))
+            .unwrap();
+    for name in running
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next())
+    {
+        let listed = if name.ends_with("_total") || name == "dmarec_scan_state" {
+            name.to_string()
+        } else {
+            name.to_string()
+        };
+        assert!(
+            metrics_doc.contains(&format!("`{listed}")),
+            "metric {name} is not in docs/SERVICE.md"
+        );
+    }
     assert_eq!(
         metric(&running, "dmarec_scan_state{state=\"recording\"}"),
         1.0
@@ -217,6 +235,39 @@ fn a_scan_is_started_stopped_and_counted_over_the_socket() {
             "--pattern",
         ],
     );
+}
+
+fn service_doc() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/SERVICE.md")).unwrap()
+}
+
+/// Every field of the status (its live figures, totals and scan too) is
+/// named in docs/SERVICE.md's status section.
+fn documented(status: &Value) {
+    let doc = service_doc();
+    let section = doc.split("### Status (schema_version 1)").nth(1).unwrap();
+    let section = section.split("\n## ").next().unwrap();
+    let scan_fields = doc
+        .split("`{\"ok\":true,\"scan\":{")
+        .nth(1)
+        .unwrap()
+        .split('}')
+        .next()
+        .unwrap();
+    for object in [status, &status["live"], &status["totals"]] {
+        for key in object.as_object().unwrap().keys() {
+            assert!(
+                section.contains(&format!("`{key}`")),
+                "status field {key} is not in docs/SERVICE.md"
+            );
+        }
+    }
+    for key in status["scan"].as_object().unwrap().keys() {
+        assert!(
+            scan_fields.split(", ").any(|f| f == key),
+            "scan field {key} not in docs/SERVICE.md: {scan_fields}"
+        );
+    }
 }
 
 /// The textfile once it shows the idle service (written atomically).
