@@ -205,6 +205,14 @@ impl Summary {
             .saturating_sub(read_back.dropped * (slot_bytes - formats::SLOT_HEADER_BYTES as u64));
     }
 
+    /// Share of the targets' slots written, 0..=1 (ring mode: 1 once full).
+    pub fn device_fill_ratio(&self) -> f64 {
+        if self.capacity_slots == 0 {
+            return 0.0;
+        }
+        self.slots.min(self.capacity_slots) as f64 / self.capacity_slots as f64
+    }
+
     /// Slots submitted so far.
     pub fn slots_submitted(&self) -> u64 {
         self.slots_submitted
@@ -685,11 +693,7 @@ impl Progress {
         let since_s = now.duration_since(self.last_at).as_secs_f64().max(1e-9);
         let current = (summary.bytes_written - self.last_bytes) as f64 / 1e6 / since_s;
         (self.last_bytes, self.last_at) = (summary.bytes_written, now);
-        let fill = if summary.capacity_slots > 0 {
-            100.0 * summary.slots.min(summary.capacity_slots) as f64 / summary.capacity_slots as f64
-        } else {
-            0.0
-        };
+        let fill = 100.0 * summary.device_fill_ratio();
         if let Some(sink) = &self.live {
             let live = Live {
                 elapsed_s: elapsed.as_secs_f64(),

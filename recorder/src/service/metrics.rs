@@ -63,7 +63,7 @@ fn scan_figures(status: &Status) -> Option<ScanFigures> {
         rate_bytes_per_s: 0.0, // not recording
         buffers_lost: s.buffers_lost,
         slots_with_gap: s.slots_with_gap,
-        device_fill_ratio: s.slots.min(s.capacity_slots) as f64 / s.capacity_slots.max(1) as f64,
+        device_fill_ratio: s.device_fill_ratio(),
     })
 }
 
