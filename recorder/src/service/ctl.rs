@@ -106,10 +106,13 @@ pub fn request(
 /// `status` for people: state, scan, figures, last scan.
 pub fn status_text(status: &serde_json::Value) -> String {
     let mut s = format!("state      {}\n", status["state"].as_str().unwrap_or("?"));
-    if let Some(scan) = status["scan"].as_object() {
+    // Indexing a Value (not a Map): a missing field reads as null.
+    let scan = &status["scan"];
+    if scan.is_object() {
         s += &format!("scan       {}  (index {})\n", scan["name"], scan["index"]);
     }
-    if let Some(live) = status["live"].as_object() {
+    let live = &status["live"];
+    if live.is_object() {
         let f = |k: &str| live[k].as_f64().unwrap_or(0.0);
         s += &format!(
             "recorded   {} slots, {:.1} MiB in {:.0} s, {:.1} MB/s now; {} buffers lost, {} gaps; device {:.1}% full\n",
@@ -122,7 +125,8 @@ pub fn status_text(status: &serde_json::Value) -> String {
             100.0 * f("device_fill_ratio"),
         );
     }
-    if let Some(last) = status["last_scan"].as_object() {
+    let last = &status["last_scan"];
+    if last.is_object() {
         let how = match (&last["error"], last["summary"]["stop_reason"].as_str()) {
             (serde_json::Value::String(e), _) => format!("error: {e}"),
             (_, Some(reason)) => format!(
@@ -139,4 +143,101 @@ pub fn status_text(status: &serde_json::Value) -> String {
         t["scans_started"], t["errors"], t["buffers_lost"]
     );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::os::unix::net::UnixListener;
+
+    fn scratch_socket(tag: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("dmarec-ctl-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("s.sock")
+    }
+
+    /// A one-connection server answering `answer` (None: closes at once).
+    fn server(socket: &Path, answer: Option<&'static str>) -> std::thread::JoinHandle<String> {
+        let listener = UnixListener::bind(socket).unwrap();
+        std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut request = String::new();
+            BufReader::new(&stream).read_line(&mut request).unwrap();
+            if let Some(a) = answer {
+                (&stream).write_all(a.as_bytes()).unwrap();
+            }
+            request
+        })
+    }
+
+    #[test]
+    fn answers_refusals_and_a_missing_service_have_their_exit_codes() {
+        let socket = scratch_socket("answers");
+        let wait = Duration::from_secs(10);
+        let s = server(
+            &socket,
+            Some("{\"ok\":true,\"status\":{\"state\":\"idle\"}}\n"),
+        );
+        let answer = request(&socket, &Request::Status, wait).unwrap();
+        assert_eq!(answer["status"]["state"], "idle");
+        assert_eq!(s.join().unwrap(), "{\"cmd\":\"status\"}\n");
+        std::fs::remove_file(&socket).unwrap();
+
+        let s = server(
+            &socket,
+            Some("{\"ok\":false,\"error\":\"scan a is recording\"}\n"),
+        );
+        let e = request(&socket, &Request::Stop, wait).unwrap_err();
+        s.join().unwrap();
+        assert!(
+            matches!(&e, CtlError::Refused(m) if m == "scan a is recording"),
+            "{e}"
+        );
+        assert_eq!(e.exit_code(), EXIT_REFUSED);
+        std::fs::remove_file(&socket).unwrap();
+
+        let s = server(&socket, None);
+        let e = request(&socket, &Request::Stop, wait).unwrap_err();
+        s.join().unwrap();
+        assert!(e.to_string().contains("closed the connection"), "{e}");
+        assert_eq!(e.exit_code(), EXIT_UNREACHABLE);
+        std::fs::remove_file(&socket).unwrap();
+
+        let e = request(&socket, &Request::Status, wait).unwrap_err();
+        assert!(e.to_string().contains("the service is not running"), "{e}");
+        assert_eq!(e.exit_code(), EXIT_UNREACHABLE);
+        std::fs::remove_dir_all(socket.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn the_status_text_shows_the_scan_its_figures_and_the_last_scan() {
+        let recording = json!({
+            "state": "recording",
+            "scan": {"name": "s2", "index": "/x/s2.idx"},
+            "live": {"slots": 10, "payload_bytes_recorded": 3145728, "elapsed_s": 4.0,
+                     "rate_mb_per_s": 12.5, "buffers_lost": 2, "slots_with_gap": 1,
+                     "device_fill_ratio": 0.25},
+            "last_scan": {"name": "s1", "error": null,
+                          "summary": {"stop_reason": "duration_reached", "slots": 5, "buffers_lost": 0}},
+            "totals": {"scans_started": 2, "errors": 0, "buffers_lost": 0}
+        });
+        let text = status_text(&recording);
+        for part in [
+            "state      recording\n",
+            "scan       \"s2\"  (index \"/x/s2.idx\")\n",
+            "recorded   10 slots, 3.0 MiB in 4 s, 12.5 MB/s now; 2 buffers lost, 1 gaps; device 25.0% full\n",
+            "last scan  \"s1\": duration_reached, 5 slots, 0 buffers lost\n",
+            "finished   2 scans started, 0 errors, 0 buffers lost in finished scans\n",
+        ] {
+            assert!(text.contains(part), "{part:?} not in\n{text}");
+        }
+        let failed = json!({"state": "idle", "last_scan": {"name": "s3", "error": "target busy"}, "totals": {}});
+        let text = status_text(&failed);
+        assert!(
+            text.contains("last scan  \"s3\": error: target busy\n"),
+            "{text}"
+        );
+        assert!(!text.contains("recorded"), "{text}");
+    }
 }
