@@ -179,6 +179,8 @@ impl Config {
                 dev => SourceChoice::Device(PathBuf::from(dev)),
             },
             targets: r.targets.clone(),
+            // Scans on one stripe set (issue #14 item 1): the name goes to
+            // `dmarec record --scan` too once it exists.
             index: self.index_path(name),
             size_bytes: limits.size_bytes,
             duration: limits.duration,
