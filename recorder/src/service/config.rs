@@ -249,6 +249,11 @@ targets = ["/dev/sdb"]
         assert_eq!(o.index, PathBuf::from("/var/lib/dmarec/s1.idx"));
         assert!(!o.force && !o.ring && o.quiet);
         assert_eq!(o.status_interval, Duration::from_secs(1));
+        assert_eq!(o.index_sync_interval, Duration::from_millis(1000));
+        assert_eq!(o.target_sync, TargetSync::Flush);
+        assert_eq!(o.memory_mode, MemoryMode::Auto);
+        assert_eq!(o.buffers, crate::auto_buffers(o.payload_size));
+        assert_eq!((o.channels, o.rate_bytes_per_s, o.sim_drop_every), (None, None, 0));
         assert!(c.metrics.listen.is_none() && c.metrics.textfile.is_none());
     }
 
