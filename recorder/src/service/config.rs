@@ -253,7 +253,10 @@ targets = ["/dev/sdb"]
         assert_eq!(o.target_sync, TargetSync::Flush);
         assert_eq!(o.memory_mode, MemoryMode::Auto);
         assert_eq!(o.buffers, crate::auto_buffers(o.payload_size));
-        assert_eq!((o.channels, o.rate_bytes_per_s, o.sim_drop_every), (None, None, 0));
+        assert_eq!(
+            (o.channels, o.rate_bytes_per_s, o.sim_drop_every),
+            (None, None, 0)
+        );
         assert!(c.metrics.listen.is_none() && c.metrics.textfile.is_none());
     }
 

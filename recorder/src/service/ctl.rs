@@ -211,6 +211,19 @@ mod tests {
     }
 
     #[test]
+    fn each_connect_failure_says_what_to_do() {
+        let hint = |kind| unreachable_hint(Path::new("/run/x.sock"), &std::io::Error::from(kind));
+        assert!(hint(std::io::ErrorKind::NotFound).contains("the service is not running"));
+        assert!(hint(std::io::ErrorKind::ConnectionRefused).contains("the service is not running"));
+        let denied = hint(std::io::ErrorKind::PermissionDenied);
+        assert!(denied.contains("join the socket's group"), "{denied}");
+        assert!(
+            denied.starts_with("control socket /run/x.sock: "),
+            "{denied}"
+        );
+    }
+
+    #[test]
     fn the_status_text_shows_the_scan_its_figures_and_the_last_scan() {
         let recording = json!({
             "state": "recording",
