@@ -149,8 +149,15 @@ impl Config {
         let payload_size = units::parse_size(&r.payload_size)
             .and_then(|b| PayloadSize::new(b).map_err(|e| e.to_string()))
             .map_err(key("payload_size"))?;
+        let rate_bytes_per_s = r
+            .rate
+            .as_deref()
+            .map(units::parse_rate)
+            .transpose()
+            .map_err(key("rate"))?;
         let buffers = match r.buffers.as_str() {
-            "auto" => crate::auto_buffers(payload_size),
+            // As `dmarec record --buffers auto`: sized to the card's rate when known.
+            "auto" => crate::auto_buffers(payload_size, rate_bytes_per_s).0,
             n => match n.parse::<usize>() {
                 Ok(n) if (1..=MAX_BUFFERS).contains(&n) => n,
                 _ => bail!("[recording] buffers: {n:?}: a count 1..={MAX_BUFFERS} or \"auto\""),
@@ -196,12 +203,7 @@ impl Config {
                 .transpose()
                 .map_err(key("file_size"))?,
             channels: r.channels,
-            rate_bytes_per_s: r
-                .rate
-                .as_deref()
-                .map(units::parse_rate)
-                .transpose()
-                .map_err(key("rate"))?,
+            rate_bytes_per_s,
             sim_drop_every: r.sim_drop_every,
             sim_fill_once: false,
             memory_mode,
@@ -252,7 +254,7 @@ targets = ["/dev/sdb"]
         assert_eq!(o.index_sync_interval, Duration::from_millis(1000));
         assert_eq!(o.target_sync, TargetSync::Flush);
         assert_eq!(o.memory_mode, MemoryMode::Auto);
-        assert_eq!(o.buffers, crate::auto_buffers(o.payload_size));
+        assert_eq!(o.buffers, crate::auto_buffers(o.payload_size, None).0);
         assert_eq!(
             (o.channels, o.rate_bytes_per_s, o.sim_drop_every),
             (None, None, 0)
