@@ -21,8 +21,9 @@ DOCDIR := $(PREFIX)/share/doc/dmarec
 # .deb take it from here.
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 DKMSDIR := $(PREFIX)/src/dmarec-$(VERSION)
-KMOD_SOURCES := Kbuild Makefile dmarec_drv.h dmarec-core.c dmarec-buf.c dmarec-sim.c \
-	dmarec-edu.c include/uapi/dmarec.h 99-dmarec.rules
+# Every source of the driver (a file added to kmod/ is packaged without a change here).
+KMOD_SOURCES := Kbuild Makefile 99-dmarec.rules \
+	$(patsubst kmod/%,%,$(wildcard kmod/*.c kmod/*.h kmod/include/uapi/*.h))
 GENERATED := target/generated-docs
 
 .PHONY: install install-bin install-docs install-service install-dkms version
