@@ -5,6 +5,9 @@ demo:
 test:
 	bash scripts/test-all.sh
 
+# make install (DESTDIR, PREFIX), make deb: packaging/install.mk.
+include packaging/install.mk
+
 # Mutation testing (cargo-mutants; docs/TESTING.md): small deliberate bugs,
 # one at a time, each must make a test fail. Slow (minutes to an hour per
 # area on 2 cores), so not part of `make test`. Pick what to mutate:

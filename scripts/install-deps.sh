@@ -7,7 +7,8 @@
 # dmsetup, sfdisk (fdisk) and mke2fs copied into the QEMU disks guest
 # (tests/qemu/disks), python3-venv for the venv (.venv-sigmf) that holds
 # the `sigmf` package from PyPI, the reference reader the SigMF export
-# tests validate every export with (tests/sigmf_check.py).
+# tests validate every export with (tests/sigmf_check.py); dkms, man-db and
+# systemd (systemd-analyze) for the packaging tests (scripts/test-packaging.sh).
 # Idempotent: installs only what is missing.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -28,7 +29,7 @@ need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 for p in qemu-system-x86 linux-image-amd64 linux-headers-amd64 busybox-static fio dwarves \
          e2fsprogs util-linux cpio xz-utils kmod gcc make bc libc6-dev fdisk gcc-multilib sparse \
-         dmsetup python3-venv; do
+         dmsetup python3-venv dkms man-db systemd; do
   have "$p" || need+=("$p")
 done
 if ! ls /boot/vmlinuz-6.12.*-amd64 >/dev/null 2>&1 || ! ls -d /usr/src/linux-headers-6.12.*-amd64 >/dev/null 2>&1; then

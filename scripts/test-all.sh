@@ -15,6 +15,9 @@ cargo build --release --workspace --all-targets
 step "unit, property and end-to-end tests"
 cargo test --release --workspace
 
+step "packaging: .deb contents, man pages, completions, systemd-analyze verify, DKMS for both kernels"
+bash scripts/test-packaging.sh
+
 step "fuzz the format parsers (bounded)"
 for t in superblock slot index; do
   cargo run --release -q -p dmarec-formats --example fuzz -- "$t" "${FUZZ_ITERATIONS:-300000}"

@@ -17,6 +17,7 @@ pub mod memory;
 pub mod pipeline;
 pub mod readback;
 pub mod record;
+pub mod service;
 pub mod source;
 pub mod status;
 pub mod target;
@@ -128,6 +129,8 @@ pub struct RecordOptions {
     pub index_sync_interval: Duration,
     pub target_sync: TargetSync,
     pub quiet: bool,
+    /// Where each status interval's figures are published (the service).
+    pub live: Option<status::LiveSink>,
 }
 
 /// A command line that asks for something impossible (exit status 2 in
@@ -412,7 +415,12 @@ fn run_limits(options: &RecordOptions, sb: &Superblock) -> (Progress, Limits) {
         target_sync: options.target_sync,
     };
     (
-        Progress::new(ends, options.status_interval, options.quiet),
+        Progress::new(
+            ends,
+            options.status_interval,
+            options.quiet,
+            options.live.clone(),
+        ),
         limits,
     )
 }

@@ -30,6 +30,12 @@ enum Command {
     /// Record buffers from a card (or the simulated card) to one or more targets.
     #[command(after_help = RECORD_HELP)]
     Record(RecordArgs),
+    /// Run as a service: record scans when asked over a Unix socket, export metrics.
+    #[command(after_help = recorder::service::cli::SERVE_HELP)]
+    Serve(recorder::service::cli::ServeArgs),
+    /// Control the service: start a scan, stop it, show the status.
+    #[command(after_help = recorder::service::cli::CTL_HELP)]
+    Ctl(recorder::service::cli::CtlArgs),
 }
 
 const RECORD_HELP: &str = "\
@@ -240,6 +246,7 @@ fn run_record(args: RecordArgs) -> Result<i32> {
             TargetSyncArg::Dsync => TargetSync::Dsync,
         },
         quiet: args.quiet,
+        live: None,
     };
     install_signal_handlers();
     let summary = recorder::record(&opts)?;
@@ -259,9 +266,13 @@ fn run_record(args: RecordArgs) -> Result<i32> {
 }
 
 fn main() {
+    // `NAME generate-docs DIR`: man pages and completions (make install).
+    dmarec_docgen::generate_if_asked(<Cli as clap::CommandFactory>::command);
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Record(a) => run_record(a),
+        Command::Serve(a) => recorder::service::cli::run_serve(a),
+        Command::Ctl(a) => recorder::service::cli::run_ctl(a),
     };
     match code {
         Ok(c) => std::process::exit(c),

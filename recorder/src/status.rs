@@ -205,6 +205,14 @@ impl Summary {
             .saturating_sub(read_back.dropped * (slot_bytes - formats::SLOT_HEADER_BYTES as u64));
     }
 
+    /// Share of the targets' slots written, 0..=1 (ring mode: 1 once full).
+    pub fn device_fill_ratio(&self) -> f64 {
+        if self.capacity_slots == 0 {
+            return 0.0;
+        }
+        self.slots.min(self.capacity_slots) as f64 / self.capacity_slots as f64
+    }
+
     /// Slots submitted so far.
     pub fn slots_submitted(&self) -> u64 {
         self.slots_submitted
@@ -539,9 +547,33 @@ impl Stalls {
     }
 }
 
+/// The running recording's figures, as each status tick counted them from
+/// the [`Summary`] (the service's `status` and metrics read them). Plain
+/// numbers: publishing one allocates nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Live {
+    pub elapsed_s: f64,
+    pub slots: u64,
+    pub bytes_written: u64,
+    pub payload_bytes_recorded: u64,
+    /// Write rate since the previous tick.
+    pub rate_mb_per_s: f64,
+    pub buffers_lost: u64,
+    pub slots_with_gap: u64,
+    pub capacity_slots: u64,
+    /// Slots written / capacity (0..=1; ring mode: capped at 1).
+    pub device_fill_ratio: f64,
+}
+
+/// Where [`Progress`] publishes [`Live`] at every status interval: the
+/// service reads it from other threads. A lock per interval, never per slot.
+pub type LiveSink = std::sync::Arc<std::sync::Mutex<Option<Live>>>;
+
 /// Progress bar on a terminal, periodic status line otherwise.
 pub struct Progress {
     bar: Option<ProgressBar>,
+    /// Published at every tick when set (the service), even when quiet.
+    live: Option<LiveSink>,
     interval: Duration,
     next: Instant,
     started: Instant,
@@ -602,7 +634,13 @@ pub fn hms(duration: Duration) -> String {
 
 impl Progress {
     /// `ends`: what ends the run, for the percentage and the ETA.
-    pub fn new(ends: RunLimits, interval: Duration, quiet: bool) -> Progress {
+    /// `live`: where to publish each tick's figures (the service).
+    pub fn new(
+        ends: RunLimits,
+        interval: Duration,
+        quiet: bool,
+        live: Option<LiveSink>,
+    ) -> Progress {
         let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
             let b = ProgressBar::new(1000);
             b.set_style(
@@ -612,9 +650,14 @@ impl Progress {
             );
             b
         });
+        if let Some(sink) = &live {
+            // Set-up is done: the service answers `start` once it sees this.
+            *sink.lock().unwrap_or_else(|e| e.into_inner()) = Some(Live::default());
+        }
         let now = Instant::now();
         Progress {
             bar,
+            live,
             interval,
             next: now + interval,
             started: now,
@@ -626,9 +669,10 @@ impl Progress {
     }
 
     /// Whether a status update is due (always for the last one, never when
-    /// quiet without a bar: then no clock is read and nothing formatted).
+    /// quiet without a bar or live sink: then no clock is read and nothing
+    /// formatted).
     pub fn due(&self, last: bool) -> bool {
-        if self.quiet && self.bar.is_none() {
+        if self.quiet && self.bar.is_none() && self.live.is_none() {
             return false;
         }
         last || Instant::now() >= self.next
@@ -649,11 +693,25 @@ impl Progress {
         let since_s = now.duration_since(self.last_at).as_secs_f64().max(1e-9);
         let current = (summary.bytes_written - self.last_bytes) as f64 / 1e6 / since_s;
         (self.last_bytes, self.last_at) = (summary.bytes_written, now);
-        let fill = if summary.capacity_slots > 0 {
-            100.0 * summary.slots.min(summary.capacity_slots) as f64 / summary.capacity_slots as f64
-        } else {
-            0.0
-        };
+        let fill = 100.0 * summary.device_fill_ratio();
+        if let Some(sink) = &self.live {
+            let live = Live {
+                elapsed_s: elapsed.as_secs_f64(),
+                slots: summary.slots,
+                bytes_written: summary.bytes_written,
+                payload_bytes_recorded: summary.payload_bytes_recorded,
+                rate_mb_per_s: current,
+                buffers_lost: summary.buffers_lost,
+                slots_with_gap: summary.slots_with_gap,
+                capacity_slots: summary.capacity_slots,
+                device_fill_ratio: fill / 100.0,
+            };
+            // A poisoned lock (a reader panicked) still holds a Live.
+            *sink.lock().unwrap_or_else(|e| e.into_inner()) = Some(live);
+        }
+        if self.quiet && self.bar.is_none() {
+            return; // nothing shown: nothing formatted
+        }
         let forecast = self.ends.forecast(elapsed, summary.slots);
         let progress = match forecast {
             Some((done, left)) => format!("{:.0}%  ETA {}", done * 100.0, hms(left)),

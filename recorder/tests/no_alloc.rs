@@ -40,7 +40,9 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-fn allocations_of_a_recording(dir: &std::path::Path, size_bytes: u64) -> u64 {
+/// `live`: publish the status every millisecond, as `dmarec serve` does
+/// (its metrics and `ctl status`): many more ticks in the longer recording.
+fn allocations_of_a_recording(dir: &std::path::Path, size_bytes: u64, live: bool) -> u64 {
     let target = dir.join(format!("target-{size_bytes}"));
     let index = dir.join(format!("index-{size_bytes}"));
     let o = recorder::RecordOptions {
@@ -60,31 +62,54 @@ fn allocations_of_a_recording(dir: &std::path::Path, size_bytes: u64) -> u64 {
         sim_drop_every: 0,
         sim_fill_once: false,
         memory_mode: recorder::source::kmod::MemoryMode::Auto,
-        status_interval: Duration::from_secs(3600),
+        status_interval: if live {
+            Duration::from_millis(1)
+        } else {
+            Duration::from_secs(3600)
+        },
         index_sync_interval: Duration::from_secs(3600),
         target_sync: recorder::journal::TargetSync::Flush,
         quiet: true,
+        live: live.then(recorder::status::LiveSink::default),
     };
+    let sink = o.live.clone();
     let before = ALLOCATIONS.load(Ordering::Relaxed);
     let summary = recorder::record(&o).expect("recording");
     let after = ALLOCATIONS.load(Ordering::Relaxed);
     assert_eq!(summary.payload_bytes_recorded, size_bytes);
+    if let Some(sink) = sink {
+        let published = sink.lock().unwrap().expect("the last tick published");
+        assert_eq!(published.payload_bytes_recorded, size_bytes);
+    }
     drop(summary);
     std::fs::remove_file(target).unwrap();
     std::fs::remove_file(index).unwrap();
     after - before
 }
 
-#[test]
-fn the_recording_loop_allocates_nothing_per_slot() {
-    let dir = std::env::temp_dir().join(format!("dmarec-no-alloc-{}", std::process::id()));
+fn allocations_short_and_long(live: bool) -> (u64, u64) {
+    let dir = std::env::temp_dir().join(format!("dmarec-no-alloc-{}-{live}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     // 128 and 1024 slots of 64 KiB; a first run warms lazily allocated
     // process state (thread-locals, the standard library's own caches).
-    allocations_of_a_recording(&dir, 4 << 20);
-    let short = allocations_of_a_recording(&dir, 8 << 20);
-    let long = allocations_of_a_recording(&dir, 64 << 20);
+    allocations_of_a_recording(&dir, 4 << 20, live);
+    let short = allocations_of_a_recording(&dir, 8 << 20, live);
+    let long = allocations_of_a_recording(&dir, 64 << 20, live);
     std::fs::remove_dir_all(&dir).unwrap();
+    (short, long)
+}
+
+// One test: the allocator's count is global, so two recordings at once
+// (tests run in parallel) would count each other's start-up.
+#[test]
+fn the_recording_loop_allocates_nothing_per_slot() {
+    let (short, long) = allocations_short_and_long(true);
+    assert_eq!(
+        long, short,
+        "with the service's live status every 1 ms: a recording 8x longer made {long} \
+         allocations instead of {short}"
+    );
+    let (short, long) = allocations_short_and_long(false);
     assert_eq!(
         long, short,
         "a recording 8x longer made {long} allocations instead of {short}"

@@ -425,6 +425,8 @@ fn run_reindex(args: ReindexArgs) -> Result<i32> {
 }
 
 fn main() {
+    // `NAME generate-docs DIR`: man pages and completions (make install).
+    dmarec_docgen::generate_if_asked(<Cli as clap::CommandFactory>::command);
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect(a) => run_inspect(a),
