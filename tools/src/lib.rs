@@ -14,6 +14,7 @@ pub mod aligned;
 pub mod catalog;
 pub mod export;
 pub mod inspect;
+pub mod outwrite;
 pub mod progress;
 pub mod reindex;
 pub mod replay;
