@@ -15,6 +15,7 @@ pub mod catalog;
 pub mod export;
 pub mod inspect;
 pub mod outwrite;
+pub mod pacing;
 pub mod progress;
 pub mod reindex;
 pub mod replay;
