@@ -24,6 +24,7 @@ pub mod select;
 pub mod sigmf;
 pub mod stripe;
 pub mod target;
+pub mod timeline;
 pub mod uring;
 pub mod verify;
 
@@ -31,3 +32,5 @@ pub mod verify;
 mod synth;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod timeline_tests;
