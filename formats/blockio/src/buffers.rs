@@ -93,10 +93,12 @@ impl ReadBudget {
         budget_bytes: 64 << 20,
         max_buffers: 32,
     };
-    /// `dmaplay replay`: whole slots, paced.
+    /// `dmaplay replay`: whole slots, paced. As export's: with 16 reads in
+    /// flight `--speed max` read at 0.62 x verify's rate
+    /// (bench/results/readout-20261130-143736).
     pub const REPLAY: ReadBudget = ReadBudget {
-        budget_bytes: 32 << 20,
-        max_buffers: 16,
+        budget_bytes: 64 << 20,
+        max_buffers: 32,
     };
     /// `dmaplay reindex`'s read of the newest slots (the torn tail).
     pub const TORN_TAIL: ReadBudget = ReadBudget {
