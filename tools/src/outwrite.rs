@@ -64,7 +64,25 @@ pub struct Writer {
     pub buffered_writes: u64,
 }
 
-fn open_direct(path: &Path) -> Option<File> {
+/// statfs f_type of tmpfs (linux/magic.h).
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+/// Whether `file` lives in memory (tmpfs): O_DIRECT there is a copy all
+/// the same, and an asynchronous one is slower (see [`Writer::write_now`]).
+fn in_memory(file: &File) -> bool {
+    // SAFETY: statfs is plain data (all-zero is valid); fstatfs writes into
+    // the struct this frame owns; the fd is open while `file` is borrowed.
+    let (rc, st) = unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        (libc::fstatfs(file.as_raw_fd(), &mut st), st)
+    };
+    rc == 0 && st.f_type as i64 == TMPFS_MAGIC
+}
+
+fn open_direct(path: &Path, buffered: &File) -> Option<File> {
+    if in_memory(buffered) {
+        return None;
+    }
     OpenOptions::new()
         .write(true)
         .custom_flags(libc::O_DIRECT)
@@ -88,7 +106,7 @@ impl Writer {
             let buffered = File::create(p).with_context(|| format!("creating {}", p.display()))?;
             files.push(OutFile {
                 path: p.clone(),
-                direct: open_direct(p),
+                direct: open_direct(p, &buffered),
                 buffered,
             });
         }
@@ -427,5 +445,37 @@ mod tests {
         let e = format!("{:#}", r.unwrap_err());
         assert!(e.contains("/dev/full") && e.contains("space"), "{e}");
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+}
+
+#[cfg(test)]
+mod memory_tests {
+    use super::*;
+
+    #[test]
+    fn a_tmpfs_output_goes_through_the_page_cache_a_disk_one_direct() {
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+        let shm_is_tmpfs = mounts
+            .lines()
+            .any(|l| l.split_whitespace().nth(1) == Some("/dev/shm") && l.contains(" tmpfs "));
+        if !shm_is_tmpfs {
+            eprintln!("SKIPPED: /dev/shm is not a tmpfs here");
+            return;
+        }
+        let p = PathBuf::from(format!("/dev/shm/dmaplay-outwrite-{}", std::process::id()));
+        let f = File::create(&p).unwrap();
+        let direct = open_direct(&p, &f);
+        let _ = std::fs::remove_file(&p);
+        assert!(
+            in_memory(&f) && direct.is_none(),
+            "tmpfs output opened O_DIRECT"
+        );
+        let d = std::env::temp_dir().join(format!("dmaplay-outwrite-disk-{}", std::process::id()));
+        let f = File::create(&d).unwrap();
+        let on_tmpfs = in_memory(&f);
+        let _ = std::fs::remove_file(&d);
+        if !on_tmpfs {
+            assert!(!in_memory(&f), "a disk file taken for memory");
+        }
     }
 }
