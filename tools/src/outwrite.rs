@@ -76,7 +76,9 @@ fn in_memory(file: &File) -> bool {
         let mut st: libc::statfs = std::mem::zeroed();
         (libc::fstatfs(file.as_raw_fd(), &mut st), st)
     };
-    rc == 0 && st.f_type as i64 == TMPFS_MAGIC
+    #[allow(clippy::unnecessary_cast)] // f_type is not i64 on every target
+    let f_type = st.f_type as i64;
+    rc == 0 && f_type == TMPFS_MAGIC
 }
 
 fn open_direct(path: &Path, buffered: &File) -> Option<File> {
