@@ -16,6 +16,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
 SLOTS=${SLOTS:-"131072 262144 524288 1048576"}
 REPS=${REPS:-3}
+COMMANDS=${COMMANDS:-"inspect verify reindex export-1s"}   # which to measure
 RATE=${RATE:-100}        # MB/s of the simulated card: 25600 slots per second
 DISK_DIR=${DISK_DIR:-/var/tmp}
 OUT=${OUT:-$REPO/bench/results/scale-$(date -u +%Y%m%d-%H%M%S)}
@@ -31,7 +32,7 @@ DMAREC=$REPO/target/release/dmarec
 DMAPLAY=$REPO/target/release/dmaplay
 {
     echo "date_utc: $(date -u '+%Y-%m-%d %H:%M:%S')"
-    echo "command: SLOTS=\"$SLOTS\" REPS=$REPS RATE=$RATE bash bench/scale.sh"
+    echo "command: SLOTS=\"$SLOTS\" REPS=$REPS RATE=$RATE COMMANDS=\"$COMMANDS\" bash bench/scale.sh"
     echo "git: $(git rev-parse --short HEAD)"
     echo "cores: $(nproc), kernel $(uname -r)"
     echo "load_at_start: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -40,6 +41,7 @@ printf 'slots\tcommand\trep\twall_s\tmax_rss_kb\tload1\trc\n' > "$OUT/scale.tsv"
 measure() { # measure <slots> <command> <rep> cmd...
     local n=$1 name=$2 rep=$3 rc=0
     shift 3
+    [[ " $COMMANDS " == *" $name "* ]] || return 0
     /usr/bin/time -f '%e %M' -o "$WORK/time" "$@" >"$WORK/out" 2>"$WORK/err" || rc=$?
     [ "$rc" = 0 ] || echo "  $name at $n slots exited $rc: $(tail -2 "$WORK/err" | tr '\n' ' ')" >&2
     read -r wall rss < <(tail -1 "$WORK/time")
