@@ -256,6 +256,9 @@ struct ReplayArgs {
     /// Overwrite an existing regular --out file.
     #[arg(long)]
     force: bool,
+    /// Pace from a SCHED_FIFO thread (root or CAP_SYS_NICE): wake-ups on time on a busy machine.
+    #[arg(long)]
+    realtime: bool,
 }
 
 #[derive(Args)]
@@ -386,6 +389,9 @@ fn run_replay(args: ReplayArgs) -> Result<i32> {
         force: args.force,
     };
     replay::check_options(&stripe, &o)?;
+    if args.realtime {
+        tools::pacing::set_realtime()?;
+    }
     let (catalog, range) = catalog::open_planned(
         &stripe,
         args.common.index.as_deref(),

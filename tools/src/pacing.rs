@@ -60,9 +60,48 @@ impl Pacing {
     }
 }
 
+/// Real-time priority of the replay thread with `--realtime`.
+pub const REALTIME_PRIORITY: i32 = 10;
+
+/// Puts the calling thread in SCHED_FIFO at [`REALTIME_PRIORITY`], so its
+/// wake-ups at the slots' due times do not wait behind other processes.
+pub fn set_realtime() -> anyhow::Result<()> {
+    let param = libc::sched_param {
+        sched_priority: REALTIME_PRIORITY,
+    };
+    // SAFETY: pid 0 is the calling thread; param is a valid struct we own.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+    if rc != 0 {
+        anyhow::bail!(
+            "--realtime: SCHED_FIFO priority {REALTIME_PRIORITY} refused ({}): run as root, grant CAP_SYS_NICE, or raise `ulimit -r`",
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn realtime_puts_the_calling_thread_in_sched_fifo_or_says_how_to_allow_it() {
+        // In a thread of its own: the test harness' other threads keep theirs.
+        let (result, policy) = std::thread::spawn(|| {
+            let r = set_realtime().map_err(|e| e.to_string());
+            // SAFETY: reads the calling thread's policy; no pointer involved.
+            (r, unsafe { libc::sched_getscheduler(0) })
+        })
+        .join()
+        .unwrap();
+        match result {
+            Ok(()) => assert_eq!(policy, libc::SCHED_FIFO),
+            Err(e) => {
+                assert!(e.contains("CAP_SYS_NICE"), "{e}");
+                assert_ne!(policy, libc::SCHED_FIFO);
+            }
+        }
+    }
 
     #[test]
     fn percentiles_are_nearest_rank_over_every_slot() {
