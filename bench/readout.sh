@@ -26,6 +26,8 @@ REPS=${REPS:-3}
 DISK_DIR=${DISK_DIR:-/var/tmp}
 OLD_DMAPLAY=${OLD_DMAPLAY:-}
 PACED=${PACED:-1}        # 0: no original-rate replay
+PACED_RT=${PACED_RT:-0}  # 1: also one with --realtime (SCHED_FIFO) per rep, alternated
+THROUGHPUT=${THROUGHPUT:-1}  # 0: only the paced replays
 OUT=${OUT:-$REPO/bench/results/readout-$(date -u +%Y%m%d-%H%M%S)}
 [ "$(id -u)" = 0 ] || { echo "bench/readout.sh: needs root (losetup, mount)" >&2; exit 1; }
 for t in fio python3 /usr/bin/time losetup; do
@@ -55,7 +57,7 @@ DMAPLAY=$REPO/target/release/dmaplay
 log() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$OUT/log.txt" >&2; }
 {
     echo "date_utc: $(date -u '+%Y-%m-%d %H:%M:%S')"
-    echo "command: SIZE=$SIZE RATE=$RATE REPS=$REPS OLD_DMAPLAY=$OLD_DMAPLAY bash bench/readout.sh"
+    echo "command: SIZE=$SIZE RATE=$RATE REPS=$REPS PACED=$PACED PACED_RT=$PACED_RT THROUGHPUT=$THROUGHPUT OLD_DMAPLAY=$OLD_DMAPLAY bash bench/readout.sh"
     echo "git: $(git rev-parse --short HEAD); uncommitted: $(git status --short -- tools formats recorder | tr '\n' ' ')"
     echo "cores: $(nproc), kernel $(uname -r), fio $(fio --version)"
     echo "disk: $DISK_DIR on $(df --output=source "$DISK_DIR" | tail -1) ($(df --output=fstype "$DISK_DIR" | tail -1))"
@@ -99,16 +101,21 @@ fi
 n=${#items[@]}
 for ((r = 1; r <= REPS; r++)); do
     log "rep $r/$REPS (load $(cut -d' ' -f1 /proc/loadavg))"
-    for ((i = 0; i < n; i++)); do
+    for ((i = 0; i < n * THROUGHPUT; i++)); do
         k=$(((i + r - 1) % n))
         IFS='|' read -r tool config cmd <<< "${items[$k]}"
         # shellcheck disable=SC2086
         run "$tool" "$config" "$r" $cmd
     done
-    if [ "$PACED" = 1 ]; then
-        log "  rep $r: replay at the original rate"
-        run dmaplay replay-original "$r" "$DMAPLAY" replay --json --speed original --out /dev/null --index "$IDX" "$LOOP"
-    fi
+    paced=()
+    [ "$PACED" = 1 ] && paced+=(replay-original)
+    [ "$PACED_RT" = 1 ] && paced+=(replay-original-rt)
+    ((r % 2 == 0)) && [ ${#paced[@]} = 2 ] && paced=("${paced[1]}" "${paced[0]}")
+    for p in "${paced[@]}"; do
+        log "  rep $r: $p"
+        rt=(); [ "$p" = replay-original-rt ] && rt=(--realtime)
+        run dmaplay "$p" "$r" "$DMAPLAY" replay --json --speed original "${rt[@]}" --out /dev/null --index "$IDX" "$LOOP"
+    done
 done
 python3 bench/readout_summary.py "$OUT" "$REC_B"
 log "results in $OUT"

@@ -42,7 +42,7 @@ lines = [f"# readout run {os.path.basename(out)}", "",
          "|---|---|---|---|---|---|---|"]
 rows = []
 for (tool, config), rs in sorted(by.items()):
-    if config == "replay-original":
+    if config.startswith("replay-original"):
         continue
     mbs = [rec_b / r["wall"] / 1e6 for r in rs]
     cpu = statistics.median(r["cpu"] / gib for r in rs)
@@ -55,8 +55,9 @@ with open(f"{out}/rates.tsv", "w") as f:
     f.write("label\tmedian\tmin\tmax\n")
     for r in rows:
         f.write("%s\t%s\t%s\t%s\n" % r)
-svgplot.bars(f"{out}/rates.tsv", f"{out}/readout-rates.svg",
-             "Reading a recording back vs fio (same run, alternated)", "MB/s")
+if rows:
+    svgplot.bars(f"{out}/rates.tsv", f"{out}/readout-rates.svg",
+                 "Reading a recording back vs fio (same run, alternated)", "MB/s")
 
 per_rep = defaultdict(dict)
 for r in runs:
@@ -78,19 +79,20 @@ if v:
     lines.append(f"| replay --speed max / verify | **{statistics.median(v):.2f}** "
                  f"[{min(v):.2f}–{max(v):.2f}] | {len(v)} |")
 
-paced = [r for r in runs if r["config"] == "replay-original"]
+paced = [r for r in runs if r["config"].startswith("replay-original")]
 if paced:
     lines += ["", "Replay at the original rate (lateness of every slot against its card timestamp):", "",
-              "| rep | seconds | slots | p50 ms | p99 ms | max ms | slots > 1 ms | load1 |",
-              "|---|---|---|---|---|---|---|---|"]
+              "| rep | how | seconds | slots | p50 ms | p99 ms | max ms | slots > 1 ms | load1 |",
+              "|---|---|---|---|---|---|---|---|---|"]
     prow = []
     for r in paced:
         j = json.loads(r["out"])
         p = j["pacing"]
-        lines.append(f"| {r['rep']} | {j['seconds']:.1f} | {p['slots']} | {p['p50_ms']:.3f} | "
+        how = "--realtime" if r["config"].endswith("-rt") else "default"
+        lines.append(f"| {r['rep']} | {how} | {j['seconds']:.1f} | {p['slots']} | {p['p50_ms']:.3f} | "
                      f"{p['p99_ms']:.3f} | {p['max_ms']:.3f} | {p['slots_late_over_1ms']} | {r['load1']:.1f} |")
-        prow += [(f"rep {r['rep']} p50", p["p50_ms"], p["p50_ms"], p["p50_ms"]),
-                 (f"rep {r['rep']} p99", p["p99_ms"], p["p99_ms"], p["p99_ms"])]
+        prow += [(f"rep {r['rep']} {how} p50", p["p50_ms"], p["p50_ms"], p["p50_ms"]),
+                 (f"rep {r['rep']} {how} p99", p["p99_ms"], p["p99_ms"], p["p99_ms"])]
     with open(f"{out}/pacing.tsv", "w") as f:
         f.write("label\tmedian\tmin\tmax\n")
         for r in prow:
