@@ -44,11 +44,10 @@ pub use uuid::Uuid;
 /// reserved space) and ignores what it does not know.
 pub const FORMAT_VERSION_MAJOR: u16 = 1;
 /// Minor version this crate writes.
-pub const FORMAT_VERSION_MINOR: u16 = 0;
+pub const FORMAT_VERSION_MINOR: u16 = 1;
 
 /// Whether this build knows every field of minor version `minor`: then
 /// reserved bytes must be zero; a newer minor may use them.
-#[allow(clippy::absurd_extreme_comparisons)] // always true while the minor is 0
 pub(crate) fn knows_minor(minor: u16) -> bool {
     minor <= FORMAT_VERSION_MINOR
 }

@@ -12,6 +12,7 @@
 
 pub mod aligned;
 pub mod catalog;
+pub mod drift;
 pub mod export;
 pub mod inspect;
 pub mod outwrite;
@@ -25,6 +26,7 @@ pub mod sigmf;
 pub mod stripe;
 pub mod target;
 pub mod timeline;
+pub mod timespec;
 pub mod uring;
 pub mod verify;
 
@@ -32,5 +34,7 @@ pub mod verify;
 mod synth;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_time;
 #[cfg(test)]
 mod timeline_tests;

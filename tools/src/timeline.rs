@@ -1,8 +1,9 @@
 //! `dmaplay timeline`: an SVG picture of a recording from its catalog (no
 //! payload is read): the rate of every channel over time, the card's gaps
 //! (red vertical lines, exactly inspect's gaps) and the ring wraps (purple
-//! dashed lines), on a time axis in seconds of the card clock from the
-//! first live slot. Drawn with `plotters`' SVG backend.
+//! lines), on a time axis in seconds of the card clock from the
+//! recording's start (its time anchor, whose UTC instant labels the axis),
+//! as inspect's times. Drawn with `plotters`' SVG backend.
 
 use crate::catalog::{Catalog, IndexDamage};
 use crate::inspect;
@@ -50,13 +51,15 @@ pub struct Mark {
 pub struct TimelineReport {
     pub recording_uuid: String,
     pub out: String,
+    /// The axis: the first live slot's time, from the recording's start.
+    pub start_s: f64,
     pub duration_s: f64,
     pub bin_s: f64,
     pub peak_mb_per_s: f64,
     pub gaps: Vec<Mark>,
     pub gaps_not_drawn: u64,
     pub ring_wraps: Vec<Mark>,
-    /// SVG x of time 0 and of `duration_s` (the axis' ends).
+    /// SVG x of `start_s` and of `start_s + duration_s` (the axis' ends).
     pub x0_px: i32,
     pub x1_px: i32,
 }
@@ -78,6 +81,9 @@ pub fn check_options(stripe: &StripeSet, options: &TimelineOptions) -> Result<()
 
 /// What the picture shows, from the catalog ([`collect`]).
 pub struct Data {
+    start_s: f64,
+    /// UTC of the recording's start (the anchor), for the axis label.
+    anchor_datetime: Option<String>,
     duration_s: f64,
     bin_s: f64,
     /// MB/s per channel per bin.
@@ -92,8 +98,13 @@ pub fn collect(stripe: &StripeSet, catalog: &Catalog, bins: usize) -> Result<Dat
     assert!(bins > 0, "at least one bin");
     let inspection = inspect::inspect(stripe, catalog, None)?;
     let capacity = stripe.layout.capacity_slots().max(1);
-    let origin_ns = select::time_origin_ns(catalog)?.unwrap_or(0);
-    let time_s = |ns: u64| ns.saturating_sub(origin_ns) as f64 / 1e9;
+    let base = select::time_base(catalog, stripe)?;
+    let anchor = base.as_ref().map(|b| b.anchor);
+    // Seconds from the recording's start, as inspect's.
+    let time_s = |ns: u64| anchor.map_or(0.0, |a| (ns as f64 - a.card_ns as f64) / 1e9);
+    let start_s = base
+        .as_ref()
+        .map_or(0.0, |b| time_s(b.first.card_timestamp_ns));
     let duration_s = inspection.duration_s.max(1e-3);
     let bin_s = duration_s / bins as f64;
     let channels = stripe.superblock.channels.len();
@@ -104,7 +115,7 @@ pub fn collect(stripe: &StripeSet, catalog: &Catalog, bins: usize) -> Result<Dat
     for i in catalog.live() {
         let e = view.get(i)?;
         let t = time_s(e.card_timestamp_ns);
-        let bin = ((t / bin_s) as usize).min(bins - 1);
+        let bin = (((t - start_s).max(0.0) / bin_s) as usize).min(bins - 1);
         if let Some(c) = bytes.get_mut(e.channel as usize) {
             c[bin] += e.payload_bytes_used as u64;
         }
@@ -121,6 +132,8 @@ pub fn collect(stripe: &StripeSet, catalog: &Catalog, bins: usize) -> Result<Dat
         .map(|g| (g.slot_seq, g.time_s))
         .collect();
     Ok(Data {
+        start_s,
+        anchor_datetime: anchor.map(|a| formats::time::rfc3339_utc(a.realtime_ns)),
         duration_s,
         bin_s,
         rates: bytes
@@ -169,11 +182,14 @@ fn draw(
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d(0f64..data.duration_s, 0f64..y_top)
+        .build_cartesian_2d(data.start_s..data.start_s + data.duration_s, 0f64..y_top)
         .map_err(e)?;
     chart
         .configure_mesh()
-        .x_desc("seconds from the first slot (card clock)")
+        .x_desc(match &data.anchor_datetime {
+            Some(at) => format!("seconds from the recording's start, {at} (card clock)"),
+            None => "seconds (card clock)".to_string(),
+        })
         .y_desc("MB/s")
         .draw()
         .map_err(e)?;
@@ -182,7 +198,7 @@ fn draw(
         let points = rates
             .iter()
             .enumerate()
-            .map(|(b, &r)| ((b as f64 + 0.5) * data.bin_s, r));
+            .map(|(b, &r)| (data.start_s + (b as f64 + 0.5) * data.bin_s, r));
         let name = format!("ch{c} {}", sb.channels[c].name);
         chart
             .draw_series(LineSeries::new(points, color.stroke_width(2)))
@@ -218,14 +234,15 @@ fn draw(
     let report = TimelineReport {
         recording_uuid: sb.recording_uuid.to_string(),
         out: options.out.display().to_string(),
+        start_s: data.start_s,
         duration_s: data.duration_s,
         bin_s: data.bin_s,
         peak_mb_per_s: peak,
         gaps: marks(&data.gaps),
         gaps_not_drawn: data.gaps_not_drawn,
         ring_wraps: marks(&data.wraps),
-        x0_px: x_of(0.0),
-        x1_px: x_of(data.duration_s),
+        x0_px: x_of(data.start_s),
+        x1_px: x_of(data.start_s + data.duration_s),
     };
     root.present().map_err(e)?;
     Ok(report)

@@ -72,8 +72,13 @@ fn timeline_svg_marks_inspects_gaps_and_the_ring_wraps() {
     // The time axis: x0 at the first live slot, x1 at the last.
     let (x0, x1) = (report.x0_px as f64, report.x1_px as f64);
     assert!(x1 - x0 > 400.0, "axis {x0}..{x1}");
+    // t: seconds after the first live slot.
     let x_at = |t: f64| (x0 + t / inspection.duration_s * (x1 - x0)).round() as i32;
-    let mut want: Vec<i32> = inspection.gaps.iter().map(|g| x_at(g.time_s)).collect();
+    let mut want: Vec<i32> = inspection
+        .gaps
+        .iter()
+        .map(|g| x_at(g.time_s - report.start_s))
+        .collect();
     want.sort();
     let got = marks(&svg, GAP_RGB);
     assert_eq!(got.len(), want.len(), "one mark per gap inspect reports");
