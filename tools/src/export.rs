@@ -11,16 +11,15 @@
 //! buffer and marks it, `error` stops.
 
 use crate::catalog::{Catalog, IndexDamage};
+use crate::outwrite::Writer;
 use crate::select::{self, Selection};
 use crate::sigmf::{self, Annotation, Capture, CaptureClock, Meta, SigmfOptions};
 use crate::stripe::StripeSet;
 use crate::timespec::TimeSpec;
-use crate::uring::{self, FnSink, Reader, Request};
+use crate::uring::{self, Reader, Request, Sink};
 use anyhow::{bail, Context, Result};
 use formats::{datatype_sample_bytes, IndexEntry, SLOT_HEADER_BYTES};
 use serde::Serialize;
-use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,7 +222,10 @@ const MAX_REASONS: usize = 4;
 
 struct ChannelOut {
     channel: u16,
-    data: BufWriter<File>,
+    /// The data file's number in the [`Writer`].
+    file: usize,
+    /// Bytes written to (or submitted for) the data file so far.
+    out_bytes: u64,
     data_path: PathBuf,
     meta_path: Option<PathBuf>,
     sample_bytes: u64,
@@ -242,10 +244,10 @@ struct ChannelOut {
     gaps: Vec<GapReport>,
 }
 
-struct Ctx<'a> {
+struct Ctx {
     mode: GapMode,
     channels: u64,
-    zeros: &'a [u8],
+    payload_bytes: u64,
     /// Card time to capture datetimes.
     clock: Option<CaptureClock>,
     /// Pack each SigMF pair into a `.sigmf` archive.
@@ -262,7 +264,13 @@ impl ChannelOut {
     }
 
     /// Accounts for `lost` buffers before `before` (None: range end).
-    fn gap(&mut self, ctx: &Ctx, lost: u64, before: Option<&IndexEntry>) -> Result<()> {
+    fn gap(
+        &mut self,
+        ctx: &Ctx,
+        writer: &mut Writer,
+        lost: u64,
+        before: Option<&IndexEntry>,
+    ) -> Result<()> {
         assert!(lost > 0);
         let reasons = if self.skipped.is_empty() {
             "lost by the card or in slots missing from the recording".to_string()
@@ -324,19 +332,30 @@ impl ChannelOut {
             reason: comment,
         });
         if ctx.mode == GapMode::Zero {
-            // Bounded by `lost`, which the card sequence numbers give.
-            for _ in 0..lost {
-                self.data
-                    .write_all(ctx.zeros)
-                    .with_context(|| format!("writing {}", self.data_path.display()))?;
-            }
+            let filler_bytes = lost * ctx.payload_bytes;
+            writer.write_zeros(self.file, self.out_bytes, filler_bytes)?;
+            self.out_bytes += filler_bytes;
             self.samples += filler_samples;
         }
         self.need_capture = true;
         Ok(())
     }
 
-    fn deliver(&mut self, ctx: &Ctx, entry: &IndexEntry, payload: &[u8]) -> Result<()> {
+    /// Accounts for `payload` (in read buffer `buffer`) and submits its
+    /// write. Returns whether the writer took the buffer (it gives it back
+    /// through [`Writer::reclaim`]); not for an empty payload.
+    ///
+    /// # Safety
+    /// `payload` lies in read buffer `buffer` of the writer's read pool,
+    /// and the caller gives the buffer up until the writer returns it.
+    unsafe fn deliver(
+        &mut self,
+        ctx: &Ctx,
+        writer: &mut Writer,
+        entry: &IndexEntry,
+        payload: &[u8],
+        buffer: usize,
+    ) -> Result<bool> {
         if entry.card_seq % ctx.channels != self.channel as u64 {
             bail!(
                 "slot {}: channel {} but card_seq {} (round-robin layout puts it on channel {}): the recording is inconsistent; run dmaplay verify",
@@ -353,7 +372,7 @@ impl ChannelOut {
         }
         let lost = (entry.card_seq - self.next_card_seq) / ctx.channels;
         if lost > 0 {
-            self.gap(ctx, lost, Some(entry))?;
+            self.gap(ctx, writer, lost, Some(entry))?;
         }
         if self.need_capture || self.captures.is_empty() {
             self.captures.push(Capture {
@@ -362,36 +381,40 @@ impl ChannelOut {
             });
             self.need_capture = false;
         }
-        self.data
-            .write_all(payload)
-            .with_context(|| format!("writing {}", self.data_path.display()))?;
+        let kept = !payload.is_empty();
+        if kept {
+            // SAFETY: the caller's contract: payload is in `buffer`, given up.
+            unsafe {
+                writer.write(
+                    self.file,
+                    self.out_bytes,
+                    payload.as_ptr(),
+                    payload.len(),
+                    buffer,
+                )?
+            };
+            self.out_bytes += payload.len() as u64;
+        }
         self.samples += payload.len() as u64 / self.sample_bytes;
         self.payload_bytes += payload.len() as u64;
         self.slots += 1;
         self.next_card_seq = entry.card_seq + ctx.channels;
-        Ok(())
+        Ok(kept)
     }
 
     /// Lost buffers of this channel after its last slot, up to `last_card_seq`.
-    fn finish(
-        mut self,
-        ctx: &Ctx,
-        last_card_seq: Option<u64>,
-        meta: Option<Meta>,
-    ) -> Result<ChannelReport> {
+    fn close(&mut self, ctx: &Ctx, writer: &mut Writer, last_card_seq: Option<u64>) -> Result<()> {
         if let Some(last) = last_card_seq {
             if last >= self.next_card_seq {
                 let lost = (last - self.next_card_seq) / ctx.channels + 1;
-                self.gap(ctx, lost, None)?;
+                self.gap(ctx, writer, lost, None)?;
             }
         }
-        self.data
-            .flush()
-            .with_context(|| format!("writing {}", self.data_path.display()))?;
-        self.data
-            .get_ref()
-            .sync_data()
-            .with_context(|| format!("syncing {}", self.data_path.display()))?;
+        Ok(())
+    }
+
+    /// The SigMF metadata (after the writer's finish) and the report.
+    fn finish(mut self, ctx: &Ctx, meta: Option<Meta>) -> Result<ChannelReport> {
         let (mut archive_path, mut meta_sha512) = (None, None);
         if let (Some(path), Some(mut meta)) = (&self.meta_path, meta) {
             meta.captures = std::mem::take(&mut self.captures);
@@ -430,28 +453,20 @@ pub fn export(
     let sb = &stripe.superblock;
     let n = sb.channels.len() as u64;
     let payload_bytes = sb.payload_bytes as usize;
-    let slot_bytes = sb.slot_bytes() as usize;
     let view = catalog.view();
-    let first = if range.is_empty() {
-        None
+    let (first, last) = if range.is_empty() {
+        (None, None)
     } else {
-        Some(view.get(range.start)?)
-    };
-    let last = if range.is_empty() {
-        None
-    } else {
-        Some(view.get(range.end - 1)?)
+        (Some(view.get(range.start)?), Some(view.get(range.end - 1)?))
     };
     let wanted = exported_channels(stripe, options);
     let mut outs: Vec<Option<ChannelOut>> = (0..n).map(|_| None).collect();
     let mut created: Vec<PathBuf> = Vec::new();
-    for &c in &wanted {
+    for (file, &c) in wanted.iter().enumerate() {
         let ch = &sb.channels[c as usize];
         let sample_bytes = datatype_sample_bytes(&ch.datatype)
             .expect("superblock datatypes were validated") as u64;
         let (data_path, meta_path) = paths_for(options, c);
-        let file = File::create(&data_path)
-            .with_context(|| format!("creating {}", data_path.display()))?;
         created.push(data_path.clone());
         // The first buffer of channel c at or after the range's first card_seq.
         let start = first
@@ -459,10 +474,8 @@ pub fn export(
             .unwrap_or(0);
         outs[c as usize] = Some(ChannelOut {
             channel: c,
-            // Smaller than any payload (>= 4 KiB): BufWriter passes writes of
-            // at least its capacity straight to the file, so payloads are not
-            // copied in user space; only small pieces (zero filler) buffer.
-            data: BufWriter::with_capacity(formats::MIN_PAYLOAD_BYTES as usize, file),
+            file,
+            out_bytes: 0,
             data_path,
             meta_path,
             sample_bytes,
@@ -480,97 +493,32 @@ pub fn export(
             gaps: Vec::new(),
         });
     }
-    let zeros = vec![0u8; payload_bytes];
     let ctx = Ctx {
         mode: options.gaps,
         channels: n,
-        zeros: &zeros,
+        payload_bytes: payload_bytes as u64,
         clock: select::time_base(catalog, stripe)
             .map_err(|IndexDamage(why)| anyhow::anyhow!("index: {why}"))?
             .map(|b| CaptureClock::new(sb, b.anchor)),
         archive: options.sigmf.archive,
     };
-    let result = (|| -> Result<()> {
-        let exported =
-            |e: &IndexEntry| (e.channel as u64) < n && outs_has(&wanted, e.channel as u16);
-        let readable = |e: &IndexEntry| stripe.member(e.device_index as usize).is_some();
-        let files: Vec<Option<&File>> = stripe
-            .members
-            .iter()
-            .map(|m| m.as_ref().map(|t| &t.file))
-            .collect();
-        let count = blockio::ReadBudget::EXPORT.buffer_count(slot_bytes, files.len());
-        let mut reader = Reader::new(&files, slot_bytes, count)?;
-        let bar = crate::progress::bytes_bar(0, "export", options.quiet);
-        let mut requests = range.clone().filter_map(|i| {
-            let e = view.get(i).ok()?; // checked by plan()
-            (exported(&e) && readable(&e)).then_some(Request {
-                device_index: e.device_index as usize,
-                offset_bytes: e.device_offset_bytes,
-                len_bytes: slot_bytes,
-                tag: i as u64,
-            })
-        });
-        let mut cursor = range.start;
-        // Entries before `upto` that were not read: skipped (missing member).
-        let skip_unread =
-            |outs: &mut Vec<Option<ChannelOut>>, upto: usize, cursor: &mut usize| -> Result<()> {
-                while *cursor < upto {
-                    let e = view.get(*cursor)?;
-                    if exported(&e) && !readable(&e) {
-                        if let Some(out) = outs[e.channel as usize].as_mut() {
-                            out.skip(
-                                &e,
-                                &format!("unavailable (member {} was not given)", e.device_index),
-                            );
-                        }
-                    }
-                    *cursor += 1;
-                }
-                Ok(())
-            };
-        reader.run(
-            &mut requests,
-            &mut FnSink(|slot: &[u8], c: uring::Completion| {
-                let i = c.request.tag as usize;
-                skip_unread(&mut outs, i, &mut cursor)?;
-                cursor = i + 1;
-                let e = view.get(i)?;
-                let out = outs[e.channel as usize]
-                    .as_mut()
-                    .expect("only exported channels are read");
-                let problem = match c.result {
-                    Err(why) => Some(format!("read failed: {why}")),
-                    Ok(()) => crate::verify::check_slot(
-                        slot,
-                        &e,
-                        stripe.recording_uuid(),
-                        payload_bytes,
-                        false,
-                    ),
-                };
-                match problem {
-                    Some(why) => out.skip(&e, &format!("damaged ({why})")),
-                    None => {
-                        let used = e.payload_bytes_used as usize;
-                        out.deliver(&ctx, &e, &slot[SLOT_HEADER_BYTES..SLOT_HEADER_BYTES + used])?;
-                    }
-                }
-                if let Some(bar) = &bar {
-                    bar.inc(slot_bytes as u64);
-                }
-                Ok(())
-            }),
+    let data_paths = created.clone();
+    let mut result = (|| -> Result<()> {
+        let mut writer = read_and_write(
+            stripe,
+            catalog,
+            range,
+            options,
+            &ctx,
+            &mut outs,
+            &data_paths,
         )?;
-        skip_unread(&mut outs, range.end, &mut cursor)?;
-        if let Some(bar) = &bar {
-            bar.finish_and_clear();
+        for out in outs.iter_mut().flatten() {
+            out.close(&ctx, &mut writer, last.map(|e| e.card_seq))?;
         }
-        Ok(())
+        writer.finish()
     })();
     let mut reports = Vec::with_capacity(wanted.len());
-    let mut result = result;
-    #[allow(unused_mut)]
     if result.is_ok() {
         for out in outs.into_iter().flatten() {
             let ch = &sb.channels[out.channel as usize];
@@ -593,7 +541,7 @@ pub fn export(
                     created.push(p.with_extension("sigmf"));
                 }
             }
-            match out.finish(&ctx, last.map(|e| e.card_seq), meta) {
+            match out.finish(&ctx, meta) {
                 Ok(r) => reports.push(r),
                 Err(e) => {
                     result = Err(e);
@@ -622,6 +570,132 @@ pub fn export(
         channels: reports,
         collection_path: collection.map(|p| p.display().to_string()),
     })
+}
+
+/// A [`Sink`] that checks each slot and hands its payload to the writer
+/// (which keeps the read buffer until the write is done).
+struct ExportSink<'a, F: FnMut(&mut Writer, &[u8], uring::Completion) -> Result<bool>> {
+    writer: &'a mut Writer,
+    deliver: F,
+}
+
+impl<F: FnMut(&mut Writer, &[u8], uring::Completion) -> Result<bool>> Sink for ExportSink<'_, F> {
+    fn deliver(
+        &mut self,
+        pool: &crate::aligned::BufferPool,
+        completion: uring::Completion,
+    ) -> Result<Option<usize>> {
+        let buffer = completion.buffer;
+        let slot = &pool.bytes(buffer)[..completion.request.len_bytes];
+        let kept = (self.deliver)(self.writer, slot, completion)?;
+        Ok((!kept).then_some(buffer))
+    }
+
+    fn reclaim(&mut self, wait: bool) -> Result<Option<usize>> {
+        self.writer.reclaim(wait)
+    }
+}
+
+/// Reads the range's slots of the exported channels, checks them and
+/// submits their payloads' writes; returns the writer (writes may still
+/// be in flight: zero fillers).
+fn read_and_write(
+    stripe: &StripeSet,
+    catalog: &Catalog,
+    range: std::ops::Range<usize>,
+    options: &ExportOptions,
+    ctx: &Ctx,
+    outs: &mut [Option<ChannelOut>],
+    data_paths: &[PathBuf],
+) -> Result<Writer> {
+    let n = ctx.channels;
+    let payload_bytes = ctx.payload_bytes as usize;
+    let slot_bytes = stripe.superblock.slot_bytes() as usize;
+    let view = catalog.view();
+    let wanted = exported_channels(stripe, options);
+    let exported = |e: &IndexEntry| (e.channel as u64) < n && outs_has(&wanted, e.channel as u16);
+    let readable = |e: &IndexEntry| stripe.member(e.device_index as usize).is_some();
+    let files: Vec<Option<&std::fs::File>> = stripe
+        .members
+        .iter()
+        .map(|m| m.as_ref().map(|t| &t.file))
+        .collect();
+    let count = blockio::ReadBudget::EXPORT.buffer_count(slot_bytes, files.len());
+    let mut reader = Reader::new(&files, slot_bytes, count)?;
+    // Room for a write from every read buffer, and a few zero fillers.
+    let mut writer = Writer::create(data_paths, reader.pool().clone(), count + 4, payload_bytes)?;
+    let bar = crate::progress::bytes_bar(0, "export", options.quiet);
+    let mut requests = range.clone().filter_map(|i| {
+        let e = view.get(i).ok()?; // checked by plan()
+        (exported(&e) && readable(&e)).then_some(Request {
+            device_index: e.device_index as usize,
+            offset_bytes: e.device_offset_bytes,
+            len_bytes: slot_bytes,
+            tag: i as u64,
+        })
+    });
+    let mut cursor = range.start;
+    // Entries before `upto` that were not read: skipped (missing member).
+    let skip_unread =
+        |outs: &mut [Option<ChannelOut>], upto: usize, cursor: &mut usize| -> Result<()> {
+            while *cursor < upto {
+                let e = view.get(*cursor)?;
+                if exported(&e) && !readable(&e) {
+                    if let Some(out) = outs[e.channel as usize].as_mut() {
+                        out.skip(
+                            &e,
+                            &format!("unavailable (member {} was not given)", e.device_index),
+                        );
+                    }
+                }
+                *cursor += 1;
+            }
+            Ok(())
+        };
+    let deliver = |writer: &mut Writer, slot: &[u8], c: uring::Completion| -> Result<bool> {
+        let i = c.request.tag as usize;
+        skip_unread(outs, i, &mut cursor)?;
+        cursor = i + 1;
+        let e = view.get(i)?;
+        let out = outs[e.channel as usize]
+            .as_mut()
+            .expect("only exported channels are read");
+        if let Some(bar) = &bar {
+            bar.inc(slot_bytes as u64);
+        }
+        let problem = match c.result {
+            Err(why) => Some(format!("read failed: {why}")),
+            Ok(()) => {
+                crate::verify::check_slot(slot, &e, stripe.recording_uuid(), payload_bytes, false)
+            }
+        };
+        match problem {
+            Some(why) => {
+                out.skip(&e, &format!("damaged ({why})"));
+                Ok(false)
+            }
+            None => {
+                let used = e.payload_bytes_used as usize;
+                let payload = &slot[SLOT_HEADER_BYTES..SLOT_HEADER_BYTES + used];
+                // SAFETY: `slot` is read buffer c.buffer of the reader's pool
+                // (the writer's read pool); the sink gives the buffer up when
+                // deliver returns true and gets it back from reclaim.
+                unsafe { out.deliver(ctx, writer, &e, payload, c.buffer) }
+            }
+        }
+    };
+    reader.run(
+        &mut requests,
+        &mut ExportSink {
+            writer: &mut writer,
+            deliver,
+        },
+    )?;
+    skip_unread(outs, range.end, &mut cursor)?;
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    Ok(writer)
 }
 
 /// The `.sigmf-collection` of an `--all` export: every channel's

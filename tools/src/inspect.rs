@@ -156,7 +156,6 @@ pub fn inspect(
     let (mut first, mut last): (Option<formats::IndexEntry>, Option<formats::IndexEntry>) =
         (None, None);
     let mut unavailable = 0u64;
-    let mut entries_for_runs = Vec::new();
     let mut recorded = 0u64;
     let mut lost = 0u64;
     for i in live.clone() {
@@ -188,9 +187,6 @@ pub fn inspect(
                 buffers_lost: e.gap_count,
             });
         }
-        if !catalog.is_scan() {
-            entries_for_runs.push(e);
-        }
     }
     let duration_s = match (first, last) {
         (Some(a), Some(b)) => b.card_timestamp_ns.saturating_sub(a.card_timestamp_ns) as f64 / 1e9,
@@ -206,9 +202,11 @@ pub fn inspect(
     let missing_slots = match (&catalog.scan, first, last) {
         (Some(report), _, _) => report.missing.clone(),
         (None, Some(a), Some(b)) => {
-            scan::missing_runs(&entries_for_runs, a.slot_seq, b.slot_seq, |_| {
-                Found::NotInIndex
-            })
+            // Every live entry was read above (view.get(i)?): none fails here.
+            let seqs = live
+                .clone()
+                .filter_map(|i| view.get(i).ok().map(|e| e.slot_seq));
+            scan::missing_runs_of(seqs, a.slot_seq, b.slot_seq, |_| Found::NotInIndex)
         }
         _ => Vec::new(),
     };

@@ -15,6 +15,8 @@ pub mod catalog;
 pub mod drift;
 pub mod export;
 pub mod inspect;
+pub mod outwrite;
+pub mod pacing;
 pub mod progress;
 pub mod reindex;
 pub mod replay;
@@ -23,6 +25,7 @@ pub mod select;
 pub mod sigmf;
 pub mod stripe;
 pub mod target;
+pub mod timeline;
 pub mod timespec;
 pub mod uring;
 pub mod verify;
@@ -33,3 +36,5 @@ mod synth;
 mod tests;
 #[cfg(test)]
 mod tests_time;
+#[cfg(test)]
+mod timeline_tests;

@@ -65,6 +65,62 @@ enum Command {
     /// Rebuild the index from the targets (after a crash or a lost index).
     #[command(after_help = REINDEX_HELP)]
     Reindex(ReindexArgs),
+    /// Draw the rate of every channel over time, gaps and ring wraps, as an SVG file.
+    #[command(after_help = AFTER_HELP)]
+    Timeline(TimelineArgs),
+}
+
+#[derive(Args)]
+struct TimelineArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The SVG file to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// Time bins of the rate curves.
+    #[arg(long, default_value_t = 400)]
+    bins: usize,
+    /// Picture size in pixels, WIDTHxHEIGHT.
+    #[arg(long, default_value = "1000x500", value_parser = parse_size_px)]
+    size: (u32, u32),
+    /// Overwrite an existing --out file.
+    #[arg(long)]
+    force: bool,
+}
+
+fn parse_size_px(text: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("{text:?}: use WIDTHxHEIGHT in pixels, 200..=20000 each (e.g. 1000x500)");
+    let (w, h) = text.split_once('x').ok_or_else(bad)?;
+    let (w, h): (u32, u32) = (w.parse().map_err(|_| bad())?, h.parse().map_err(|_| bad())?);
+    if !(200..=20000).contains(&w) || !(200..=20000).contains(&h) {
+        return Err(bad());
+    }
+    Ok((w, h))
+}
+
+fn run_timeline(args: TimelineArgs) -> Result<i32> {
+    let stripe = open(&args.common.targets)?;
+    let o = tools::timeline::TimelineOptions {
+        out: args.out,
+        bins: args.bins,
+        width_px: args.size.0,
+        height_px: args.size.1,
+        force: args.force,
+    };
+    tools::timeline::check_options(&stripe, &o)?;
+    let (_, data) = catalog::open_planned(
+        &stripe,
+        args.common.index.as_deref(),
+        &mut no_progress,
+        |c: &Catalog| Ok(tools::timeline::collect(&stripe, c, o.bins)),
+    )?;
+    let report = tools::timeline::write_svg(&stripe, &data, &o)?;
+    if args.common.json {
+        print_json(&report)?;
+    } else if !args.common.quiet {
+        eprint!("{}", report.text());
+    }
+    Ok(EXIT_OK)
 }
 
 const EXPORT_HELP: &str = "\
@@ -232,6 +288,9 @@ struct ReplayArgs {
     /// Overwrite an existing regular --out file.
     #[arg(long)]
     force: bool,
+    /// Pace from a SCHED_FIFO thread (root or CAP_SYS_NICE): wake-ups on time on a busy machine.
+    #[arg(long)]
+    realtime: bool,
 }
 
 #[derive(Args)]
@@ -386,6 +445,9 @@ fn run_replay(args: ReplayArgs) -> Result<i32> {
         force: args.force,
     };
     replay::check_options(&stripe, &o)?;
+    if args.realtime {
+        tools::pacing::set_realtime()?;
+    }
     let (catalog, range) = catalog::open_planned(
         &stripe,
         args.common.index.as_deref(),
@@ -432,6 +494,7 @@ fn main() {
         Command::Inspect(a) => run_inspect(a),
         Command::Verify(a) => run_verify(a),
         Command::Export(a) => run_export(a),
+        Command::Timeline(a) => run_timeline(a),
         Command::Replay(a) => run_replay(a),
         Command::Reindex(a) => run_reindex(a),
     };

@@ -56,6 +56,8 @@ pub struct ReplayReport {
     pub seconds: f64,
     /// The reader of the stream went away (EPIPE) before the end.
     pub reader_closed: bool,
+    /// Lateness against the card timestamps (None at --speed max).
+    pub pacing: Option<crate::pacing::PacingReport>,
 }
 
 pub fn check_options(stripe: &StripeSet, options: &ReplayOptions) -> Result<()> {
@@ -170,6 +172,10 @@ pub fn replay(
         .collect();
     let count = blockio::ReadBudget::REPLAY.buffer_count(slot_bytes, files.len());
     let mut reader = Reader::new(&files, slot_bytes, count)?;
+    let mut pacing = crate::pacing::Pacing::with_capacity(match options.speed {
+        Speed::Max => 0,
+        Speed::Factor(_) => requests.len(),
+    });
     let started = Instant::now();
     let mut origin_card_ns: Option<u64> = None;
     let (mut slots, mut bytes) = (0u64, 0u64);
@@ -197,14 +203,15 @@ pub fn replay(
                 return Ok(());
             }
             let t0 = *origin_card_ns.get_or_insert(e.card_timestamp_ns);
-            if let Speed::Factor(f) = options.speed {
-                let due = Duration::from_secs_f64(
+            let due = match options.speed {
+                Speed::Factor(f) => Some(Duration::from_secs_f64(
                     e.card_timestamp_ns.saturating_sub(t0) as f64 / 1e9 / f,
-                );
-                if let Some(wait) = due.checked_sub(started.elapsed()) {
-                    out.flush().ok();
-                    std::thread::sleep(wait);
-                }
+                )),
+                Speed::Max => None,
+            };
+            if let Some(wait) = due.and_then(|d| d.checked_sub(started.elapsed())) {
+                out.flush().ok();
+                std::thread::sleep(wait);
             }
             let payload =
                 &slot[SLOT_HEADER_BYTES..SLOT_HEADER_BYTES + e.payload_bytes_used as usize];
@@ -212,6 +219,9 @@ pub fn replay(
                 Ok(()) => {}
                 Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => bail!(CLOSED),
                 Err(err) => return Err(err).context("writing the replay stream"),
+            }
+            if let Some(due) = due {
+                pacing.record(started.elapsed().as_nanos() as i128 - due.as_nanos() as i128);
             }
             slots += 1;
             bytes += payload.len() as u64;
@@ -232,13 +242,21 @@ pub fn replay(
         skipped,
         seconds: started.elapsed().as_secs_f64(),
         reader_closed,
+        pacing: pacing.report(),
     })
 }
 
 impl ReplayReport {
     pub fn text(&self) -> String {
+        let pacing = match &self.pacing {
+            Some(p) => format!(
+                "\npacing: late p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms; {} of {} slots over 1 ms",
+                p.p50_ms, p.p99_ms, p.max_ms, p.slots_late_over_1ms, p.slots
+            ),
+            None => String::new(),
+        };
         format!(
-            "replayed {} slots, {} bytes in {:.3} s{}{}\n",
+            "replayed {} slots, {} bytes in {:.3} s{}{}{pacing}\n",
             self.slots,
             self.bytes,
             self.seconds,

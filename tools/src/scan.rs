@@ -227,6 +227,17 @@ pub fn missing_runs(
     last: u64,
     found: impl Fn(u64) -> Found,
 ) -> Vec<MissingRun> {
+    missing_runs_of(entries.iter().map(|e| e.slot_seq), first, last, found)
+}
+
+/// [`missing_runs`] over the slot numbers (sorted) of any sequence, so a
+/// caller walking a mapped index needs no copy of its entries.
+pub fn missing_runs_of(
+    slot_seqs: impl IntoIterator<Item = u64>,
+    first: u64,
+    last: u64,
+    found: impl Fn(u64) -> Found,
+) -> Vec<MissingRun> {
     let mut runs: Vec<MissingRun> = Vec::new();
     // Every slot number is pushed at most once: at most this many runs.
     let max_runs = last.saturating_sub(first).saturating_add(1);
@@ -246,13 +257,13 @@ pub fn missing_runs(
         }
     };
     let mut expect = first;
-    for e in entries {
+    for slot_seq in slot_seqs {
         // Bounded by the live window: at most `capacity` numbers in all.
-        while expect < e.slot_seq {
+        while expect < slot_seq {
             push(expect);
             expect += 1;
         }
-        expect = e.slot_seq + 1;
+        expect = slot_seq + 1;
     }
     while expect <= last {
         push(expect);

@@ -986,6 +986,23 @@ fn replay_at_max_speed_streams_the_channel_and_paces_at_x_speed() {
         span_s / 3.0
     );
     assert_eq!(r.slots, 40);
+    // Every slot written is measured against its due time, none early.
+    let p = r.pacing.expect("a paced replay reports its pacing");
+    assert_eq!(p.slots, 40);
+    assert!(
+        p.p50_ms >= 0.0 && p.p99_ms >= p.p50_ms && p.max_ms >= p.p99_ms,
+        "{p:?}"
+    );
+    assert_eq!(
+        run(&ReplayOptions {
+            force: true,
+            speed: Speed::Max,
+            ..o
+        })
+        .pacing,
+        None,
+        "--speed max is not paced"
+    );
     assert_eq!(Speed::parse("x0.5"), Ok(Speed::Factor(0.5)));
     assert!(Speed::parse("x0").is_err() && Speed::parse("fast").is_err());
 }

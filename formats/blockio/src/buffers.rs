@@ -93,10 +93,13 @@ impl ReadBudget {
         budget_bytes: 64 << 20,
         max_buffers: 32,
     };
-    /// `dmaplay replay`: whole slots, paced.
+    /// `dmaplay replay`: whole slots, paced. `--speed max` read at 0.62 x
+    /// verify's rate with 16 reads in flight (bench/results/
+    /// readout-20261130-143736), 0.83 x with 32 (-144753), 0.81 x with 64
+    /// (-145106): 32, the smaller of the two that measured the same.
     pub const REPLAY: ReadBudget = ReadBudget {
-        budget_bytes: 32 << 20,
-        max_buffers: 16,
+        budget_bytes: 64 << 20,
+        max_buffers: 32,
     };
     /// `dmaplay reindex`'s read of the newest slots (the torn tail).
     pub const TORN_TAIL: ReadBudget = ReadBudget {
@@ -149,6 +152,7 @@ mod tests {
         assert_eq!(ReadBudget::VERIFY.buffer_count(slot_bytes, 1), 64);
         assert_eq!(ReadBudget::REPLAY.buffer_count(64 << 20, 3), 6);
         assert_eq!(ReadBudget::REPLAY.buffer_count(64 << 20, 8), 16);
+        assert_eq!(ReadBudget::REPLAY.buffer_count(slot_bytes, 1), 32);
         assert_eq!(ReadBudget::SCAN.buffer_count(ALIGN_BYTES, 2), 64);
     }
 }

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Reading a recording back, side by side with fio on the same disk, tools
+# alternated, REPS repetitions, load average recorded per run:
+#   fio sequential read of the target (the bytes the recording holds),
+#   fio sequential write of as many bytes to the output's file system
+#     (--end_fsync=1: export fdatasyncs its files; no --fixedbufs, which
+#     drops the final sync in fio 3.33's io_uring engine),
+#   dmaplay verify, dmaplay export --all (to the tmpfs and to the disk),
+#   dmaplay replay --speed max (to /dev/null),
+#   optionally OLD_DMAPLAY's export (before/after in the same run),
+# then per rep one replay at the original rate (pacing over the whole
+# recording, >= 60 s by default: a card at RATE MB/s for SIZE).
+#
+#   sudo bash bench/readout.sh                 # SIZE=2G RATE=32 REPS=3
+#   OLD_DMAPLAY=/path/to/old/dmaplay sudo bash bench/readout.sh
+#
+# $OUT/runs.tsv, raw outputs in $OUT/raw, $OUT/summary.md and plots
+# (bench/readout_summary.py). Every loop device, mount and file it makes is
+# removed on exit, also when a step fails.
+set -euo pipefail
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO"
+SIZE=${SIZE:-2G}
+RATE=${RATE:-32}
+REPS=${REPS:-3}
+DISK_DIR=${DISK_DIR:-/var/tmp}
+OLD_DMAPLAY=${OLD_DMAPLAY:-}
+PACED=${PACED:-1}        # 0: no original-rate replay
+PACED_RT=${PACED_RT:-0}  # 1: also one with --realtime (SCHED_FIFO) per rep, alternated
+THROUGHPUT=${THROUGHPUT:-1}  # 0: only the paced replays
+OUT=${OUT:-$REPO/bench/results/readout-$(date -u +%Y%m%d-%H%M%S)}
+[ "$(id -u)" = 0 ] || { echo "bench/readout.sh: needs root (losetup, mount)" >&2; exit 1; }
+for t in fio python3 /usr/bin/time losetup; do
+    command -v "$t" >/dev/null || { echo "bench/readout.sh: $t missing (apt-get install -y fio time python3)" >&2; exit 1; }
+done
+SIZE_B=$(numfmt --from=iec "${SIZE%iB}")
+MIB=$((1 << 20))
+DEV_B=$(((SIZE_B + SIZE_B / 128 + 64 * MIB) / MIB * MIB))
+WORK=$(mktemp -d "$DISK_DIR/dmarec-readout.XXXXXX")
+TMPFS=$(mktemp -d /dev/shm/dmarec-readout.XXXXXX 2>/dev/null || mktemp -d)
+LOOP=""
+MOUNTED=""
+cleanup() {
+    set +e
+    [ -n "$LOOP" ] && losetup -d "$LOOP"
+    [ -n "$MOUNTED" ] && umount "$MOUNTED"
+    rm -rf "$WORK" "$TMPFS"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+mount -t tmpfs -o size=$((SIZE_B + 256 * MIB)) dmarec-readout "$TMPFS"
+MOUNTED=$TMPFS
+mkdir -p "$OUT/raw"
+cargo build --release --quiet -p dmarec-recorder -p dmarec-tools
+DMAREC=$REPO/target/release/dmarec
+DMAPLAY=$REPO/target/release/dmaplay
+log() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$OUT/log.txt" >&2; }
+{
+    echo "date_utc: $(date -u '+%Y-%m-%d %H:%M:%S')"
+    echo "command: SIZE=$SIZE RATE=$RATE REPS=$REPS PACED=$PACED PACED_RT=$PACED_RT THROUGHPUT=$THROUGHPUT OLD_DMAPLAY=$OLD_DMAPLAY bash bench/readout.sh"
+    echo "git: $(git rev-parse --short HEAD); uncommitted: $(git status --short -- tools formats recorder | tr '\n' ' ')"
+    echo "cores: $(nproc), kernel $(uname -r), fio $(fio --version)"
+    echo "disk: $DISK_DIR on $(df --output=source "$DISK_DIR" | tail -1) ($(df --output=fstype "$DISK_DIR" | tail -1))"
+    echo "load_at_start: $(cut -d' ' -f1-3 /proc/loadavg)"
+} > "$OUT/machine.txt"
+
+truncate -s "$DEV_B" "$WORK/target.img"
+LOOP=$(losetup -f --show --direct-io=on "$WORK/target.img")
+fio --name=prefill --filename="$LOOP" --ioengine=io_uring --direct=1 --bs=1m --rw=write --iodepth=8 --size="$DEV_B" >/dev/null
+log "recording $SIZE at $RATE MB/s on $LOOP"
+"$DMAREC" record --source sim --target "$LOOP" --index "$WORK/rec.idx" --size "$SIZE_B" \
+    --rate "$RATE" --force --json --quiet > "$OUT/record.json"
+REC_B=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['bytes_written'])" "$OUT/record.json")
+printf 'id\ttool\tconfig\trep\tload1\n' > "$OUT/runs.tsv"
+N=0
+run() { # run <tool> <config> <rep> cmd...
+    local tool=$1 config=$2 rep=$3 rc=0 id
+    shift 3
+    N=$((N + 1)); id=$(printf '%04d' $N)
+    sync; echo 3 > /proc/sys/vm/drop_caches
+    printf '%s\t%s\t%s\t%s\t%s\n' "$id" "$tool" "$config" "$rep" "$(cut -d' ' -f1 /proc/loadavg)" >> "$OUT/runs.tsv"
+    /usr/bin/time -f '%e %U %S %M' -o "$OUT/raw/$id.time" "$@" >"$OUT/raw/$id.out" 2>"$OUT/raw/$id.err" || rc=$?
+    echo "$rc" > "$OUT/raw/$id.rc"
+    [ "$rc" = 0 ] || log "  $id $tool $config exited $rc: $(tail -2 "$OUT/raw/$id.err" | tr '\n' ' ')"
+    rm -rf "$TMPFS"/x* "$WORK"/x* "$WORK"/fio.w
+}
+IDX=$WORK/rec.idx
+items=(
+    "fio|read-target|fio --name=r --filename=$LOOP --ioengine=io_uring --direct=1 --bs=512k --rw=read --iodepth=8 --offset=$MIB --size=$REC_B --output-format=json"
+    "fio|write-tmpfs|fio --name=w --filename=$TMPFS/x.fio --ioengine=io_uring --direct=0 --bs=512k --rw=write --iodepth=8 --size=$REC_B --end_fsync=1 --output-format=json"
+    "fio|write-disk|fio --name=w --filename=$WORK/x.fio --ioengine=io_uring --direct=1 --bs=512k --rw=write --iodepth=8 --size=$REC_B --end_fsync=1 --output-format=json"
+    "dmaplay|verify|$DMAPLAY verify --quiet --json --index $IDX $LOOP"
+    "dmaplay|export-tmpfs|$DMAPLAY export --quiet --json --index $IDX --all --format raw --force --out $TMPFS/x.raw $LOOP"
+    "dmaplay|export-disk|$DMAPLAY export --quiet --json --index $IDX --all --format raw --force --out $WORK/x.raw $LOOP"
+    "dmaplay|replay-max|$DMAPLAY replay --json --speed max --out /dev/null --index $IDX $LOOP"
+)
+if [ -n "$OLD_DMAPLAY" ]; then
+    items+=("old-dmaplay|export-tmpfs|$OLD_DMAPLAY export --quiet --json --index $IDX --all --format raw --force --out $TMPFS/x.raw $LOOP"
+            "old-dmaplay|export-disk|$OLD_DMAPLAY export --quiet --json --index $IDX --all --format raw --force --out $WORK/x.raw $LOOP")
+fi
+n=${#items[@]}
+for ((r = 1; r <= REPS; r++)); do
+    log "rep $r/$REPS (load $(cut -d' ' -f1 /proc/loadavg))"
+    for ((i = 0; i < n * THROUGHPUT; i++)); do
+        k=$(((i + r - 1) % n))
+        IFS='|' read -r tool config cmd <<< "${items[$k]}"
+        # shellcheck disable=SC2086
+        run "$tool" "$config" "$r" $cmd
+    done
+    paced=()
+    [ "$PACED" = 1 ] && paced+=(replay-original)
+    [ "$PACED_RT" = 1 ] && paced+=(replay-original-rt)
+    ((r % 2 == 0)) && [ ${#paced[@]} = 2 ] && paced=("${paced[1]}" "${paced[0]}")
+    for p in "${paced[@]}"; do
+        log "  rep $r: $p"
+        rt=(); [ "$p" = replay-original-rt ] && rt=(--realtime)
+        run dmaplay "$p" "$r" "$DMAPLAY" replay --json --speed original "${rt[@]}" --out /dev/null --index "$IDX" "$LOOP"
+    done
+done
+python3 bench/readout_summary.py "$OUT" "$REC_B"
+log "results in $OUT"

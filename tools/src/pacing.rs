@@ -1,0 +1,134 @@
+//! How closely `dmaplay replay` keeps the card's timing: for every slot
+//! written, the time it was handed to the stream minus the time the card
+//! timestamps say it is due (scaled by the speed factor). Late is
+//! positive; a slot is never written early (replay sleeps until due).
+
+use serde::Serialize;
+
+/// Lateness of every paced slot, in microseconds (allocated once).
+pub struct Pacing {
+    late_us: Vec<i64>,
+    capacity: usize,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PacingReport {
+    /// Slots measured (every slot written at a paced speed).
+    pub slots: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// Slots handed over more than 1 ms after they were due.
+    pub slots_late_over_1ms: u64,
+}
+
+impl Pacing {
+    /// Room for `slots` measurements; more are not recorded.
+    pub fn with_capacity(slots: usize) -> Pacing {
+        Pacing {
+            late_us: Vec::with_capacity(slots),
+            capacity: slots,
+        }
+    }
+
+    /// One slot, handed over `late_ns` after it was due (negative: early).
+    pub fn record(&mut self, late_ns: i128) {
+        if self.late_us.len() < self.capacity {
+            let us = (late_ns / 1000).clamp(i64::MIN as i128, i64::MAX as i128) as i64;
+            self.late_us.push(us);
+        }
+    }
+
+    /// Percentiles (nearest rank) of the lateness; None without a slot.
+    pub fn report(mut self) -> Option<PacingReport> {
+        if self.late_us.is_empty() {
+            return None;
+        }
+        self.late_us.sort_unstable();
+        let n = self.late_us.len();
+        let at = |q: f64| {
+            let rank = ((q * n as f64).ceil() as usize).clamp(1, n);
+            self.late_us[rank - 1] as f64 / 1000.0
+        };
+        Some(PacingReport {
+            slots: n as u64,
+            p50_ms: at(0.50),
+            p99_ms: at(0.99),
+            max_ms: self.late_us[n - 1] as f64 / 1000.0,
+            slots_late_over_1ms: self.late_us.iter().filter(|&&us| us > 1000).count() as u64,
+        })
+    }
+}
+
+/// Real-time priority of the replay thread with `--realtime`.
+pub const REALTIME_PRIORITY: i32 = 10;
+
+/// Puts the calling thread in SCHED_FIFO at [`REALTIME_PRIORITY`], so its
+/// wake-ups at the slots' due times do not wait behind other processes.
+pub fn set_realtime() -> anyhow::Result<()> {
+    let param = libc::sched_param {
+        sched_priority: REALTIME_PRIORITY,
+    };
+    // SAFETY: pid 0 is the calling thread; param is a valid struct we own.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+    if rc != 0 {
+        anyhow::bail!(
+            "--realtime: SCHED_FIFO priority {REALTIME_PRIORITY} refused ({}): run as root, grant CAP_SYS_NICE, or raise `ulimit -r`",
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn realtime_puts_the_calling_thread_in_sched_fifo_or_says_how_to_allow_it() {
+        // In a thread of its own: the test harness' other threads keep theirs.
+        let (result, policy) = std::thread::spawn(|| {
+            let r = set_realtime().map_err(|e| e.to_string());
+            // SAFETY: reads the calling thread's policy; no pointer involved.
+            (r, unsafe { libc::sched_getscheduler(0) })
+        })
+        .join()
+        .unwrap();
+        match result {
+            Ok(()) => assert_eq!(policy, libc::SCHED_FIFO),
+            Err(e) => {
+                assert!(e.contains("CAP_SYS_NICE"), "{e}");
+                assert_ne!(policy, libc::SCHED_FIFO);
+            }
+        }
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank_over_every_slot() {
+        let mut p = Pacing::with_capacity(200);
+        // 100 slots late 1..=100 ms, in reverse order.
+        for ms in (1..=100).rev() {
+            p.record(ms as i128 * 1_000_000);
+        }
+        let r = p.report().unwrap();
+        assert_eq!(r.slots, 100);
+        assert_eq!(r.p50_ms, 50.0);
+        assert_eq!(r.p99_ms, 99.0);
+        assert_eq!(r.max_ms, 100.0);
+        assert_eq!(r.slots_late_over_1ms, 99);
+    }
+
+    #[test]
+    fn sub_millisecond_lateness_is_kept_to_the_microsecond_and_capacity_bounds_it() {
+        let mut p = Pacing::with_capacity(3);
+        for ns in [250_000i128, 1_500, 999_999, 5_000_000] {
+            p.record(ns);
+        }
+        let r = p.report().unwrap();
+        assert_eq!(r.slots, 3, "the fourth does not fit");
+        assert_eq!(r.max_ms, 0.999);
+        assert_eq!(r.p50_ms, 0.25);
+        assert_eq!(r.slots_late_over_1ms, 0);
+        assert!(Pacing::with_capacity(4).report().is_none());
+    }
+}
