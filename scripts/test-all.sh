@@ -16,7 +16,7 @@ step "unit, property and end-to-end tests"
 cargo test --release --workspace
 
 step "fuzz the format parsers (bounded)"
-for t in superblock slot index; do
+for t in superblock slot index scantable; do
   cargo run --release -q -p dmarec-formats --example fuzz -- "$t" "${FUZZ_ITERATIONS:-300000}"
 done
 

@@ -197,7 +197,7 @@ proptest! {
     fn index_detects_every_bit_flip_and_truncation(e in arb_entry(), sb in arb_superblock()) {
         every_bit_flip_fails(&e.encode(), IndexEntry::decode);
         every_truncation_fails(&e.encode(), IndexEntry::decode);
-        let header = IndexHeader { superblock: Superblock { device_index: 0, ..sb } };
+        let header = IndexHeader { superblock: Superblock { device_index: 0, ..sb }, scan_uuid: Uuid::NIL };
         let bytes = header.encode();
         every_bit_flip_fails(&bytes, IndexHeader::decode);
         every_truncation_fails(&bytes, IndexHeader::decode);
@@ -212,6 +212,7 @@ fn unknown_major_version_is_refused_by_name() {
     }
     .encode();
     h[8] = 2;
+    h[10] = 0;
     let crc = crc32(&h[..4092]);
     h[4092..].copy_from_slice(&crc.to_le_bytes());
     let err = SlotHeader::decode(&h).unwrap_err();
@@ -282,7 +283,11 @@ fn sample_index(entries: u64) -> Vec<u8> {
             sample_rate_hz: 1e6,
         }],
     };
-    let mut file = IndexHeader { superblock: sb }.encode();
+    let mut file = IndexHeader {
+        superblock: sb,
+        scan_uuid: Uuid::NIL,
+    }
+    .encode();
     for s in 0..entries {
         let e = IndexEntry {
             slot_seq: s,

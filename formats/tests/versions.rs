@@ -14,6 +14,8 @@ use formats::{
 
 /// Byte offset of the minor version in every structure's envelope.
 const MINOR_AT: usize = 10;
+/// A minor version newer than this build knows.
+const NEWER: u16 = formats::FORMAT_VERSION_MINOR + 1;
 
 fn superblock() -> Superblock {
     let member = |n: u8, slot_count: u64| Member {
@@ -74,7 +76,7 @@ fn refused_as(result: Result<impl std::fmt::Debug, FormatError>, field: &str) {
 }
 
 #[test]
-fn superblock_reserved_bytes_refused_in_minor_0_ignored_in_minor_1() {
+fn superblock_reserved_bytes_refused_in_known_minors_ignored_in_newer() {
     let sb = superblock();
     let b = sb.encode();
     let crc_at = SUPERBLOCK_BYTES - 4;
@@ -86,8 +88,8 @@ fn superblock_reserved_bytes_refused_in_minor_0_ignored_in_minor_1() {
             Superblock::decode(&edit(&b, at, 0x5a, 0, crc_at)),
             "reserved",
         );
-        let newer = Superblock::decode(&edit(&b, at, 0x5a, 1, crc_at)).unwrap();
-        assert_eq!(newer.version_minor, 1);
+        let newer = Superblock::decode(&edit(&b, at, 0x5a, NEWER, crc_at)).unwrap();
+        assert_eq!(newer.version_minor, NEWER);
         assert_eq!(
             Superblock {
                 version_minor: 0,
@@ -106,7 +108,10 @@ fn slot_header_reserved_bytes_and_unknown_flags_refused_in_minor_0_only() {
     assert_eq!(SlotHeader::decode(&b).unwrap(), h);
     for at in [86, 87, 2000, crc_at - 1] {
         refused_as(SlotHeader::decode(&edit(&b, at, 1, 0, crc_at)), "reserved");
-        assert_eq!(SlotHeader::decode(&edit(&b, at, 1, 1, crc_at)).unwrap(), h);
+        assert_eq!(
+            SlotHeader::decode(&edit(&b, at, 1, NEWER, crc_at)).unwrap(),
+            h
+        );
     }
     // flags (u16 at 82): bit 1 is unknown in minor 0.
     let unknown_flag = (SLOT_FLAG_GAP << 1) as u8;
@@ -114,34 +119,48 @@ fn slot_header_reserved_bytes_and_unknown_flags_refused_in_minor_0_only() {
         SlotHeader::decode(&edit(&b, 82, unknown_flag, 0, crc_at)),
         "unknown bits",
     );
-    let newer = SlotHeader::decode(&edit(&b, 82, unknown_flag, 1, crc_at)).unwrap();
+    let newer = SlotHeader::decode(&edit(&b, 82, unknown_flag, NEWER, crc_at)).unwrap();
     assert_eq!(newer.flags, SLOT_FLAG_GAP << 1);
 }
 
 #[test]
-fn index_header_reserved_bytes_refused_in_minor_0_ignored_in_minor_1() {
+fn index_header_reserved_bytes_refused_in_known_minors_ignored_in_newer() {
     let ih = IndexHeader {
         superblock: superblock(),
+        scan_uuid: Uuid::NIL,
     };
     let b = ih.encode();
     let crc_at = INDEX_PAGE_BYTES - 4;
     assert_eq!(IndexHeader::decode(&b).unwrap(), ih);
-    for at in [20, 1000, crc_at - 1] {
+    for at in [20, 36, 1000, crc_at - 1] {
         refused_as(
             IndexHeader::decode(&edit(&b, at, 0x80, 0, crc_at)),
             "reserved",
         );
-        assert_eq!(
-            IndexHeader::decode(&edit(&b, at, 0x80, 1, crc_at)).unwrap(),
-            ih
-        );
+        if at >= 36 {
+            let known = formats::FORMAT_VERSION_MINOR;
+            refused_as(
+                IndexHeader::decode(&edit(&b, at, 0x80, known, crc_at)),
+                "reserved",
+            );
+            assert_eq!(
+                IndexHeader::decode(&edit(&b, at, 0x80, NEWER, crc_at)).unwrap(),
+                ih
+            );
+        }
     }
+    // Bytes 20..36 are the scan UUID from minor 2 on.
+    let scan = IndexHeader::decode(&edit(&b, 20, 0x80, 2, crc_at)).unwrap();
+    assert_eq!(scan.scan_uuid.0[0], 0x80);
+    assert_eq!(scan.slots_uuid(), scan.scan_uuid);
+    assert_eq!(ih.slots_uuid(), ih.superblock.recording_uuid);
 }
 
 #[test]
 fn index_header_sizes_must_be_64_and_8192_each() {
     let b = IndexHeader {
         superblock: superblock(),
+        scan_uuid: Uuid::NIL,
     }
     .encode();
     let crc_at = INDEX_PAGE_BYTES - 4;

@@ -343,6 +343,7 @@ fn write_headers(
         .write_all(
             &formats::IndexHeader {
                 superblock: sb.clone(),
+                scan_uuid: formats::Uuid::NIL,
             }
             .encode(),
         )
@@ -387,7 +388,7 @@ fn superblock_for(targets: &[Target], options: &RecordOptions, source: &dyn Sour
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
     Superblock {
-        version_minor: formats::FORMAT_VERSION_MINOR,
+        version_minor: 0,
         recording_uuid: target::random_uuid(),
         created_unix_ns,
         payload_bytes: options.payload_size.bytes(),

@@ -55,6 +55,7 @@ impl From<formats::FormatError> for IndexDamage {
 pub fn index_image(stripe: &StripeSet, entries: &[IndexEntry]) -> Vec<u8> {
     let header = IndexHeader {
         superblock: stripe.superblock.clone(),
+        scan_uuid: formats::Uuid::NIL,
     };
     let mut bytes = header.encode();
     bytes.reserve_exact(entries.len() * INDEX_ENTRY_BYTES);

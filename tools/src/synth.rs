@@ -195,6 +195,7 @@ impl Synth {
         let index = dir.join(&format!("{}.idx", names[0]));
         let mut bytes = IndexHeader {
             superblock: sb.clone(),
+            scan_uuid: Uuid::NIL,
         }
         .encode();
         for e in &entries {
