@@ -317,14 +317,20 @@ fn check_same_set(set: &Superblock, run: &Superblock) -> Result<()> {
         );
     }
     if set.channels != run.channels || set.channel_layout != run.channel_layout {
+        let describe = |sb: &Superblock| {
+            let c = &sb.channels[0];
+            format!(
+                "{} × {} at {} Hz",
+                sb.channels.len(),
+                c.datatype,
+                c.sample_rate_hz
+            )
+        };
         bail!(
-            "set {}: the card's channels ({} of {}) differ from the set's ({} of {}): a scan appended to a set has the set's channels (e.g. --channels {}), or pass --force to start a new set",
+            "set {}: the card's channels ({}) differ from the set's ({}): the channel table (count, names, datatypes, sample rates) belongs to the set, so an appended scan needs the same card settings (--channels, --rate), or pass --force to start a new set",
             set.recording_uuid,
-            run.channels.len(),
-            run.channels[0].datatype,
-            set.channels.len(),
-            set.channels[0].datatype,
-            set.channels.len()
+            describe(run),
+            describe(set)
         );
     }
     Ok(())
