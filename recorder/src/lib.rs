@@ -246,25 +246,7 @@ pub fn record(options: &RecordOptions) -> Result<Summary> {
     let (ring, setup_flags) = record::new_ring(sq_entries)?;
     record::register_files(&ring, &targets, &index_file)?;
     let (mut source, memory) = open_source(options, &ring)?;
-    let fresh = superblock_for(&targets, options, source.as_ref());
-    let (sb, table) = match existing {
-        scans::Existing::NewSet => (fresh, None),
-        scans::Existing::Set { superblock, table } => {
-            check_same_set(&superblock, &fresh)?;
-            (
-                superblock.clone(),
-                Some(seal_if_live(&targets, &superblock, table)?),
-            )
-        }
-    };
-    let plan = scans::plan(
-        &sb,
-        table,
-        options.scan.as_deref(),
-        options.ring,
-        target::random_uuid(),
-        crate::clock::realtime_ns(),
-    )?;
+    let (sb, plan) = plan_scan(&targets, existing, options, source.as_ref())?;
     if plan.new_set {
         target::write_superblocks(&targets, &sb)?;
     }
@@ -303,6 +285,34 @@ pub fn record(options: &RecordOptions) -> Result<Summary> {
     summary.io_uring_setup = setup_flags.to_string();
     summary.memory = backing;
     Ok(summary)
+}
+
+/// The set's superblock and the scan this run records: a new set's first
+/// scan, or one appended after the existing set's last (sealed if live).
+fn plan_scan(
+    targets: &[Target],
+    existing: scans::Existing,
+    options: &RecordOptions,
+    source: &dyn Source,
+) -> Result<(Superblock, scans::Plan)> {
+    let fresh = superblock_for(targets, options, source);
+    let (sb, table) = match existing {
+        scans::Existing::NewSet => (fresh, None),
+        scans::Existing::Set { superblock, table } => {
+            check_same_set(&superblock, &fresh)?;
+            let table = seal_if_live(targets, &superblock, table)?;
+            (superblock, Some(table))
+        }
+    };
+    let plan = scans::plan(
+        &sb,
+        table,
+        options.scan.as_deref(),
+        options.ring,
+        target::random_uuid(),
+        crate::clock::realtime_ns(),
+    )?;
+    Ok((sb, plan))
 }
 
 /// An appended scan must have the set's payload size and channels.

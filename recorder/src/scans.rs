@@ -182,34 +182,7 @@ pub fn plan(
     });
     let name = name.map_or_else(|| format!("scan-{}", table.scans.len() + 1), str::to_string);
     check_name(&name).map_err(|e| crate::UsageError(format!("--scan {e}")))?;
-    if let Some(s) = table.scans.iter().find(|s| s.name == name) {
-        bail!(
-            "set {}: a scan named {name:?} exists already (uuid {}); scan names are unique in a set: choose another --scan NAME",
-            sb.recording_uuid,
-            s.uuid
-        );
-    }
-    if let Some(last) = table.scans.last() {
-        assert_ne!(
-            last.state,
-            ScanState::Live,
-            "a live last scan is sealed before planning"
-        );
-        if last.ring() {
-            bail!(
-                "set {}: its last scan {:?} is a ring scan, which owns the rest of the set: nothing can follow it; pass --force to erase the set",
-                sb.recording_uuid,
-                last.name
-            );
-        }
-    }
-    if table.scans.len() >= scan::MAX_SCANS {
-        bail!(SetFull(format!(
-            "set {}: the scan table is full ({} scans); pass --force to erase the set",
-            sb.recording_uuid,
-            scan::MAX_SCANS
-        )));
-    }
+    check_can_append(sb, &table, &name)?;
     let set_layout = Layout::from_superblock(sb);
     let capacity = set_layout.set_capacity_slots();
     let first_slot = table.end_slot();
@@ -241,6 +214,39 @@ pub fn plan(
         table,
         new_set,
     })
+}
+
+/// Refuses a taken name, a set whose last scan is a ring, a full table.
+fn check_can_append(sb: &Superblock, table: &ScanTable, name: &str) -> Result<()> {
+    if let Some(s) = table.scans.iter().find(|s| s.name == name) {
+        bail!(
+            "set {}: a scan named {name:?} exists already (uuid {}); scan names are unique in a set: choose another --scan NAME",
+            sb.recording_uuid,
+            s.uuid
+        );
+    }
+    if let Some(last) = table.scans.last() {
+        assert_ne!(
+            last.state,
+            ScanState::Live,
+            "a live last scan is sealed before planning"
+        );
+        if last.ring() {
+            bail!(
+                "set {}: its last scan {:?} is a ring scan, which owns the rest of the set: nothing can follow it; pass --force to erase the set",
+                sb.recording_uuid,
+                last.name
+            );
+        }
+    }
+    if table.scans.len() >= scan::MAX_SCANS {
+        bail!(SetFull(format!(
+            "set {}: the scan table is full ({} scans); pass --force to erase the set",
+            sb.recording_uuid,
+            scan::MAX_SCANS
+        )));
+    }
+    Ok(())
 }
 
 /// Writes `table` to its copy on every member and flushes each: when this
