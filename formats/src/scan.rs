@@ -341,12 +341,6 @@ impl ScanTable {
                 if !s.ring() && next_first > capacity {
                     return Err(inv("slot_count", format!("scan {i} ends at position {next_first}, beyond the set's {capacity} slots")));
                 }
-                if s.first_slot > capacity {
-                    return Err(inv(
-                        "first_slot",
-                        format!("scan {i} starts beyond the set's {capacity} slots"),
-                    ));
-                }
             }
         }
         Ok(())
@@ -447,6 +441,25 @@ mod tests {
         assert_eq!(copy_offset_bytes(1), 4096 + 262144);
         assert_eq!(t.end_slot(), 15);
         assert!(copy_offset_bytes(1) + SCAN_TABLE_COPY_BYTES as u64 <= crate::DATA_START_BYTES);
+    }
+
+    #[test]
+    fn regions_copies_and_state_names() {
+        let mut e = entry(1, 10, 5, ScanState::Complete);
+        assert_eq!(e.region_slots(100), 5);
+        e.state = ScanState::Interrupted;
+        assert_eq!(e.region_slots(100), 5);
+        e.flags = SCAN_FLAG_RING; // an ended ring owns the rest of the set
+        assert_eq!(e.region_slots(100), 90);
+        e.flags = 0;
+        e.state = ScanState::Live;
+        e.slot_count = 0;
+        assert_eq!(e.region_slots(100), 90);
+        assert_eq!(e.region_slots(4), 0);
+        let names =
+            [ScanState::Live, ScanState::Complete, ScanState::Interrupted].map(ScanState::as_str);
+        assert_eq!(names, ["live", "complete", "interrupted"]);
+        assert_eq!((table(6).copy(), table(7).copy()), (0, 1));
     }
 
     #[test]
@@ -591,8 +604,90 @@ mod tests {
                 ("c".to_string(), &other_bytes[..]),
             ],
         );
-        assert_eq!(choice.table, Some(new));
+        assert_eq!(choice.table, Some(new.clone()));
         assert_eq!(choice.damaged_copies.len(), 1);
+        let reversed = choose_table(
+            old.set_uuid,
+            [
+                ("b".to_string(), &old_bytes[..]),
+                ("a".to_string(), &new_bytes[..]),
+            ],
+        );
+        assert_eq!(reversed.table, Some(new));
         assert!(choose_table(old.set_uuid, []).table.is_none());
+    }
+
+    #[test]
+    fn exactly_the_used_bytes_decode() {
+        let t = table(3);
+        let b = t.encode();
+        assert_eq!(ScanTable::decode(&b[..used_bytes(&t)]).unwrap(), t);
+    }
+
+    #[test]
+    fn a_full_table_decodes_and_one_more_scan_is_refused() {
+        let mut t = table(2);
+        t.scans = (0..MAX_SCANS as u64)
+            .map(|i| ScanEntry {
+                name: format!("s{i}"),
+                uuid: Uuid::from_random_bytes([
+                    (i % 251) as u8 + 1,
+                    (i / 251) as u8 + 1,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                ]),
+                ..entry(1, i, 1, ScanState::Complete)
+            })
+            .collect();
+        let b = t.encode();
+        assert_eq!(b.len(), SCAN_TABLE_COPY_BYTES);
+        assert_eq!(ScanTable::decode(&b).unwrap(), t);
+        let over = resealed(&t, |b| {
+            b[40..44].copy_from_slice(&(MAX_SCANS as u32 + 1).to_le_bytes())
+        });
+        refused(over, "scan_count");
+        let mut too_many = t.clone();
+        too_many.scans.push(ScanEntry {
+            name: "one more".into(),
+            uuid: Uuid::from_random_bytes([0xee; 16]),
+            ..entry(1, MAX_SCANS as u64, 1, ScanState::Complete)
+        });
+        assert!(too_many.validate(None).is_err());
+        let empty = ScanTable {
+            scans: Vec::new(),
+            ..t
+        };
+        assert!(empty.validate(None).is_err());
+    }
+
+    #[test]
+    fn scans_fit_the_set_and_a_ring_may_lap_it() {
+        let mut t = table(1);
+        t.scans[2] = ScanEntry {
+            state: ScanState::Complete,
+            slot_count: 5,
+            ..t.scans[2].clone()
+        };
+        assert_eq!(t.end_slot(), 20);
+        assert!(
+            t.validate(Some(20)).is_ok(),
+            "ends exactly at the set's end"
+        );
+        assert!(t.validate(Some(19)).is_err(), "one slot beyond");
+        t.scans[2].flags = SCAN_FLAG_RING;
+        t.scans[2].slot_count = 50; // laps over its 5 positions
+        assert!(t.validate(Some(20)).is_ok());
     }
 }

@@ -274,7 +274,16 @@ pub fn record(options: &RecordOptions) -> Result<Summary> {
     // (driver unpins / sim thread joined), then the memory.
     drop(source);
     drop(memory);
-    end_scan(&targets, plan, &summary)?;
+    if let Err(e) = end_scan(&targets, plan, &summary) {
+        // The slots and the index stand; the summary says what failed, and
+        // it is an I/O error (exit 4) whatever stopped the recording.
+        let message = format!("{e:#}");
+        summary.error = Some(match summary.error.take() {
+            Some(first) => format!("{first}; {message}"),
+            None => message,
+        });
+        summary.stop_reason = Some(record::StopReason::IoError);
+    }
     summary.scan_name = scan.name;
     summary.scan_uuid = scan.uuid.to_string();
     summary.ring_mode = options.ring;
