@@ -56,6 +56,7 @@ fn seed_superblock() -> Superblock {
                 sample_rate_hz: 25e6,
             },
         ],
+        time_anchor: None,
     }
 }
 
@@ -71,6 +72,11 @@ fn seed_scan_table(sb: &Superblock) -> ScanTable {
         buffers_lost: 3,
         state,
         flags: (state == ScanState::Live) as u16 * SCAN_FLAG_RING,
+        time_anchor: (n != 2).then_some(formats::time::TimeAnchor {
+            clock: formats::time::CardClock::HostMonotonicEndOfFill,
+            card_ns: 5_000_000_000,
+            realtime_ns: 1_700_000_000_000_000_000,
+        }),
     };
     ScanTable {
         set_uuid: sb.recording_uuid,

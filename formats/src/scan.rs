@@ -5,6 +5,7 @@
 //! and the update order are in docs/FORMAT.md ("Scans").
 
 use crate::bytes::*;
+use crate::time::{CardClock, TimeAnchor};
 use crate::{crc32, FormatError, Uuid, FORMAT_VERSION_MAJOR, FORMAT_VERSION_MINOR};
 
 /// Minor version of the superblock from which a set carries a scan table.
@@ -25,6 +26,10 @@ const WHAT: &str = "scan table";
 const WHAT_ENTRY: &str = "scan entry";
 const OFF_CRC: usize = SCAN_TABLE_HEADER_BYTES - 4;
 const ENTRY_OFF_NAME: usize = 96;
+/// The scan's time anchor: card ns, realtime ns, clock code (as the 1.1
+/// superblock's, docs/FORMAT.md "Time base"); each scan starts its own card time.
+const ENTRY_OFF_ANCHOR: usize = ENTRY_OFF_NAME + MAX_SCAN_NAME_BYTES; // 160
+const ENTRY_ANCHOR_END: usize = ENTRY_OFF_ANCHOR + 18;
 /// Entries carry no CRC of their own: the header's CRC of the entries covers
 /// them. (A CRC over entries that each end with their own CRC-32 would not
 /// see their contents change: CRC-32 of a message followed by its CRC is a
@@ -90,6 +95,9 @@ pub struct ScanEntry {
     pub buffers_lost: u64,
     pub state: ScanState,
     pub flags: u16,
+    /// The scan's card time anchored to CLOCK_REALTIME at its start (None:
+    /// not recorded; readers derive one from the first slot as for 1.0).
+    pub time_anchor: Option<TimeAnchor>,
 }
 
 impl ScanEntry {
@@ -122,6 +130,11 @@ impl ScanEntry {
         put_u16(bytes, 66, self.flags);
         let name = self.name.as_bytes();
         bytes[ENTRY_OFF_NAME..ENTRY_OFF_NAME + name.len()].copy_from_slice(name);
+        if let Some(a) = &self.time_anchor {
+            put_u64(bytes, ENTRY_OFF_ANCHOR, a.card_ns);
+            put_u64(bytes, ENTRY_OFF_ANCHOR + 8, a.realtime_ns);
+            put_u16(bytes, ENTRY_OFF_ANCHOR + 16, a.clock.code());
+        }
     }
 
     fn decode(bytes: &[u8], index: usize, minor: u16) -> Result<ScanEntry, FormatError> {
@@ -151,10 +164,11 @@ impl ScanEntry {
             buffers_lost: u64_at(bytes, 56),
             state,
             flags: u16_at(bytes, 66),
+            time_anchor: decode_anchor(bytes, minor).map_err(|e| inv("time_anchor", e))?,
         };
         if crate::knows_minor(minor) {
             let reserved_ok = all_zero(&bytes[68..ENTRY_OFF_NAME])
-                && all_zero(&bytes[ENTRY_OFF_NAME + MAX_SCAN_NAME_BYTES..ENTRY_END]);
+                && all_zero(&bytes[ENTRY_ANCHOR_END..ENTRY_END]);
             if !reserved_ok {
                 return Err(inv("reserved", "reserved bytes are not zero".to_string()));
             }
@@ -170,6 +184,28 @@ impl ScanEntry {
             return Err(inv("slot_count", "a live scan's is 0".to_string()));
         }
         Ok(entry)
+    }
+}
+
+/// An entry's time anchor: none when its clock code is 0 (then its times
+/// are zero); an unknown code is refused in a minor this build knows.
+fn decode_anchor(bytes: &[u8], minor: u16) -> Result<Option<TimeAnchor>, String> {
+    let code = u16_at(bytes, ENTRY_OFF_ANCHOR + 16);
+    let known = crate::knows_minor(minor);
+    if code == 0 {
+        if known && !all_zero(&bytes[ENTRY_OFF_ANCHOR..ENTRY_ANCHOR_END]) {
+            return Err("clock code 0 (no anchor) with non-zero times".into());
+        }
+        return Ok(None);
+    }
+    match CardClock::from_code(code) {
+        Some(clock) => Ok(Some(TimeAnchor {
+            clock,
+            card_ns: u64_at(bytes, ENTRY_OFF_ANCHOR),
+            realtime_ns: u64_at(bytes, ENTRY_OFF_ANCHOR + 8),
+        })),
+        None if known => Err(format!("clock code {code} is unknown")),
+        None => Ok(None),
     }
 }
 
@@ -412,6 +448,11 @@ mod tests {
             buffers_lost: n as u64,
             state,
             flags: 0,
+            time_anchor: (n % 2 == 1).then_some(TimeAnchor {
+                clock: CardClock::SampleCounter,
+                card_ns: 1000 * n as u64,
+                realtime_ns: 1_700_000_000_000_000_000 + n as u64,
+            }),
         }
     }
 
@@ -509,6 +550,10 @@ mod tests {
         refused(resealed(&t, |b| b[entry0 + 70] = 1), "reserved");
         refused(resealed(&t, |b| b[entry0 + 200] = 1), "reserved");
         refused(resealed(&t, |b| b[entry0 + 255] = 1), "reserved");
+        refused(resealed(&t, |b| b[entry0 + 178] = 1), "reserved");
+        refused(resealed(&t, |b| b[entry0 + 176] = 9), "clock code 9");
+        refused(resealed(&t, |b| b[entry1 + 160] = 1), "no anchor");
+        assert!(t.scans[0].time_anchor.is_some() && t.scans[1].time_anchor.is_none());
         refused(resealed(&t, |b| b[100] = 1), "reserved");
         refused(resealed(&t, |b| b[entry0 + 66] = 2), "flags");
         refused(resealed(&t, |b| b[entry0 + 64] = 4), "state");

@@ -1,21 +1,24 @@
-//! Minor versions (docs/FORMAT.md): a reader of minor 0 refuses a structure
-//! of minor 0 whose reserved bytes or unknown flag bits are set (they would
-//! be fields it does not know), and accepts a newer minor that uses them,
+//! Minor versions (docs/FORMAT.md): a reader of minor 1 refuses a structure
+//! of minor 0 or 1 whose reserved bytes or unknown flag bits are set (they
+//! would be fields it does not know), and accepts a newer minor that uses them,
 //! ignoring what it does not know. The bytes are edited and the CRC resealed
 //! here, so only the rule under test can refuse them. Also the index's
 //! fixed sizes and entry flags.
 
 use formats::index::INDEX_PAGE_BYTES;
+use formats::time::{CardClock, TimeAnchor};
 use formats::{
     Channel, FormatError, IndexEntry, IndexHeader, Member, SlotHeader, Superblock, Uuid,
-    CHANNEL_LAYOUT_ROUND_ROBIN, DATA_START_BYTES, SLOT_FLAG_GAP, SLOT_HEADER_BYTES,
-    SUPERBLOCK_BYTES,
+    CHANNEL_LAYOUT_ROUND_ROBIN, DATA_START_BYTES, FORMAT_VERSION_MINOR, SLOT_FLAG_GAP,
+    SLOT_HEADER_BYTES, SUPERBLOCK_BYTES,
 };
+
+/// The minor version this build writes, and one it does not know.
+const KNOWN: u16 = FORMAT_VERSION_MINOR;
+const NEWER: u16 = FORMAT_VERSION_MINOR + 1;
 
 /// Byte offset of the minor version in every structure's envelope.
 const MINOR_AT: usize = 10;
-/// A minor version newer than this build knows.
-const NEWER: u16 = formats::FORMAT_VERSION_MINOR + 1;
 
 fn superblock() -> Superblock {
     let member = |n: u8, slot_count: u64| Member {
@@ -24,7 +27,7 @@ fn superblock() -> Superblock {
         slot_count,
     };
     Superblock {
-        version_minor: 0,
+        version_minor: KNOWN,
         recording_uuid: Uuid([7; 16]),
         created_unix_ns: 1_700_000_000_000_000_000,
         payload_bytes: 4096,
@@ -37,6 +40,11 @@ fn superblock() -> Superblock {
             datatype: "ci16_le".into(),
             sample_rate_hz: 1e6,
         }],
+        time_anchor: Some(TimeAnchor {
+            clock: CardClock::SampleCounter,
+            card_ns: 0,
+            realtime_ns: 1_700_000_000_000_000_001,
+        }),
     }
 }
 
@@ -76,28 +84,92 @@ fn refused_as(result: Result<impl std::fmt::Debug, FormatError>, field: &str) {
 }
 
 #[test]
-fn superblock_reserved_bytes_refused_in_known_minors_ignored_in_newer() {
+fn superblock_reserved_bytes_refused_in_known_minors_ignored_in_a_newer_one() {
     let sb = superblock();
     let b = sb.encode();
     let crc_at = SUPERBLOCK_BYTES - 4;
     assert_eq!(Superblock::decode(&b).unwrap(), sb);
-    // Reserved: between the fixed fields and the members, and after the
-    // channels, up to the CRC.
-    for at in [92, 127, 1920, crc_at - 1] {
-        refused_as(
-            Superblock::decode(&edit(&b, at, 0x5a, 0, crc_at)),
-            "reserved",
-        );
+    // Reserved: between the fixed fields and the members, after the
+    // channels up to the time anchor (4032), and after its clock code.
+    for at in [92, 127, 1920, 4031, 4050, crc_at - 1] {
+        for minor in [0, KNOWN] {
+            refused_as(
+                Superblock::decode(&edit(&b, at, 0x5a, minor, crc_at)),
+                "reserved",
+            );
+        }
         let newer = Superblock::decode(&edit(&b, at, 0x5a, NEWER, crc_at)).unwrap();
         assert_eq!(newer.version_minor, NEWER);
         assert_eq!(
             Superblock {
-                version_minor: 0,
+                version_minor: KNOWN,
                 ..newer
             },
             sb
         );
     }
+}
+
+/// 1.0 recordings still read: no anchor stored (its bytes are reserved
+/// there), so readers derive one from the oldest slot as 1.0 readers did.
+#[test]
+fn a_1_0_superblock_reads_without_anchor_and_refuses_anchor_bytes() {
+    let sb = Superblock {
+        time_anchor: None,
+        ..superblock()
+    };
+    let crc_at = SUPERBLOCK_BYTES - 4;
+    let v10 = edit(&sb.encode(), 4031, 0, 0, crc_at);
+    let read = Superblock::decode(&v10).unwrap();
+    assert_eq!(read.version_minor, 0);
+    assert_eq!(read.time_anchor, None);
+    let derived = read
+        .anchor_or(Some((123, 1_700_000_000_000_000_456)))
+        .unwrap();
+    assert_eq!(derived.realtime_of(1_123), 1_700_000_000_000_001_456);
+    assert_eq!(read.anchor_or(None), None);
+    // A 1.0 superblock with the anchor's bytes set: unknown fields in 1.0.
+    let with_anchor = edit(&superblock().encode(), 4031, 0, 0, crc_at);
+    refused_as(Superblock::decode(&with_anchor), "reserved");
+    // A stored anchor wins over a derived one.
+    assert_eq!(
+        superblock().anchor_or(Some((1, 2))),
+        superblock().time_anchor
+    );
+}
+
+#[test]
+fn anchor_round_trips_and_bad_clock_codes_are_refused_by_name() {
+    let sb = superblock();
+    let b = sb.encode();
+    let crc_at = SUPERBLOCK_BYTES - 4;
+    let monotonic = Superblock {
+        time_anchor: Some(TimeAnchor {
+            clock: CardClock::HostMonotonicEndOfFill,
+            card_ns: u64::MAX,
+            realtime_ns: 5,
+        }),
+        ..sb.clone()
+    };
+    assert_eq!(Superblock::decode(&monotonic.encode()).unwrap(), monotonic);
+    // The clock code (u16 at 4048): 3 is unknown; 0 means "no anchor" and
+    // then the times must be zero.
+    refused_as(
+        Superblock::decode(&edit(&b, 4048, 3, KNOWN, crc_at)),
+        "clock code 3",
+    );
+    refused_as(
+        Superblock::decode(&edit(&b, 4048, 0, KNOWN, crc_at)),
+        "clock code 0",
+    );
+    let no_anchor = Superblock {
+        time_anchor: None,
+        ..sb.clone()
+    };
+    assert_eq!(Superblock::decode(&no_anchor.encode()).unwrap(), no_anchor);
+    // A newer minor may have more clocks: no anchor then, not an error.
+    let newer = Superblock::decode(&edit(&b, 4048, 3, NEWER, crc_at)).unwrap();
+    assert_eq!(newer.time_anchor, None);
 }
 
 #[test]
@@ -107,7 +179,12 @@ fn slot_header_reserved_bytes_and_unknown_flags_refused_in_minor_0_only() {
     let crc_at = SLOT_HEADER_BYTES - 4;
     assert_eq!(SlotHeader::decode(&b).unwrap(), h);
     for at in [86, 87, 2000, crc_at - 1] {
-        refused_as(SlotHeader::decode(&edit(&b, at, 1, 0, crc_at)), "reserved");
+        for minor in [0, KNOWN] {
+            refused_as(
+                SlotHeader::decode(&edit(&b, at, 1, minor, crc_at)),
+                "reserved",
+            );
+        }
         assert_eq!(
             SlotHeader::decode(&edit(&b, at, 1, NEWER, crc_at)).unwrap(),
             h
@@ -116,7 +193,7 @@ fn slot_header_reserved_bytes_and_unknown_flags_refused_in_minor_0_only() {
     // flags (u16 at 82): bit 1 is unknown in minor 0.
     let unknown_flag = (SLOT_FLAG_GAP << 1) as u8;
     refused_as(
-        SlotHeader::decode(&edit(&b, 82, unknown_flag, 0, crc_at)),
+        SlotHeader::decode(&edit(&b, 82, unknown_flag, KNOWN, crc_at)),
         "unknown bits",
     );
     let newer = SlotHeader::decode(&edit(&b, 82, unknown_flag, NEWER, crc_at)).unwrap();
@@ -124,7 +201,7 @@ fn slot_header_reserved_bytes_and_unknown_flags_refused_in_minor_0_only() {
 }
 
 #[test]
-fn index_header_reserved_bytes_refused_in_known_minors_ignored_in_newer() {
+fn index_header_reserved_bytes_refused_in_known_minors_ignored_in_a_newer_one() {
     let ih = IndexHeader {
         superblock: superblock(),
         scan_uuid: Uuid::NIL,
@@ -132,24 +209,25 @@ fn index_header_reserved_bytes_refused_in_known_minors_ignored_in_newer() {
     let b = ih.encode();
     let crc_at = INDEX_PAGE_BYTES - 4;
     assert_eq!(IndexHeader::decode(&b).unwrap(), ih);
-    for at in [20, 36, 1000, crc_at - 1] {
-        refused_as(
-            IndexHeader::decode(&edit(&b, at, 0x80, 0, crc_at)),
-            "reserved",
-        );
-        if at >= 36 {
-            let known = formats::FORMAT_VERSION_MINOR;
+    for at in [36, 1000, crc_at - 1] {
+        for minor in [0, 1, KNOWN] {
             refused_as(
-                IndexHeader::decode(&edit(&b, at, 0x80, known, crc_at)),
+                IndexHeader::decode(&edit(&b, at, 0x80, minor, crc_at)),
                 "reserved",
             );
-            assert_eq!(
-                IndexHeader::decode(&edit(&b, at, 0x80, NEWER, crc_at)).unwrap(),
-                ih
-            );
         }
+        assert_eq!(
+            IndexHeader::decode(&edit(&b, at, 0x80, NEWER, crc_at)).unwrap(),
+            ih
+        );
     }
-    // Bytes 20..36 are the scan UUID from minor 2 on.
+    // Bytes 20..36 are the scan UUID from minor 2 on, reserved before.
+    for minor in [0, 1] {
+        refused_as(
+            IndexHeader::decode(&edit(&b, 20, 0x80, minor, crc_at)),
+            "reserved",
+        );
+    }
     let scan = IndexHeader::decode(&edit(&b, 20, 0x80, 2, crc_at)).unwrap();
     assert_eq!(scan.scan_uuid.0[0], 0x80);
     assert_eq!(scan.slots_uuid(), scan.scan_uuid);
@@ -220,11 +298,20 @@ fn superblock_geometry_known_answers() {
 fn superblock_validate_refuses_each_rule_alone() {
     let ok = superblock();
     ok.validate().unwrap();
+    // The ring flag: valid in a set without a scan table (1.0, 1.1), refused
+    // in one with (1.2: ring mode belongs to a scan).
     let ring = Superblock {
         flags: formats::SUPERBLOCK_FLAG_RING,
+        version_minor: 1,
         ..ok.clone()
     };
     ring.validate().unwrap();
+    let tabled_ring = Superblock {
+        version_minor: 2,
+        ..ring.clone()
+    };
+    let e = tabled_ring.validate().unwrap_err().to_string();
+    assert!(e.contains("ring mode belongs to a scan"), "{e}");
     let mut cases: Vec<(&str, Superblock)> = Vec::new();
     let mut case = |field: &'static str, edit: &dyn Fn(&mut Superblock)| {
         let mut sb = ok.clone();

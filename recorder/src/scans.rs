@@ -173,6 +173,7 @@ pub fn plan(
     ring: bool,
     uuid: Uuid,
     start_unix_ns: u64,
+    time_anchor: Option<formats::time::TimeAnchor>,
 ) -> Result<Plan> {
     let new_set = table.is_none();
     let mut table = table.unwrap_or(ScanTable {
@@ -207,6 +208,7 @@ pub fn plan(
         buffers_lost: 0,
         state: ScanState::Live,
         flags: if ring { scan::SCAN_FLAG_RING } else { 0 },
+        time_anchor,
     });
     table.validate(Some(capacity))?;
     Ok(Plan {

@@ -155,6 +155,33 @@ fn three_scans_on_one_set_are_listed_verified_and_exported_each() {
             "{name} export"
         );
     }
+    // Each scan starts its own card time: its anchor was taken when its
+    // card started, after the scan before it started and before its own
+    // table entry (RFC 3339 strings of one format sort as times).
+    for i in 0..3 {
+        let name = sizes[i].0;
+        let index = &indexes[i];
+        let ins = json(&run_ok(
+            "dmaplay",
+            &["inspect", "--json", "--scan", name, "--index", index, &img],
+        ));
+        let anchor = ins["time_base"]["anchor_datetime"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let start = scans[i]["start"].as_str().unwrap();
+        assert!(
+            anchor.as_str() <= start,
+            "{name}: anchor {anchor} after its start {start}"
+        );
+        if i > 0 {
+            let before = scans[i - 1]["start"].as_str().unwrap();
+            assert!(
+                before < anchor.as_str(),
+                "{name}: anchor {anchor} is the scan before's ({before})"
+            );
+        }
+    }
     // Without --scan: the newest, named on stderr.
     let out = run("dmaplay", &["inspect", &img]);
     assert!(out.status.success());

@@ -12,6 +12,7 @@
 
 pub mod aligned;
 pub mod catalog;
+pub mod drift;
 pub mod export;
 pub mod inspect;
 pub mod progress;
@@ -23,6 +24,7 @@ pub mod select;
 pub mod sigmf;
 pub mod stripe;
 pub mod target;
+pub mod timespec;
 pub mod uring;
 pub mod verify;
 
@@ -30,3 +32,5 @@ pub mod verify;
 mod synth;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_time;

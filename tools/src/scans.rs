@@ -128,6 +128,7 @@ fn legacy_scan(sb: &Superblock) -> ScanInfo {
             } else {
                 0
             },
+            time_anchor: sb.time_anchor,
         },
         tracked: false,
     }

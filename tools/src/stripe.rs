@@ -14,7 +14,8 @@ use std::path::PathBuf;
 pub struct StripeSet {
     /// Members in member order; `None` for a member not given.
     pub members: Vec<Option<Target>>,
-    /// The recording's superblock as member 0 holds it (device_index 0).
+    /// The recording's superblock as member 0 holds it (device_index 0),
+    /// with the selected scan's time anchor (its table entry's).
     pub superblock: Superblock,
     /// The scans of the set, and the one the commands read.
     pub scans: Scans,
@@ -97,6 +98,8 @@ impl StripeSet {
         let set_layout = Layout::from_superblock(&reference);
         let scans = read_scans(&members, &reference)?;
         let scan = scans.select(None)?.0.clone();
+        // Each scan starts its own card time: readers take the scan's anchor.
+        reference.time_anchor = scan.entry.time_anchor;
         Ok(StripeSet {
             members,
             superblock: reference,
@@ -122,6 +125,7 @@ impl StripeSet {
         }
         self.scan = scan.clone();
         self.layout = self.scan.layout(&self.set_layout);
+        self.superblock.time_anchor = self.scan.entry.time_anchor;
         Ok(())
     }
 
