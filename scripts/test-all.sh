@@ -19,7 +19,7 @@ step "packaging: .deb contents, man pages, completions, systemd-analyze verify, 
 bash scripts/test-packaging.sh
 
 step "fuzz the format parsers (bounded)"
-for t in superblock slot index; do
+for t in superblock slot index scantable; do
   cargo run --release -q -p dmarec-formats --example fuzz -- "$t" "${FUZZ_ITERATIONS:-300000}"
 done
 

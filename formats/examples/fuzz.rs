@@ -1,7 +1,7 @@
 //! A mutation fuzzer for the format parsers that runs on the stable toolchain.
 //!
 //! `cargo run --release -p dmarec-formats --example fuzz -- TARGET ITERATIONS [SEED]`
-//! with TARGET one of superblock, slot, index. Starting from valid encodings
+//! with TARGET one of superblock, slot, index, scantable. Starting from valid encodings
 //! it flips bits, overwrites bytes with interesting values, truncates,
 //! extends and, half of the time, repairs the CRC so the mutation reaches the
 //! validation behind it. Oracles: no panic; whatever decodes re-encodes to
@@ -60,6 +60,51 @@ fn seed_superblock() -> Superblock {
     }
 }
 
+fn seed_scan_table(sb: &Superblock) -> ScanTable {
+    let scan = |n: u8, first_slot: u64, slot_count: u64, state: ScanState| ScanEntry {
+        uuid: Uuid::from_random_bytes([n; 16]),
+        name: format!("scan {n}"),
+        first_slot,
+        slot_count,
+        start_unix_ns: 1_700_000_000_000_000_000,
+        end_unix_ns: 1_700_000_100_000_000_000 * (state != ScanState::Live) as u64,
+        payload_bytes: slot_count << 19,
+        buffers_lost: 3,
+        state,
+        flags: (state == ScanState::Live) as u16 * SCAN_FLAG_RING,
+        time_anchor: (n != 2).then_some(formats::time::TimeAnchor {
+            clock: formats::time::CardClock::HostMonotonicEndOfFill,
+            card_ns: 5_000_000_000,
+            realtime_ns: 1_700_000_000_000_000_000,
+        }),
+    };
+    ScanTable {
+        set_uuid: sb.recording_uuid,
+        generation: 3,
+        scans: vec![
+            scan(1, 0, 100, ScanState::Complete),
+            scan(2, 100, 7, ScanState::Interrupted),
+            scan(3, 107, 0, ScanState::Live),
+        ],
+    }
+}
+
+/// Recomputes the scan table's entry CRC (for the count it states, when the
+/// bytes hold that many entries) and its header CRC.
+fn reseal_scan_table(bytes: &mut [u8]) {
+    if bytes.len() < 4096 {
+        return;
+    }
+    let count = u32::from_le_bytes(bytes[40..44].try_into().unwrap()) as usize;
+    let end = 4096usize.saturating_add(count.saturating_mul(256));
+    if count <= MAX_SCANS && bytes.len() >= end {
+        let crc = crc32(&bytes[4096..end]);
+        bytes[44..48].copy_from_slice(&crc.to_le_bytes());
+    }
+    let crc = crc32(&bytes[..4092]);
+    bytes[4092..4096].copy_from_slice(&crc.to_le_bytes());
+}
+
 fn mutate(rng: &mut Rng, bytes: &mut Vec<u8>, crc_at: &[(usize, usize)]) {
     for _ in 0..1 + rng.below(4) {
         match rng.below(6) {
@@ -99,7 +144,7 @@ fn mutate(rng: &mut Rng, bytes: &mut Vec<u8>, crc_at: &[(usize, usize)]) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: fuzz superblock|slot|index ITERATIONS [SEED]";
+    let usage = "usage: fuzz superblock|slot|index|scantable ITERATIONS [SEED]";
     let target = args.get(1).expect(usage).clone();
     let iterations: u64 = args.get(2).expect(usage).parse().expect(usage);
     let seed: u64 = args
@@ -128,6 +173,7 @@ fn main() {
                     device_index: 0,
                     ..sb.clone()
                 },
+                scan_uuid: Uuid::from_random_bytes([6; 16]),
             }
             .encode();
             for s in 0..8u64 {
@@ -151,6 +197,7 @@ fn main() {
             }));
             (f, crcs)
         }
+        "scantable" => (seed_scan_table(&sb).encode(), vec![]),
         other => panic!("unknown target {other:?}; {usage}"),
     };
     let mut accepted = 0u64;
@@ -158,10 +205,22 @@ fn main() {
         let mut b = valid.clone();
         mutate(&mut rng, &mut b, &crcs);
         match target.as_str() {
+            "scantable" => {
+                if rng.below(2) == 0 {
+                    reseal_scan_table(&mut b);
+                }
+                if let Ok(t) = ScanTable::decode(&b) {
+                    if u16::from_le_bytes([b[10], b[11]]) <= FORMAT_VERSION_MINOR {
+                        let used = 4096 + t.scans.len() * formats::scan::SCAN_ENTRY_BYTES;
+                        assert_eq!(&t.encode()[..used], &b[..used], "scan table not canonical");
+                    }
+                    accepted += 1;
+                }
+            }
             "superblock" => {
                 if let Ok(s) = Superblock::decode(&b) {
                     s.validate().expect("decoded superblock fails validation");
-                    if s.version_minor == 0 {
+                    if s.version_minor <= FORMAT_VERSION_MINOR {
                         assert_eq!(
                             &s.encode()[..],
                             &b[..4096],
@@ -173,7 +232,7 @@ fn main() {
             }
             "slot" => {
                 if let Ok(h) = SlotHeader::decode(&b) {
-                    if b[10] == 0 && b[11] == 0 {
+                    if u16::from_le_bytes([b[10], b[11]]) == FORMAT_VERSION_MINOR {
                         assert_eq!(
                             &h.encode()[..],
                             &b[..4096],

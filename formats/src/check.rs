@@ -370,11 +370,11 @@ pub fn check_member_head(head: &[u8], backup: &[u8]) -> Vec<MemberProblem> {
     let mut problems = Vec::new();
     let primary = &head[..SUPERBLOCK_BYTES];
     let backup = &backup[..SUPERBLOCK_BYTES];
-    let primary_ok = match Superblock::decode(primary) {
-        Ok(_) => true,
+    let (primary_ok, has_table) = match Superblock::decode(primary) {
+        Ok(sb) => (true, sb.has_scan_table()),
         Err(e) => {
             problems.push(MemberProblem::Primary(e));
-            false
+            (false, false)
         }
     };
     match Superblock::decode(backup) {
@@ -386,11 +386,18 @@ pub fn check_member_head(head: &[u8], backup: &[u8]) -> Vec<MemberProblem> {
         }
         Ok(_) => {}
     }
+    // A set with a scan table keeps its two copies here (checked by the
+    // table's own decoding); the rest of the area is zero.
+    let reserved_start = if has_table {
+        crate::scan::copy_offset_bytes(1) as usize + crate::scan::SCAN_TABLE_COPY_BYTES
+    } else {
+        SUPERBLOCK_BYTES
+    };
     let reserved_end = head.len().min(DATA_START_BYTES as usize);
-    let reserved = &head[SUPERBLOCK_BYTES..reserved_end];
+    let reserved = &head[reserved_start.min(reserved_end)..reserved_end];
     if let Some(at) = reserved.iter().position(|&b| b != 0) {
         problems.push(MemberProblem::ReservedNotZero {
-            offset_bytes: (SUPERBLOCK_BYTES + at) as u64,
+            offset_bytes: (reserved_start + at) as u64,
         });
     }
     problems

@@ -7,7 +7,8 @@
 
 use crate::bytes::*;
 use crate::{
-    crc32, FormatError, Superblock, FORMAT_VERSION_MAJOR, FORMAT_VERSION_MINOR, SUPERBLOCK_BYTES,
+    crc32, FormatError, Superblock, Uuid, FORMAT_VERSION_MAJOR, FORMAT_VERSION_MINOR,
+    SUPERBLOCK_BYTES,
 };
 
 pub const INDEX_PAGE_BYTES: usize = 4096;
@@ -18,12 +19,16 @@ const MAGIC: [u8; 8] = *b"DMARINDX";
 const WHAT: &str = "index header";
 const WHAT_ENTRY: &str = "index entry";
 const OFF_CRC: usize = INDEX_PAGE_BYTES - 4;
+const OFF_SCAN_UUID: usize = 20;
 
 /// The index header: which recording and geometry the entries describe.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IndexHeader {
     /// Member 0's superblock (recording UUID, geometry, channels).
     pub superblock: Superblock,
+    /// The scan the entries belong to (format 1.2); nil: the recording's
+    /// only scan (a 1.0 index, or a 1.0 set).
+    pub scan_uuid: Uuid,
 }
 
 impl IndexHeader {
@@ -38,6 +43,7 @@ impl IndexHeader {
         put_u16(&mut b, 10, FORMAT_VERSION_MINOR);
         put_u32(&mut b, 12, INDEX_ENTRY_BYTES as u32);
         put_u32(&mut b, 16, INDEX_HEADER_BYTES as u32);
+        b[OFF_SCAN_UUID..OFF_SCAN_UUID + 16].copy_from_slice(&self.scan_uuid.0);
         let crc = crc32(&b[..OFF_CRC]);
         put_u32(&mut b, OFF_CRC, crc);
         b[INDEX_PAGE_BYTES..].copy_from_slice(&self.superblock.encode());
@@ -59,7 +65,14 @@ impl IndexHeader {
                 ),
             ));
         }
-        if crate::knows_minor(minor) && !all_zero(&bytes[20..OFF_CRC]) {
+        // The scan UUID is a 1.2 field: reserved (zero) in older minors.
+        let has_scan = minor >= crate::scan::SCAN_TABLE_MINOR;
+        let reserved_from = if has_scan {
+            OFF_SCAN_UUID + 16
+        } else {
+            OFF_SCAN_UUID
+        };
+        if crate::knows_minor(minor) && !all_zero(&bytes[reserved_from..OFF_CRC]) {
             return Err(FormatError::invalid(
                 WHAT,
                 "reserved",
@@ -74,7 +87,25 @@ impl IndexHeader {
                 "copy is not member 0's",
             ));
         }
-        Ok(IndexHeader { superblock })
+        let scan_uuid = if has_scan {
+            Uuid(arr_at(bytes, OFF_SCAN_UUID))
+        } else {
+            Uuid::NIL
+        };
+        Ok(IndexHeader {
+            superblock,
+            scan_uuid,
+        })
+    }
+
+    /// The UUID the indexed slots carry: the scan's, or for a 1.0 index the
+    /// recording's.
+    pub fn slots_uuid(&self) -> Uuid {
+        if self.scan_uuid.is_nil() {
+            self.superblock.recording_uuid
+        } else {
+            self.scan_uuid
+        }
     }
 }
 

@@ -16,6 +16,11 @@ pub struct Layout {
     slot_counts: Vec<u64>,
     slot_bytes: u64,
     ring: bool,
+    /// The region of set positions this layout places slots in (a scan's,
+    /// docs/FORMAT.md "Scans"): slot `n` goes to set position
+    /// `first_slot + n` (ring: `first_slot + n % region_slots`).
+    first_slot: u64,
+    region_slots: u64,
     /// The round-robin phases, computed once: [`Self::locate`] runs once per
     /// recorded slot and allocates nothing.
     phases: Vec<Phase>,
@@ -75,12 +80,43 @@ impl Layout {
                 p
             })
             .collect();
+        let region_slots = slot_counts.iter().sum();
         Layout {
             slot_counts,
             slot_bytes: payload_size.slot_bytes(),
             ring,
+            first_slot: 0,
+            region_slots,
             phases,
         }
+    }
+
+    /// This set's layout restricted to the set positions
+    /// `first_slot .. first_slot + region_slots` (a scan's region).
+    pub fn region(&self, first_slot: u64, region_slots: u64, ring: bool) -> Layout {
+        let set = self.set_capacity_slots();
+        assert!(
+            first_slot
+                .checked_add(region_slots)
+                .is_some_and(|end| end <= set),
+            "region {first_slot}+{region_slots} beyond the set's {set} slots"
+        );
+        Layout {
+            ring,
+            first_slot,
+            region_slots,
+            ..self.clone()
+        }
+    }
+
+    /// Slots of the whole stripe set (every member's slot count).
+    pub fn set_capacity_slots(&self) -> u64 {
+        self.slot_counts.iter().sum()
+    }
+
+    /// Set position of this layout's slot 0.
+    pub fn first_slot(&self) -> u64 {
+        self.first_slot
     }
 
     pub fn from_superblock(sb: &Superblock) -> Layout {
@@ -94,8 +130,10 @@ impl Layout {
         )
     }
 
+    /// Slots this layout can place (before wrapping, in ring mode): the
+    /// region's size; the whole set's unless [`Self::region`] narrowed it.
     pub fn capacity_slots(&self) -> u64 {
-        self.slot_counts.iter().sum()
+        self.region_slots
     }
 
     pub fn slot_bytes(&self) -> u64 {
@@ -119,10 +157,11 @@ impl Layout {
     /// set is full and this is not a ring).
     pub fn locate(&self, slot_seq: u64) -> Option<Location> {
         let capacity = self.capacity_slots();
-        if !self.ring && slot_seq >= capacity {
+        if capacity == 0 || (!self.ring && slot_seq >= capacity) {
             return None;
         }
-        let (lap, mut rest) = (slot_seq / capacity, slot_seq % capacity);
+        let (lap, offset) = (slot_seq / capacity, slot_seq % capacity);
+        let mut rest = self.first_slot + offset;
         // Bounded by the member count.
         for phase in &self.phases {
             if rest < phase.slots() {
@@ -144,6 +183,13 @@ impl Layout {
     /// The slot sequence number modulo capacity that lives at
     /// (`device_index`, `device_slot`): the inverse of [`Self::locate`].
     pub fn position_of(&self, device_index: usize, device_slot: u64) -> Option<u64> {
+        let set_position = self.set_position_of(device_index, device_slot)?;
+        let in_region = set_position.checked_sub(self.first_slot)?;
+        (in_region < self.region_slots).then_some(in_region)
+    }
+
+    /// The set position at (`device_index`, `device_slot`), whatever the region.
+    pub fn set_position_of(&self, device_index: usize, device_slot: u64) -> Option<u64> {
         if device_index >= self.slot_counts.len() || device_slot >= self.slot_counts[device_index] {
             return None;
         }
@@ -186,6 +232,45 @@ mod tests {
             .map(|s| layout.locate(s).unwrap().device_index)
             .collect();
         assert_eq!(order, vec![0, 1, 2, 0, 1, 2, 0, 1, 2, 1, 2, 1, 2, 1, 1]);
+    }
+
+    #[test]
+    fn a_region_places_slots_after_its_first_position_and_inverts() {
+        let set = Layout::new(vec![3, 7, 5], PayloadSize::new(4096).unwrap(), false);
+        let scan = set.region(4, 6, false);
+        assert_eq!(scan.capacity_slots(), 6);
+        assert_eq!(scan.set_capacity_slots(), 15);
+        for n in 0..6 {
+            let loc = scan.locate(n).unwrap();
+            assert_eq!(loc, set.locate(4 + n).unwrap(), "slot {n}");
+            assert_eq!(scan.position_of(loc.device_index, loc.device_slot), Some(n));
+        }
+        assert_eq!(scan.locate(6), None);
+        // Positions outside the region belong to no slot of this scan.
+        let before = set.locate(3).unwrap();
+        let after = set.locate(10).unwrap();
+        assert_eq!(
+            scan.position_of(before.device_index, before.device_slot),
+            None
+        );
+        assert_eq!(
+            scan.position_of(after.device_index, after.device_slot),
+            None
+        );
+        // A ring region wraps inside itself.
+        let ring = set.region(12, 3, true);
+        assert_eq!(
+            ring.locate(3).unwrap(),
+            Location {
+                lap: 1,
+                ..set.locate(12).unwrap()
+            }
+        );
+        assert_eq!(
+            ring.locate(5).unwrap().offset_bytes,
+            set.locate(14).unwrap().offset_bytes
+        );
+        assert_eq!(set.region(15, 0, false).locate(0), None);
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod index;
 mod layout;
 pub mod pattern;
 mod payload_size;
+pub mod scan;
 mod slot;
 mod superblock;
 pub mod time;
@@ -32,6 +33,7 @@ pub use error::FormatError;
 pub use index::{IndexEntry, IndexHeader};
 pub use layout::{Layout, Location};
 pub use payload_size::{PayloadSize, PayloadSizeError, MAX_PAYLOAD_BYTES, MIN_PAYLOAD_BYTES};
+pub use scan::{ScanEntry, ScanState, ScanTable, MAX_SCANS, SCAN_FLAG_RING};
 pub use slot::{SlotHeader, SLOT_FLAG_GAP, SLOT_HEADER_BYTES};
 pub use superblock::{
     datatype_sample_bytes, Channel, Member, Superblock, CHANNEL_LAYOUT_ROUND_ROBIN,
@@ -44,7 +46,7 @@ pub use uuid::Uuid;
 /// reserved space) and ignores what it does not know.
 pub const FORMAT_VERSION_MAJOR: u16 = 1;
 /// Minor version this crate writes.
-pub const FORMAT_VERSION_MINOR: u16 = 1;
+pub const FORMAT_VERSION_MINOR: u16 = 2;
 
 /// Whether this build knows every field of minor version `minor`: then
 /// reserved bytes must be zero; a newer minor may use them.

@@ -103,6 +103,11 @@ impl Superblock {
         crate::SLOT_HEADER_BYTES as u64 + self.payload_bytes as u64
     }
 
+    /// Whether the set carries a scan table (format 1.2 and later).
+    pub fn has_scan_table(&self) -> bool {
+        self.version_minor >= crate::scan::SCAN_TABLE_MINOR
+    }
+
     pub fn ring(&self) -> bool {
         self.flags & SUPERBLOCK_FLAG_RING != 0
     }
@@ -130,12 +135,19 @@ impl Superblock {
         backup_offset(size_bytes)
     }
 
+    /// Encodes with the superblock's own minor version (a 1.0 superblock
+    /// stays 1.0: a set without a scan table); at most the one we write.
     pub fn encode(&self) -> [u8; SUPERBLOCK_BYTES] {
         self.validate().expect("encoding an invalid superblock");
+        assert!(
+            self.version_minor <= FORMAT_VERSION_MINOR,
+            "encoding minor {} newer than this build's",
+            self.version_minor
+        );
         let mut b = [0u8; SUPERBLOCK_BYTES];
         b[0..8].copy_from_slice(&MAGIC);
         put_u16(&mut b, 8, FORMAT_VERSION_MAJOR);
-        put_u16(&mut b, 10, FORMAT_VERSION_MINOR);
+        put_u16(&mut b, 10, self.version_minor);
         put_u32(&mut b, 12, SUPERBLOCK_BYTES as u32);
         b[16..32].copy_from_slice(&self.recording_uuid.0);
         b[32..48].copy_from_slice(&self.member().uuid.0);
@@ -331,6 +343,18 @@ impl Superblock {
         }
         if self.flags & !KNOWN_FLAGS != 0 {
             return Err(inv("flags", format!("{:#x} has unknown bits", self.flags)));
+        }
+        if self.version_minor < 1 && self.time_anchor.is_some() {
+            return Err(inv(
+                "time_anchor",
+                "a 1.0 superblock has none (it is a 1.1 field)".into(),
+            ));
+        }
+        if self.has_scan_table() && self.ring() {
+            return Err(inv(
+                "flags",
+                "ring bit set in a set with a scan table (ring mode belongs to a scan)".into(),
+            ));
         }
         if self.recording_uuid.is_nil() {
             return Err(inv("recording_uuid", "is nil".to_string()));

@@ -204,26 +204,41 @@ fn slot_header_reserved_bytes_and_unknown_flags_refused_in_minor_0_only() {
 fn index_header_reserved_bytes_refused_in_known_minors_ignored_in_a_newer_one() {
     let ih = IndexHeader {
         superblock: superblock(),
+        scan_uuid: Uuid::NIL,
     };
     let b = ih.encode();
     let crc_at = INDEX_PAGE_BYTES - 4;
     assert_eq!(IndexHeader::decode(&b).unwrap(), ih);
-    for at in [20, 1000, crc_at - 1] {
-        refused_as(
-            IndexHeader::decode(&edit(&b, at, 0x80, KNOWN, crc_at)),
-            "reserved",
-        );
+    for at in [36, 1000, crc_at - 1] {
+        for minor in [0, 1, KNOWN] {
+            refused_as(
+                IndexHeader::decode(&edit(&b, at, 0x80, minor, crc_at)),
+                "reserved",
+            );
+        }
         assert_eq!(
             IndexHeader::decode(&edit(&b, at, 0x80, NEWER, crc_at)).unwrap(),
             ih
         );
     }
+    // Bytes 20..36 are the scan UUID from minor 2 on, reserved before.
+    for minor in [0, 1] {
+        refused_as(
+            IndexHeader::decode(&edit(&b, 20, 0x80, minor, crc_at)),
+            "reserved",
+        );
+    }
+    let scan = IndexHeader::decode(&edit(&b, 20, 0x80, 2, crc_at)).unwrap();
+    assert_eq!(scan.scan_uuid.0[0], 0x80);
+    assert_eq!(scan.slots_uuid(), scan.scan_uuid);
+    assert_eq!(ih.slots_uuid(), ih.superblock.recording_uuid);
 }
 
 #[test]
 fn index_header_sizes_must_be_64_and_8192_each() {
     let b = IndexHeader {
         superblock: superblock(),
+        scan_uuid: Uuid::NIL,
     }
     .encode();
     let crc_at = INDEX_PAGE_BYTES - 4;
@@ -283,11 +298,20 @@ fn superblock_geometry_known_answers() {
 fn superblock_validate_refuses_each_rule_alone() {
     let ok = superblock();
     ok.validate().unwrap();
+    // The ring flag: valid in a set without a scan table (1.0, 1.1), refused
+    // in one with (1.2: ring mode belongs to a scan).
     let ring = Superblock {
         flags: formats::SUPERBLOCK_FLAG_RING,
+        version_minor: 1,
         ..ok.clone()
     };
     ring.validate().unwrap();
+    let tabled_ring = Superblock {
+        version_minor: 2,
+        ..ring.clone()
+    };
+    let e = tabled_ring.validate().unwrap_err().to_string();
+    assert!(e.contains("ring mode belongs to a scan"), "{e}");
     let mut cases: Vec<(&str, Superblock)> = Vec::new();
     let mut case = |field: &'static str, edit: &dyn Fn(&mut Superblock)| {
         let mut sb = ok.clone();

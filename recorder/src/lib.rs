@@ -17,6 +17,7 @@ pub mod memory;
 pub mod pipeline;
 pub mod readback;
 pub mod record;
+pub mod scans;
 pub mod service;
 pub mod source;
 pub mod status;
@@ -24,10 +25,7 @@ pub mod target;
 pub mod units;
 
 use anyhow::{bail, Context, Result};
-use formats::{
-    Channel, Member, PayloadSize, Superblock, CHANNEL_LAYOUT_ROUND_ROBIN, MAX_DEVICES,
-    SUPERBLOCK_FLAG_RING,
-};
+use formats::{Channel, Member, PayloadSize, Superblock, CHANNEL_LAYOUT_ROUND_ROBIN, MAX_DEVICES};
 use io_uring::IoUring;
 use journal::TargetSync;
 use memory::SlotMemory;
@@ -118,6 +116,10 @@ pub struct RecordOptions {
     pub buffers: usize,
     pub queue_depth: usize,
     pub ring: bool,
+    /// Name of the scan to record (`--scan`): appended after the set's
+    /// last scan unless `force`; `None`: a new set (blank targets or
+    /// `force`) with one scan named `scan-1`.
+    pub scan: Option<String>,
     pub force: bool,
     pub new_file_size_bytes: Option<u64>,
     pub channels: Option<u16>,
@@ -265,14 +267,18 @@ impl Drop for CreatedFiles {
     }
 }
 
-/// Runs one recording from start to summary.
+/// Runs one recording (one scan of a stripe set) from start to summary:
+/// a new set on blank targets or with `force`, else the scan `options.scan`
+/// appended after the set's last one (docs/FORMAT.md "Scans").
 pub fn record(options: &RecordOptions) -> Result<Summary> {
     check_options(options)?;
     // Before any file is touched: can the ring be locked and registered?
     memory::ensure_memlock(options.buffers as u64 * options.payload_size.slot_bytes())?;
     let mut created = CreatedFiles::default();
-    let targets = open_targets(options, &mut created)?;
+    let mut targets = open_targets(options, &mut created)?;
     check_distinct(&targets, &options.index)?;
+    let new_set_only = options.force || options.scan.is_none();
+    let existing = scans::read_existing(&mut targets, new_set_only)?;
     let mut index_file = open_index(&options.index, options.force)?;
     created.paths.push(options.index.clone());
 
@@ -280,9 +286,20 @@ pub fn record(options: &RecordOptions) -> Result<Summary> {
     let (ring, setup_flags) = record::new_ring(sq_entries)?;
     record::register_files(&ring, &targets, &index_file)?;
     let (mut source, memory) = open_source(options, &ring)?;
-    let sb = superblock_for(&targets, options, source.as_ref());
-    write_headers(&targets, &mut index_file, &sb, options)?;
-    let (progress, limits) = run_limits(options, &sb);
+    let (sb, plan) = plan_scan(&targets, existing, options, source.as_ref())?;
+    if plan.new_set {
+        target::write_superblocks(&targets, &sb)?;
+    }
+    // The scan's entry is durable before its first slot write.
+    scans::write_table(&targets, &plan.table)?;
+    // The index's superblock copy carries the scan's time anchor (each scan
+    // starts its own card time); the members keep the set's first.
+    let index_sb = Superblock {
+        time_anchor: plan.scan().time_anchor,
+        ..sb.clone()
+    };
+    write_index_header(&mut index_file, &index_sb, plan.scan().uuid, options)?;
+    let (progress, limits) = run_limits(options, plan.layout.capacity_slots());
     let describe = source.describe();
     let backing = memory.backing();
     // From here on the targets hold a recording: keep every file.
@@ -294,11 +311,29 @@ pub fn record(options: &RecordOptions) -> Result<Summary> {
         targets: &targets,
         index_file: &index_file,
     };
-    let mut summary = Recorder::new(io, sb, limits, progress).run()?;
+    let scan = plan.scan().clone();
+    let capacity_slots = plan.layout.capacity_slots();
+    let mut summary = Recorder::new(io, sb, limits, progress)
+        .in_scan(scan.uuid, plan.layout.clone())
+        .run()?;
     // Teardown order: the ring is gone (run consumed it), then the source
     // (driver unpins / sim thread joined), then the memory.
     drop(source);
     drop(memory);
+    if let Err(e) = end_scan(&targets, plan, &summary) {
+        // The slots and the index stand; the summary says what failed, and
+        // it is an I/O error (exit 4) whatever stopped the recording.
+        let message = format!("{e:#}");
+        summary.error = Some(match summary.error.take() {
+            Some(first) => format!("{first}; {message}"),
+            None => message,
+        });
+        summary.stop_reason = Some(record::StopReason::IoError);
+    }
+    summary.scan_name = scan.name;
+    summary.scan_uuid = scan.uuid.to_string();
+    summary.ring_mode = options.ring;
+    summary.capacity_slots = capacity_slots;
     summary.target_sync = options.target_sync;
     summary.source = describe;
     summary.index = options.index.display().to_string();
@@ -307,10 +342,107 @@ pub fn record(options: &RecordOptions) -> Result<Summary> {
     Ok(summary)
 }
 
+/// The set's superblock and the scan this run records: a new set's first
+/// scan, or one appended after the existing set's last (sealed if live).
+fn plan_scan(
+    targets: &[Target],
+    existing: scans::Existing,
+    options: &RecordOptions,
+    source: &dyn Source,
+) -> Result<(Superblock, scans::Plan)> {
+    let fresh = superblock_for(targets, options, source);
+    // The scan's anchor: the one the new superblock would carry.
+    let fresh_anchor = fresh.time_anchor;
+    let (sb, table) = match existing {
+        scans::Existing::NewSet => (fresh, None),
+        scans::Existing::Set { superblock, table } => {
+            check_same_set(&superblock, &fresh)?;
+            let table = seal_if_live(targets, &superblock, table)?;
+            (superblock, Some(table))
+        }
+    };
+    let plan = scans::plan(
+        &sb,
+        table,
+        options.scan.as_deref(),
+        options.ring,
+        target::random_uuid(),
+        crate::clock::realtime_ns(),
+        fresh_anchor,
+    )?;
+    Ok((sb, plan))
+}
+
+/// An appended scan must have the set's payload size and channels.
+fn check_same_set(set: &Superblock, run: &Superblock) -> Result<()> {
+    if set.payload_bytes != run.payload_bytes {
+        bail!(
+            "set {}: its payload size is {} bytes, this run's {}: a scan appended to a set uses the set's (--payload-size {}), or pass --force to start a new set",
+            set.recording_uuid,
+            set.payload_bytes,
+            run.payload_bytes,
+            set.payload_bytes
+        );
+    }
+    if set.channels != run.channels || set.channel_layout != run.channel_layout {
+        let describe = |sb: &Superblock| {
+            let c = &sb.channels[0];
+            format!(
+                "{} × {} at {} Hz",
+                sb.channels.len(),
+                c.datatype,
+                c.sample_rate_hz
+            )
+        };
+        bail!(
+            "set {}: the card's channels ({}) differ from the set's ({}): the channel table (count, names, datatypes, sample rates) belongs to the set, so an appended scan needs the same card settings (--channels, --rate), or pass --force to start a new set",
+            set.recording_uuid,
+            describe(run),
+            describe(set)
+        );
+    }
+    Ok(())
+}
+
+fn seal_if_live(
+    targets: &[Target],
+    sb: &Superblock,
+    table: formats::ScanTable,
+) -> Result<formats::ScanTable> {
+    match table.scans.last() {
+        Some(last) if last.state == formats::ScanState::Live => {
+            scans::seal_live(targets, sb, table)
+        }
+        _ => Ok(table),
+    }
+}
+
+/// Writes the scan's end (counts, state) after the run's final sync round.
+fn end_scan(targets: &[Target], plan: scans::Plan, summary: &Summary) -> Result<()> {
+    let end = scans::ScanEnd {
+        slot_count: summary.slots_submitted(),
+        end_unix_ns: crate::clock::realtime_ns(),
+        payload_bytes: summary.payload_bytes_recorded,
+        buffers_lost: summary.buffers_lost,
+        state: if summary.stop_reason == Some(record::StopReason::IoError) {
+            formats::ScanState::Interrupted
+        } else {
+            formats::ScanState::Complete
+        },
+    };
+    let name = plan.scan().name.clone();
+    scans::write_table(targets, &scans::ended(plan.table, end)).with_context(|| {
+        format!(
+            "scan {name:?}: its slots are recorded and indexed, but its end could not be written: the scan stays live until the next `dmarec record --scan` seals it"
+        )
+    })
+}
+
 /// Opens and checks every target; new files are noted in `created`.
 fn open_targets(options: &RecordOptions, created: &mut CreatedFiles) -> Result<Vec<Target>> {
     let cli = OpenOptionsCli {
         force: options.force,
+        append: options.scan.is_some(),
         new_file_size_bytes: options.new_file_size_bytes,
     };
     let mut targets = Vec::with_capacity(options.targets.len());
@@ -371,18 +503,18 @@ fn open_source(
     }
 }
 
-/// The superblocks on every target and the index header, durable.
-fn write_headers(
-    targets: &[Target],
+/// The index header naming the scan, durable.
+fn write_index_header(
     index_file: &mut File,
     sb: &Superblock,
+    scan_uuid: formats::Uuid,
     options: &RecordOptions,
 ) -> Result<()> {
-    target::write_superblocks(targets, sb)?;
     index_file
         .write_all(
             &formats::IndexHeader {
                 superblock: sb.clone(),
+                scan_uuid,
             }
             .encode(),
         )
@@ -391,9 +523,8 @@ fn write_headers(
 }
 
 /// What ends the run (for the progress display) and the loop's limits.
-fn run_limits(options: &RecordOptions, sb: &Superblock) -> (Progress, Limits) {
-    // The size limit, the duration, or (not in ring mode) full targets.
-    let capacity = formats::Layout::from_superblock(sb).capacity_slots();
+fn run_limits(options: &RecordOptions, capacity: u64) -> (Progress, Limits) {
+    // The size limit, the duration, or (not in ring mode) a full region.
     let size_slots = options
         .size_bytes
         .map(|s| s.div_ceil(options.payload_size.as_u64()));
@@ -436,11 +567,8 @@ fn superblock_for(targets: &[Target], options: &RecordOptions, source: &dyn Sour
         recording_uuid: target::random_uuid(),
         created_unix_ns,
         payload_bytes: options.payload_size.bytes(),
-        flags: if options.ring {
-            SUPERBLOCK_FLAG_RING
-        } else {
-            0
-        },
+        // Ring mode belongs to a scan (its table entry) in a set with scans.
+        flags: 0,
         device_index: 0,
         channel_layout: CHANNEL_LAYOUT_ROUND_ROBIN,
         members: targets

@@ -44,6 +44,9 @@ Examples:
   dmarec record --target /tmp/rec.img --file-size 2G --index /tmp/rec.idx --duration 10
   # hours from the driver to a raw disk, until it is full
   dmarec record --source /dev/dmarec0 --target /dev/sdb --index /var/lib/dmarec/run1.idx
+  # scan after scan on one disk: a second run appends, `dmaplay list` shows both
+  dmarec record --target /dev/sdb --index scan1.idx --scan scan1 --duration 60
+  dmarec record --target /dev/sdb --index scan2.idx --scan scan2 --duration 60
   # stripe over two disks, ring mode (keep the newest data), 4 channels at 800 MB/s
   dmarec record --target /dev/sdb --target /dev/sdc --index run.idx --on-full wrap --channels 4 --rate 800
 
@@ -52,7 +55,8 @@ Exit status:
      (a second SIGINT/SIGTERM aborts at once with status 130)
   1  refused or failed to start (nothing was written, or only superblocks)
   2  usage error
-  3  target full (--on-full stop): everything recorded is indexed
+  3  target full (--on-full stop): everything recorded is indexed; or, before writing
+     anything, no slot left after the set's last scan
   4  I/O error while recording: slots before the error are consistent; run `dmaplay reindex`
      to index any later slot that completed
 
@@ -135,7 +139,12 @@ struct RecordArgs {
     /// Size of a regular-file target that does not exist yet (preallocated).
     #[arg(long, value_parser = units::parse_size)]
     file_size: Option<u64>,
-    /// Overwrite targets that hold a filesystem, partition table or recording, and an existing index.
+    /// Record a scan named NAME: appended after the last scan of the set the
+    /// targets hold (all its members), or the first scan of a new set on blank
+    /// targets or with --force. Without it: a new set with one scan, "scan-1".
+    #[arg(long, value_name = "NAME")]
+    scan: Option<String>,
+    /// Overwrite targets that hold a filesystem, partition table or recording (all their scans), and an existing index.
     #[arg(long)]
     force: bool,
     /// Print the summary as JSON on stdout.
@@ -228,6 +237,7 @@ fn run_record(args: RecordArgs) -> Result<i32> {
         buffers,
         queue_depth: args.queue_depth as usize,
         ring: matches!(args.on_full, OnFull::Wrap),
+        scan: args.scan,
         force: args.force,
         new_file_size_bytes: args.file_size,
         channels: args.channels,
@@ -279,7 +289,14 @@ fn main() {
         Err(e) => {
             eprintln!("dmarec: error: {e:#}");
             let usage = e.downcast_ref::<recorder::UsageError>().is_some();
-            std::process::exit(if usage { 2 } else { 1 });
+            let full = e.downcast_ref::<recorder::scans::SetFull>().is_some();
+            std::process::exit(if usage {
+                2
+            } else if full {
+                EXIT_FULL
+            } else {
+                1
+            });
         }
     }
 }

@@ -109,6 +109,9 @@ pub struct Recorder<'a> {
     superblock: Superblock,
     limits: Limits,
     progress: Progress,
+    /// The scan's UUID (slot headers carry it) and region; default: the
+    /// superblock's recording UUID and the whole set.
+    scan: Option<(Uuid, Layout)>,
 }
 
 /// The loop's state besides the pipeline and the journal.
@@ -174,7 +177,14 @@ impl<'a> Recorder<'a> {
             superblock,
             limits,
             progress,
+            scan: None,
         }
+    }
+
+    /// Records scan `uuid` into the positions of `layout` (a region of the set).
+    pub fn in_scan(mut self, uuid: Uuid, layout: Layout) -> Self {
+        self.scan = Some((uuid, layout));
+        self
     }
 
     pub fn run(mut self) -> Result<Summary> {
@@ -241,9 +251,15 @@ impl<'a> Recorder<'a> {
         let cq_entries = self.io.ring.params().cq_entries() as usize;
         let mut cqes = vec![(u64::MAX, 0); cq_entries];
         cqes.clear(); // capacity kept, its pages already touched
+        let (recording_uuid, layout) = self.scan.clone().unwrap_or_else(|| {
+            (
+                self.superblock.recording_uuid,
+                Layout::from_superblock(&self.superblock),
+            )
+        });
         Run {
-            layout: Layout::from_superblock(&self.superblock),
-            recording_uuid: self.superblock.recording_uuid,
+            layout,
+            recording_uuid,
             slot_seq: 0,
             waited: None,
             stop: None,

@@ -29,6 +29,9 @@ pub const SUMMARY_SCHEMA_VERSION: u32 = 1;
 pub struct Summary {
     pub schema_version: u32,
     pub recording_uuid: String,
+    /// The scan this run recorded (docs/FORMAT.md "Scans").
+    pub scan_name: String,
+    pub scan_uuid: String,
     pub source: String,
     pub targets: Vec<TargetSummary>,
     pub index: String,
@@ -121,6 +124,8 @@ impl Summary {
         Summary {
             schema_version: SUMMARY_SCHEMA_VERSION,
             recording_uuid: sb.recording_uuid.to_string(),
+            scan_name: String::new(),
+            scan_uuid: String::new(),
             source: String::new(),
             targets: targets
                 .iter()
@@ -214,6 +219,7 @@ impl Summary {
     }
 
     /// Slots submitted so far.
+    /// Slot numbers used: every slot submitted, 0 .. this (in slot order).
     pub fn slots_submitted(&self) -> u64 {
         self.slots_submitted
     }
@@ -298,6 +304,7 @@ impl Summary {
             None => "not stopped",
         };
         s += &format!("recording {}  ({reason})\n", self.recording_uuid);
+        s += &format!("  scan        {:?}  {}\n", self.scan_name, self.scan_uuid);
         s += &format!("  source      {}\n", self.source);
         for (i, t) in self.targets.iter().enumerate() {
             s += &format!(

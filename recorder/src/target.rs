@@ -27,6 +27,9 @@ pub struct Target {
 
 pub struct OpenOptionsCli {
     pub force: bool,
+    /// Appending a scan (`--scan` without `--force`): a dmarec set is
+    /// expected on the target (anything else is still refused).
+    pub append: bool,
     /// Size of a regular-file target that does not exist yet.
     pub new_file_size_bytes: Option<u64>,
 }
@@ -71,7 +74,7 @@ pub fn open_target(
     };
     check_geometry(&t, payload_size)?;
     if !opts.force {
-        check_signatures(&t)?;
+        check_signatures(&t, opts.append)?;
     }
     Ok(t)
 }
@@ -274,7 +277,7 @@ fn describe_recording(sb: &Superblock) -> String {
 }
 
 /// Refuses a target that holds a filesystem, partition table or recording.
-fn check_signatures(target: &Target) -> Result<()> {
+fn check_signatures(target: &Target, append: bool) -> Result<()> {
     let head = read_aligned(
         &target.file,
         0,
@@ -286,9 +289,17 @@ fn check_signatures(target: &Target) -> Result<()> {
     } else {
         None
     };
+    if append && Superblock::decode(&head).is_ok() {
+        return Ok(()); // the set the scan is appended to (checked by scans::read_existing)
+    }
     if let Some(what) = identify_signature(&head, tail.as_deref()) {
+        let hint = if what.starts_with("a dmarec") && !append {
+            " To append a scan to it, pass --scan NAME; to erase it, --force"
+        } else {
+            " Pass --force if you are sure (everything on it will be lost)"
+        };
         bail!(
-            "target {} holds {what}; refusing to overwrite it. Pass --force if you are sure (everything on it will be lost)",
+            "target {} holds {what}; refusing to overwrite it.{hint}",
             target.path.display()
         );
     }

@@ -55,6 +55,7 @@ fn allocations_of_a_recording(dir: &std::path::Path, size_bytes: u64, live: bool
         buffers: 16,
         queue_depth: 4,
         ring: false,
+        scan: None,
         force: false,
         new_file_size_bytes: Some(size_bytes + size_bytes / 8 + (8 << 20)),
         channels: None,

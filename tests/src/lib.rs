@@ -227,6 +227,38 @@ pub fn json(stdout: &str) -> serde_json::Value {
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
 }
 
+/// The layout of the scan an index belongs to, read from member 0's bytes
+/// independently of dmaplay: the whole set for a 1.0 set, else the region of
+/// the index's scan in the newest valid scan table copy.
+pub fn scan_layout(member0: &[u8], header: &formats::IndexHeader) -> formats::Layout {
+    use formats::scan::{choose_table, copy_offset_bytes, SCAN_TABLE_COPY_BYTES};
+    let sb = &header.superblock;
+    let set = formats::Layout::from_superblock(sb);
+    if !sb.has_scan_table() {
+        return set;
+    }
+    let copies = (0..2).map(|c| {
+        let at = copy_offset_bytes(c) as usize;
+        (
+            format!("copy {c}"),
+            &member0[at..at + SCAN_TABLE_COPY_BYTES],
+        )
+    });
+    let table = choose_table(sb.recording_uuid, copies)
+        .table
+        .expect("a valid scan table copy");
+    let scan = table
+        .scans
+        .iter()
+        .find(|s| s.uuid == header.scan_uuid)
+        .expect("the index's scan is in the table");
+    set.region(
+        scan.first_slot,
+        scan.region_slots(set.set_capacity_slots()),
+        scan.ring(),
+    )
+}
+
 /// What [`check_recording`] found.
 #[derive(Debug, Default)]
 pub struct Checked {
@@ -242,7 +274,7 @@ pub struct Checked {
 /// are right; slot numbers are contiguous; card sequence numbers advance by
 /// 1 + gap_count. `devices` are the members' bytes in member order.
 pub fn check_recording(devices: &[Vec<u8>], index: &[u8]) -> Checked {
-    use formats::{index::IndexView, Layout, SlotHeader, Superblock, SLOT_HEADER_BYTES};
+    use formats::{index::IndexView, SlotHeader, Superblock, SLOT_HEADER_BYTES};
     let view = IndexView::new(index).expect("index decodes");
     assert_eq!(
         view.torn_tail_bytes, 0,
@@ -258,7 +290,8 @@ pub fn check_recording(devices: &[Vec<u8>], index: &[u8]) -> Checked {
                 .expect("backup superblock");
         assert_eq!(backup, sb, "backup superblock differs from primary");
     }
-    let layout = Layout::from_superblock(sb0);
+    let layout = scan_layout(&devices[0], &view.header);
+    let slots_uuid = view.header.slots_uuid();
     let payload = sb0.payload_bytes as usize;
     let mut c = Checked::default();
     let mut prev: Option<formats::IndexEntry> = None;
@@ -307,6 +340,11 @@ pub fn check_recording(devices: &[Vec<u8>], index: &[u8]) -> Checked {
             formats::IndexEntry::from_header(&h, loc.offset_bytes),
             e,
             "index entry differs from slot header"
+        );
+        assert_eq!(
+            h.recording_uuid, slots_uuid,
+            "slot {} of another scan",
+            e.slot_seq
         );
         let body = &dev[at + SLOT_HEADER_BYTES..at + SLOT_HEADER_BYTES + payload];
         h.check_payload(body)

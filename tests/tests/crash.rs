@@ -6,7 +6,7 @@
 
 use e2e::*;
 use formats::index::IndexView;
-use formats::{IndexEntry, Layout, SlotHeader, SLOT_HEADER_BYTES};
+use formats::{IndexEntry, SlotHeader, SLOT_HEADER_BYTES};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -29,8 +29,8 @@ fn reindex_and_check(
     let bytes = std::fs::read(idx).unwrap();
     let view = IndexView::new(&bytes).unwrap();
     assert_eq!(view.torn_tail_bytes, 0);
-    let sb = &view.header.superblock;
-    let layout = Layout::from_superblock(sb);
+    // The scan's region and ring mode, from the scan table (format 1.2).
+    let layout = scan_layout(&images[0], &view.header);
     let mut entries = Vec::with_capacity(view.len());
     for i in 0..view.len() {
         let e = view.get(i).unwrap();
@@ -138,11 +138,11 @@ fn sigkill_at_random_moments_loses_no_completed_slot() {
         // Every slot the recorder had indexed (so its write completed) is
         // recovered identically, unless a later lap overwrote it.
         let newest = after.last().map(|e| e.slot_seq).unwrap_or(0);
-        let capacity = Layout::from_superblock(
+        let capacity = scan_layout(
+            &image,
             &IndexView::new(&std::fs::read(s.file(&format!("t{trial}.re.idx"))).unwrap())
                 .unwrap()
-                .header
-                .superblock,
+                .header,
         )
         .capacity_slots();
         for e in before.iter().filter(|e| e.slot_seq + capacity > newest) {

@@ -92,3 +92,21 @@ fn dmarec_record_json_is_as_documented() {
     check("dmarec record targets[]", &summary["targets"][0]);
     check("dmarec record stalls", &summary["stalls"]);
 }
+
+#[test]
+fn dmaplay_list_json_is_as_documented() {
+    let s = Scratch::new("jsonlist");
+    let img = s.file("l.img");
+    for (scan, size) in [("one", "2M"), ("two", "1M")] {
+        let idx = s.file(&format!("{scan}.idx"));
+        let mut args = vec!["record", "--quiet", "--target", &img, "--index", &idx];
+        args.extend(["--scan", scan, "--size", size, "--buffers", "16"]);
+        args.extend(["--file-size", "64M"]);
+        run_ok("dmarec", &args);
+    }
+    let listed = json(&run_ok("dmaplay", &["list", "--json", &img]));
+    assert_eq!(listed["schema_version"], 1);
+    check("dmaplay list", &listed);
+    assert_eq!(listed["scans"].as_array().unwrap().len(), 2);
+    check("dmaplay list scans[]", &listed["scans"][1]);
+}

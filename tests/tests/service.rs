@@ -112,7 +112,7 @@ rate = "40"
 sim_drop_every = 50
 status_interval = "100ms"
 index_sync_ms = 200
-replace_previous_recording = true
+replace_previous_recording = false
 [metrics]
 listen = "127.0.0.1:0"
 textfile = "{dir}/dmarec.prom"
@@ -226,6 +226,24 @@ fn a_scan_is_started_stopped_and_counted_over_the_socket() {
             "--pattern",
         ],
     );
+
+    // A second scan is appended after the first on the same target.
+    let second = ctl(&socket, &["start", "scan2", "--duration", "0.5"]);
+    assert!(second.status.success(), "{second:?}");
+    let last = wait_status(&socket, "scan2's end", |s| s["state"] == "idle");
+    assert_eq!(last["last_scan"]["name"], "scan2");
+    let list = json(&run_ok(
+        "dmaplay",
+        &["list", &dir.file("target.img"), "--json"],
+    ));
+    let scans = list["scans"].as_array().expect("scans");
+    let names: Vec<&str> = scans.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["scan1", "scan2"], "{list}");
+    assert_eq!(
+        scans[0]["slot_count"], summary["slots"],
+        "scan 1 kept whole"
+    );
+    assert!(scans.iter().all(|s| s["state"] == "complete"), "{list}");
 }
 
 fn service_doc() -> String {

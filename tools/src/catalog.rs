@@ -55,6 +55,12 @@ impl From<formats::FormatError> for IndexDamage {
 pub fn index_image(stripe: &StripeSet, entries: &[IndexEntry]) -> Vec<u8> {
     let header = IndexHeader {
         superblock: stripe.superblock.clone(),
+        // A 1.0 set's index names no scan (its slots carry the recording's UUID).
+        scan_uuid: if stripe.superblock.has_scan_table() {
+            stripe.recording_uuid()
+        } else {
+            formats::Uuid::NIL
+        },
     };
     let mut bytes = header.encode();
     bytes.reserve_exact(entries.len() * INDEX_ENTRY_BYTES);
@@ -104,10 +110,17 @@ impl Catalog {
         let _ = map.advise(memmap2::Advice::Random);
         let view = IndexView::new(&map)?;
         let sb = &view.header.superblock;
-        if sb.recording_uuid != stripe.recording_uuid() {
+        if sb.recording_uuid != stripe.superblock.recording_uuid {
             return Err(IndexDamage(format!(
                 "it is the index of recording {}, the targets hold recording {}",
-                sb.recording_uuid,
+                sb.recording_uuid, stripe.superblock.recording_uuid
+            )));
+        }
+        if view.header.slots_uuid() != stripe.recording_uuid() {
+            return Err(IndexDamage(format!(
+                "it is the index of scan {}, not of scan {:?} ({}) read here (choose the scan with --scan)",
+                view.header.slots_uuid(),
+                stripe.scan.entry.name,
                 stripe.recording_uuid()
             )));
         }

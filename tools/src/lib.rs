@@ -21,6 +21,7 @@ pub mod progress;
 pub mod reindex;
 pub mod replay;
 pub mod scan;
+pub mod scans;
 pub mod select;
 pub mod sigmf;
 pub mod stripe;

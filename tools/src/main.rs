@@ -24,6 +24,11 @@ and report its slots as unavailable (verify lists them as bad, export treats the
 reindex refuses. Without --index, or with an index that is unusable or damaged, commands scan
 the targets' slot headers instead and say so on stderr.
 
+A stripe set holds one or more scans (recorded one after another, `dmaplay list`); every
+command reads one: --scan NAME|UUID, by default the only or the newest (named on stderr
+when there are several). Each scan has its own index file.
+
+
 Times (--from, --to) are on the card's clock, anchored to UTC when the recording started:
   2026-11-30T08:55:16Z, 2026-11-30T08:55:16.25+01:00   an instant (RFC 3339)
   90s, 1.5s, 10m, 1h30m, 00:01:00, PT1M, 12.5, start+90s  after the recording's start
@@ -68,6 +73,9 @@ enum Command {
     /// Draw the rate of every channel over time, gaps and ring wraps, as an SVG file.
     #[command(after_help = AFTER_HELP)]
     Timeline(TimelineArgs),
+    /// The scans of the stripe set: name, UUID, start, duration, bytes, gaps, state.
+    #[command(after_help = AFTER_HELP)]
+    List(ListArgs),
 }
 
 #[derive(Args)]
@@ -99,7 +107,7 @@ fn parse_size_px(text: &str) -> Result<(u32, u32), String> {
 }
 
 fn run_timeline(args: TimelineArgs) -> Result<i32> {
-    let stripe = open(&args.common.targets)?;
+    let stripe = open(&args.common.targets, args.common.scan.as_deref())?;
     let o = tools::timeline::TimelineOptions {
         out: args.out,
         bins: args.bins,
@@ -121,6 +129,16 @@ fn run_timeline(args: TimelineArgs) -> Result<i32> {
         eprint!("{}", report.text());
     }
     Ok(EXIT_OK)
+}
+
+#[derive(Args)]
+struct ListArgs {
+    /// Members of the stripe set, in any order.
+    #[arg(required = true, value_name = "TARGET")]
+    targets: Vec<PathBuf>,
+    /// Print the list as JSON on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 const EXPORT_HELP: &str = "\
@@ -165,9 +183,12 @@ struct Common {
     /// Members of the recording's stripe set, in any order.
     #[arg(required = true, value_name = "TARGET")]
     targets: Vec<PathBuf>,
-    /// The recording's index file (default: scan the targets' slot headers).
+    /// The scan's index file (default: scan the targets' slot headers).
     #[arg(long)]
     index: Option<PathBuf>,
+    /// The scan to read, by name or UUID (default: the only or the newest).
+    #[arg(long, value_name = "NAME|UUID")]
+    scan: Option<String>,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -301,6 +322,9 @@ struct ReindexArgs {
     /// Index file to write.
     #[arg(long)]
     index: PathBuf,
+    /// The scan to index, by name or UUID (default: the only or the newest).
+    #[arg(long, value_name = "NAME|UUID")]
+    scan: Option<String>,
     /// Replace an existing index file.
     #[arg(long)]
     force: bool,
@@ -320,14 +344,27 @@ fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
 
 fn no_progress(_: u64) {}
 
-fn open(targets: &[PathBuf]) -> Result<StripeSet> {
-    let stripe = StripeSet::open(targets)?;
+fn open(targets: &[PathBuf], scan: Option<&str>) -> Result<StripeSet> {
+    let mut stripe = StripeSet::open(targets)?;
     stripe.warn_missing();
+    stripe.select_scan(scan)?;
     Ok(stripe)
 }
 
+fn run_list(args: ListArgs) -> Result<i32> {
+    let stripe = StripeSet::open(&args.targets)?;
+    stripe.warn_missing();
+    let report = tools::scans::list(&stripe);
+    if args.json {
+        print_json(&report)?;
+    } else {
+        print!("{}", report.text());
+    }
+    Ok(EXIT_OK)
+}
+
 fn run_inspect(args: InspectArgs) -> Result<i32> {
-    let stripe = open(&args.common.targets)?;
+    let stripe = open(&args.common.targets, args.common.scan.as_deref())?;
     let sel = args.slots.then_some(Selection {
         channel: args.channel,
         from: args.from,
@@ -357,7 +394,7 @@ fn run_inspect(args: InspectArgs) -> Result<i32> {
 }
 
 fn run_verify(args: VerifyArgs) -> Result<i32> {
-    let stripe = open(&args.common.targets)?;
+    let stripe = open(&args.common.targets, args.common.scan.as_deref())?;
     let o = verify::VerifyOptions {
         range: args.range,
         pattern: args.pattern,
@@ -384,7 +421,7 @@ fn run_verify(args: VerifyArgs) -> Result<i32> {
 }
 
 fn run_export(args: ExportArgs) -> Result<i32> {
-    let stripe = open(&args.common.targets)?;
+    let stripe = open(&args.common.targets, args.common.scan.as_deref())?;
     let o = ExportOptions {
         channel: args.channel,
         out: args.out,
@@ -435,7 +472,7 @@ fn run_export(args: ExportArgs) -> Result<i32> {
 }
 
 fn run_replay(args: ReplayArgs) -> Result<i32> {
-    let stripe = open(&args.common.targets)?;
+    let stripe = open(&args.common.targets, args.common.scan.as_deref())?;
     let o = ReplayOptions {
         channel: args.channel,
         speed: args.speed,
@@ -470,7 +507,7 @@ fn run_replay(args: ReplayArgs) -> Result<i32> {
 }
 
 fn run_reindex(args: ReindexArgs) -> Result<i32> {
-    let stripe = open(&args.targets)?;
+    let stripe = open(&args.targets, args.scan.as_deref())?;
     let o = reindex::ReindexOptions {
         index: args.index,
         force: args.force,
@@ -497,6 +534,7 @@ fn main() {
         Command::Timeline(a) => run_timeline(a),
         Command::Replay(a) => run_replay(a),
         Command::Reindex(a) => run_reindex(a),
+        Command::List(a) => run_list(a),
     };
     match result {
         Ok(code) => std::process::exit(code),

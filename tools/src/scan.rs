@@ -111,31 +111,21 @@ pub fn scan(stripe: &StripeSet, progress: &mut dyn FnMut(u64)) -> Result<Scan> {
         .iter()
         .map(|m| m.as_ref().map(|t| &t.file))
         .collect();
-    let counts: Vec<u64> = stripe
-        .superblock
-        .members
-        .iter()
-        .map(|m| m.slot_count)
-        .collect();
-    let max_count = *counts.iter().max().expect("at least one member");
     // found[position] for every position 0..capacity; header of live candidates.
     let mut found = vec![Found::Unavailable; capacity as usize];
     let mut candidates: Vec<(u64, SlotHeader, u64)> = Vec::new();
     let mut report = ScanReport::default();
     let mut other: BTreeMap<Uuid, u64> = BTreeMap::new();
-    // Interleave members (device slot outer) so every member has reads in flight.
-    let counts_ref = &counts;
-    let mut requests = (0..max_count)
-        .flat_map(move |device_slot| {
-            (0..counts_ref.len())
-                .filter_map(move |d| (device_slot < counts_ref[d]).then_some((d, device_slot)))
-        })
-        .filter(|&(d, _)| files[d].is_some())
-        .map(|(d, device_slot)| Request {
-            device_index: d,
-            offset_bytes: layout.offset_of(device_slot),
+    // The positions of the scan's region, in slot order: round-robin over
+    // the members, so every member has reads in flight.
+    let mut requests = (0..capacity)
+        .map(|position| layout.locate(position).expect("a position of the region"))
+        .filter(|loc| files[loc.device_index].is_some())
+        .map(|loc| Request {
+            device_index: loc.device_index,
+            offset_bytes: loc.offset_bytes,
             len_bytes: SLOT_HEADER_BYTES,
-            tag: device_slot,
+            tag: loc.device_slot,
         });
     let buffers = blockio::ReadBudget::SCAN.buffer_count(SLOT_HEADER_BYTES, files.len());
     let mut reader = Reader::new(&files, SLOT_HEADER_BYTES, buffers)?;

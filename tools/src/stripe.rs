@@ -5,6 +5,7 @@
 //! members that are present and report the missing member's slots as
 //! unavailable; `reindex` refuses (see [`StripeSet::require_complete`]).
 
+use crate::scans::{read_scans, ScanInfo, Scans};
 use crate::target::Target;
 use anyhow::{bail, Result};
 use formats::{Layout, Superblock, Uuid};
@@ -13,9 +14,16 @@ use std::path::PathBuf;
 pub struct StripeSet {
     /// Members in member order; `None` for a member not given.
     pub members: Vec<Option<Target>>,
-    /// The recording's superblock as member 0 holds it (device_index 0).
+    /// The recording's superblock as member 0 holds it (device_index 0),
+    /// with the selected scan's time anchor (its table entry's).
     pub superblock: Superblock,
+    /// The scans of the set, and the one the commands read.
+    pub scans: Scans,
+    pub scan: ScanInfo,
+    /// The selected scan's layout (its region of the set).
     pub layout: Layout,
+    /// The whole set's layout.
+    pub set_layout: Layout,
 }
 
 /// A member of the stripe set that was not among the targets.
@@ -87,12 +95,38 @@ impl StripeSet {
             }
             members[index] = Some(t);
         }
-        let layout = Layout::from_superblock(&reference);
+        let set_layout = Layout::from_superblock(&reference);
+        let scans = read_scans(&members, &reference)?;
+        let scan = scans.select(None)?.0.clone();
+        // Each scan starts its own card time: readers take the scan's anchor.
+        reference.time_anchor = scan.entry.time_anchor;
         Ok(StripeSet {
             members,
             superblock: reference,
-            layout,
+            layout: scan.layout(&set_layout),
+            scans,
+            scan,
+            set_layout,
         })
+    }
+
+    /// Reads scan `wanted` (name or UUID); `None`: the only or newest scan,
+    /// named on stderr when the set has several.
+    pub fn select_scan(&mut self, wanted: Option<&str>) -> Result<()> {
+        let (scan, defaulted) = self.scans.select(wanted)?;
+        if defaulted {
+            eprintln!(
+                "dmaplay: reading scan {:?} ({} of {}, uuid {}, the newest); choose another with --scan NAME|UUID (`dmaplay list`)",
+                scan.entry.name,
+                scan.number,
+                self.scans.scans.len(),
+                scan.entry.uuid
+            );
+        }
+        self.scan = scan.clone();
+        self.layout = self.scan.layout(&self.set_layout);
+        self.superblock.time_anchor = self.scan.entry.time_anchor;
+        Ok(())
     }
 
     pub fn missing(&self) -> Vec<MissingMember> {
@@ -153,8 +187,9 @@ impl StripeSet {
         }
     }
 
+    /// The UUID the selected scan's slots carry (a 1.0 set: the recording's).
     pub fn recording_uuid(&self) -> Uuid {
-        self.superblock.recording_uuid
+        self.scan.entry.uuid
     }
 
     pub fn member(&self, device_index: usize) -> Option<&Target> {

@@ -134,7 +134,8 @@ impl Synth {
             })
             .collect();
         let sb = Superblock {
-            version_minor: 0,
+            // 1.0, or 1.1 with a time anchor: sets without a scan table.
+            version_minor: spec.anchored as u16,
             recording_uuid: uuid(spec.seed, 1),
             created_unix_ns: HOST_T0_NS - 1_000_000,
             payload_bytes: spec.payload_bytes,
@@ -218,6 +219,7 @@ impl Synth {
         let index = dir.join(&format!("{}.idx", names[0]));
         let mut bytes = IndexHeader {
             superblock: sb.clone(),
+            scan_uuid: Uuid::NIL,
         }
         .encode();
         for e in &entries {

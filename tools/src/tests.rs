@@ -1086,3 +1086,31 @@ fn missing_runs_reach_past_the_last_entry() {
         ]
     );
 }
+
+#[test]
+fn a_format_1_0_set_reads_as_its_one_untracked_scan() {
+    let d = Dir::new("legacy");
+    let s = Synth::write(&d, &["a"], &Spec::default());
+    assert!(!s.sb.has_scan_table(), "synth writes format 1.0 sets");
+    let mut stripe = StripeSet::open(&s.paths).unwrap();
+    let listed = crate::scans::list(&stripe);
+    assert_eq!(listed.format_version, "1.0");
+    assert_eq!((listed.table_generation, listed.slots_left), (0, 0));
+    assert_eq!(listed.scans.len(), 1);
+    let scan = &listed.scans[0];
+    assert_eq!((scan.name.as_str(), scan.state), ("recording", "untracked"));
+    assert_eq!(scan.uuid, s.sb.recording_uuid.to_string());
+    assert_eq!((scan.slot_count, scan.duration_s), (None, None));
+    for wanted in [None, Some("recording"), Some(scan.uuid.as_str())] {
+        stripe.select_scan(wanted).unwrap();
+        assert_eq!(stripe.recording_uuid(), s.sb.recording_uuid);
+        assert_eq!(stripe.layout, s.layout);
+    }
+    let err = stripe.select_scan(Some("other")).unwrap_err().to_string();
+    assert!(
+        err.contains("no such scan") && err.contains("\"recording\""),
+        "{err}"
+    );
+    let r = verify_with(&s.paths, Some(&s.index), true);
+    assert_eq!((r.slots_checked, r.bad.len()), (30, 0));
+}

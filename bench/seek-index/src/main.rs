@@ -67,7 +67,7 @@ fn build(path: &str, entries: u64) {
     };
     let f = File::create(path).expect("create index");
     let mut w = BufWriter::with_capacity(1 << 20, f);
-    w.write_all(&IndexHeader { superblock: sb }.encode()).unwrap();
+    w.write_all(&IndexHeader { superblock: sb, scan_uuid: formats::Uuid::NIL }.encode()).unwrap();
     for i in 0..entries {
         let e = IndexEntry {
             slot_seq: i,

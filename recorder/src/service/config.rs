@@ -66,8 +66,8 @@ pub struct RecordingSection {
     /// How often the status and metrics are refreshed while recording.
     #[serde(default = "default_status_interval")]
     pub status_interval: String,
-    /// Until a stripe set holds many scans: let a scan replace the previous
-    /// recording on the targets (`dmarec record --force`).
+    /// Let a scan erase everything the targets hold and start a new stripe
+    /// set (`dmarec record --force`); without it each scan is appended.
     #[serde(default)]
     pub replace_previous_recording: bool,
 }
@@ -186,8 +186,8 @@ impl Config {
                 dev => SourceChoice::Device(PathBuf::from(dev)),
             },
             targets: r.targets.clone(),
-            // Scans on one stripe set (issue #14 item 1): the name goes to
-            // `dmarec record --scan` too once it exists.
+            // Appended after the set's last scan (`dmarec record --scan`).
+            scan: Some(name.to_string()),
             index: self.index_path(name),
             size_bytes: limits.size_bytes,
             duration: limits.duration,
