@@ -24,37 +24,45 @@ fn arb_superblock() -> impl Strategy<Value = Superblock> {
             1..=MAX_CHANNELS,
         ),
         any::<prop::sample::Index>(),
+        any::<bool>(),
     )
-        .prop_map(|(rec, created, shift, ring, members, chans, idx)| {
-            let payload_bytes = 1u32 << shift;
-            let slot = 4096 + payload_bytes as u64;
-            let members: Vec<Member> = members
-                .into_iter()
-                .map(|(uuid, slots)| Member {
-                    uuid,
-                    size_bytes: DATA_START_BYTES + slots * slot + 4096 + 17,
-                    slot_count: slots,
-                })
-                .collect();
-            Superblock {
-                version_minor: 0,
-                recording_uuid: rec,
-                created_unix_ns: created,
-                payload_bytes,
-                flags: if ring { SUPERBLOCK_FLAG_RING } else { 0 },
-                device_index: idx.index(members.len()) as u16,
-                channel_layout: CHANNEL_LAYOUT_ROUND_ROBIN,
-                members,
-                channels: chans
+        .prop_map(
+            |(rec, created, shift, ring, members, chans, idx, interleaved)| {
+                let payload_bytes = 1u32 << shift;
+                let slot = 4096 + payload_bytes as u64;
+                let members: Vec<Member> = members
                     .into_iter()
-                    .map(|(name, dt, rate)| Channel {
-                        name,
-                        datatype: dt.to_string(),
-                        sample_rate_hz: rate,
+                    .map(|(uuid, slots)| Member {
+                        uuid,
+                        size_bytes: DATA_START_BYTES + slots * slot + 4096 + 17,
+                        slot_count: slots,
                     })
-                    .collect(),
-            }
-        })
+                    .collect();
+                Superblock {
+                    version_minor: FORMAT_VERSION_MINOR,
+                    recording_uuid: rec,
+                    created_unix_ns: created,
+                    payload_bytes,
+                    flags: if ring { SUPERBLOCK_FLAG_RING } else { 0 },
+                    device_index: idx.index(members.len()) as u16,
+                    channel_layout: if interleaved {
+                        CHANNEL_LAYOUT_INTERLEAVED
+                    } else {
+                        CHANNEL_LAYOUT_ROUND_ROBIN
+                    },
+                    members,
+                    // Interleaved frames need one datatype: channel 0's.
+                    channels: chans
+                        .iter()
+                        .map(|(name, dt, rate)| Channel {
+                            name: name.clone(),
+                            datatype: if interleaved { chans[0].1 } else { dt }.to_string(),
+                            sample_rate_hz: *rate,
+                        })
+                        .collect(),
+                }
+            },
+        )
 }
 
 fn arb_header() -> impl Strategy<Value = SlotHeader> {
@@ -220,7 +228,9 @@ fn unknown_major_version_is_refused_by_name() {
         "{err}"
     );
     assert!(
-        err.to_string().contains("version 2.0 is not supported"),
+        err.to_string().contains(&format!(
+            "version 2.{FORMAT_VERSION_MINOR} is not supported"
+        )),
         "{err}"
     );
 }
@@ -264,7 +274,7 @@ fn payload_crc_checks_used_bytes() {
 
 fn sample_index(entries: u64) -> Vec<u8> {
     let sb = Superblock {
-        version_minor: 0,
+        version_minor: FORMAT_VERSION_MINOR,
         recording_uuid: Uuid::from_random_bytes([1; 16]),
         created_unix_ns: 1,
         payload_bytes: 4096,

@@ -12,6 +12,11 @@ use formats::{
     SUPERBLOCK_BYTES,
 };
 
+/// The minor version this build knows (its reserved bytes are zero) and a
+/// newer one (which may use them).
+const KNOWN: u16 = formats::FORMAT_VERSION_MINOR;
+const NEWER: u16 = KNOWN + 1;
+
 /// Byte offset of the minor version in every structure's envelope.
 const MINOR_AT: usize = 10;
 
@@ -22,7 +27,7 @@ fn superblock() -> Superblock {
         slot_count,
     };
     Superblock {
-        version_minor: 0,
+        version_minor: KNOWN,
         recording_uuid: Uuid([7; 16]),
         created_unix_ns: 1_700_000_000_000_000_000,
         payload_bytes: 4096,
@@ -83,14 +88,14 @@ fn superblock_reserved_bytes_refused_in_minor_0_ignored_in_minor_1() {
     // channels, up to the CRC.
     for at in [92, 127, 1920, crc_at - 1] {
         refused_as(
-            Superblock::decode(&edit(&b, at, 0x5a, 0, crc_at)),
+            Superblock::decode(&edit(&b, at, 0x5a, KNOWN, crc_at)),
             "reserved",
         );
-        let newer = Superblock::decode(&edit(&b, at, 0x5a, 1, crc_at)).unwrap();
-        assert_eq!(newer.version_minor, 1);
+        let newer = Superblock::decode(&edit(&b, at, 0x5a, NEWER, crc_at)).unwrap();
+        assert_eq!(newer.version_minor, NEWER);
         assert_eq!(
             Superblock {
-                version_minor: 0,
+                version_minor: KNOWN,
                 ..newer
             },
             sb
@@ -105,16 +110,22 @@ fn slot_header_reserved_bytes_and_unknown_flags_refused_in_minor_0_only() {
     let crc_at = SLOT_HEADER_BYTES - 4;
     assert_eq!(SlotHeader::decode(&b).unwrap(), h);
     for at in [86, 87, 2000, crc_at - 1] {
-        refused_as(SlotHeader::decode(&edit(&b, at, 1, 0, crc_at)), "reserved");
-        assert_eq!(SlotHeader::decode(&edit(&b, at, 1, 1, crc_at)).unwrap(), h);
+        refused_as(
+            SlotHeader::decode(&edit(&b, at, 1, KNOWN, crc_at)),
+            "reserved",
+        );
+        assert_eq!(
+            SlotHeader::decode(&edit(&b, at, 1, NEWER, crc_at)).unwrap(),
+            h
+        );
     }
     // flags (u16 at 82): bit 1 is unknown in minor 0.
     let unknown_flag = (SLOT_FLAG_GAP << 1) as u8;
     refused_as(
-        SlotHeader::decode(&edit(&b, 82, unknown_flag, 0, crc_at)),
+        SlotHeader::decode(&edit(&b, 82, unknown_flag, KNOWN, crc_at)),
         "unknown bits",
     );
-    let newer = SlotHeader::decode(&edit(&b, 82, unknown_flag, 1, crc_at)).unwrap();
+    let newer = SlotHeader::decode(&edit(&b, 82, unknown_flag, NEWER, crc_at)).unwrap();
     assert_eq!(newer.flags, SLOT_FLAG_GAP << 1);
 }
 
@@ -128,11 +139,11 @@ fn index_header_reserved_bytes_refused_in_minor_0_ignored_in_minor_1() {
     assert_eq!(IndexHeader::decode(&b).unwrap(), ih);
     for at in [20, 1000, crc_at - 1] {
         refused_as(
-            IndexHeader::decode(&edit(&b, at, 0x80, 0, crc_at)),
+            IndexHeader::decode(&edit(&b, at, 0x80, KNOWN, crc_at)),
             "reserved",
         );
         assert_eq!(
-            IndexHeader::decode(&edit(&b, at, 0x80, 1, crc_at)).unwrap(),
+            IndexHeader::decode(&edit(&b, at, 0x80, NEWER, crc_at)).unwrap(),
             ih
         );
     }
@@ -147,7 +158,7 @@ fn index_header_sizes_must_be_64_and_8192_each() {
     let crc_at = INDEX_PAGE_BYTES - 4;
     // entry_bytes (u32 at 12) and header_bytes (u32 at 16), each alone wrong.
     for at in [12, 16] {
-        let wrong = edit(&b, at, b[at] + 1, 0, crc_at);
+        let wrong = edit(&b, at, b[at] + 1, KNOWN, crc_at);
         refused_as(IndexHeader::decode(&wrong), "sizes");
     }
 }
@@ -226,7 +237,16 @@ fn superblock_validate_refuses_each_rule_alone() {
     case("members", &|sb| sb.members[1].slot_count = 0);
     case("members", &|sb| sb.members[1].slot_count = 1000);
     case("members", &|sb| sb.members[1].uuid = Uuid::NIL);
-    case("channel_layout", &|sb| sb.channel_layout = 2);
+    case("channel_layout", &|sb| sb.channel_layout = 3);
+    case("channel_layout", &|sb| sb.channel_layout = 0);
+    case("channel datatype", &|sb| {
+        sb.channel_layout = formats::CHANNEL_LAYOUT_INTERLEAVED;
+        sb.channels.push(Channel {
+            name: "ch1".into(),
+            datatype: "ri16_le".into(),
+            sample_rate_hz: 1e6,
+        });
+    });
     case("channel_count", &|sb| sb.channels.clear());
     case("channel_count", &|sb| {
         let c = sb.channels[0].clone();
@@ -266,6 +286,9 @@ fn superblock_decode_refuses_device_and_channel_counts_out_of_range() {
         (88, 0, "channel_count"),
         (88, 33, "channel_count"),
     ] {
-        refused_as(Superblock::decode(&edit(&b, at, value, 0, crc_at)), field);
+        refused_as(
+            Superblock::decode(&edit(&b, at, value, KNOWN, crc_at)),
+            field,
+        );
     }
 }
