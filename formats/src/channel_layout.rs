@@ -58,6 +58,14 @@ impl ChannelLayout {
         }
     }
 
+    /// The name in messages: `round-robin` or `interleaved`.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            ChannelLayout::RoundRobin { .. } => "round-robin",
+            ChannelLayout::Interleaved { .. } => "interleaved",
+        }
+    }
+
     pub fn channels(&self) -> u16 {
         match *self {
             ChannelLayout::RoundRobin { channels } => channels,
@@ -154,6 +162,7 @@ mod tests {
     fn round_robin_rules() {
         assert_eq!(RR.code(), 1);
         assert_eq!(RR.name(), "round_robin");
+        assert_eq!(RR.describe(), "round-robin");
         assert_eq!(RR.channels(), 4);
         assert!(!RR.interleaved());
         assert_eq!(RR.slot_channel(7), 3);
@@ -171,6 +180,7 @@ mod tests {
     fn interleaved_rules() {
         assert_eq!(IL.code(), 2);
         assert_eq!(IL.name(), "interleaved");
+        assert_eq!(IL.describe(), "interleaved");
         assert_eq!(IL.channels(), 3);
         assert!(IL.interleaved());
         assert_eq!(IL.slot_channel(7), 0);

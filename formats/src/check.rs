@@ -331,7 +331,7 @@ pub fn check_chain_in(
             channel: entry.channel,
             expected: expected_channel.into(),
             channel_count: layout.channels(),
-            layout: layout.name(),
+            layout: layout.describe(),
         });
     }
     if let Some(why) = layout.used_bytes_problem(entry.payload_bytes_used) {
@@ -641,7 +641,7 @@ mod tests {
                 channel: 1,
                 expected: 2,
                 channel_count: 4,
-                layout: "round_robin",
+                layout: "round-robin",
             }]
         );
     }

@@ -23,10 +23,7 @@ pub mod target;
 pub mod units;
 
 use anyhow::{bail, Context, Result};
-use formats::{
-    Channel, Member, PayloadSize, Superblock, CHANNEL_LAYOUT_ROUND_ROBIN, MAX_DEVICES,
-    SUPERBLOCK_FLAG_RING,
-};
+use formats::{Channel, Member, PayloadSize, Superblock, MAX_DEVICES, SUPERBLOCK_FLAG_RING};
 use io_uring::IoUring;
 use journal::TargetSync;
 use memory::SlotMemory;
@@ -86,6 +83,9 @@ pub struct RecordOptions {
     pub rate_bytes_per_s: Option<u64>,
     pub sim_drop_every: u64,
     pub sim_fill_once: bool,
+    /// Record the card's buffers as interleaved frames of all channels
+    /// (formats::ChannelLayout::Interleaved) instead of round-robin.
+    pub interleaved: bool,
     pub memory_mode: MemoryMode,
     pub status_interval: Duration,
     pub index_sync_interval: Duration,
@@ -314,6 +314,7 @@ fn open_source(
                 rate_bytes_per_s: options.rate_bytes_per_s.unwrap_or(0),
                 drop_every: options.sim_drop_every,
                 fill_once: options.sim_fill_once,
+                interleaved: options.interleaved,
             };
             Ok((Box::new(SimSource::new(cfg, mem.clone())), mem))
         }
@@ -324,6 +325,7 @@ fn open_source(
                 payload_bytes: options.payload_size.bytes(),
                 channels: options.channels,
                 rate_bytes_per_s: options.rate_bytes_per_s,
+                interleaved: options.interleaved,
             };
             let (src, mem) = KmodSource::open(path, &ko, &mut register)?;
             Ok((Box::new(src), mem))
@@ -397,7 +399,7 @@ fn superblock_for(targets: &[Target], options: &RecordOptions, source: &dyn Sour
             0
         },
         device_index: 0,
-        channel_layout: CHANNEL_LAYOUT_ROUND_ROBIN,
+        channel_layout: channels.layout,
         members: targets
             .iter()
             .map(|t| Member {

@@ -68,6 +68,14 @@ enum TargetSyncArg {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum ChannelLayoutArg {
+    /// Every buffer is one channel's: buffer N is channel N mod --channels.
+    RoundRobin,
+    /// Every buffer holds frames of one sample of each channel, in channel order.
+    Interleaved,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum Memory {
     Auto,
     Mmap,
@@ -99,6 +107,11 @@ struct RecordArgs {
     /// Channels of the simulated card (default 4).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=formats::MAX_CHANNELS as i64))]
     channels: Option<u16>,
+    /// How the channels share the buffers (docs/FORMAT.md, "Channel layouts"); with
+    /// `interleaved` a buffer holds whole frames of --channels samples and `dmaplay export`
+    /// de-interleaves them.
+    #[arg(long, value_enum, default_value = "round-robin")]
+    channel_layout: ChannelLayoutArg,
     /// Payload bytes per buffer: a power of two, 4K..64M (the kernel driver: 4K..16M).
     #[arg(long, default_value = "512K", value_parser = parse_payload_size)]
     payload_size: PayloadSize,
@@ -220,6 +233,7 @@ fn run_record(args: RecordArgs) -> Result<i32> {
         rate_bytes_per_s: args.rate,
         sim_drop_every: args.sim_drop_every,
         sim_fill_once: args.sim_fill_once,
+        interleaved: matches!(args.channel_layout, ChannelLayoutArg::Interleaved),
         memory_mode: match args.memory {
             Memory::Auto => MemoryMode::Auto,
             Memory::Mmap => MemoryMode::Mmap,

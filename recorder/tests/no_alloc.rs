@@ -59,6 +59,7 @@ fn allocations_of_a_recording(dir: &std::path::Path, size_bytes: u64) -> u64 {
         rate_bytes_per_s: None,
         sim_drop_every: 0,
         sim_fill_once: false,
+        interleaved: false,
         memory_mode: recorder::source::kmod::MemoryMode::Auto,
         status_interval: Duration::from_secs(3600),
         index_sync_interval: Duration::from_secs(3600),

@@ -322,9 +322,9 @@ pub fn check_recording(devices: &[Vec<u8>], index: &[u8]) -> Checked {
             e.slot_seq
         );
         assert_eq!(
-            h.channel as u64,
-            h.card_seq % sb0.channels.len() as u64,
-            "round-robin channel layout"
+            h.channel,
+            formats::ChannelLayout::of(sb0).slot_channel(h.card_seq),
+            "channel layout"
         );
         c.slots += 1;
     }

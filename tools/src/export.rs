@@ -9,15 +9,20 @@
 //! a missing member, or fails its CRC check): `--gaps mark` writes nothing
 //! for it and marks it, `zero` writes `payload_bytes` of zeros per lost
 //! buffer and marks it, `error` stops.
+//!
+//! With the interleaved layout every buffer holds every channel: the slots
+//! are read once and de-interleaved ([`crate::deinterleave`]) into each
+//! exported channel's output; a lost buffer is a gap of every channel.
 
 use crate::catalog::{Catalog, IndexDamage};
+use crate::deinterleave::Deinterleaver;
 use crate::select::{self, Selection};
 use crate::sigmf::{Annotation, Capture, Meta};
 use crate::stripe::StripeSet;
 use crate::uring::{self, FnSink, Reader, Request};
 use anyhow::{bail, Context, Result};
 use formats::time::rfc3339_utc;
-use formats::{datatype_sample_bytes, IndexEntry, SLOT_HEADER_BYTES};
+use formats::{datatype_sample_bytes, ChannelLayout, IndexEntry, SLOT_HEADER_BYTES};
 use serde::Serialize;
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -209,7 +214,8 @@ struct ChannelOut {
 
 struct Ctx<'a> {
     mode: GapMode,
-    channels: u64,
+    layout: ChannelLayout,
+    /// Zero filler for one lost buffer of one channel (and more).
     zeros: &'a [u8],
 }
 
@@ -274,10 +280,11 @@ impl ChannelOut {
             reason: comment,
         });
         if ctx.mode == GapMode::Zero {
+            let filler = &ctx.zeros[..(self.samples_per_buffer * self.sample_bytes) as usize];
             // Bounded by `lost`, which the card sequence numbers give.
             for _ in 0..lost {
                 self.data
-                    .write_all(ctx.zeros)
+                    .write_all(filler)
                     .with_context(|| format!("writing {}", self.data_path.display()))?;
             }
             self.samples += filler_samples;
@@ -287,10 +294,10 @@ impl ChannelOut {
     }
 
     fn deliver(&mut self, ctx: &Ctx, entry: &IndexEntry, payload: &[u8]) -> Result<()> {
-        if entry.card_seq % ctx.channels != self.channel as u64 {
+        if !ctx.layout.buffer_has_channel(entry.card_seq, self.channel) {
             bail!(
-                "slot {}: channel {} but card_seq {} (round-robin layout puts it on channel {}): the recording is inconsistent; run dmaplay verify",
-                entry.slot_seq, entry.channel, entry.card_seq, entry.card_seq % ctx.channels
+                "slot {}: channel {} but card_seq {} ({} layout puts it on channel {}): the recording is inconsistent; run dmaplay verify",
+                entry.slot_seq, entry.channel, entry.card_seq, ctx.layout.describe(), ctx.layout.slot_channel(entry.card_seq)
             );
         }
         if entry.card_seq < self.next_card_seq {
@@ -301,7 +308,7 @@ impl ChannelOut {
                 self.next_card_seq
             );
         }
-        let lost = (entry.card_seq - self.next_card_seq) / ctx.channels;
+        let lost = (entry.card_seq - self.next_card_seq) / ctx.layout.card_seq_stride();
         if lost > 0 {
             self.gap(ctx, lost, Some(entry))?;
         }
@@ -318,7 +325,7 @@ impl ChannelOut {
         self.samples += payload.len() as u64 / self.sample_bytes;
         self.payload_bytes += payload.len() as u64;
         self.slots += 1;
-        self.next_card_seq = entry.card_seq + ctx.channels;
+        self.next_card_seq = entry.card_seq + ctx.layout.card_seq_stride();
         Ok(())
     }
 
@@ -331,7 +338,7 @@ impl ChannelOut {
     ) -> Result<ChannelReport> {
         if let Some(last) = last_card_seq {
             if last >= self.next_card_seq {
-                let lost = (last - self.next_card_seq) / ctx.channels + 1;
+                let lost = (last - self.next_card_seq) / ctx.layout.card_seq_stride() + 1;
                 self.gap(ctx, lost, None)?;
             }
         }
@@ -369,6 +376,7 @@ pub fn export(
 ) -> Result<ExportReport> {
     let sb = &stripe.superblock;
     let n = sb.channels.len() as u64;
+    let layout = ChannelLayout::of(sb);
     let payload_bytes = sb.payload_bytes as usize;
     let slot_bytes = sb.slot_bytes() as usize;
     let view = catalog.view();
@@ -393,9 +401,8 @@ pub fn export(
         let file = File::create(&data_path)
             .with_context(|| format!("creating {}", data_path.display()))?;
         created.push(data_path.clone());
-        // The first buffer of channel c at or after the range's first card_seq.
         let start = first
-            .map(|f| f.card_seq + (c as u64 + n - f.card_seq % n) % n)
+            .map(|f| first_card_seq_of(&layout, f.card_seq, c))
             .unwrap_or(0);
         outs[c as usize] = Some(ChannelOut {
             channel: c,
@@ -406,7 +413,10 @@ pub fn export(
             data_path,
             meta_path,
             sample_bytes,
-            samples_per_buffer: payload_bytes as u64 / sample_bytes,
+            samples_per_buffer: layout.samples_per_channel(
+                layout.full_used_bytes(sb.payload_bytes),
+                sample_bytes as u32,
+            ),
             next_card_seq: start,
             samples: 0,
             slots: 0,
@@ -422,12 +432,17 @@ pub fn export(
     let zeros = vec![0u8; payload_bytes];
     let ctx = Ctx {
         mode: options.gaps,
-        channels: n,
+        layout,
         zeros: &zeros,
     };
+    let mut splitter = layout
+        .frame_bytes()
+        .map(|frame| Deinterleaver::new(n as usize, frame as usize / n as usize, payload_bytes));
     let result = (|| -> Result<()> {
-        let exported =
-            |e: &IndexEntry| (e.channel as u64) < n && outs_has(&wanted, e.channel as u16);
+        // Interleaved: every slot holds every channel.
+        let exported = |e: &IndexEntry| {
+            layout.interleaved() || ((e.channel as u64) < n && outs_has(&wanted, e.channel as u16))
+        };
         let readable = |e: &IndexEntry| stripe.member(e.device_index as usize).is_some();
         let files: Vec<Option<&File>> = stripe
             .members
@@ -436,7 +451,8 @@ pub fn export(
             .collect();
         let count = blockio::ReadBudget::EXPORT.buffer_count(slot_bytes, files.len());
         let mut reader = Reader::new(&files, slot_bytes, count)?;
-        let bar = crate::progress::bytes_bar(0, "export", options.quiet);
+        let total_bytes = selection_bytes(&view, range.clone(), |e| exported(e) && readable(e))?;
+        let bar = crate::progress::bytes_bar(total_bytes, "export", options.quiet);
         let mut requests = range.clone().filter_map(|i| {
             let e = view.get(i).ok()?; // checked by plan()
             (exported(&e) && readable(&e)).then_some(Request {
@@ -453,7 +469,7 @@ pub fn export(
                 while *cursor < upto {
                     let e = view.get(*cursor)?;
                     if exported(&e) && !readable(&e) {
-                        if let Some(out) = outs[e.channel as usize].as_mut() {
+                        for out in outs_of(outs, &layout, &e) {
                             out.skip(
                                 &e,
                                 &format!("unavailable (member {} was not given)", e.device_index),
@@ -471,10 +487,7 @@ pub fn export(
                 skip_unread(&mut outs, i, &mut cursor)?;
                 cursor = i + 1;
                 let e = view.get(i)?;
-                let out = outs[e.channel as usize]
-                    .as_mut()
-                    .expect("only exported channels are read");
-                let problem = match c.result {
+                let mut problem = match c.result {
                     Err(why) => Some(format!("read failed: {why}")),
                     Ok(()) => crate::verify::check_slot(
                         slot,
@@ -484,15 +497,37 @@ pub fn export(
                         false,
                     ),
                 };
+                if problem.is_none() {
+                    problem = layout.used_bytes_problem(e.payload_bytes_used);
+                }
+                let used = e.payload_bytes_used as usize;
                 match problem {
-                    Some(why) => out.skip(&e, &format!("damaged ({why})")),
+                    Some(why) => {
+                        for out in outs_of(&mut outs, &layout, &e) {
+                            out.skip(&e, &format!("damaged ({why})"));
+                        }
+                    }
                     None => {
-                        let used = e.payload_bytes_used as usize;
-                        out.deliver(&ctx, &e, &slot[SLOT_HEADER_BYTES..SLOT_HEADER_BYTES + used])?;
+                        let payload = &slot[SLOT_HEADER_BYTES..SLOT_HEADER_BYTES + used];
+                        match splitter.as_mut() {
+                            None => {
+                                let out = outs[e.channel as usize]
+                                    .as_mut()
+                                    .expect("only exported channels are read");
+                                out.deliver(&ctx, &e, payload)?;
+                            }
+                            Some(splitter) => {
+                                splitter.split(payload);
+                                for out in outs.iter_mut().flatten() {
+                                    let samples = splitter.channel(out.channel as usize);
+                                    out.deliver(&ctx, &e, samples)?;
+                                }
+                            }
+                        }
                     }
                 }
                 if let Some(bar) = &bar {
-                    bar.inc(slot_bytes as u64);
+                    bar.inc(used as u64);
                 }
                 Ok(())
             }),
@@ -549,6 +584,50 @@ pub fn export(
 
 fn outs_has(wanted: &[u16], channel: u16) -> bool {
     wanted.contains(&channel)
+}
+
+/// The first card sequence number at or after `card_seq` whose buffer holds
+/// `channel`'s samples.
+fn first_card_seq_of(layout: &ChannelLayout, card_seq: u64, channel: u16) -> u64 {
+    let stride = layout.card_seq_stride();
+    match layout {
+        ChannelLayout::RoundRobin { .. } => {
+            card_seq + (u64::from(channel) + stride - card_seq % stride) % stride
+        }
+        ChannelLayout::Interleaved { .. } => card_seq,
+    }
+}
+
+/// The outputs entry `e`'s payload goes to: its channel's (round-robin) or
+/// every exported channel's (interleaved).
+fn outs_of<'o>(
+    outs: &'o mut [Option<ChannelOut>],
+    layout: &ChannelLayout,
+    e: &IndexEntry,
+) -> impl Iterator<Item = &'o mut ChannelOut> {
+    let interleaved = layout.interleaved();
+    let channel = e.channel as usize;
+    outs.iter_mut()
+        .enumerate()
+        .filter(move |(c, _)| interleaved || *c == channel)
+        .filter_map(|(_, out)| out.as_mut())
+}
+
+/// Payload bytes of the entries in `range` that `wanted` keeps: the
+/// progress bar's total.
+fn selection_bytes(
+    view: &formats::index::IndexView<'_>,
+    range: std::ops::Range<usize>,
+    wanted: impl Fn(&IndexEntry) -> bool,
+) -> Result<u64> {
+    let mut total = 0u64;
+    for i in range {
+        let e = view.get(i)?;
+        if wanted(&e) {
+            total += u64::from(e.payload_bytes_used);
+        }
+    }
+    Ok(total)
 }
 
 impl ExportReport {

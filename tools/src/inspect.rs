@@ -63,6 +63,8 @@ pub struct Inspection {
     pub recording_uuid: String,
     pub created: String,
     pub ring_mode: bool,
+    /// `round_robin` or `interleaved` (docs/FORMAT.md, "Channel layouts").
+    pub channel_layout: &'static str,
     pub payload_bytes: u32,
     pub slot_bytes: u64,
     pub capacity_slots: u64,
@@ -113,6 +115,7 @@ pub fn inspect(
     let sb = &stripe.superblock;
     let layout = &stripe.layout;
     let n_channels = sb.channels.len() as u64;
+    let channel_layout = formats::ChannelLayout::of(sb);
     let live = catalog.live();
     catalog.check_entries(stripe, live.clone())?;
     let view = catalog.view();
@@ -145,7 +148,13 @@ pub fn inspect(
         first.get_or_insert(e);
         last = Some(e);
         recorded += e.payload_bytes_used as u64;
-        if let Some(c) = channels.get_mut(e.channel as usize) {
+        if channel_layout.interleaved() {
+            // Every slot holds an equal share of every channel.
+            for c in channels.iter_mut() {
+                c.slots += 1;
+                c.bytes += e.payload_bytes_used as u64 / n_channels;
+            }
+        } else if let Some(c) = channels.get_mut(e.channel as usize) {
             c.slots += 1;
             c.bytes += e.payload_bytes_used as u64;
         }
@@ -156,7 +165,11 @@ pub fn inspect(
             lost += e.gap_count;
             let first_lost = e.card_seq.saturating_sub(e.gap_count);
             for (ch, c) in channels.iter_mut().enumerate() {
-                c.buffers_lost += lost_of_channel(first_lost, e.gap_count, ch as u64, n_channels);
+                c.buffers_lost += if channel_layout.interleaved() {
+                    e.gap_count
+                } else {
+                    lost_of_channel(first_lost, e.gap_count, ch as u64, n_channels)
+                };
             }
             gaps.push(Gap {
                 slot_seq: e.slot_seq,
@@ -197,7 +210,8 @@ pub fn inspect(
             let mut rows = Vec::with_capacity(range.len());
             for i in range {
                 let e = view.get(i)?;
-                if sel.wants(&e) {
+                // Interleaved: every slot holds every channel.
+                if channel_layout.interleaved() || sel.wants(&e) {
                     rows.push(SlotRow {
                         slot_seq: e.slot_seq,
                         card_seq: e.card_seq,
@@ -238,6 +252,7 @@ pub fn inspect(
         recording_uuid: sb.recording_uuid.to_string(),
         created: rfc3339_utc(sb.created_unix_ns),
         ring_mode: sb.ring(),
+        channel_layout: channel_layout.name(),
         payload_bytes: sb.payload_bytes,
         slot_bytes: sb.slot_bytes(),
         capacity_slots: layout.capacity_slots(),
@@ -282,10 +297,11 @@ impl Inspection {
         );
         let _ = writeln!(
             s,
-            "geometry: {} payload bytes per slot, capacity {} slots{}",
+            "geometry: {} payload bytes per slot, capacity {} slots{}, channels {}",
             self.payload_bytes,
             self.capacity_slots,
-            if self.ring_mode { ", ring mode" } else { "" }
+            if self.ring_mode { ", ring mode" } else { "" },
+            self.channel_layout
         );
         for d in &self.devices {
             let _ = writeln!(

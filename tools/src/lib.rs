@@ -12,6 +12,7 @@
 
 pub mod aligned;
 pub mod catalog;
+pub mod deinterleave;
 pub mod export;
 pub mod inspect;
 pub mod progress;

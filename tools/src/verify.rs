@@ -237,11 +237,11 @@ fn check_header_chain(
     previous: Option<IndexEntry>,
     entries: &[IndexEntry],
 ) -> Vec<BadSlot> {
-    let channel_count = stripe.superblock.channels.len() as u16;
+    let layout = formats::ChannelLayout::of(&stripe.superblock);
     let mut bad_slots = Vec::new();
     let mut previous = previous;
     for entry in entries {
-        let problems = check::check_chain(previous.as_ref(), entry, channel_count);
+        let problems = check::check_chain_in(previous.as_ref(), entry, &layout);
         if !problems.is_empty() {
             let texts: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
             let problem = format!("header chain: {}", texts.join("; "));
