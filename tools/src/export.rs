@@ -79,6 +79,7 @@ pub struct ChannelReport {
 
 #[derive(Debug, Serialize)]
 pub struct ExportReport {
+    pub schema_version: u32,
     pub recording_uuid: String,
     pub catalog: String,
     pub first_slot_seq: Option<u64>,
@@ -149,16 +150,7 @@ fn paths_for(options: &ExportOptions, channel: u16) -> (PathBuf, Option<PathBuf>
 
 /// Checks the channel and the output paths before anything is read.
 pub fn check_options(stripe: &StripeSet, options: &ExportOptions) -> Result<()> {
-    let n = stripe.superblock.channels.len();
-    if let Some(c) = options.channel {
-        if c as usize >= n {
-            bail!(
-                "--channel {c}: recording {} has channels 0..{} only",
-                stripe.recording_uuid(),
-                n - 1
-            );
-        }
-    }
+    crate::check_channel(stripe, options.channel)?;
     for c in exported_channels(stripe, options) {
         let (data, meta) = paths_for(options, c);
         for p in std::iter::once(data).chain(meta) {
@@ -574,6 +566,7 @@ pub fn export(
         return Err(e);
     }
     Ok(ExportReport {
+        schema_version: crate::JSON_SCHEMA_VERSION,
         recording_uuid: sb.recording_uuid.to_string(),
         catalog: catalog.describe(),
         first_slot_seq: first.map(|e| e.slot_seq),

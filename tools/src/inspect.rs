@@ -60,6 +60,7 @@ pub struct SlotRow {
 
 #[derive(Debug, Serialize)]
 pub struct Inspection {
+    pub schema_version: u32,
     pub recording_uuid: String,
     pub created: String,
     pub ring_mode: bool,
@@ -91,8 +92,7 @@ pub struct Inspection {
     /// Live slots on members that were not given.
     pub unavailable_slots: u64,
     pub scan: Option<ScanReport>,
-    /// With --slots: the selected slots.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// With --slots: the selected slots (null without).
     pub slot_list: Option<Vec<SlotRow>>,
 }
 
@@ -249,6 +249,7 @@ pub fn inspect(
         })
         .collect();
     Ok(Inspection {
+        schema_version: crate::JSON_SCHEMA_VERSION,
         recording_uuid: sb.recording_uuid.to_string(),
         created: rfc3339_utc(sb.created_unix_ns),
         ring_mode: sb.ring(),
@@ -396,8 +397,9 @@ impl Inspection {
         if let Some(scan) = &self.scan {
             let _ = writeln!(
                 s,
-                "scan: {} slot locations read: {:?}",
-                scan.locations_read, scan.counts
+                "scan: {} slot locations read: {}",
+                scan.locations_read,
+                scan.counts_text()
             );
             for (uuid, n) in &scan.other_recordings {
                 let _ = writeln!(s, "  {n} slot(s) of another recording {uuid}");

@@ -28,6 +28,9 @@ impl std::str::FromStr for SeqRange {
                 t.trim().parse().map_err(|_| bad())
             }
         };
+        if text.trim().is_empty() {
+            return Err(bad());
+        }
         let r = match text.split_once("..") {
             Some((a, b)) => SeqRange {
                 first: num(a, 0)?,
@@ -48,9 +51,10 @@ impl std::str::FromStr for SeqRange {
 /// Seconds relative to the first live slot's card timestamp, non-negative.
 pub fn parse_seconds(text: &str) -> Result<f64, String> {
     match text.trim().trim_end_matches('s').parse::<f64>() {
-        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        // At most what u64 nanoseconds hold (584 years).
+        Ok(v) if v.is_finite() && v >= 0.0 && v <= u64::MAX as f64 / 1e9 => Ok(v),
         _ => Err(format!(
-            "{text:?} is not a time: give seconds from the start of the recording, e.g. 12.5"
+            "{text:?} is not a time: give seconds from the start of the recording, e.g. 12.5 (at most 1.8e10)"
         )),
     }
 }

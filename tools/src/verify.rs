@@ -41,6 +41,7 @@ pub struct BadSlot {
 
 #[derive(Debug, Serialize)]
 pub struct VerifyReport {
+    pub schema_version: u32,
     pub recording_uuid: String,
     pub catalog: String,
     pub slots_checked: u64,
@@ -435,6 +436,7 @@ pub fn verify(
     let seconds = started.elapsed().as_secs_f64();
     let bytes_read = sink.checked * slot_bytes as u64;
     Ok(VerifyReport {
+        schema_version: crate::JSON_SCHEMA_VERSION,
         recording_uuid: uuid.to_string(),
         catalog: catalog.describe(),
         slots_checked: sink.checked,
