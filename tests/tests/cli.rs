@@ -359,40 +359,6 @@ fn dmaplay_numeric_flags_refuse_nonsense_with_status_2_naming_the_flag() {
     eprintln!("{checked} nonsense values refused with status 2");
 }
 
-/// A pseudo-terminal: (master, slave, slave's path). Closed on drop.
-fn pty() -> (std::fs::File, std::fs::File, String) {
-    use std::os::fd::FromRawFd;
-    let (mut master, mut slave) = (-1, -1);
-    // SAFETY: openpty writes two new file descriptors into our integers;
-    // the name, termios and winsize pointers may be null.
-    let rc = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
-    // SAFETY: both descriptors were just opened by openpty and are owned
-    // by nothing else: each File takes sole ownership and closes it.
-    let (master, slave) = unsafe {
-        (
-            std::fs::File::from_raw_fd(master),
-            std::fs::File::from_raw_fd(slave),
-        )
-    };
-    let path = std::fs::read_link(format!(
-        "/proc/self/fd/{}",
-        std::os::fd::AsRawFd::as_raw_fd(&slave)
-    ))
-    .unwrap()
-    .display()
-    .to_string();
-    (master, slave, path)
-}
-
 #[test]
 fn replay_refuses_a_terminal_as_output_with_status_2() {
     let s = Scratch::new("cli-tty");

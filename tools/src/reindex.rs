@@ -64,8 +64,9 @@ pub fn reindex(stripe: &StripeSet, options: &ReindexOptions) -> Result<ReindexRe
             options.index.display()
         );
     }
-    let bar = crate::progress::bytes_bar(
+    let bar = crate::progress::count_bar(
         stripe.layout.capacity_slots(),
+        "slots",
         "scan headers",
         options.quiet,
     );
