@@ -80,10 +80,9 @@ impl Deinterleaver {
             for (channel, out) in self.outputs.iter_mut().enumerate() {
                 let frames = block.len() / frame;
                 let dst = &mut out[first_sample * S..(first_sample + frames) * S];
-                let src = block[channel * S..].chunks(frame);
-                for (d, s) in dst.chunks_exact_mut(S).zip(src) {
-                    let sample: &[u8; S] = s[..S].try_into().expect("S bytes");
-                    d.copy_from_slice(sample);
+                let at = channel * S;
+                for (d, f) in dst.chunks_exact_mut(S).zip(block.chunks_exact(frame)) {
+                    d.copy_from_slice(&f[at..at + S]);
                 }
             }
         }
