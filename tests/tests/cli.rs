@@ -89,6 +89,7 @@ fn dmarec_never_panics_on_generated_arguments() {
         "--on-full",
         "--memory",
         "--target-sync",
+        "--channel-layout",
     ];
     let s = Scratch::new("cli-dmarec");
     let mut rng = Rng::seeded("dmarec_never_panics_on_generated_arguments", None);
@@ -144,7 +145,7 @@ fn valid_dmaplay(flag: &str) -> &'static [&'static str] {
         "--threads" => &["1", "0"],
         "--format" => &["raw", "sigmf"],
         "--gaps" => &["mark", "zero", "error"],
-        "--speed" => &["max", "x1000", "x2"],
+        "--speed" => &["max", "x1000", "x2", "x0", "xnan"],
         "--check-newest" => &["1", "64"],
         _ => &[""],
     }
@@ -165,6 +166,7 @@ fn valid_dmarec(flag: &str) -> &'static [&'static str] {
         "--on-full" => &["stop", "wrap"],
         "--memory" => &["auto", "userptr"],
         "--target-sync" => &["flush", "dsync"],
+        "--channel-layout" => &["round-robin", "interleaved"],
         _ => &[""],
     }
 }
