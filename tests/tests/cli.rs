@@ -38,6 +38,9 @@ const VALUES: &[&str] = &[
     "0s",
     "250ms",
     "auto",
+    "x0",
+    "xnan",
+    "interleaved",
     "",
     " ",
     "abc",
@@ -145,7 +148,7 @@ fn valid_dmaplay(flag: &str) -> &'static [&'static str] {
         "--threads" => &["1", "0"],
         "--format" => &["raw", "sigmf"],
         "--gaps" => &["mark", "zero", "error"],
-        "--speed" => &["max", "x1000", "x2", "x0", "xnan"],
+        "--speed" => &["max", "x1000", "x2"],
         "--check-newest" => &["1", "64"],
         _ => &[""],
     }
