@@ -40,6 +40,8 @@ Examples:
   dmarec record --source /dev/dmarec0 --target /dev/sdb --index /var/lib/dmarec/run1.idx
   # stripe over two disks, ring mode (keep the newest data), 4 channels at 800 MB/s
   dmarec record --target /dev/sdb --target /dev/sdc --index run.idx --on-full wrap --channels 4 --rate 800
+  # 8 channels interleaved in every buffer (frames of one sample per channel)
+  dmarec record --target /dev/sdb --index il.idx --channels 8 --channel-layout interleaved
 
 Exit status:
   0  stopped as asked (size, duration, SIGINT/SIGTERM); everything recorded is indexed
