@@ -18,7 +18,7 @@
 #
 # Knobs: DURATION=60 REPS=2 FRACTIONS="0.9" PLACEMENTS="same other"
 #        DEV_SIZE=1G DISK_DIR=/var/tmp BUFFERS=auto FIO_SYNC_EVERY=2048
-#        DMAREC_ARGS="" OUT=bench/results/sustained-<timestamp>
+#        DMAREC_ARGS=--sim-fill-once OUT=bench/results/sustained-<timestamp>
 # Needs root, fio, python3. Removes every loop device, mount and file it
 # made on exit, also when a step fails.
 set -euo pipefail
@@ -33,7 +33,7 @@ DEV_SIZE=${DEV_SIZE:-1G}
 DISK_DIR=${DISK_DIR:-/var/tmp}
 BUFFERS=${BUFFERS:-auto}
 FIO_SYNC_EVERY=${FIO_SYNC_EVERY:-2048}
-DMAREC_ARGS=${DMAREC_ARGS:-}
+DMAREC_ARGS=${DMAREC_ARGS:---sim-fill-once}
 OUT=${OUT:-$REPO/bench/results/sustained-$(date -u +%Y%m%d-%H%M%S)}
 
 [ "$(id -u)" = 0 ] || { echo "bench/sustained.sh: needs root (losetup, mount)" >&2; exit 1; }
@@ -83,7 +83,8 @@ fio_run() {
 	# syncs (bench/durability.sh); --fsync, which it counts and sends.
 	fio --name=sustained --filename="$LOOP" --ioengine=io_uring --direct=1 \
 		--registerfiles=1 --bs=512k --rw=write --iodepth=8 --size="$DEV_SIZE" --time_based \
-		--runtime="$DURATION" --fsync="$FIO_SYNC_EVERY" --output-format=json >"$out"
+		--runtime="$DURATION" --fsync="$FIO_SYNC_EVERY" --output-format=json \
+		--write_bw_log="$OUT/raw/fio-$1" --log_avg_msec=100 >"$out"
 	python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["jobs"][0]["write"]["bw_bytes"]/1e6, 1))' "$out"
 }
 

@@ -353,52 +353,89 @@ out:
 	return ret;
 }
 
-int dmarec_buf_attach_userptr(struct dmarec_ring *ring, struct dmarec_buf *buf,
-			      unsigned long addr)
+/*
+ * Pin nr pages at addr for a buffer, without any card lock held: the pin
+ * may fault in memory, take mmap_lock and sleep for as long as userspace
+ * (userfaultfd, a slow file system) makes it. On success pin owns the
+ * pages, the pinned_vm charge and a reference on the mm until it is
+ * installed (dmarec_buf_install_userptr) or undone (dmarec_unpin_userptr).
+ */
+int dmarec_pin_userptr(struct dmarec_pin *pin, unsigned long addr,
+		       unsigned int nr)
 {
-	unsigned int nr = ring->payload_bytes >> PAGE_SHIFT;
 	struct mm_struct *mm = current->mm;
 	int ret;
 
+	memset(pin, 0, sizeof(*pin));
 	if (!mm)
 		return -EFAULT;
 	ret = dmarec_charge_pinned(mm, nr);
 	if (ret)
 		return ret;
-
-	buf->pages = kvcalloc(nr, sizeof(*buf->pages), GFP_KERNEL);
-	if (!buf->pages) {
+	pin->pages = kvcalloc(nr, sizeof(*pin->pages), GFP_KERNEL);
+	if (!pin->pages) {
 		ret = -ENOMEM;
 		goto err_uncharge;
 	}
-
-	ret = dmarec_pin_user(mm, addr, nr, buf->pages);
+	ret = dmarec_pin_user(mm, addr, nr, pin->pages);
 	if (ret)
 		goto err_free_array;
-
-	buf->nr_pages = nr;
-	buf->payload = buf->pages;
-	buf->nr_payload = nr;
-	ret = dmarec_dma_map(ring, buf);
-	if (ret)
-		goto err_unpin;
-
 	mmgrab(mm);
-	buf->pin_mm = mm;
-	buf->attached = true;
+	pin->mm = mm;
+	pin->nr = nr;
 	return 0;
 
-err_unpin:
-	unpin_user_pages(buf->pages, nr);
-	buf->payload = NULL;
-	buf->nr_payload = 0;
-	buf->nr_pages = 0;
 err_free_array:
-	kvfree(buf->pages);
-	buf->pages = NULL;
+	kvfree(pin->pages);
+	pin->pages = NULL;
 err_uncharge:
 	dmarec_uncharge_pinned(mm, nr);
 	return ret;
+}
+
+/* Undo a pin that was never installed. No card lock needed (or wanted). */
+void dmarec_unpin_userptr(struct dmarec_pin *pin)
+{
+	if (!pin->pages)
+		return;
+	/* never given to the device: the pages are as userspace left them */
+	unpin_user_pages(pin->pages, pin->nr);
+	dmarec_uncharge_pinned(pin->mm, pin->nr);
+	mmdrop(pin->mm);
+	kvfree(pin->pages);
+	memset(pin, 0, sizeof(*pin));
+}
+
+/*
+ * card->lock held, the card alive, the buffer not attached: map the pinned
+ * pages for the card's DMA and hand them to the buffer. On success the
+ * buffer owns what pin held and pin is empty; on failure pin still owns it
+ * all (the caller unpins after dropping the lock).
+ */
+int dmarec_buf_install_userptr(struct dmarec_ring *ring, struct dmarec_buf *buf,
+			       struct dmarec_pin *pin)
+{
+	int ret;
+
+	if (WARN_ON_ONCE(buf->attached || !pin->pages ||
+			 pin->nr != ring->payload_bytes >> PAGE_SHIFT))
+		return -EINVAL;
+	buf->pages = pin->pages;
+	buf->nr_pages = pin->nr;
+	buf->payload = pin->pages;
+	buf->nr_payload = pin->nr;
+	ret = dmarec_dma_map(ring, buf);
+	if (ret) {
+		buf->pages = NULL;
+		buf->payload = NULL;
+		buf->nr_pages = 0;
+		buf->nr_payload = 0;
+		return ret;
+	}
+	buf->pin_mm = pin->mm;
+	buf->attached = true;
+	memset(pin, 0, sizeof(*pin));
+	return 0;
 }
 
 static void dmarec_buf_release(struct dmarec_ring *ring, struct dmarec_buf *buf)

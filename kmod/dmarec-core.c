@@ -254,12 +254,61 @@ out:
 	return ret;
 }
 
+/*
+ * card->lock held: may this file attach memory to buffer index now? The
+ * same answer is asked before the pin and again after it, since the lock
+ * is dropped while pinning (unbind, SETUP, STREAMON or another ATTACH of
+ * the same index may have come in between).
+ */
+static int dmarec_attach_check(struct dmarec_card *card, struct file *file,
+			       const struct dmarec_userptr *u)
+{
+	int ret = dmarec_check_owner(card, file);
+
+	if (ret)
+		return ret;
+	if (card->ring->memory != DMAREC_MEMORY_USERPTR ||
+	    u->index >= card->ring->count ||
+	    u->payload_bytes != card->ring->payload_bytes)
+		return -EINVAL;
+	if (card->streaming)
+		return -EBUSY;
+	if (card->ring->bufs[array_index_nospec(u->index,
+						card->ring->count)].attached)
+		return -EBUSY;
+	return 0;
+}
+
+/*
+ * card->lock held: install the pinned pages unless the card or its ring
+ * changed while they were pinned without the lock (then pin stays with the
+ * caller, which unpins it after dropping the lock).
+ */
+static long dmarec_attach_install(struct dmarec_card *card, struct file *file,
+				  const struct dmarec_userptr *u, u64 gen,
+				  struct dmarec_pin *pin)
+{
+	struct dmarec_buf *buf;
+	long ret;
+
+	ret = dmarec_attach_check(card, file, u);
+	if (ret)
+		return ret;
+	/* set up again (a new ring, maybe at the same address) or streamed */
+	if (card->gen != gen)
+		return -EBUSY;
+	buf = &card->ring->bufs[array_index_nospec(u->index, card->ring->count)];
+	return dmarec_buf_install_userptr(card->ring, buf, pin);
+}
+
 static long dmarec_ioc_attach(struct dmarec_card *card, struct file *file,
 			      void __user *uarg)
 {
 	struct dmarec_userptr u;
-	struct dmarec_buf *buf;
+	struct dmarec_pin pin;
+	unsigned int nr;
 	long ret;
+	u64 gen;
 
 	if (copy_from_user(&u, uarg, sizeof(u)))
 		return -EFAULT;
@@ -272,23 +321,27 @@ static long dmarec_ioc_attach(struct dmarec_card *card, struct file *file,
 
 	if (mutex_lock_interruptible(&card->lock))
 		return -ERESTARTSYS;
-	ret = dmarec_check_owner(card, file);
-	if (ret)
-		goto out;
-	ret = -EINVAL;
-	if (card->ring->memory != DMAREC_MEMORY_USERPTR ||
-	    u.index >= card->ring->count ||
-	    u.payload_bytes != card->ring->payload_bytes)
-		goto out;
-	ret = -EBUSY;
-	if (card->streaming)
-		goto out;
-	buf = &card->ring->bufs[array_index_nospec(u.index, card->ring->count)];
-	if (buf->attached)
-		goto out;
-	ret = dmarec_buf_attach_userptr(card->ring, buf, u.payload_addr);
-out:
+	ret = dmarec_attach_check(card, file, &u);
+	gen = card->gen;
 	mutex_unlock(&card->lock);
+	if (ret)
+		return ret;
+
+	/* the payload size was checked against the ring: <= 16 MiB */
+	nr = u.payload_bytes >> PAGE_SHIFT;
+	ret = dmarec_pin_userptr(&pin, u.payload_addr, nr);
+	if (ret)
+		return ret;
+
+	if (mutex_lock_interruptible(&card->lock)) {
+		ret = -ERESTARTSYS;
+		goto out_unpin;
+	}
+	ret = dmarec_attach_install(card, file, &u, gen, &pin);
+	mutex_unlock(&card->lock);
+out_unpin:
+	/* empty after a successful install; else undone outside the lock */
+	dmarec_unpin_userptr(&pin);
 	return ret;
 }
 
@@ -772,12 +825,16 @@ void dmarec_card_lost(struct dmarec_card *card, u64 n)
 	spin_unlock(&card->qlock);
 }
 
-/* An ACTIVE buffer is filled: stamp it and hand it to DQBUF. */
-void dmarec_card_complete(struct dmarec_card *card, struct dmarec_buf *buf)
+/*
+ * An ACTIVE buffer is filled: stamp it with timestamp_ns (the card's clock)
+ * and hand it to DQBUF.
+ */
+void dmarec_card_complete_at(struct dmarec_card *card, struct dmarec_buf *buf,
+			     u64 timestamp_ns)
 {
 	spin_lock(&card->qlock);
 	WARN_ON_ONCE(buf->state != DMAREC_BUF_ACTIVE);
-	buf->timestamp_ns = ktime_get_ns();
+	buf->timestamp_ns = timestamp_ns;
 	buf->state = DMAREC_BUF_DONE;
 	list_add_tail(&buf->list, &card->done);
 	card->stats.filled++;
@@ -785,14 +842,27 @@ void dmarec_card_complete(struct dmarec_card *card, struct dmarec_buf *buf)
 	wake_up_all(&card->done_wq);
 }
 
+/* As above, stamped with CLOCK_MONOTONIC when the fill ended. */
+void dmarec_card_complete(struct dmarec_card *card, struct dmarec_buf *buf)
+{
+	dmarec_card_complete_at(card, buf, ktime_get_ns());
+}
+
 /*
- * An ACTIVE buffer the card stopped filling half way (STREAMOFF): back to
- * the head of the queue, unfilled; its number is spent (the card lost it).
+ * An ACTIVE buffer the card stopped filling half way (STREAMOFF, suspend):
+ * back to the head of the queue, unfilled. Its number and the loss it
+ * carried go back to the card (it is the last buffer taken: a card fills
+ * one at a time), so the buffer filled next carries them and no number is
+ * skipped without being counted as lost.
  */
 void dmarec_card_requeue(struct dmarec_card *card, struct dmarec_buf *buf)
 {
 	spin_lock(&card->qlock);
 	WARN_ON_ONCE(buf->state != DMAREC_BUF_ACTIVE);
+	if (!WARN_ON_ONCE(buf->seq + 1 != card->card_seq)) {
+		card->card_seq = buf->seq;
+		card->pending_gap += buf->gap;
+	}
 	buf->state = DMAREC_BUF_QUEUED;
 	list_add(&buf->list, &card->queued);
 	spin_unlock(&card->qlock);

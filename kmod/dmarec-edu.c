@@ -78,6 +78,7 @@ struct dmarec_edu {
 	wait_queue_head_t idle_wq;
 	enum edu_phase phase;
 	bool stopping;
+	bool suspended;			/* system sleep: no transfer allowed */
 	struct dmarec_buf *cur;		/* NULL: dropping a lost buffer */
 	struct scatterlist *sg;		/* current DMA segment of cur */
 	unsigned int sg_left;		/* DMA segments left, sg included */
@@ -238,8 +239,11 @@ static int edu_start(struct dmarec_card *card)
 	WARN_ON(edu->phase != EDU_IDLE);
 	edu->stopping = false;
 	edu->payload_bytes = card->ring->payload_bytes;
-	edu_begin_buffer(edu);
-	edu_issue(edu);
+	/* while suspended edu_resume() starts the engine */
+	if (!edu->suspended) {
+		edu_begin_buffer(edu);
+		edu_issue(edu);
+	}
 	mutex_unlock(&edu->eng_lock);
 	return 0;
 }
@@ -270,6 +274,48 @@ static void edu_stop(struct dmarec_card *card)
 	}
 	mutex_unlock(&edu->eng_lock);
 }
+
+/*
+ * System sleep (suspend, hibernation). After this callback the PCI core
+ * turns the device's bus mastering off (and back on before edu_resume), so
+ * a transfer started or in flight then would write nowhere and its MSI
+ * would be lost: the engine stops here as for STREAMOFF, the buffer it was
+ * filling goes back to the queue with its number, and the stream itself
+ * stays on. Userspace is frozen (no ioctl holds or waits for card->lock in
+ * a freezable sleep), so taking it cannot wait for a frozen task.
+ */
+static int edu_suspend(struct device *dev)
+{
+	struct dmarec_edu *edu = dev_get_drvdata(dev);
+	struct dmarec_card *card = edu->card;
+
+	mutex_lock(&card->lock);
+	if (card->streaming && !edu->suspended)
+		edu_stop(card);
+	mutex_lock(&edu->eng_lock);
+	edu->suspended = true;
+	mutex_unlock(&edu->eng_lock);
+	mutex_unlock(&card->lock);
+	return 0;
+}
+
+/* Bus mastering is back: a stream that was on goes on where it stopped. */
+static int edu_resume(struct device *dev)
+{
+	struct dmarec_edu *edu = dev_get_drvdata(dev);
+	struct dmarec_card *card = edu->card;
+
+	mutex_lock(&card->lock);
+	mutex_lock(&edu->eng_lock);
+	edu->suspended = false;
+	mutex_unlock(&edu->eng_lock);
+	if (card->streaming && !card->dead)
+		edu_start(card);
+	mutex_unlock(&card->lock);
+	return 0;
+}
+
+static DEFINE_SIMPLE_DEV_PM_OPS(edu_pm_ops, edu_suspend, edu_resume);
 
 static const struct dmarec_card_ops dmarec_edu_ops = {
 	.name = "edu",
@@ -461,6 +507,7 @@ static struct pci_driver dmarec_edu_driver = {
 	.id_table = edu_ids,
 	.probe = edu_probe,
 	.remove = edu_remove,
+	.driver.pm = pm_sleep_ptr(&edu_pm_ops),
 };
 
 int dmarec_edu_init(void)

@@ -11,6 +11,11 @@
  * sleeps and accounts the deadlines it slept through when it wakes. Without
  * a rate the card fills buffers as soon as they are queued and never loses
  * any. The thread is freezable (suspend/hibernate park it between buffers).
+ *
+ * Timestamps: with a rate the card's clock is its sample counter, started
+ * on CLOCK_MONOTONIC when streaming starts: buffer card_seq k (lost ones
+ * count) starts at epoch + k * payload_bytes / rate, exactly. Without a
+ * rate, CLOCK_MONOTONIC when the fill ended.
  */
 #include <linux/dma-mapping.h>
 #include <linux/freezer.h>
@@ -30,6 +35,9 @@ struct dmarec_sim {
 	struct task_struct *thread;	/* under card->lock */
 	wait_queue_head_t wq;		/* thread waiting for a buffer */
 	u64 period_ns;			/* 0 = as fast as buffers are queued */
+	u64 epoch_ns;			/* paced: card time 0, CLOCK_MONOTONIC */
+	u64 payload_bytes_x_nsec;		/* paced: payload_bytes * NSEC_PER_SEC */
+	u64 rate;			/* paced: bytes per second */
 };
 
 static struct dmarec_sim **dmarec_sims;
@@ -88,6 +96,17 @@ static void dmarec_sim_deliver(struct dmarec_card *card,
 	dmarec_card_complete(card, buf);
 }
 
+/* Paced: stamped by the sample counter, the time of the buffer's first byte. */
+static void dmarec_sim_deliver_paced(struct dmarec_sim *sim,
+				     struct dmarec_buf *buf)
+{
+	u64 start_ns = sim->epoch_ns +
+		mul_u64_u64_div_u64(buf->seq, sim->payload_bytes_x_nsec, sim->rate);
+
+	dmarec_sim_fill(buf, dmarec_pattern_seed(buf->seq, buf->channel));
+	dmarec_card_complete_at(sim->card, buf, start_ns);
+}
+
 static void dmarec_sim_sleep_until(u64 deadline_ns)
 {
 	ktime_t deadline = ns_to_ktime(deadline_ns);
@@ -110,6 +129,8 @@ static void dmarec_sim_run_unlimited(struct dmarec_sim *sim)
 	struct dmarec_buf *buf;
 
 	while (!kthread_should_stop()) {
+		/* a queue that never empties must not keep suspend waiting */
+		try_to_freeze();
 		dmarec_sim_wait_queued(sim);
 		buf = dmarec_card_take(sim->card);
 		if (buf)
@@ -121,9 +142,11 @@ static void dmarec_sim_run_unlimited(struct dmarec_sim *sim)
 static void dmarec_sim_run_paced(struct dmarec_sim *sim)
 {
 	const u64 period = sim->period_ns;
-	u64 next = ktime_get_ns() + period;
+	u64 next, now, missed;
 	struct dmarec_buf *buf;
-	u64 now, missed;
+
+	sim->epoch_ns = ktime_get_ns();
+	next = sim->epoch_ns + period;
 
 	while (!kthread_should_stop()) {
 		try_to_freeze();
@@ -134,7 +157,7 @@ static void dmarec_sim_run_paced(struct dmarec_sim *sim)
 		}
 		buf = dmarec_card_take(sim->card);
 		if (buf) {
-			dmarec_sim_deliver(sim->card, buf);
+			dmarec_sim_deliver_paced(sim, buf);
 			next += period;
 		} else {
 			/*
@@ -179,6 +202,8 @@ static int dmarec_sim_start(struct dmarec_card *card)
 		period = max_t(u64, period, NSEC_PER_USEC);
 	}
 	sim->period_ns = period;
+	sim->rate = card->rate;
+	sim->payload_bytes_x_nsec = (u64)card->ring->payload_bytes * NSEC_PER_SEC;
 
 	t = kthread_run(dmarec_sim_thread, sim, "dmarec%u-card", card->id);
 	if (IS_ERR(t))

@@ -71,6 +71,16 @@ struct dmarec_buf {
 	u32 channel;
 };
 
+/*
+ * USERPTR pages pinned by ATTACH before it takes the card lock, owned here
+ * until installed into a buffer or unpinned (pages == NULL: empty).
+ */
+struct dmarec_pin {
+	struct page **pages;
+	unsigned int nr;
+	struct mm_struct *mm;		/* charged for the pins, grabbed */
+};
+
 struct dmarec_card;
 
 struct dmarec_ring {
@@ -126,11 +136,11 @@ struct dmarec_card {
 	bool dead;			/* under lock and ring_lock: device gone */
 
 	/*
-	 * Lock order: lock -> ring_lock; lock -> mmap_lock (pinning user
-	 * memory); mmap_lock -> ring_lock (mmap); a backend's own engine lock
+	 * Lock order: lock -> ring_lock; mmap_lock -> ring_lock (mmap); never
+	 * lock -> mmap_lock (ATTACH pins without lock); a backend's own engine lock
 	 * (edu: eng_lock, taken by its IRQ thread) -> qlock. qlock is
-	 * innermost. No user memory is touched under lock except by ATTACH's
-	 * pin (DQBUF and SETUP copy outside it).
+	 * innermost. No user memory is touched under lock: ATTACH pins before
+	 * taking it, DQBUF and SETUP copy outside it.
 	 */
 	struct mutex lock;		/* ioctls, owner, streaming, sim config */
 	struct mutex ring_lock;		/* ring/owner pointers vs. mmap */
@@ -154,15 +164,19 @@ struct dmarec_card {
 	struct dmarec_counters stats;
 	wait_queue_head_t done_wq;	/* DQBUF and poll */
 	u32 stream_channels;		/* snapshot at STREAMON */
-	u64 gen;			/* under lock: +1 per SETUP and STREAMON */
+	u64 gen;			/* under lock: +1 per SETUP and STREAMON
+					 * (ATTACH re-checks it after pinning) */
 };
 
 /* dmarec-buf.c */
 struct dmarec_ring *dmarec_ring_alloc(struct dmarec_card *card, u32 memory,
 				      u32 count, u32 payload_bytes);
 void dmarec_ring_free(struct dmarec_ring *ring);
-int dmarec_buf_attach_userptr(struct dmarec_ring *ring, struct dmarec_buf *buf,
-			      unsigned long addr);
+int dmarec_pin_userptr(struct dmarec_pin *pin, unsigned long addr,
+		       unsigned int nr);
+void dmarec_unpin_userptr(struct dmarec_pin *pin);
+int dmarec_buf_install_userptr(struct dmarec_ring *ring, struct dmarec_buf *buf,
+			       struct dmarec_pin *pin);
 void dmarec_buf_sync_for_device(struct dmarec_ring *ring,
 				struct dmarec_buf *buf);
 void dmarec_buf_sync_for_cpu(struct dmarec_ring *ring, struct dmarec_buf *buf);
@@ -179,6 +193,8 @@ void dmarec_card_unregister(struct dmarec_card *card);
 void dmarec_card_put(struct dmarec_card *card);
 struct dmarec_buf *dmarec_card_take(struct dmarec_card *card);
 void dmarec_card_complete(struct dmarec_card *card, struct dmarec_buf *buf);
+void dmarec_card_complete_at(struct dmarec_card *card, struct dmarec_buf *buf,
+			     u64 timestamp_ns);
 void dmarec_card_requeue(struct dmarec_card *card, struct dmarec_buf *buf);
 void dmarec_card_lost(struct dmarec_card *card, u64 n);
 bool dmarec_card_has_queued(struct dmarec_card *card);

@@ -5,21 +5,36 @@
 # benchmarks, e2fsprogs/util-linux for the loop-device tests, gcc-multilib
 # (the driver's 32-bit compat test), sparse (kmod/ is built with C=1), and
 # dmsetup, sfdisk (fdisk) and mke2fs copied into the QEMU disks guest
-# (tests/qemu/disks).
+# (tests/qemu/disks), python3-venv for the venv (.venv-sigmf) that holds
+# the `sigmf` package from PyPI, the reference reader the SigMF export
+# tests validate every export with (tests/sigmf_check.py).
 # Idempotent: installs only what is missing.
 set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+venv=${DMAREC_SIGMF_VENV:-$repo/.venv-sigmf}
+sigmf_version=1.14.0
+
+# The sigmf reader in a venv (needs python3-venv; PyPI over the network).
+sigmf_venv() {
+  if "$venv/bin/python" -c "import sigmf, sys; sys.exit(sigmf.__version__ != '$sigmf_version')" 2>/dev/null; then
+    return 0
+  fi
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "sigmf==$sigmf_version"
+  echo "install-deps: sigmf $sigmf_version in $venv"
+}
 
 need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 for p in qemu-system-x86 linux-image-amd64 linux-headers-amd64 busybox-static fio dwarves \
          e2fsprogs util-linux cpio xz-utils kmod gcc make bc libc6-dev fdisk gcc-multilib sparse \
-         dmsetup; do
+         dmsetup python3-venv; do
   have "$p" || need+=("$p")
 done
 if ! ls /boot/vmlinuz-6.12.*-amd64 >/dev/null 2>&1 || ! ls -d /usr/src/linux-headers-6.12.*-amd64 >/dev/null 2>&1; then
   need+=(__612__)
 fi
-[ ${#need[@]} -eq 0 ] && { echo "install-deps: everything present"; exit 0; }
+[ ${#need[@]} -eq 0 ] && { sigmf_venv; echo "install-deps: everything present"; exit 0; }
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-deps: missing ${need[*]}; run as root (or: sudo $0)" >&2
@@ -39,3 +54,4 @@ if printf '%s\n' "${need[@]}" | grep -q __612__; then
 fi
 apt-get install -y -q --no-install-recommends "${pkgs[@]}"
 echo "install-deps: installed ${pkgs[*]}"
+sigmf_venv

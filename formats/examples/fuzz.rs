@@ -56,6 +56,7 @@ fn seed_superblock() -> Superblock {
                 sample_rate_hz: 25e6,
             },
         ],
+        time_anchor: None,
     }
 }
 

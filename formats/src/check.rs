@@ -678,6 +678,7 @@ mod tests {
                 datatype: "ci16_le".into(),
                 sample_rate_hz: 0.0,
             }],
+            time_anchor: None,
         }
     }
 

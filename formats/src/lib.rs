@@ -45,8 +45,9 @@ pub use uuid::Uuid;
 /// any other major version; it accepts a higher minor version (fields added in
 /// reserved space) and ignores what it does not know.
 pub const FORMAT_VERSION_MAJOR: u16 = 1;
-/// Minor version this crate writes. 1.1 added the interleaved channel
-/// layout (superblock `channel_layout` 2); 1.0 recordings read unchanged.
+/// Minor version this crate writes. 1.1 added the card time anchor and the
+/// interleaved channel layout (superblock `channel_layout` 2); 1.0
+/// recordings read unchanged.
 pub const FORMAT_VERSION_MINOR: u16 = 1;
 
 /// Whether this build knows every field of minor version `minor`: then

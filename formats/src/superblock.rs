@@ -4,6 +4,7 @@
 //! (every member's UUID, size and slot count, and which member this is).
 
 use crate::bytes::*;
+use crate::time::{CardClock, TimeAnchor};
 use crate::{
     crc32, FormatError, PayloadSize, Uuid, CHANNEL_LAYOUT_INTERLEAVED, CHANNEL_LAYOUT_ROUND_ROBIN,
     FORMAT_VERSION_MAJOR, FORMAT_VERSION_MINOR,
@@ -26,6 +27,10 @@ const MEMBER_BYTES: usize = 32;
 const OFF_CHANNELS: usize = OFF_MEMBERS + MAX_DEVICES * MEMBER_BYTES; // 384
 const CHANNEL_BYTES: usize = 48;
 const OFF_RESERVED: usize = OFF_CHANNELS + MAX_CHANNELS * CHANNEL_BYTES; // 1920
+/// Format 1.1: the time anchor, at the end of the reserved space: card ns
+/// (8), realtime ns (8), card clock code (2), zero (6).
+const OFF_ANCHOR: usize = 4032;
+const ANCHOR_BYTES: usize = 24;
 const OFF_CRC: usize = SUPERBLOCK_BYTES - 4;
 const NAME_BYTES: usize = 32;
 const DATATYPE_BYTES: usize = 8;
@@ -61,6 +66,9 @@ pub struct Superblock {
     pub channel_layout: u16,
     pub members: Vec<Member>,
     pub channels: Vec<Channel>,
+    /// Format 1.1: card time anchored to CLOCK_REALTIME at the start (None
+    /// in 1.0 recordings: readers derive one, see [`Superblock::anchor_or`]).
+    pub time_anchor: Option<TimeAnchor>,
 }
 
 /// Bytes per sample of a SigMF datatype (`c` complex counts both parts),
@@ -155,9 +163,27 @@ impl Superblock {
             b[d..d + c.datatype.len()].copy_from_slice(c.datatype.as_bytes());
             put_u64(&mut b, d + DATATYPE_BYTES, c.sample_rate_hz.to_bits());
         }
+        if let Some(a) = &self.time_anchor {
+            put_u64(&mut b, OFF_ANCHOR, a.card_ns);
+            put_u64(&mut b, OFF_ANCHOR + 8, a.realtime_ns);
+            put_u16(&mut b, OFF_ANCHOR + 16, a.clock.code());
+        }
         let crc = crc32(&b[..OFF_CRC]);
         put_u32(&mut b, OFF_CRC, crc);
         b
+    }
+
+    /// The recording's time anchor; for a 1.0 recording (none stored) the
+    /// one readers derived before 1.1: `first`'s card time is `first`'s
+    /// host time (`first` = (card ns, host ns) of the oldest live slot).
+    pub fn anchor_or(&self, first: Option<(u64, u64)>) -> Option<TimeAnchor> {
+        self.time_anchor.or_else(|| {
+            first.map(|(card_ns, realtime_ns)| TimeAnchor {
+                clock: CardClock::HostMonotonicEndOfFill,
+                card_ns,
+                realtime_ns,
+            })
+        })
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Superblock, FormatError> {
@@ -241,6 +267,7 @@ impl Superblock {
             channel_layout: u16_at(bytes, 90),
             members,
             channels,
+            time_anchor: decode_anchor(bytes, minor)?,
         };
         // Fields derivable from others must agree with them.
         if (sb.device_index as usize) >= device_count {
@@ -284,8 +311,12 @@ impl Superblock {
         }
         // Reserved bytes are zero in the minor version we know; a newer minor
         // may use them, and we ignore what we do not know.
+        // From 1.1 the time anchor sits in the reserved space.
+        let reserved_tail = if minor >= 1 { OFF_ANCHOR } else { OFF_CRC };
         if crate::knows_minor(minor)
-            && (!all_zero(&bytes[92..OFF_MEMBERS]) || !all_zero(&bytes[OFF_RESERVED..OFF_CRC]))
+            && (!all_zero(&bytes[92..OFF_MEMBERS])
+                || !all_zero(&bytes[OFF_RESERVED..reserved_tail])
+                || !all_zero(&bytes[OFF_ANCHOR + ANCHOR_BYTES..OFF_CRC]))
         {
             return Err(inv("reserved", "reserved bytes are not zero".to_string()));
         }
@@ -386,6 +417,40 @@ impl Superblock {
             }
         }
         Ok(())
+    }
+}
+
+/// The 1.1 time anchor: none in 1.0 (its bytes are reserved there), none
+/// when the clock code is 0 (then the anchor's bytes are zero).
+fn decode_anchor(bytes: &[u8], minor: u16) -> Result<Option<TimeAnchor>, FormatError> {
+    let inv = |detail: String| FormatError::invalid(WHAT, "time_anchor", detail);
+    let raw = &bytes[OFF_ANCHOR..OFF_ANCHOR + ANCHOR_BYTES];
+    if minor < 1 {
+        return Ok(None);
+    }
+    let known = crate::knows_minor(minor);
+    if known && !all_zero(&raw[18..]) {
+        return Err(inv(
+            "reserved bytes after the clock code are not zero".into()
+        ));
+    }
+    let code = u16_at(raw, 16);
+    if code == 0 {
+        if known && !all_zero(raw) {
+            return Err(inv("clock code 0 (no anchor) with non-zero times".into()));
+        }
+        return Ok(None);
+    }
+    match CardClock::from_code(code) {
+        Some(clock) => Ok(Some(TimeAnchor {
+            clock,
+            card_ns: u64_at(raw, 0),
+            realtime_ns: u64_at(raw, 8),
+        })),
+        None if known => Err(inv(format!(
+            "clock code {code} (known: 1 = sample counter, 2 = host monotonic at end of fill)"
+        ))),
+        None => Ok(None),
     }
 }
 

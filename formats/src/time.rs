@@ -1,4 +1,81 @@
-//! Timestamps as people and SigMF read them.
+//! Timestamps as people and SigMF read them, and the recording's time base.
+//!
+//! The time base is the card's clock. The recorder anchors it once, at the
+//! start, to the host's CLOCK_REALTIME ([`TimeAnchor`], stored in the
+//! superblock from format 1.1): card time `t` is the instant
+//! `realtime_ns + (t - card_ns)`. Slot headers keep the host's own time of
+//! each buffer for drift statistics only.
+
+/// Which clock the card's timestamps (slot header offset 48) come from, and
+/// what instant of the buffer they name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CardClock {
+    /// The card's sample counter: a buffer's timestamp is the time of its
+    /// first sample, `first_sample_index / sample_rate` (the simulated
+    /// cards at a set rate: buffer `k` starts at
+    /// `k × payload_bytes / rate_bytes_per_s`).
+    SampleCounter,
+    /// The host's CLOCK_MONOTONIC when the buffer was complete (the kernel
+    /// driver's `ktime_get_ns()`, the edu PCI card, the simulated card
+    /// without a rate).
+    HostMonotonicEndOfFill,
+}
+
+impl CardClock {
+    pub fn code(self) -> u16 {
+        match self {
+            CardClock::SampleCounter => 1,
+            CardClock::HostMonotonicEndOfFill => 2,
+        }
+    }
+
+    pub fn from_code(code: u16) -> Option<CardClock> {
+        match code {
+            1 => Some(CardClock::SampleCounter),
+            2 => Some(CardClock::HostMonotonicEndOfFill),
+            _ => None,
+        }
+    }
+
+    /// The name `dmaplay inspect` shows.
+    pub fn name(self) -> &'static str {
+        match self {
+            CardClock::SampleCounter => "sample_counter",
+            CardClock::HostMonotonicEndOfFill => "host_monotonic_end_of_fill",
+        }
+    }
+}
+
+/// One instant read on both clocks: card time `card_ns` is host
+/// CLOCK_REALTIME `realtime_ns`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeAnchor {
+    pub clock: CardClock,
+    pub card_ns: u64,
+    pub realtime_ns: u64,
+}
+
+impl TimeAnchor {
+    /// Card time `card_ns` as ns since the Unix epoch (saturating at 0 and
+    /// u64::MAX: a card time before the epoch is not a recording's).
+    pub fn realtime_of(&self, card_ns: u64) -> u64 {
+        let offset = card_ns as i128 - self.card_ns as i128;
+        (self.realtime_ns as i128 + offset).clamp(0, u64::MAX as i128) as u64
+    }
+
+    /// The card time of `realtime_ns` (ns since the Unix epoch).
+    pub fn card_of(&self, realtime_ns: u64) -> u64 {
+        let offset = realtime_ns as i128 - self.realtime_ns as i128;
+        (self.card_ns as i128 + offset).clamp(0, u64::MAX as i128) as u64
+    }
+
+    /// Host time minus anchored card time, ns: how far the host's clock
+    /// drifted from the card's since the anchor.
+    pub fn drift_ns(&self, card_ns: u64, host_ns: u64) -> i64 {
+        let drift = host_ns as i128 - self.realtime_of(card_ns) as i128;
+        drift.clamp(i64::MIN as i128, i64::MAX as i128) as i64
+    }
+}
 
 /// `ns` since the Unix epoch as RFC 3339 / ISO 8601 UTC with nanoseconds,
 /// e.g. `2026-11-21T04:56:01.123456789Z`.
@@ -30,6 +107,33 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 #[cfg(test)]
 mod tests {
+    use super::{CardClock, TimeAnchor};
+
+    #[test]
+    fn anchor_maps_both_ways_and_measures_drift() {
+        let a = TimeAnchor {
+            clock: CardClock::SampleCounter,
+            card_ns: 1_000,
+            realtime_ns: 1_800_000_000_000_000_000,
+        };
+        assert_eq!(a.realtime_of(1_000), 1_800_000_000_000_000_000);
+        assert_eq!(a.realtime_of(2_500), 1_800_000_000_000_001_500);
+        assert_eq!(a.realtime_of(400), 1_799_999_999_999_999_400);
+        assert_eq!(a.card_of(1_800_000_000_000_001_500), 2_500);
+        assert_eq!(a.card_of(0), 0, "before the card's zero saturates");
+        assert_eq!(a.drift_ns(2_500, 1_800_000_000_000_001_600), 100);
+        assert_eq!(a.drift_ns(2_500, 1_800_000_000_000_001_400), -100);
+    }
+
+    #[test]
+    fn clock_codes_round_trip_and_unknown_is_none() {
+        for c in [CardClock::SampleCounter, CardClock::HostMonotonicEndOfFill] {
+            assert_eq!(CardClock::from_code(c.code()), Some(c));
+        }
+        assert_eq!(CardClock::from_code(0), None);
+        assert_eq!(CardClock::from_code(3), None);
+    }
+
     #[test]
     fn known_dates() {
         assert_eq!(super::rfc3339_utc(0), "1970-01-01T00:00:00.000000000Z");

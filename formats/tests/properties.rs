@@ -25,9 +25,10 @@ fn arb_superblock() -> impl Strategy<Value = Superblock> {
         ),
         any::<prop::sample::Index>(),
         any::<bool>(),
+        prop::option::of((1u16..=2, any::<u64>(), any::<u64>())),
     )
         .prop_map(
-            |(rec, created, shift, ring, members, chans, idx, interleaved)| {
+            |(rec, created, shift, ring, members, chans, idx, interleaved, anchor)| {
                 let payload_bytes = 1u32 << shift;
                 let slot = 4096 + payload_bytes as u64;
                 let members: Vec<Member> = members
@@ -60,6 +61,13 @@ fn arb_superblock() -> impl Strategy<Value = Superblock> {
                             sample_rate_hz: *rate,
                         })
                         .collect(),
+                    time_anchor: anchor.map(|(code, card_ns, realtime_ns)| {
+                        formats::time::TimeAnchor {
+                            clock: formats::time::CardClock::from_code(code).unwrap(),
+                            card_ns,
+                            realtime_ns,
+                        }
+                    }),
                 }
             },
         )
@@ -291,6 +299,7 @@ fn sample_index(entries: u64) -> Vec<u8> {
             datatype: "ci16_le".into(),
             sample_rate_hz: 1e6,
         }],
+        time_anchor: None,
     };
     let mut file = IndexHeader { superblock: sb }.encode();
     for s in 0..entries {
@@ -404,6 +413,12 @@ fn pattern_mismatch_in_a_single_word_and_a_ragged_length() {
     pattern::fill(&mut p, 1, 2);
     assert_eq!(pattern::first_mismatch(&p[..8], 1, 2), None);
     assert_eq!(pattern::first_mismatch(&[0u8; 8], 1, 2), Some(0));
-    assert_eq!(pattern::first_mismatch(&p[..13], 1, 2), Some(8));
-    assert_eq!(pattern::first_mismatch(&p[..7], 1, 2), Some(0));
+    // A ragged length ends in a partial word: the pattern word's first
+    // bytes (an interleaved buffer's whole frames, format 1.1).
+    assert_eq!(pattern::first_mismatch(&p[..13], 1, 2), None);
+    assert_eq!(pattern::first_mismatch(&p[..7], 1, 2), None);
+    let mut q = p;
+    q[12] ^= 1;
+    assert_eq!(pattern::first_mismatch(&q[..13], 1, 2), Some(8));
+    assert_eq!(pattern::first_mismatch(&[0u8; 7], 1, 2), Some(0));
 }

@@ -1,21 +1,21 @@
-//! Minor versions (docs/FORMAT.md): a reader of minor 0 refuses a structure
-//! of minor 0 whose reserved bytes or unknown flag bits are set (they would
-//! be fields it does not know), and accepts a newer minor that uses them,
+//! Minor versions (docs/FORMAT.md): a reader of minor 1 refuses a structure
+//! of minor 0 or 1 whose reserved bytes or unknown flag bits are set (they
+//! would be fields it does not know), and accepts a newer minor that uses them,
 //! ignoring what it does not know. The bytes are edited and the CRC resealed
 //! here, so only the rule under test can refuse them. Also the index's
 //! fixed sizes and entry flags.
 
 use formats::index::INDEX_PAGE_BYTES;
+use formats::time::{CardClock, TimeAnchor};
 use formats::{
     Channel, FormatError, IndexEntry, IndexHeader, Member, SlotHeader, Superblock, Uuid,
-    CHANNEL_LAYOUT_ROUND_ROBIN, DATA_START_BYTES, SLOT_FLAG_GAP, SLOT_HEADER_BYTES,
-    SUPERBLOCK_BYTES,
+    CHANNEL_LAYOUT_ROUND_ROBIN, DATA_START_BYTES, FORMAT_VERSION_MINOR, SLOT_FLAG_GAP,
+    SLOT_HEADER_BYTES, SUPERBLOCK_BYTES,
 };
 
-/// The minor version this build knows (its reserved bytes are zero) and a
-/// newer one (which may use them).
-const KNOWN: u16 = formats::FORMAT_VERSION_MINOR;
-const NEWER: u16 = KNOWN + 1;
+/// The minor version this build writes, and one it does not know.
+const KNOWN: u16 = FORMAT_VERSION_MINOR;
+const NEWER: u16 = FORMAT_VERSION_MINOR + 1;
 
 /// Byte offset of the minor version in every structure's envelope.
 const MINOR_AT: usize = 10;
@@ -40,6 +40,11 @@ fn superblock() -> Superblock {
             datatype: "ci16_le".into(),
             sample_rate_hz: 1e6,
         }],
+        time_anchor: Some(TimeAnchor {
+            clock: CardClock::SampleCounter,
+            card_ns: 0,
+            realtime_ns: 1_700_000_000_000_000_001,
+        }),
     }
 }
 
@@ -79,18 +84,20 @@ fn refused_as(result: Result<impl std::fmt::Debug, FormatError>, field: &str) {
 }
 
 #[test]
-fn superblock_reserved_bytes_refused_in_minor_0_ignored_in_minor_1() {
+fn superblock_reserved_bytes_refused_in_known_minors_ignored_in_a_newer_one() {
     let sb = superblock();
     let b = sb.encode();
     let crc_at = SUPERBLOCK_BYTES - 4;
     assert_eq!(Superblock::decode(&b).unwrap(), sb);
-    // Reserved: between the fixed fields and the members, and after the
-    // channels, up to the CRC.
-    for at in [92, 127, 1920, crc_at - 1] {
-        refused_as(
-            Superblock::decode(&edit(&b, at, 0x5a, KNOWN, crc_at)),
-            "reserved",
-        );
+    // Reserved: between the fixed fields and the members, after the
+    // channels up to the time anchor (4032), and after its clock code.
+    for at in [92, 127, 1920, 4031, 4050, crc_at - 1] {
+        for minor in [0, KNOWN] {
+            refused_as(
+                Superblock::decode(&edit(&b, at, 0x5a, minor, crc_at)),
+                "reserved",
+            );
+        }
         let newer = Superblock::decode(&edit(&b, at, 0x5a, NEWER, crc_at)).unwrap();
         assert_eq!(newer.version_minor, NEWER);
         assert_eq!(
@@ -103,6 +110,68 @@ fn superblock_reserved_bytes_refused_in_minor_0_ignored_in_minor_1() {
     }
 }
 
+/// 1.0 recordings still read: no anchor stored (its bytes are reserved
+/// there), so readers derive one from the oldest slot as 1.0 readers did.
+#[test]
+fn a_1_0_superblock_reads_without_anchor_and_refuses_anchor_bytes() {
+    let sb = Superblock {
+        time_anchor: None,
+        ..superblock()
+    };
+    let crc_at = SUPERBLOCK_BYTES - 4;
+    let v10 = edit(&sb.encode(), 4031, 0, 0, crc_at);
+    let read = Superblock::decode(&v10).unwrap();
+    assert_eq!(read.version_minor, 0);
+    assert_eq!(read.time_anchor, None);
+    let derived = read
+        .anchor_or(Some((123, 1_700_000_000_000_000_456)))
+        .unwrap();
+    assert_eq!(derived.realtime_of(1_123), 1_700_000_000_000_001_456);
+    assert_eq!(read.anchor_or(None), None);
+    // A 1.0 superblock with the anchor's bytes set: unknown fields in 1.0.
+    let with_anchor = edit(&superblock().encode(), 4031, 0, 0, crc_at);
+    refused_as(Superblock::decode(&with_anchor), "reserved");
+    // A stored anchor wins over a derived one.
+    assert_eq!(
+        superblock().anchor_or(Some((1, 2))),
+        superblock().time_anchor
+    );
+}
+
+#[test]
+fn anchor_round_trips_and_bad_clock_codes_are_refused_by_name() {
+    let sb = superblock();
+    let b = sb.encode();
+    let crc_at = SUPERBLOCK_BYTES - 4;
+    let monotonic = Superblock {
+        time_anchor: Some(TimeAnchor {
+            clock: CardClock::HostMonotonicEndOfFill,
+            card_ns: u64::MAX,
+            realtime_ns: 5,
+        }),
+        ..sb.clone()
+    };
+    assert_eq!(Superblock::decode(&monotonic.encode()).unwrap(), monotonic);
+    // The clock code (u16 at 4048): 3 is unknown; 0 means "no anchor" and
+    // then the times must be zero.
+    refused_as(
+        Superblock::decode(&edit(&b, 4048, 3, KNOWN, crc_at)),
+        "clock code 3",
+    );
+    refused_as(
+        Superblock::decode(&edit(&b, 4048, 0, KNOWN, crc_at)),
+        "clock code 0",
+    );
+    let no_anchor = Superblock {
+        time_anchor: None,
+        ..sb.clone()
+    };
+    assert_eq!(Superblock::decode(&no_anchor.encode()).unwrap(), no_anchor);
+    // A newer minor may have more clocks: no anchor then, not an error.
+    let newer = Superblock::decode(&edit(&b, 4048, 3, NEWER, crc_at)).unwrap();
+    assert_eq!(newer.time_anchor, None);
+}
+
 #[test]
 fn slot_header_reserved_bytes_and_unknown_flags_refused_in_minor_0_only() {
     let h = slot_header();
@@ -110,10 +179,12 @@ fn slot_header_reserved_bytes_and_unknown_flags_refused_in_minor_0_only() {
     let crc_at = SLOT_HEADER_BYTES - 4;
     assert_eq!(SlotHeader::decode(&b).unwrap(), h);
     for at in [86, 87, 2000, crc_at - 1] {
-        refused_as(
-            SlotHeader::decode(&edit(&b, at, 1, KNOWN, crc_at)),
-            "reserved",
-        );
+        for minor in [0, KNOWN] {
+            refused_as(
+                SlotHeader::decode(&edit(&b, at, 1, minor, crc_at)),
+                "reserved",
+            );
+        }
         assert_eq!(
             SlotHeader::decode(&edit(&b, at, 1, NEWER, crc_at)).unwrap(),
             h
@@ -130,7 +201,7 @@ fn slot_header_reserved_bytes_and_unknown_flags_refused_in_minor_0_only() {
 }
 
 #[test]
-fn index_header_reserved_bytes_refused_in_minor_0_ignored_in_minor_1() {
+fn index_header_reserved_bytes_refused_in_known_minors_ignored_in_a_newer_one() {
     let ih = IndexHeader {
         superblock: superblock(),
     };

@@ -43,21 +43,58 @@ use target::{open_target, OpenOptionsCli, Target};
 /// Most buffers a ring may have (io_uring registers at most 16384; u16 buf_index).
 pub const MAX_BUFFERS: usize = 4096;
 
-/// Ring memory `--buffers auto` aims at: measured write stalls of loop and
-/// virtio disks reach 250–800 ms on this project's shared machines
-/// (docs/BENCHMARKS.md, sustained): the largest ring the runs there needed
-/// was 868 buffers of 516 KiB (448 MB, an 804 ms write at 570 MB/s).
+/// Ring memory `--buffers auto` takes when the card's rate is unknown:
+/// measured write stalls of loop and virtio disks reach 250–800 ms on this
+/// project's shared machines (docs/BENCHMARKS.md, sustained): the largest
+/// ring the runs there needed was 868 buffers of 516 KiB (448 MB, an 804 ms
+/// write at 570 MB/s).
 pub const AUTO_RING_BYTES: u64 = 512 << 20;
 
-/// The `--buffers auto` ring: [`AUTO_RING_BYTES`] (at most an eighth of the
-/// machine's RAM) of slots of `payload_size`, within 16..=[`MAX_BUFFERS`].
-pub fn auto_buffers(payload_size: PayloadSize) -> usize {
+/// The write stall `--buffers auto` rides out when the card's rate is known:
+/// the longest writes measured at 2 GB/s took 0.2–0.7 s on a quiet machine
+/// and up to 2.6 s on a crowded one (docs/BENCHMARKS.md, sustained).
+pub const AUTO_STALL_MS: u64 = 1000;
+
+/// The `--buffers auto` ring: [`AUTO_STALL_MS`] of the card at
+/// `card_rate_bytes_per_s`, or [`AUTO_RING_BYTES`] when the rate is unknown;
+/// at most an eighth of the machine's RAM, within 16..=[`MAX_BUFFERS`]
+/// buffers of `payload_size`. Also says why, for the user.
+pub fn auto_buffers(
+    payload_size: PayloadSize,
+    card_rate_bytes_per_s: Option<u64>,
+) -> (usize, String) {
     // SAFETY: sysconf has no memory effects.
     let pages = unsafe { libc::sysconf(libc::_SC_PHYS_PAGES) }.max(0) as u64;
     let ram_bytes = pages.saturating_mul(4096);
-    let ring_bytes = AUTO_RING_BYTES.min(ram_bytes / 8);
-    let stride_bytes = payload_size.slot_bytes();
-    ((ring_bytes / stride_bytes) as usize).clamp(16, MAX_BUFFERS)
+    let (wanted_bytes, why) = match card_rate_bytes_per_s {
+        Some(rate) => (
+            rate.saturating_mul(AUTO_STALL_MS) / 1000,
+            format!(
+                "{AUTO_STALL_MS} ms of the card at {:.0} MB/s",
+                rate as f64 / 1e6
+            ),
+        ),
+        None => (AUTO_RING_BYTES, "the card's rate is unknown".to_string()),
+    };
+    let ring_bytes = wanted_bytes.min(ram_bytes / 8);
+    let capped = if ring_bytes < wanted_bytes {
+        ", capped at an eighth of the RAM"
+    } else {
+        ""
+    };
+    let buffers = ((ring_bytes / payload_size.slot_bytes()) as usize).clamp(16, MAX_BUFFERS);
+    let held_mib = buffers as f64 * payload_size.slot_bytes() as f64 / (1 << 20) as f64;
+    let covers = match card_rate_bytes_per_s {
+        Some(rate) if rate > 0 => format!(
+            ": it holds {:.2} s of the card's data through a write stall",
+            buffers as f64 * payload_size.bytes() as f64 / rate as f64
+        ),
+        _ => String::new(),
+    };
+    let note = format!(
+        "ring: {buffers} buffers, {held_mib:.0} MiB locked (--buffers auto: {why}{capped}){covers}"
+    );
+    (buffers, note)
 }
 
 #[derive(Debug, Clone)]
@@ -418,5 +455,41 @@ fn superblock_for(targets: &[Target], options: &RecordOptions, source: &dyn Sour
                 sample_rate_hz: channels.sample_rate_hz,
             })
             .collect(),
+        time_anchor: Some(source.time_anchor()),
+    }
+}
+
+#[cfg(test)]
+mod auto_ring_tests {
+    use super::{auto_buffers, AUTO_RING_BYTES, MAX_BUFFERS};
+    use formats::PayloadSize;
+
+    fn ram_bytes() -> u64 {
+        // SAFETY: sysconf has no memory effects.
+        unsafe { libc::sysconf(libc::_SC_PHYS_PAGES) }.max(0) as u64 * 4096
+    }
+
+    #[test]
+    fn a_known_rate_gets_one_second_of_the_card() {
+        let payload = PayloadSize::new(512 << 10).unwrap();
+        let rate_bytes_per_s = 200_000_000;
+        let (buffers, note) = auto_buffers(payload, Some(rate_bytes_per_s));
+        let wanted = (rate_bytes_per_s.min(ram_bytes() / 8) / payload.slot_bytes()) as usize;
+        assert_eq!(buffers, wanted.clamp(16, MAX_BUFFERS));
+        assert!(note.contains("1000 ms of the card at 200 MB/s"), "{note}");
+        assert!(note.contains(&format!("ring: {buffers} buffers")), "{note}");
+    }
+
+    #[test]
+    fn an_unknown_rate_gets_the_fixed_ring_and_a_fast_card_the_cap() {
+        let payload = PayloadSize::new(512 << 10).unwrap();
+        let (buffers, note) = auto_buffers(payload, None);
+        let wanted = (AUTO_RING_BYTES.min(ram_bytes() / 8) / payload.slot_bytes()) as usize;
+        assert_eq!(buffers, wanted.clamp(16, MAX_BUFFERS));
+        assert!(note.contains("rate is unknown"), "{note}");
+        let (fast, _) = auto_buffers(payload, Some(u64::MAX));
+        assert!(fast <= MAX_BUFFERS && fast >= buffers);
+        let (slow, _) = auto_buffers(payload, Some(1));
+        assert_eq!(slow, 16, "at least 16 buffers");
     }
 }

@@ -117,9 +117,10 @@ struct RecordArgs {
     /// Payload bytes per buffer: a power of two, 4K..64M (the kernel driver: 4K..16M).
     #[arg(long, default_value = "512K", value_parser = parse_payload_size)]
     payload_size: PayloadSize,
-    /// Buffers in the ring (registered once, at start), or `auto`: a ring of 512 MiB
-    /// (at most an eighth of the RAM): it held the longest write stalls measured on this
-    /// project's loop and virtio disks (docs/BENCHMARKS.md, "Sustained"). The summary
+    /// Buffers in the ring (registered once, at start), or `auto`: one second of the card
+    /// at --rate, or 512 MiB when the rate is unknown (at most an eighth of the RAM, at
+    /// most 4096 buffers): that held the longest write stalls measured on this project's
+    /// loop and virtio disks (docs/BENCHMARKS.md, "Sustained"). Said at start; the summary
     /// says what the run's longest write would have needed.
     #[arg(long, default_value = "auto", value_parser = parse_buffers)]
     buffers: BufferCount,
@@ -212,6 +213,16 @@ fn install_signal_handlers() {
 }
 
 fn run_record(args: RecordArgs) -> Result<i32> {
+    let buffers = match args.buffers {
+        BufferCount::Count(n) => n,
+        BufferCount::Auto => {
+            let (n, note) = recorder::auto_buffers(args.payload_size, args.rate);
+            if !args.quiet {
+                eprintln!("dmarec: {note}");
+            }
+            n
+        }
+    };
     let opts = RecordOptions {
         source: if args.source == "sim" {
             SourceChoice::Sim
@@ -223,10 +234,7 @@ fn run_record(args: RecordArgs) -> Result<i32> {
         size_bytes: args.size,
         duration: args.duration,
         payload_size: args.payload_size,
-        buffers: match args.buffers {
-            BufferCount::Count(n) => n,
-            BufferCount::Auto => recorder::auto_buffers(args.payload_size),
-        },
+        buffers,
         queue_depth: args.queue_depth as usize,
         ring: matches!(args.on_full, OnFull::Wrap),
         force: args.force,

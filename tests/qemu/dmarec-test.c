@@ -553,7 +553,7 @@ static void overrun_one(uint32_t memory)
 	struct dmarec_stats st;
 	struct ring r;
 	u64 sum_gap = 0, last_seq = 0, n_deq = 0, n_ovr_bufs = 0;
-	bool first = true, exact = false;
+	bool first = true, first_ts = true, exact = false;
 	int fd = dev_open(0);
 	unsigned int n;
 	uint32_t i;
@@ -587,11 +587,21 @@ static void overrun_one(uint32_t memory)
 			      "%s: seq %" "llu" " after %" "llu" " gap %" "llu",
 			      what, b.card_seq, last_seq, b.gap_count);
 		first = false;
-		/* never faster than the rate: buffer s is due at
-		 * start + (s + 1) * period, and start >= t_on */
-		check(b.card_timestamp_ns >= t_on + (b.card_seq + 1) * period,
-		      "%s: seq %llu at %llu ns after STREAMON, before its deadline",
+		/*
+		 * The card's clock is its sample counter: buffer s starts at
+		 * start + s * period exactly (start >= t_on), and is never
+		 * delivered before its fill ended (start + (s + 1) * period).
+		 */
+		check(b.card_timestamp_ns >= t_on + b.card_seq * period &&
+		      now_ns() >= b.card_timestamp_ns + period,
+		      "%s: seq %llu stamped %llu ns after STREAMON, delivered before its fill ended",
 		      what, b.card_seq, b.card_timestamp_ns - t_on);
+		check(first_ts || b.card_timestamp_ns - last_ts ==
+		      (b.card_seq - last_seq) * period,
+		      "%s: seq %llu at %llu ns after seq %llu: not %llu buffer periods",
+		      what, b.card_seq, b.card_timestamp_ns - last_ts, last_seq,
+		      b.card_seq - last_seq);
+		first_ts = false;
 		last_ts = b.card_timestamp_ns;
 		last_seq = b.card_seq;
 		sum_gap += b.gap_count;
@@ -1310,6 +1320,119 @@ static void kill_child_while_streaming(uint32_t memory)
 	close(fd);
 }
 
+struct blocked {
+	int fd;
+	bool poll;			/* poll() instead of DQBUF */
+	volatile int done;
+	int err;			/* DQBUF errno, or poll revents */
+};
+
+static void on_sigusr1(int sig) { (void)sig; }
+
+/* One blocking DQBUF or poll(-1) on b->fd. */
+static void *blocked_thread(void *arg)
+{
+	struct blocked *b = arg;
+
+	if (b->poll) {
+		struct pollfd p = { .fd = b->fd, .events = POLLIN };
+
+		b->err = poll(&p, 1, -1) == 1 ? p.revents : -errno;
+	} else {
+		struct dmarec_buffer buf;
+
+		b->err = dqbuf(b->fd, &buf) ? errno : 0;
+	}
+	__atomic_store_n(&b->done, 1, __ATOMIC_SEQ_CST);
+	return NULL;
+}
+
+/* Wait (bounded: a lost wake-up must not hang the test) for it to return. */
+static bool blocked_wait(struct blocked *b)
+{
+	int k;
+
+	for (k = 0; k < 1000 && !__atomic_load_n(&b->done, __ATOMIC_SEQ_CST); k++)
+		sleep_ms(10);
+	return b->done;
+}
+
+/* Interrupt a blocked thread (SIGUSR1 without SA_RESTART) and join it. */
+static void blocked_interrupt(pthread_t t, struct blocked *b)
+{
+	int k;
+
+	for (k = 0; k < 500 && !__atomic_load_n(&b->done, __ATOMIC_SEQ_CST); k++) {
+		pthread_kill(t, SIGUSR1);
+		sleep_ms(10);
+	}
+	pthread_join(t, NULL);
+}
+
+/*
+ * Threads blocked in DQBUF and poll() while the ring goes away under them:
+ * STREAMOFF wakes both (EPIPE, POLLERR), a poll after the teardown answers
+ * POLLERR at once. Then close() from a third thread while both block
+ * again: the blocked calls keep the file, so the ring lives on (the driver
+ * still holds its pages) until they are interrupted; then release frees
+ * everything.
+ */
+static void close_vs_blocked(void)
+{
+	struct sigaction sa = { .sa_handler = on_sigusr1 };
+	const unsigned long long held0 = module_param_ull("pages_held");
+	struct blocked dq = { 0 }, pl = { .poll = true };
+	struct pollfd p;
+	pthread_t tdq, tpl;
+	struct ring r;
+	int fd = dev_open(0);
+
+	sigaction(SIGUSR1, &sa, NULL);	/* no SA_RESTART: EINTR */
+	if (ring_open(&r, fd, DMAREC_MEMORY_MMAP, 2, 4096)) {
+		close(fd);
+		return;
+	}
+	dq.fd = pl.fd = fd;
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMON));	/* nothing queued */
+	pthread_create(&tdq, NULL, blocked_thread, &dq);
+	pthread_create(&tpl, NULL, blocked_thread, &pl);
+	sleep_ms(200);
+	check(!dq.done && !pl.done, "blocked: DQBUF or poll returned early");
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMOFF));
+	check(blocked_wait(&dq) && blocked_wait(&pl),
+	      "STREAMOFF did not wake a blocked DQBUF (%d) or poll (%d)",
+	      dq.done, pl.done);
+	blocked_interrupt(tdq, &dq);
+	blocked_interrupt(tpl, &pl);
+	check(dq.err == EPIPE, "blocked DQBUF woke by STREAMOFF with %d", dq.err);
+	check(pl.err > 0 && (pl.err & POLLERR), "blocked poll woke by STREAMOFF with %#x",
+	      pl.err);
+	munmap(r.base, r.size);
+	CHECK_OK(setup(fd, 0, 0, 0, NULL));
+	p = (struct pollfd){ .fd = fd, .events = POLLIN };
+	check(poll(&p, 1, 10000) == 1 && (p.revents & POLLERR),
+	      "poll after teardown: revents %#x", p.revents);
+
+	/* close() while DQBUF and poll block on the file */
+	CHECK_OK(setup(fd, DMAREC_MEMORY_MMAP, 2, 4096, NULL));
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMON));
+	dq.done = pl.done = 0;
+	pthread_create(&tdq, NULL, blocked_thread, &dq);
+	pthread_create(&tpl, NULL, blocked_thread, &pl);
+	sleep_ms(200);
+	close(fd);
+	check(!dq.done && !pl.done, "close woke a blocked DQBUF or poll");
+	check(module_param_ull("pages_held") == held0 + 2 * 2,
+	      "ring freed under a blocked DQBUF: driver holds %llu pages",
+	      module_param_ull("pages_held"));
+	blocked_interrupt(tdq, &dq);
+	blocked_interrupt(tpl, &pl);
+	check(dq.err == EINTR, "blocked DQBUF after close: %d", dq.err);
+	check(module_param_ull("pages_held") == held0,
+	      "after the last user of a closed file: driver holds %llu pages",
+	      module_param_ull("pages_held"));
+}
+
 static void test_lifetime(void)
 {
 	struct dmarec_buffer b;
@@ -1370,6 +1493,7 @@ static void test_lifetime(void)
 
 	kill_child_while_streaming(DMAREC_MEMORY_USERPTR);
 	kill_child_while_streaming(DMAREC_MEMORY_MMAP);
+	close_vs_blocked();
 }
 
 /* -------------------------------- fuzz -------------------------------- */
@@ -2570,13 +2694,38 @@ static void test_edu_refuse(void)
 	close(fd);
 }
 
+/* poll() until the card says POLLERR (it went away), bounded. */
+static void *edu_poll_thread(void *arg)
+{
+	struct blocked *b = arg;
+	int k;
+
+	for (k = 0; k < 100000; k++) {
+		struct pollfd p = { .fd = b->fd, .events = POLLIN };
+
+		/* a minute without any event: nobody woke the poll */
+		if (poll(&p, 1, 60000) != 1) {
+			b->err = -errno;
+			break;
+		}
+		b->err = p.revents;
+		if (p.revents & POLLERR)
+			break;
+		sleep_ms(5);	/* the main thread dequeues it */
+	}
+	return NULL;
+}
+
 /*
  * Streams until the card goes away (sysfs unbind by the caller after
- * "ready"), then checks the dead card: ENODEV for everything that needs the
+ * "ready"; a second thread blocked in poll() must wake with POLLERR), then
+ * checks the dead card: ENODEV for everything that needs the
  * device, STATS still answers, the mapping stays readable.
  */
 static void test_edu_unbind(uint32_t memory)
 {
+	struct blocked pl = { .poll = true };
+	pthread_t tpl;
 	struct dmarec_buffer b;
 	struct ring r;
 	size_t k;
@@ -2589,6 +2738,8 @@ static void test_edu_unbind(uint32_t memory)
 	for (uint32_t i = 0; i < 4; i++)
 		CHECK_OK(qbuf(fd, i));
 	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMON));
+	pl.fd = fd;
+	pthread_create(&tpl, NULL, edu_poll_thread, &pl);
 	note("edu-unbind %s: ready", mem_name(memory));
 	while (dqbuf(fd, &b) == 0 && n < 100000) {
 		verify_buffer(&r, &b, 1, "edu-unbind");
@@ -2596,6 +2747,9 @@ static void test_edu_unbind(uint32_t memory)
 		n++;
 	}
 	err = errno;
+	pthread_join(tpl, NULL);
+	check(pl.err > 0 && (pl.err & POLLERR),
+	      "poll across unbind: revents %#x", pl.err);
 	check(err == EPIPE || err == ENODEV, "DQBUF after unbind: %s",
 	      strerror(err));
 	CHECK_ERR(qbuf(fd, 0), ENODEV);
@@ -2611,6 +2765,289 @@ static void test_edu_unbind(uint32_t memory)
 	close(fd);
 	note("edu-unbind %s: %u buffers before the unbind, dead card checked",
 	     mem_name(memory), n);
+}
+
+/*
+ * USERPTR from a regular file on a disk file system (ext4 in the disks
+ * boot), MAP_SHARED and MAP_PRIVATE, pages populated and dirtied: refused
+ * with EFAULT and nothing pinned (the file system would write the pages
+ * back and clean them under the card's pin; 6.1's GUP allows the pin).
+ */
+static void test_userptr_file(const char *path)
+{
+	const size_t len = DMAREC_HEADER_BYTES + 8192;
+	int fd = dev_open(0), ffd, i;
+
+	ffd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	if (ffd < 0 || ftruncate(ffd, len)) {
+		check(false, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	for (i = 0; i < 2; i++) {
+		int flags = i ? MAP_PRIVATE : MAP_SHARED;
+		long pin0 = vm_pin_kb(), pins0 = pins_held();
+		uint8_t *mem = mmap(NULL, len, PROT_READ | PROT_WRITE,
+				    flags | MAP_POPULATE, ffd, 0);
+
+		if (mem == MAP_FAILED) {
+			check(false, "mmap %s: %s", path, strerror(errno));
+			continue;
+		}
+		memset(mem, 0x5a, len);
+		CHECK_OK(setup(fd, DMAREC_MEMORY_USERPTR, 1, 8192, NULL));
+		CHECK_ERR(attach(fd, 0, mem + DMAREC_HEADER_BYTES, 8192), EFAULT);
+		check(vm_pin_kb() == pin0 && pins_held() == pins0,
+		      "%s %s: VmPin %ld kB, %lld pins after the refusal", path,
+		      i ? "private" : "shared", vm_pin_kb(), pins_held() - pins0);
+		CHECK_OK(setup(fd, 0, 0, 0, NULL));
+		munmap(mem, len);
+		note("userptr-file %s %s: refused", path, i ? "MAP_PRIVATE" : "MAP_SHARED");
+	}
+	close(ffd);
+	unlink(path);
+out:
+	close(fd);
+}
+
+/* ---------------------------- suspend (pm_test) ---------------------- */
+
+/*
+ * Streams (every byte checked) until the file `until` exists, then 3 more
+ * buffers: the caller runs a suspend cycle (/sys/power/pm_test) meanwhile.
+ * The stream must survive it, and every card sequence number must be
+ * either dequeued or counted as lost (gap_count, stats.overruns). The sim
+ * card is paced (its thread sleeps through the freeze and accounts what
+ * it missed); the edu card free-runs.
+ */
+static void test_suspend_stream(const char *until)
+{
+	const uint32_t count = 4, payload = 4096;
+	u64 sum_gap = 0, n_dq = 0, last_seq = 0, seen_after = 0;
+	struct dmarec_buffer b;
+	struct dmarec_stats st;
+	struct ring r;
+	int fd = dev_open(0);
+	uint32_t i;
+
+	if (dev_has_sim())
+		CHECK_OK(sim_config(fd, 1, (u64)payload * 20));
+	if (ring_open(&r, fd, DMAREC_MEMORY_MMAP, count, payload))
+		exit(1);
+	for (i = 0; i < count; i++)
+		CHECK_OK(qbuf(fd, i));
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMON));
+	note("suspend-stream %s: ready", dev_path);
+	/* bounded: 100 s of the sim card, more of the edu card */
+	while (n_dq < 2000 && seen_after < 3) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int pr = poll(&p, 1, 60000);
+
+		if (pr < 0 && errno == EINTR)
+			continue;	/* the freezer's fake signal */
+		if (pr != 1 || !(p.revents & POLLIN) || dqbuf(fd, &b)) {
+			check(false, "suspend-stream %s: no buffer after %" "llu"
+			      " (poll %d revents %#x): %s", dev_path, n_dq, pr,
+			      p.revents, strerror(errno));
+			break;
+		}
+		verify_buffer(&r, &b, 1, "suspend-stream");
+		check(b.card_seq == (n_dq ? last_seq + 1 : 0) + b.gap_count,
+		      "suspend-stream %s: seq %" "llu" " after %" "llu" " gap %" "llu",
+		      dev_path, b.card_seq, last_seq, b.gap_count);
+		last_seq = b.card_seq;
+		sum_gap += b.gap_count;
+		n_dq++;
+		if (access(until, F_OK) == 0)
+			seen_after++;
+		CHECK_OK(qbuf(fd, b.index));
+	}
+	CHECK_OK(ioctl(fd, DMAREC_IOC_STREAMOFF));
+	st = stats(fd);
+	check(seen_after == 3, "suspend-stream %s: %" "llu" " buffers after resume",
+	      dev_path, seen_after);
+	check(n_dq + sum_gap == last_seq + 1 && st.overruns >= sum_gap &&
+	      st.dequeued == n_dq && st.filled >= n_dq,
+	      "suspend-stream %s: %" "llu" " dequeued + %" "llu" " lost != seq %" "llu"
+	      " + 1 (stats filled %" "llu" " overruns %" "llu" ")", dev_path,
+	      n_dq, sum_gap, last_seq, st.filled, st.overruns);
+	note("suspend-stream %s: %" "llu" " buffers, %" "llu" " lost (counted), %" "llu"
+	     " after resume, stats overruns %" "llu", dev_path, n_dq, sum_gap,
+	     seen_after, st.overruns);
+	ring_close(&r);
+	close(fd);
+}
+
+/* ------------------------- ATTACH vs. unbind -------------------------- */
+
+#define RACE_COUNT	8u
+#define RACE_PAYLOAD	(4u << 20)
+
+struct attach_race {
+	int fd;
+	volatile int next;		/* index the thread attaches next */
+	unsigned int attached, refused_before, refused_after;
+};
+
+/* Is any page of [addr, addr + len) resident (faulted in by a pin)? */
+static bool any_resident(void *addr, size_t len)
+{
+	unsigned char vec[RACE_PAYLOAD / PAGE];
+	size_t k;
+
+	if (mincore(addr, len, vec))
+		return false;
+	for (k = 0; k < len / PAGE; k++)
+		if (vec[k] & 1)
+			return true;
+	return false;
+}
+
+/*
+ * ATTACH every buffer of the ring, each from fresh never-touched memory,
+ * until the card dies. An ENODEV whose memory is resident was refused
+ * after the pin (the card went away while the pages were being pinned
+ * without the card lock); one whose memory is untouched, before it.
+ */
+static void *attach_race_thread(void *arg)
+{
+	struct attach_race *a = arg;
+	uint32_t i;
+
+	for (i = 0; i < RACE_COUNT; i++) {
+		void *mem = mmap(NULL, RACE_PAYLOAD, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		int r, err;
+
+		if (mem == MAP_FAILED) {
+			check(false, "attach race: mmap: %s", strerror(errno));
+			break;
+		}
+		__atomic_store_n(&a->next, (int)i, __ATOMIC_SEQ_CST);
+		r = attach(a->fd, i, mem, RACE_PAYLOAD);
+		err = errno;
+		if (r == 0)
+			a->attached++;
+		else if (err == ENODEV && any_resident(mem, RACE_PAYLOAD))
+			a->refused_after++;
+		else if (err == ENODEV)
+			a->refused_before++;
+		else
+			check(false, "attach race: ATTACH %u: %s", i, strerror(err));
+		munmap(mem, RACE_PAYLOAD);	/* the pins keep attached pages */
+		if (r)
+			break;
+	}
+	__atomic_store_n(&a->next, (int)RACE_COUNT, __ATOMIC_SEQ_CST);
+	return NULL;
+}
+
+static void sysfs_write(const char *path, const char *val)
+{
+	int fd = open(path, O_WRONLY);
+
+	check(fd >= 0 && write(fd, val, strlen(val)) == (ssize_t)strlen(val),
+	      "write %s to %s: %s", val, path, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
+/* /dev/dmarecN of the card bound to bdf (waits up to 5 s for the node). */
+static bool edu_node_of(const char *bdf, char *node, size_t len)
+{
+	char dir[128];
+	int i;
+
+	snprintf(dir, sizeof(dir), "/sys/bus/pci/devices/%s/misc", bdf);
+	for (i = 0; i < 50; i++) {
+		FILE *p;
+		char name[32] = "";
+		char cmd[160];
+
+		snprintf(cmd, sizeof(cmd), "ls %s 2>/dev/null", dir);
+		p = popen(cmd, "r");
+		if (p && fscanf(p, "%31s", name) == 1) {
+			snprintf(node, len, "/dev/%s", name);
+			if (access(node, F_OK) == 0) {
+				pclose(p);
+				return true;
+			}
+		}
+		if (p)
+			pclose(p);
+		sleep_ms(100);
+	}
+	return false;
+}
+
+/*
+ * One round: a thread ATTACHes buffer after buffer while this one unbinds
+ * the card through sysfs as the thread starts its k-th ATTACH. Whatever
+ * the interleaving, every pin must come back once the file is closed: the
+ * process's VmPin and the system's FOLL_PIN count return to where they
+ * were, and the driver holds no page.
+ */
+static void attach_race_round(const char *bdf, int k, const long long pins0,
+			      struct attach_race *sum)
+{
+	struct attach_race a = { .next = -1 };
+	char node[64];
+	pthread_t t;
+
+	if (!edu_node_of(bdf, node, sizeof(node))) {
+		check(false, "attach race: no node for %s", bdf);
+		return;
+	}
+	dev_path = node;
+	a.fd = dev_open(0);
+	if (setup(a.fd, DMAREC_MEMORY_USERPTR, RACE_COUNT, RACE_PAYLOAD, NULL)) {
+		check(false, "attach race: SETUP: %s", strerror(errno));
+		close(a.fd);
+		return;
+	}
+	if (pthread_create(&t, NULL, attach_race_thread, &a)) {
+		check(false, "attach race: pthread_create");
+		close(a.fd);
+		return;
+	}
+	while (__atomic_load_n(&a.next, __ATOMIC_SEQ_CST) < k)
+		sched_yield();
+	sysfs_write("/sys/bus/pci/drivers/dmarec/unbind", bdf);
+	pthread_join(t, NULL);
+	CHECK_ERR(attach(a.fd, 0, (void *)PAGE, RACE_PAYLOAD), ENODEV);
+	close(a.fd);
+	check(vm_pin_kb() == 0, "attach race: VmPin %ld kB after close",
+	      vm_pin_kb());
+	check(pins_held() == pins0, "attach race: %lld pins not released",
+	      pins_held() - pins0);
+	check(module_param_ull("pages_held") == 0,
+	      "attach race: driver holds %llu pages",
+	      module_param_ull("pages_held"));
+	sum->attached += a.attached;
+	sum->refused_before += a.refused_before;
+	sum->refused_after += a.refused_after;
+	sysfs_write("/sys/bus/pci/drivers/dmarec/bind", bdf);
+}
+
+/*
+ * ATTACH (which pins user memory) racing PCI unbind. The pin runs without
+ * the card lock, so the unbind completes while a pin is under way and the
+ * ATTACH then finds the card dead and unpins: such refusals after the pin
+ * must happen (with the lock held across the pin, the unbind waits for it
+ * and they never do) and must leak nothing.
+ */
+static void test_edu_attach_race(const char *bdf)
+{
+	const long long pins0 = pins_held();
+	struct attach_race sum = { 0 };
+	int round;
+
+	for (round = 0; round < 12 && sum.refused_after < 3; round++)
+		attach_race_round(bdf, 1 + round % (RACE_COUNT - 2), pins0, &sum);
+	note("edu attach race: %d rounds, %u attached, %u refused before the pin, %u after it",
+	     round, sum.attached, sum.refused_before, sum.refused_after);
+	check(sum.refused_after > 0,
+	      "attach race: no ATTACH was refused after its pin in %d rounds: either the unbind waited for the pins (card lock held across pinning) or ATTACH installed pins on a card unbound meanwhile (no re-check after the pin)",
+	      round);
 }
 
 /* SIGKILL of a process whose buffer the card is writing (2 KiB steps). */
@@ -2674,7 +3111,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: %s [-d DEV] [--disk DEV] [--expect-mmap ok|eopnotsupp]"
 			" caps|stream|overrun|errors|mmap|lifetime|leak|hugetlb|fuzz [N]|uring|uring-teardown|uring-rmmod|quick|hold|\n"
 			"  group DEV1 GID|\n"
-			"  edu|edu-refuse|edu-unbind [mmap|userptr]\n",
+			"  edu|edu-refuse|edu-unbind [mmap|userptr]|edu-attach-race BDF|\n"
+			"  suspend-stream UNTIL_FILE|userptr-file PATH\n",
 			argv[0]);
 		return 2;
 	}
@@ -2714,6 +3152,12 @@ int main(int argc, char **argv)
 		test_edu();
 	else if (!strcmp(cmd, "edu-refuse"))
 		test_edu_refuse();
+	else if (!strcmp(cmd, "userptr-file") && i + 1 < argc)
+		test_userptr_file(argv[i + 1]);
+	else if (!strcmp(cmd, "suspend-stream") && i + 1 < argc)
+		test_suspend_stream(argv[i + 1]);
+	else if (!strcmp(cmd, "edu-attach-race") && i + 1 < argc)
+		test_edu_attach_race(argv[i + 1]);
 	else if (!strcmp(cmd, "edu-unbind"))
 		test_edu_unbind(i + 1 < argc && !strcmp(argv[i + 1], "userptr") ?
 				DMAREC_MEMORY_USERPTR : DMAREC_MEMORY_MMAP);

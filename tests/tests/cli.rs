@@ -143,7 +143,16 @@ fn dmarec_never_panics_on_generated_arguments() {
 fn valid_dmaplay(flag: &str) -> &'static [&'static str] {
     match flag {
         "--channel" => &["0", "3"],
-        "--from" | "--to" => &["0", "0.01", "1"],
+        "--from" | "--to" => &[
+            "0",
+            "0.01",
+            "1",
+            "90s",
+            "end-1s",
+            "card:3",
+            "slot:2",
+            "2026-11-30T08:55:16Z",
+        ],
         "--seq" | "--range" => &["0..3", "5..", "..2", "7"],
         "--threads" => &["1", "0"],
         "--format" => &["raw", "sigmf"],

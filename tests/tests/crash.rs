@@ -107,7 +107,7 @@ fn sigkill_at_random_moments_loses_no_completed_slot() {
             "--payload-size",
             "256K",
             // Kills are timed from the spawn: a small ring starts at once
-            // (--buffers auto locks 512 MiB first, seconds on a busy machine).
+            // (--buffers auto locks up to 1 s of the card first, seconds on a busy machine).
             "--buffers",
             "64",
         ];

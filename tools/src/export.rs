@@ -17,11 +17,11 @@
 use crate::catalog::{Catalog, IndexDamage};
 use crate::deinterleave::Deinterleaver;
 use crate::select::{self, Selection};
-use crate::sigmf::{Annotation, Capture, Meta};
+use crate::sigmf::{self, Annotation, Capture, CaptureClock, Meta, SigmfOptions};
 use crate::stripe::StripeSet;
+use crate::timespec::TimeSpec;
 use crate::uring::{self, FnSink, Reader, Request};
 use anyhow::{bail, Context, Result};
-use formats::time::rfc3339_utc;
 use formats::{datatype_sample_bytes, ChannelLayout, IndexEntry, SLOT_HEADER_BYTES};
 use serde::Serialize;
 use std::fs::File;
@@ -46,11 +46,13 @@ pub struct ExportOptions {
     pub channel: Option<u16>,
     pub out: PathBuf,
     pub format: OutputFormat,
-    pub from_s: Option<f64>,
-    pub to_s: Option<f64>,
+    pub from: Option<TimeSpec>,
+    pub to: Option<TimeSpec>,
     pub gaps: GapMode,
     pub force: bool,
     pub quiet: bool,
+    /// SigMF extras: --meta, --frequency, --sha512, --archive.
+    pub sigmf: SigmfOptions,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -71,6 +73,10 @@ pub struct ChannelReport {
     pub channel: u16,
     pub data_path: String,
     pub meta_path: Option<String>,
+    /// With --archive: the `.sigmf` holding both (the pair is removed).
+    pub archive_path: Option<String>,
+    /// SHA-512 of the `.sigmf-meta` (a collection's stream hash).
+    pub meta_sha512: Option<String>,
     pub slots: u64,
     pub payload_bytes: u64,
     pub samples: u64,
@@ -85,6 +91,8 @@ pub struct ExportReport {
     pub first_slot_seq: Option<u64>,
     pub last_slot_seq: Option<u64>,
     pub channels: Vec<ChannelReport>,
+    /// SigMF with --all: the `.sigmf-collection` naming every channel's.
+    pub collection_path: Option<String>,
 }
 
 /// Where channel `channel`'s output goes: (data file, meta file).
@@ -153,7 +161,8 @@ pub fn check_options(stripe: &StripeSet, options: &ExportOptions) -> Result<()> 
     crate::check_channel(stripe, options.channel)?;
     for c in exported_channels(stripe, options) {
         let (data, meta) = paths_for(options, c);
-        for p in std::iter::once(data).chain(meta) {
+        let extra = sigmf_extra_paths(options, meta.as_deref());
+        for p in std::iter::once(data).chain(meta).chain(extra) {
             stripe.refuse_output(&p, "--out")?;
             if !options.force && p.exists() {
                 bail!(
@@ -166,19 +175,44 @@ pub fn check_options(stripe: &StripeSet, options: &ExportOptions) -> Result<()> 
     Ok(())
 }
 
-/// The catalog positions of the time range, by binary search.
+/// The `.sigmf` archive of a channel and the `.sigmf-collection` (SigMF
+/// with --archive or --all).
+fn sigmf_extra_paths(options: &ExportOptions, meta: Option<&Path>) -> Vec<PathBuf> {
+    let mut paths = Vec::new();
+    if let (Some(m), true) = (meta, options.sigmf.archive) {
+        paths.push(m.with_extension("sigmf"));
+    }
+    if let Some(c) = collection_path(options) {
+        paths.push(c);
+    }
+    paths
+}
+
+/// `BASE.sigmf-collection` for a SigMF export of every channel.
+pub fn collection_path(options: &ExportOptions) -> Option<PathBuf> {
+    if options.format != OutputFormat::Sigmf || options.channel.is_some() {
+        return None;
+    }
+    let (_, meta) = output_paths(&options.out, options.format, None);
+    meta.map(|m| m.with_extension("sigmf-collection"))
+}
+
+/// The catalog positions of the time range, by binary search; a range
+/// with no slot of an exported channel is a usage error (never an empty
+/// file).
 pub fn plan(
     stripe: &StripeSet,
     catalog: &Catalog,
     options: &ExportOptions,
-) -> Result<std::ops::Range<usize>, IndexDamage> {
+) -> Result<Result<std::ops::Range<usize>, IndexDamage>> {
     let sel = Selection {
-        channel: None,
-        from_s: options.from_s,
-        to_s: options.to_s,
+        channel: options.channel,
+        from: options.from,
+        to: options.to,
         seq: None,
     };
-    select::resolve(catalog, stripe, &sel)
+    let channels = exported_channels(stripe, options);
+    select::resolve_nonempty(catalog, stripe, &sel, &channels)
 }
 
 /// Most skip reasons quoted in one gap's comment.
@@ -191,6 +225,7 @@ struct ChannelOut {
     meta_path: Option<PathBuf>,
     sample_bytes: u64,
     samples_per_buffer: u64,
+    sample_rate_hz: f64,
     /// The next card sequence number of this channel not yet accounted for.
     next_card_seq: u64,
     samples: u64,
@@ -209,6 +244,10 @@ struct Ctx<'a> {
     layout: ChannelLayout,
     /// Zero filler for one lost buffer of one channel (and more).
     zeros: &'a [u8],
+    /// Card time to capture datetimes.
+    clock: Option<CaptureClock>,
+    /// Pack each SigMF pair into a `.sigmf` archive.
+    archive: bool,
 }
 
 impl ChannelOut {
@@ -253,14 +292,25 @@ impl ChannelOut {
             0
         };
         if filler_samples > 0 && self.captures.is_empty() {
+            // The filler stands for samples before `before`'s first.
+            let datetime = match (ctx.clock, before, self.sample_rate_hz > 0.0) {
+                (Some(clock), Some(e), true) => {
+                    let filler_ns = (filler_samples as f64 / self.sample_rate_hz * 1e9).round();
+                    let at = clock.first_sample_ns(e).saturating_sub(filler_ns as u64);
+                    Some(formats::time::rfc3339_utc(at))
+                }
+                _ => None,
+            };
             self.captures.push(Capture {
                 sample_start: 0,
-                datetime: None,
+                datetime,
             });
         }
         self.annotations.push(Annotation {
             sample_start: self.samples,
             sample_count: filler_samples,
+            lost_buffers: lost,
+            lost_samples,
             comment: comment.clone(),
         });
         self.gaps.push(GapReport {
@@ -307,7 +357,7 @@ impl ChannelOut {
         if self.need_capture || self.captures.is_empty() {
             self.captures.push(Capture {
                 sample_start: self.samples,
-                datetime: Some(rfc3339_utc(entry.host_timestamp_ns)),
+                datetime: ctx.clock.map(|c| c.datetime(entry)),
             });
             self.need_capture = false;
         }
@@ -341,17 +391,27 @@ impl ChannelOut {
             .get_ref()
             .sync_data()
             .with_context(|| format!("syncing {}", self.data_path.display()))?;
+        let (mut archive_path, mut meta_sha512) = (None, None);
         if let (Some(path), Some(mut meta)) = (&self.meta_path, meta) {
             meta.captures = std::mem::take(&mut self.captures);
             meta.annotations = std::mem::take(&mut self.annotations);
+            if meta.sha512.is_some() {
+                meta.sha512 = Some(sigmf::sha512_of_file(&self.data_path)?);
+            }
             let text = serde_json::to_string_pretty(&meta.to_json())?;
             std::fs::write(path, text + "\n")
                 .with_context(|| format!("writing {}", path.display()))?;
+            meta_sha512 = Some(sigmf::sha512_of_file(path)?);
+            if ctx.archive {
+                archive_path = Some(sigmf::archive(path, &self.data_path)?);
+            }
         }
         Ok(ChannelReport {
             channel: self.channel,
             data_path: self.data_path.display().to_string(),
             meta_path: self.meta_path.as_ref().map(|p| p.display().to_string()),
+            archive_path: archive_path.map(|p| p.display().to_string()),
+            meta_sha512,
             slots: self.slots,
             payload_bytes: self.payload_bytes,
             samples: self.samples,
@@ -409,6 +469,7 @@ pub fn export(
                 layout.full_used_bytes(sb.payload_bytes),
                 sample_bytes as u32,
             ),
+            sample_rate_hz: ch.sample_rate_hz,
             next_card_seq: start,
             samples: 0,
             slots: 0,
@@ -426,6 +487,10 @@ pub fn export(
         mode: options.gaps,
         layout,
         zeros: &zeros,
+        clock: select::time_base(catalog, stripe)
+            .map_err(|IndexDamage(why)| anyhow::anyhow!("index: {why}"))?
+            .map(|b| CaptureClock::new(sb, b.anchor)),
+        archive: options.sigmf.archive,
     };
     let mut splitter = layout
         .frame_bytes()
@@ -543,11 +608,17 @@ pub fn export(
                     "dmarec recording {}, channel {} ({})",
                     sb.recording_uuid, out.channel, ch.name
                 ),
+                extra: options.sigmf.meta.clone(),
+                frequency_hz: options.sigmf.frequency_of(out.channel),
+                sha512: options.sigmf.sha512.then(String::new),
                 captures: Vec::new(),
                 annotations: Vec::new(),
             });
             if let Some(p) = &out.meta_path {
                 created.push(p.clone());
+                if options.sigmf.archive {
+                    created.push(p.with_extension("sigmf"));
+                }
             }
             match out.finish(&ctx, last.map(|e| e.card_seq), meta) {
                 Ok(r) => reports.push(r),
@@ -557,6 +628,11 @@ pub fn export(
                 }
             }
         }
+    }
+    let collection = collection_path(options);
+    if let (Ok(()), Some(path)) = (&result, &collection) {
+        created.push(path.clone());
+        result = write_collection(path, &reports, &sb.recording_uuid.to_string());
     }
     if let Err(e) = result {
         // Leave no half-written output behind.
@@ -572,7 +648,24 @@ pub fn export(
         first_slot_seq: first.map(|e| e.slot_seq),
         last_slot_seq: last.map(|e| e.slot_seq),
         channels: reports,
+        collection_path: collection.map(|p| p.display().to_string()),
     })
+}
+
+/// The `.sigmf-collection` of an `--all` export: every channel's
+/// recording by base name and the SHA-512 of its metadata.
+fn write_collection(path: &Path, reports: &[ChannelReport], recording_uuid: &str) -> Result<()> {
+    let streams: Vec<(PathBuf, String)> = reports
+        .iter()
+        .filter_map(|r| Some((PathBuf::from(r.meta_path.as_ref()?), r.meta_sha512.clone()?)))
+        .collect();
+    assert_eq!(
+        streams.len(),
+        reports.len(),
+        "every SigMF channel has metadata"
+    );
+    let description = format!("dmarec recording {recording_uuid}, every channel");
+    sigmf::write_collection(path, &streams, &description)
 }
 
 fn outs_has(wanted: &[u16], channel: u16) -> bool {

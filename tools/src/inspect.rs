@@ -4,6 +4,7 @@
 //! catalog, ring wraps, and optionally the slots themselves.
 
 use crate::catalog::{Catalog, IndexDamage};
+use crate::drift::DriftStats;
 use crate::scan::{self, Found, MissingRun, ScanReport};
 use crate::select::{self, Selection};
 use crate::stripe::{MissingMember, StripeSet};
@@ -83,6 +84,8 @@ pub struct Inspection {
     pub start: Option<String>,
     pub end: Option<String>,
     pub duration_s: f64,
+    /// The card clock, its anchor and the host's drift against it.
+    pub time_base: Option<TimeBaseReport>,
     pub payload_bytes_recorded: u64,
     pub buffers_lost: u64,
     pub channels: Vec<ChannelSummary>,
@@ -107,6 +110,17 @@ pub fn lost_of_channel(first: u64, count: u64, channel: u64, channels: u64) -> u
     below(first.saturating_add(count)) - below(first)
 }
 
+/// The recording's time base (format 1.1 stores the anchor; for 1.0 it is
+/// derived from the oldest live slot: card time = its host time).
+#[derive(Debug, Serialize)]
+pub struct TimeBaseReport {
+    pub clock: &'static str,
+    pub anchor_stored: bool,
+    pub anchor_card_ns: u64,
+    pub anchor_datetime: String,
+    pub drift: Option<DriftStats>,
+}
+
 pub fn inspect(
     stripe: &StripeSet,
     catalog: &Catalog,
@@ -119,8 +133,13 @@ pub fn inspect(
     let live = catalog.live();
     catalog.check_entries(stripe, live.clone())?;
     let view = catalog.view();
-    let origin_ns = select::time_origin_ns(catalog)?.unwrap_or(0);
-    let time_s = |ns: u64| ns.saturating_sub(origin_ns) as f64 / 1e9;
+    let base = select::time_base(catalog, stripe)?;
+    let anchor = base.as_ref().map(|b| b.anchor);
+    // Seconds from the recording's start (its anchor; negative before it).
+    let time_s = |ns: u64| anchor.map_or(0.0, |a| (ns as f64 - a.card_ns as f64) / 1e9);
+    // The anchored card time: the instant every reader agrees on.
+    let datetime = |ns: u64| rfc3339_utc(anchor.map_or(ns, |a| a.realtime_of(ns)));
+    let mut drifts_ns = Vec::with_capacity(live.len());
     let mut channels: Vec<ChannelSummary> = sb
         .channels
         .iter()
@@ -147,6 +166,9 @@ pub fn inspect(
         let e = view.get(i)?;
         first.get_or_insert(e);
         last = Some(e);
+        if let Some(a) = &anchor {
+            drifts_ns.push(a.drift_ns(e.card_timestamp_ns, e.host_timestamp_ns));
+        }
         recorded += e.payload_bytes_used as u64;
         if channel_layout.interleaved() {
             // Every slot holds an equal share of every channel.
@@ -175,7 +197,7 @@ pub fn inspect(
                 slot_seq: e.slot_seq,
                 card_seq: e.card_seq,
                 time_s: time_s(e.card_timestamp_ns),
-                datetime: rfc3339_utc(e.host_timestamp_ns),
+                datetime: datetime(e.card_timestamp_ns),
                 buffers_lost: e.gap_count,
             });
         }
@@ -217,7 +239,7 @@ pub fn inspect(
                         card_seq: e.card_seq,
                         channel: e.channel,
                         time_s: time_s(e.card_timestamp_ns),
-                        datetime: rfc3339_utc(e.host_timestamp_ns),
+                        datetime: datetime(e.card_timestamp_ns),
                         device_index: e.device_index,
                         offset_bytes: e.device_offset_bytes,
                         payload_bytes_used: e.payload_bytes_used,
@@ -268,8 +290,15 @@ pub fn inspect(
         ring_wraps: last
             .map(|e| e.slot_seq / layout.capacity_slots())
             .unwrap_or(0),
-        start: first.map(|e| rfc3339_utc(e.host_timestamp_ns)),
-        end: last.map(|e| rfc3339_utc(e.host_timestamp_ns)),
+        start: first.map(|e| datetime(e.card_timestamp_ns)),
+        end: last.map(|e| datetime(e.card_timestamp_ns)),
+        time_base: anchor.map(|a| TimeBaseReport {
+            clock: a.clock.name(),
+            anchor_stored: sb.time_anchor.is_some(),
+            anchor_card_ns: a.card_ns,
+            anchor_datetime: rfc3339_utc(a.realtime_ns),
+            drift: DriftStats::of(&mut drifts_ns),
+        }),
         duration_s,
         payload_bytes_recorded: recorded,
         buffers_lost: lost,
@@ -342,6 +371,23 @@ impl Inspection {
             self.end.as_deref().unwrap_or("-"),
             self.duration_s
         );
+        if let Some(t) = &self.time_base {
+            let _ = writeln!(
+                s,
+                "time base: card clock {}, card {} ns = {}{}",
+                t.clock,
+                t.anchor_card_ns,
+                t.anchor_datetime,
+                if t.anchor_stored {
+                    ""
+                } else {
+                    " (format 1.0: derived from the oldest slot)"
+                }
+            );
+            if let Some(d) = &t.drift {
+                let _ = writeln!(s, "  drift: {}", d.text());
+            }
+        }
         let _ = writeln!(
             s,
             "payload: {} bytes ({}), buffers lost: {}",

@@ -13,6 +13,7 @@
 pub mod aligned;
 pub mod catalog;
 pub mod deinterleave;
+pub mod drift;
 pub mod export;
 pub mod inspect;
 pub mod progress;
@@ -23,6 +24,7 @@ pub mod select;
 pub mod sigmf;
 pub mod stripe;
 pub mod target;
+pub mod timespec;
 pub mod uring;
 pub mod verify;
 
@@ -31,18 +33,9 @@ pub mod verify;
 pub const JSON_SCHEMA_VERSION: u32 = 1;
 
 /// A command line that asks for something impossible for this recording
-/// (a channel it does not have, a terminal as replay's output): dmaplay
-/// exits with status 2, like clap's own usage errors.
-#[derive(Debug)]
-pub struct UsageError(pub String);
-
-impl std::fmt::Display for UsageError {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for UsageError {}
+/// (a channel it does not have, a terminal as replay's output, an empty
+/// selection): dmaplay exits with status 2, like clap's own usage errors.
+pub use select::UsageError;
 
 /// Refuses `--channel c` for a recording of `channels` channels (usage error).
 pub fn check_channel(stripe: &stripe::StripeSet, channel: Option<u16>) -> anyhow::Result<()> {
@@ -62,3 +55,5 @@ pub fn check_channel(stripe: &stripe::StripeSet, channel: Option<u16>) -> anyhow
 mod synth;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_time;

@@ -6,9 +6,10 @@ use std::path::PathBuf;
 use tools::catalog::{self, Catalog};
 use tools::export::{ExportOptions, GapMode, OutputFormat};
 use tools::replay::{ReplayOptions, Speed};
-use tools::select::{parse_seconds, Selection, SeqRange};
+use tools::select::{self, Selection, SeqRange};
 use tools::stripe::StripeSet;
-use tools::{export, inspect, reindex, replay, verify};
+use tools::timespec::TimeSpec;
+use tools::{export, inspect, reindex, replay, sigmf, verify};
 
 const EXIT_OK: i32 = 0;
 const EXIT_ERROR: i32 = 1;
@@ -26,14 +27,20 @@ and report its slots as unavailable (verify lists them as bad, export treats the
 reindex refuses. Without --index, or with an index that is unusable or damaged, commands scan
 the targets' slot headers instead and say so on stderr.
 
-Times (--from, --to) are seconds relative to the card timestamp of the first live slot
-(in ring mode, the oldest slot still on the targets). Slot ranges (--seq, --range) are
-A..B with both ends included, A.., ..B or a single N.
+Times (--from, --to) are on the card's clock, anchored to UTC when the recording started:
+  2026-11-30T08:55:16Z, 2026-11-30T08:55:16.25+01:00   an instant (RFC 3339)
+  90s, 1.5s, 10m, 1h30m, 00:01:00, PT1M, 12.5, start+90s  after the recording's start
+  end-10m, end                                          back from the newest recorded slot
+  card:1234, slot:567                                   a card sequence or slot number
+--from takes slots at or after it, --to slots up to and including it. An instant, a card
+sequence or a slot number names the same data after the ring wrapped. A selection with no
+slots is an error (exit 2) that says what the recording holds. Slot ranges (--seq, --range)
+are A..B with both ends included, A.., ..B or a single N.
 
 Exit status:
   0  success
   1  error (bad input, unreadable target, --gaps error hit a gap, ...)
-  2  usage error
+  2  usage error (also a selection with no slots)
   3  verify: bad, missing or unavailable slots, or a damaged superblock or reserved area,
      were found (listed on stdout)"
     };
@@ -92,7 +99,7 @@ enum Command {
     #[command(after_help = VERIFY_HELP)]
     Verify(VerifyArgs),
     /// Write channel payloads to raw files or SigMF recordings.
-    #[command(after_help = EXPORT_HELP)]
+    #[command(after_help = format!("{EXPORT_HELP}\n\n{AFTER_HELP}"))]
     Export(ExportArgs),
     /// Stream payloads to stdout, a file or a FIFO, paced by the card timestamps.
     #[command(
@@ -126,7 +133,19 @@ annotation with sample_count 0 and a new capture segment; raw: listed in the rep
 --gaps zero writes payload_bytes of zeros per lost buffer (and marks it); --gaps error
 stops at the first gap with status 1.
 
-Exit status: 0 success, 1 error, 2 usage error.";
+SigMF times: each capture segment's core:datetime is the card-clock time of its first sample,
+anchored to UTC when the recording started, so captures agree with the sample counts and the
+lost buffers to within one sample period. Gap annotations carry dmarec:lost_buffers and
+dmarec:lost_samples. --all also writes PATH.sigmf-collection naming every channel's recording.
+--from/--to take the forms below (an empty selection is a usage error).
+
+Examples:
+  dmaplay export /dev/sdb --index run.idx --channel 2 --from 2026-11-30T08:55:16Z --to 10m \\
+      --format sigmf --out ch2 --meta core:author=Jane --frequency 915e6 --sha512
+  dmaplay export /dev/sdb --index run.idx --all --from end-90s --format sigmf --archive --out last
+  dmaplay export /dev/sdb --channel 0 --from card:1200 --to card:1800 --out ch0.raw
+
+Exit status: 0 success, 1 error, 2 usage error (also a selection with no slots).";
 
 const REINDEX_HELP: &str = "\
 Examples:
@@ -168,12 +187,12 @@ struct InspectArgs {
     /// Only slots of this channel (with --slots).
     #[arg(long, value_parser = channel_number)]
     channel: Option<u16>,
-    /// From this many seconds after the first slot (with --slots).
-    #[arg(long, value_parser = parse_seconds)]
-    from: Option<f64>,
-    /// Up to this many seconds after the first slot (with --slots).
-    #[arg(long, value_parser = parse_seconds)]
-    to: Option<f64>,
+    /// From this time (with --slots): 2026-11-30T08:55:16Z, 90s, end-10m, card:N, slot:N.
+    #[arg(long, allow_hyphen_values = true)]
+    from: Option<TimeSpec>,
+    /// Up to this time, included (with --slots); forms as --from.
+    #[arg(long, allow_hyphen_values = true)]
+    to: Option<TimeSpec>,
     /// Slot numbers A..B, both included (with --slots).
     #[arg(long)]
     seq: Option<SeqRange>,
@@ -222,18 +241,30 @@ struct ExportArgs {
     out: PathBuf,
     #[arg(long, value_enum, default_value = "raw")]
     format: FormatArg,
-    /// From this many seconds after the first slot.
-    #[arg(long, value_parser = parse_seconds)]
-    from: Option<f64>,
-    /// Up to this many seconds after the first slot.
-    #[arg(long, value_parser = parse_seconds)]
-    to: Option<f64>,
+    /// From this time: 2026-11-30T08:55:16Z, 90s, 1h30m, 00:01:00, end-10m, card:N, slot:N.
+    #[arg(long, allow_hyphen_values = true)]
+    from: Option<TimeSpec>,
+    /// Up to this time, included; forms as --from.
+    #[arg(long, allow_hyphen_values = true)]
+    to: Option<TimeSpec>,
     /// What to do where buffers are missing.
     #[arg(long, value_enum, default_value = "mark")]
     gaps: GapsArg,
     /// Overwrite existing output files.
     #[arg(long)]
     force: bool,
+    /// SigMF global field KEY=VALUE (core:author, core:description, core:hw, core:license, ...); repeatable.
+    #[arg(long, value_name = "KEY=VALUE", value_parser = sigmf::parse_meta)]
+    meta: Vec<(String, String)>,
+    /// SigMF centre frequency in every capture: HZ for every channel or CHANNEL=HZ (915e6, 2.4G); repeatable.
+    #[arg(long, value_name = "[CHANNEL=]HZ")]
+    frequency: Vec<sigmf::Frequency>,
+    /// Add core:sha512 of the data file to the SigMF metadata.
+    #[arg(long)]
+    sha512: bool,
+    /// Write each channel as one NAME.sigmf archive (tar) instead of a file pair.
+    #[arg(long)]
+    archive: bool,
 }
 
 #[derive(Args)]
@@ -246,12 +277,12 @@ struct ReplayArgs {
     /// original (real time), xN (N times real time, e.g. x2 or x0.5) or max.
     #[arg(long, default_value = "original", value_parser = Speed::parse)]
     speed: Speed,
-    /// Start this many seconds after the first slot.
-    #[arg(long, value_parser = parse_seconds)]
-    from: Option<f64>,
-    /// Stop this many seconds after the first slot.
-    #[arg(long, value_parser = parse_seconds)]
-    to: Option<f64>,
+    /// Start at this time: 2026-11-30T08:55:16Z, 90s, end-10m, card:N, slot:N.
+    #[arg(long, allow_hyphen_values = true)]
+    from: Option<TimeSpec>,
+    /// Stop after this time, included; forms as --from.
+    #[arg(long, allow_hyphen_values = true)]
+    to: Option<TimeSpec>,
     /// Write here (a FIFO, a device or a new file) instead of stdout.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -309,15 +340,23 @@ fn run_inspect(args: InspectArgs) -> Result<i32> {
     tools::check_channel(&stripe, args.channel)?;
     let sel = args.slots.then_some(Selection {
         channel: args.channel,
-        from_s: args.from,
-        to_s: args.to,
+        from: args.from,
+        to: args.to,
         seq: args.seq,
     });
+    let channels: Vec<u16> = args.channel.into_iter().collect();
     let (_, report) = catalog::open_planned(
         &stripe,
         args.common.index.as_deref(),
         &mut no_progress,
-        |c: &Catalog| Ok(inspect::inspect(&stripe, c, sel.as_ref())),
+        |c: &Catalog| {
+            if let Some(sel) = &sel {
+                if let Err(damage) = select::resolve_nonempty(c, &stripe, sel, &channels)? {
+                    return Ok(Err(damage));
+                }
+            }
+            Ok(inspect::inspect(&stripe, c, sel.as_ref()))
+        },
     )?;
     if args.common.json {
         print_json(&report)?;
@@ -363,8 +402,8 @@ fn run_export(args: ExportArgs) -> Result<i32> {
             FormatArg::Raw => OutputFormat::Raw,
             FormatArg::Sigmf => OutputFormat::Sigmf,
         },
-        from_s: args.from,
-        to_s: args.to,
+        from: args.from,
+        to: args.to,
         gaps: match args.gaps {
             GapsArg::Mark => GapMode::Mark,
             GapsArg::Zero => GapMode::Zero,
@@ -372,13 +411,29 @@ fn run_export(args: ExportArgs) -> Result<i32> {
         },
         force: args.force,
         quiet: args.common.quiet,
+        sigmf: sigmf::SigmfOptions {
+            meta: args.meta,
+            frequencies: args.frequency,
+            sha512: args.sha512,
+            archive: args.archive,
+        },
     };
+    let sigmf_only = !o.sigmf.meta.is_empty()
+        || !o.sigmf.frequencies.is_empty()
+        || o.sigmf.sha512
+        || o.sigmf.archive;
+    if sigmf_only && o.format != OutputFormat::Sigmf {
+        return Err(select::UsageError(
+            "--meta, --frequency, --sha512 and --archive need --format sigmf".into(),
+        )
+        .into());
+    }
     export::check_options(&stripe, &o)?;
     let (catalog, range) = catalog::open_planned(
         &stripe,
         args.common.index.as_deref(),
         &mut no_progress,
-        |c| Ok(export::plan(&stripe, c, &o)),
+        |c| export::plan(&stripe, c, &o),
     )?;
     let report = export::export(&stripe, &catalog, range, &o)?;
     if args.common.json {
@@ -394,8 +449,8 @@ fn run_replay(args: ReplayArgs) -> Result<i32> {
     let o = ReplayOptions {
         channel: args.channel,
         speed: args.speed,
-        from_s: args.from,
-        to_s: args.to,
+        from: args.from,
+        to: args.to,
         out: args.out,
         force: args.force,
     };
@@ -404,7 +459,7 @@ fn run_replay(args: ReplayArgs) -> Result<i32> {
         &stripe,
         args.common.index.as_deref(),
         &mut no_progress,
-        |c| Ok(replay::plan(&stripe, c, &o)),
+        |c| replay::plan(&stripe, c, &o),
     )?;
     let report = replay::replay(&stripe, &catalog, range, &o)?;
     if args.common.json {
@@ -451,8 +506,10 @@ fn main() {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("dmaplay: error: {e:#}");
-            let usage = e.downcast_ref::<tools::UsageError>().is_some();
-            std::process::exit(if usage { EXIT_USAGE } else { EXIT_ERROR });
+            if select::is_usage_error(&e) {
+                std::process::exit(EXIT_USAGE);
+            }
+            std::process::exit(EXIT_ERROR);
         }
     }
 }

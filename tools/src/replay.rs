@@ -6,6 +6,7 @@
 use crate::catalog::{Catalog, IndexDamage};
 use crate::select::{self, Selection};
 use crate::stripe::StripeSet;
+use crate::timespec::TimeSpec;
 use crate::uring::{self, FnSink, Reader, Request};
 use anyhow::{bail, Context, Result};
 use formats::SLOT_HEADER_BYTES;
@@ -41,8 +42,8 @@ impl Speed {
 pub struct ReplayOptions {
     pub channel: Option<u16>,
     pub speed: Speed,
-    pub from_s: Option<f64>,
-    pub to_s: Option<f64>,
+    pub from: Option<TimeSpec>,
+    pub to: Option<TimeSpec>,
     pub out: Option<PathBuf>,
     pub force: bool,
 }
@@ -114,14 +115,15 @@ pub fn plan(
     stripe: &StripeSet,
     catalog: &Catalog,
     options: &ReplayOptions,
-) -> Result<std::ops::Range<usize>, IndexDamage> {
+) -> anyhow::Result<Result<std::ops::Range<usize>, IndexDamage>> {
     let sel = Selection {
         channel: options.channel,
-        from_s: options.from_s,
-        to_s: options.to_s,
+        from: options.from,
+        to: options.to,
         seq: None,
     };
-    select::resolve(catalog, stripe, &sel)
+    let channels: Vec<u16> = options.channel.into_iter().collect();
+    select::resolve_nonempty(catalog, stripe, &sel, &channels)
 }
 
 /// Most skipped slots listed in the report (all are warned about).

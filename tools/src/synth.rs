@@ -48,6 +48,10 @@ pub struct Spec {
     /// Distinguishes recordings (UUIDs are derived from it).
     pub seed: u8,
     pub sample_rate_hz: f64,
+    /// Format 1.1: store a time anchor ([`ANCHOR_REALTIME_NS`] is card time
+    /// [`CARD_T0_NS`]) and give host times a jitter of up to 49 ms, as a
+    /// busy host has; else no anchor and host = card time + HOST_T0_NS.
+    pub anchored: bool,
 }
 
 impl Default for Spec {
@@ -61,6 +65,7 @@ impl Default for Spec {
             drop_every: 0,
             seed: 1,
             sample_rate_hz: 1000.0,
+            anchored: false,
         }
     }
 }
@@ -77,6 +82,19 @@ pub struct Synth {
 pub const CARD_T0_NS: u64 = 5_000_000_000;
 pub const CARD_STEP_NS: u64 = 1_000_000;
 pub const HOST_T0_NS: u64 = 1_795_236_980_000_000_000;
+/// The realtime of card time CARD_T0_NS in anchored recordings: 3 ms
+/// before the host time of the first buffer.
+pub const ANCHOR_REALTIME_NS: u64 = HOST_T0_NS - 3_000_000;
+
+/// Host time of buffer `card_seq` (jittered when anchored).
+fn host_ns(spec: &Spec, card_seq: u64) -> u64 {
+    let jitter = if spec.anchored {
+        (card_seq * 7_919) % 50 * 1_000_000
+    } else {
+        0
+    };
+    HOST_T0_NS + card_seq * CARD_STEP_NS + jitter
+}
 
 fn uuid(seed: u8, kind: u8) -> Uuid {
     Uuid::from_random_bytes([
@@ -131,6 +149,11 @@ impl Synth {
                     sample_rate_hz: spec.sample_rate_hz,
                 })
                 .collect(),
+            time_anchor: spec.anchored.then_some(formats::time::TimeAnchor {
+                clock: formats::time::CardClock::SampleCounter,
+                card_ns: CARD_T0_NS,
+                realtime_ns: ANCHOR_REALTIME_NS,
+            }),
         };
         let paths: Vec<PathBuf> = names.iter().map(|n| dir.join(n)).collect();
         let files: Vec<std::fs::File> = paths
@@ -177,7 +200,7 @@ impl Synth {
                 slot_seq,
                 card_seq,
                 card_timestamp_ns: CARD_T0_NS + card_seq * CARD_STEP_NS,
-                host_timestamp_ns: HOST_T0_NS + card_seq * CARD_STEP_NS,
+                host_timestamp_ns: host_ns(spec, card_seq),
                 gap_count: gap,
                 payload_bytes_used: spec.payload_bytes,
                 payload_crc32: formats::crc32(payload),

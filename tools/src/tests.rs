@@ -12,6 +12,7 @@ use crate::scan::Found;
 use crate::select::{Selection, SeqRange};
 use crate::stripe::StripeSet;
 use crate::synth::{flip, Dir, Rng, Spec, Synth, CARD_STEP_NS, HOST_T0_NS};
+use crate::timespec::TimeSpec;
 use crate::verify::{self, VerifyOptions, VerifyReport};
 use formats::{pattern, SLOT_HEADER_BYTES};
 use std::collections::BTreeSet;
@@ -567,8 +568,8 @@ fn inspect_lists_gaps_per_channel_and_selects_slots() {
     let c = catalog_of(&stripe, Some(&s.index));
     let sel = Selection {
         channel: Some(1),
-        from_s: Some(0.010),
-        to_s: Some(0.030),
+        from: Some(TimeSpec::FromStart(10_000_000)),
+        to: Some(TimeSpec::FromStart(30_000_000)),
         seq: None,
     };
     let i = inspect::inspect(&stripe, &c, Some(&sel)).unwrap();
@@ -644,11 +645,12 @@ fn export_opts(
         channel,
         out,
         format,
-        from_s: None,
-        to_s: None,
+        from: None,
+        to: None,
         gaps,
         force: false,
         quiet: true,
+        sigmf: Default::default(),
     }
 }
 
@@ -660,7 +662,7 @@ fn run_export(
     let stripe = StripeSet::open(paths).unwrap();
     export::check_options(&stripe, o)?;
     let (c, range) = catalog::open_planned(&stripe, index, &mut nothing, |c| {
-        Ok(export::plan(&stripe, c, o))
+        export::plan(&stripe, c, o)
     })?;
     export::export(&stripe, &c, range, o)
 }
@@ -814,8 +816,8 @@ fn export_time_range_and_damaged_slots() {
     let s = Synth::write(&d, &["a"], &spec);
     // Card time is card_seq ms from the first slot: 0.010 s .. 0.030 s is card_seq 10..=30.
     let mut o = export_opts(d.join("r.raw"), Some(2), OutputFormat::Raw, GapMode::Mark);
-    o.from_s = Some(0.010);
-    o.to_s = Some(0.030);
+    o.from = Some(TimeSpec::FromStart(10_000_000));
+    o.to = Some(TimeSpec::FromStart(30_000_000));
     let r = run_export(&s.paths, Some(&s.index), &o).unwrap();
     assert_eq!((r.first_slot_seq, r.last_slot_seq), (Some(10), Some(30)));
     assert_eq!(
@@ -828,8 +830,8 @@ fn export_time_range_and_damaged_slots() {
     assert_eq!(e.channel, 2);
     flip(&s.paths[0], e.device_offset_bytes + 4096 + 8, 2);
     let mut o = export_opts(d.join("z.raw"), Some(2), OutputFormat::Raw, GapMode::Zero);
-    o.from_s = Some(0.010);
-    o.to_s = Some(0.030);
+    o.from = Some(TimeSpec::FromStart(10_000_000));
+    o.to = Some(TimeSpec::FromStart(30_000_000));
     let r = run_export(&s.paths, Some(&s.index), &o).unwrap();
     let damaged: BTreeSet<u64> = [17].into();
     assert_eq!(
@@ -943,7 +945,7 @@ fn replay_at_max_speed_streams_the_channel_and_paces_at_x_speed() {
     let run = |o: &ReplayOptions| {
         replay::check_options(&stripe, o).unwrap();
         let (c, range) = catalog::open_planned(&stripe, Some(&s.index), &mut nothing, |c| {
-            Ok(replay::plan(&stripe, c, o))
+            replay::plan(&stripe, c, o)
         })
         .unwrap();
         replay::replay(&stripe, &c, range, o).unwrap()
@@ -952,8 +954,8 @@ fn replay_at_max_speed_streams_the_channel_and_paces_at_x_speed() {
     let o = ReplayOptions {
         channel: Some(0),
         speed: Speed::Max,
-        from_s: None,
-        to_s: None,
+        from: None,
+        to: None,
         out: Some(out.clone()),
         force: false,
     };
@@ -972,8 +974,8 @@ fn replay_at_max_speed_streams_the_channel_and_paces_at_x_speed() {
     let o = ReplayOptions {
         channel: None,
         speed: Speed::Factor(3.0),
-        from_s: None,
-        to_s: None,
+        from: None,
+        to: None,
         out: Some(d.join("s2")),
         force: false,
     };
@@ -1027,8 +1029,8 @@ fn outputs_never_name_a_target() {
     let o = ReplayOptions {
         channel: None,
         speed: Speed::Max,
-        from_s: None,
-        to_s: None,
+        from: None,
+        to: None,
         out: Some(s.paths[0].clone()),
         force: true,
     };
@@ -1040,15 +1042,8 @@ fn outputs_never_name_a_target() {
 }
 
 #[test]
-fn seconds_parse_and_missing_runs_reach_past_the_last_entry() {
+fn missing_runs_reach_past_the_last_entry() {
     use crate::scan::missing_runs;
-    use crate::select::parse_seconds;
-    assert_eq!(parse_seconds("12.5"), Ok(12.5));
-    assert_eq!(parse_seconds(" 90s"), Ok(90.0));
-    assert_eq!(parse_seconds("0"), Ok(0.0));
-    for bad in ["-1", "inf", "NaN", "x", ""] {
-        assert!(parse_seconds(bad).is_err(), "{bad:?}");
-    }
     // Slots 2, 3 and 6 of 0..=9: runs split where the finding changes,
     // including after the last entry.
     let entry = |slot_seq| formats::IndexEntry {

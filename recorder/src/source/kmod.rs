@@ -38,6 +38,9 @@ pub struct KmodSource {
     channels: u16,
     rate_bytes_per_s: u64,
     layout: formats::ChannelLayout,
+    /// The driver's simulated card at a rate: it stamps buffers from its
+    /// sample counter (on CLOCK_MONOTONIC), not at the end of the fill.
+    sample_counter: bool,
     streaming: bool,
 }
 
@@ -165,6 +168,7 @@ impl KmodSource {
             } else {
                 formats::ChannelLayout::RoundRobin { channels }
             },
+            sample_counter: caps.caps & DMAREC_CAP_SIM != 0 && rate > 0,
             streaming: false,
         };
         let try_mmap = opts.mode != MemoryMode::Userptr && caps.caps & DMAREC_CAP_MMAP != 0;
@@ -394,6 +398,22 @@ impl Source for KmodSource {
             overruns: st.overruns,
             card_cpu_ns: 0,
         })
+    }
+
+    /// The driver's timestamps are on CLOCK_MONOTONIC: the edu PCI card's
+    /// are ktime_get_ns() when the card completed the buffer; the kernel's
+    /// simulated card at a rate counts samples from its start (buffer k at
+    /// start + k × payload / rate, the time of its first byte).
+    fn time_anchor(&self) -> formats::time::TimeAnchor {
+        let anchor = crate::clock::monotonic_anchor();
+        if self.sample_counter {
+            formats::time::TimeAnchor {
+                clock: formats::time::CardClock::SampleCounter,
+                ..anchor
+            }
+        } else {
+            anchor
+        }
     }
 
     fn channels(&self) -> ChannelDescription {

@@ -59,5 +59,8 @@ pub trait Source {
     fn stop(&mut self) -> Result<CardStats>;
     /// The card's channels.
     fn channels(&self) -> ChannelDescription;
+    /// The card's clock anchored to CLOCK_REALTIME, read once before
+    /// start() (the superblock records it).
+    fn time_anchor(&self) -> formats::time::TimeAnchor;
     fn describe(&self) -> String;
 }

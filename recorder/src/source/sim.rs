@@ -5,11 +5,17 @@
 //! lost (an overrun: card_seq still advances and the next buffer carries the
 //! gap count), like a real card whose FIFO overflows. Without a rate limit it
 //! waits for buffers. `drop_every` injects losses for tests.
+//!
+//! Timestamps: with a rate the card's clock is its sample counter, started
+//! at the epoch SimSource::new() anchors: buffer `k` (counting lost ones)
+//! starts at `k × payload_bytes / rate_bytes_per_s` and is due complete one
+//! buffer later. Without a rate, the host's CLOCK_MONOTONIC at the fill's end.
 
 use super::handoff::Handoff;
 use super::{CardStats, ChannelDescription, Filled, Source};
 use crate::memory::SlotMemory;
 use anyhow::{anyhow, Result};
+use formats::time::{CardClock, TimeAnchor};
 use formats::ChannelLayout;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -53,6 +59,9 @@ impl SimConfig {
 
 pub struct SimSource {
     cfg: SimConfig,
+    /// Card time 0 (with a rate) and the anchor read at that instant.
+    epoch: Instant,
+    anchor: TimeAnchor,
     memory: Arc<SlotMemory>,
     /// Buffers given to the card (recorder -> card) and buffers it filled
     /// (card -> recorder); made by start().
@@ -67,8 +76,21 @@ pub struct SimSource {
 impl SimSource {
     pub fn new(cfg: SimConfig, memory: Arc<SlotMemory>) -> SimSource {
         assert!(cfg.channels >= 1);
+        let before = crate::clock::realtime_ns();
+        let epoch = Instant::now();
+        let after = crate::clock::realtime_ns();
+        let anchor = match cfg.rate_bytes_per_s {
+            0 => crate::clock::monotonic_anchor(),
+            _ => TimeAnchor {
+                clock: CardClock::SampleCounter,
+                card_ns: 0,
+                realtime_ns: before + after.saturating_sub(before) / 2,
+            },
+        };
         SimSource {
             cfg,
+            epoch,
+            anchor,
             memory,
             queues: None,
             stop: Arc::new(AtomicBool::new(false)),
@@ -96,6 +118,7 @@ impl Queues {
 /// The card's DMA engine loop.
 struct Engine {
     cfg: SimConfig,
+    epoch: Instant,
     memory: Arc<SlotMemory>,
     queues: Queues,
     stop: Arc<AtomicBool>,
@@ -124,7 +147,7 @@ impl Engine {
         let buffer_interval = (self.cfg.rate_bytes_per_s > 0).then(|| {
             Duration::from_secs_f64(payload_bytes as f64 / self.cfg.rate_bytes_per_s as f64)
         });
-        let start = Instant::now();
+        let start = self.epoch;
         let mut card_seq = 0u64;
         let mut gap_count = 0u64;
         let mut filled_once = vec![false; self.memory.count()];
@@ -178,7 +201,12 @@ impl Engine {
             let filled = Filled {
                 buffer,
                 card_seq,
-                card_timestamp_ns: crate::clock::monotonic_ns(),
+                card_timestamp_ns: match buffer_interval {
+                    Some(_) => {
+                        sample_counter_ns(card_seq, payload_bytes, self.cfg.rate_bytes_per_s)
+                    }
+                    None => crate::clock::monotonic_ns(),
+                },
                 channel,
                 gap_count,
                 bytes_used: used_bytes,
@@ -191,6 +219,14 @@ impl Engine {
             gap_count = 0;
         }
     }
+}
+
+/// Card time of buffer `card_seq`'s first sample at `rate_bytes_per_s`
+/// (> 0): `card_seq × payload_bytes / rate` seconds, in ns, rounded down.
+pub fn sample_counter_ns(card_seq: u64, payload_bytes: usize, rate_bytes_per_s: u64) -> u64 {
+    assert!(rate_bytes_per_s > 0, "the sample counter needs a rate");
+    let ns = card_seq as u128 * payload_bytes as u128 * 1_000_000_000 / rate_bytes_per_s as u128;
+    ns.min(u64::MAX as u128) as u64
 }
 
 impl Source for SimSource {
@@ -207,6 +243,7 @@ impl Source for SimSource {
         }
         let engine = Engine {
             cfg: self.cfg.clone(),
+            epoch: self.epoch,
             memory: self.memory.clone(),
             queues: queues.clone(),
             stop: self.stop.clone(),
@@ -286,6 +323,10 @@ impl Source for SimSource {
         }
     }
 
+    fn time_anchor(&self) -> TimeAnchor {
+        self.anchor
+    }
+
     fn describe(&self) -> String {
         let rate = match self.cfg.rate_bytes_per_s {
             0 => "unlimited rate".to_string(),
@@ -307,5 +348,69 @@ impl Source for SimSource {
 impl Drop for SimSource {
     fn drop(&mut self) {
         let _ = self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sample_counter_time_is_sequence_times_buffer_duration() {
+        // 4096-byte buffers at 4096 * 1000 B/s: 1 ms each.
+        assert_eq!(sample_counter_ns(0, 4096, 4_096_000), 0);
+        assert_eq!(sample_counter_ns(7, 4096, 4_096_000), 7_000_000);
+        // 3 B/s: 4096 / 3 s per buffer, rounded down to the ns.
+        assert_eq!(sample_counter_ns(1, 4096, 3), 1_365_333_333_333);
+        assert_eq!(sample_counter_ns(u64::MAX, 1 << 26, 1), u64::MAX);
+    }
+
+    /// Buffers at a rate carry card_seq × buffer duration, lost ones
+    /// included; the anchor says the clock is the sample counter.
+    #[test]
+    fn paced_sim_stamps_buffers_from_its_sample_counter() {
+        let memory = Arc::new(SlotMemory::allocate(4, 4096).unwrap());
+        let cfg = SimConfig {
+            channels: 2,
+            rate_bytes_per_s: 4096 * 2000, // 0.5 ms per buffer
+            drop_every: 3,
+            fill_once: false,
+            interleaved: false,
+        };
+        let mut sim = SimSource::new(cfg, memory);
+        let anchor = sim.time_anchor();
+        assert_eq!(anchor.clock, CardClock::SampleCounter);
+        assert_eq!(anchor.card_ns, 0);
+        sim.start().unwrap();
+        let mut seen = 0;
+        // Bounded: 20 buffers of 0.5 ms, each waited for at most 1 s.
+        for _ in 0..20 {
+            let Some(f) = sim.wait_take(1000).unwrap() else {
+                continue;
+            };
+            assert_eq!(f.card_timestamp_ns, f.card_seq * 500_000, "{f:?}");
+            assert_ne!(f.card_seq % 3, 2, "every third buffer is lost");
+            sim.give(f.buffer).unwrap();
+            seen += 1;
+        }
+        sim.stop().unwrap();
+        assert!(seen > 0);
+    }
+
+    #[test]
+    fn unpaced_sim_anchors_the_monotonic_clock() {
+        let memory = Arc::new(SlotMemory::allocate(2, 4096).unwrap());
+        let cfg = SimConfig {
+            channels: 1,
+            rate_bytes_per_s: 0,
+            drop_every: 0,
+            fill_once: false,
+            interleaved: false,
+        };
+        let before = crate::clock::monotonic_ns();
+        let sim = SimSource::new(cfg, memory);
+        let anchor = sim.time_anchor();
+        assert_eq!(anchor.clock, CardClock::HostMonotonicEndOfFill);
+        assert!(anchor.card_ns >= before && anchor.card_ns <= crate::clock::monotonic_ns());
     }
 }

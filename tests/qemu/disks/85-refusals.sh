@@ -4,7 +4,8 @@
 # mounted (and that partition itself), a member of a device-mapper device
 # (what an LVM physical volume is; the disk and a disk whose partition is
 # one), and a disk holding another recording. A sibling partition of a
-# mounted one is a device of its own and is accepted.
+# mounted one is a device of its own and is accepted. The driver refuses
+# USERPTR memory mapped from an ext4 file (dmarec-test userptr-file).
 set -eu
 T=85-refusals
 . /opt/dmarec/disklib
@@ -44,6 +45,10 @@ refused "the mounted partition" "${disk}2 is mounted on /mnt/p2" ${disk}2 --forc
 record ${disk}1 -- --size 2M || fail "sibling ${disk}1 of a mounted partition: dmarec exited $?: $(cat /tmp/r.err)"
 verify ${disk}1 >/dev/null
 say "sibling partition ${disk}1 of the mounted ${disk}2: recorded and verified (a device of its own)"
+# the driver refuses USERPTR memory that is an ext4 file (shared or private)
+insmod "$DMAREC_KO"
+dmarec-test userptr-file /mnt/p2/userptr || fail "USERPTR of an ext4 file"
+rmmod dmarec
 umount /mnt/p2
 
 # device-mapper member (as an LVM PV is): the disk itself, then a partition

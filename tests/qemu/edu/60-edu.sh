@@ -76,6 +76,14 @@ else
 	newlog | grep -q "no IOMMU" || fail "IOMMU where none was expected"
 fi
 dmarec-test -d "$node" edu || fail "dmarec-test edu"
+# the card's MSI: under the IOMMU it goes through interrupt remapping
+# (edu.sh boots intel-iommu,intremap=on), without one it is plain PCI-MSI
+irqline=$(grep 'dmarec-edu' /proc/interrupts) || fail "no dmarec-edu line in /proc/interrupts"
+echo "60-edu: $irqline"
+if [ "$iommu" = 1 ]; then
+	dmesg | grep -q 'Enabled IRQ remapping' || fail "interrupt remapping is off (QEMU -device intel-iommu,intremap=on expected)"
+	echo "$irqline" | grep -q 'IR-PCI-MSI' || fail "the edu card's MSI bypasses interrupt remapping"
+fi
 # random ioctls and mmaps from two threads and two files against real DMA
 # (streams started and stopped at random points of a transfer)
 dmarec-test -d "$node" fuzz 2000 || fail "fuzz on the edu card"
@@ -97,6 +105,11 @@ for mem in mmap userptr; do
 	node=$(edu_node "$bdf") || fail "no node after rebind"
 	echo "60-edu: unbind/rebind while streaming ($mem): card back as $node"
 done
+
+# ATTACH (pinning fresh memory) in a loop while the card is unbound through
+# sysfs, then rebound: every pin comes back (VmPin, FOLL_PIN counts)
+dmarec-test edu-attach-race "$bdf" || fail "ATTACH vs. unbind race"
+node=$(edu_node "$bdf") || fail "no node after the ATTACH race"
 
 # rmmod is refused while a process streams from the card
 : >/tmp/unbind.log

@@ -57,6 +57,15 @@ echo "50-record: overrun run: driver overruns $overruns = $lost in gaps + $after
 [ "$overruns" = $((lost + after)) ] || fail "driver overruns $overruns != $lost + $after"
 dmaplay inspect "$disk" --index /tmp/r.idx --json > /tmp/i.json || fail "inspect"
 grep -q "\"buffers_lost\": $lost" /tmp/i.json || fail "inspect does not report $lost lost buffers: $(grep -i lost /tmp/i.json | head -3)"
+# The driver's simulated card at a rate stamps buffers from its sample
+# counter (docs/FORMAT.md, time base); the recording anchors it.
+grep -q '"clock": "sample_counter"' /tmp/i.json || fail "time base not the sample counter: $(grep -A4 time_base /tmp/i.json)"
+grep -q '"anchor_stored": true' /tmp/i.json || fail "no time anchor stored"
+dmaplay export "$disk" --index /tmp/r.idx --all --from slot:2 --to slot:5 --out /tmp/x.raw --json --quiet > /tmp/x.json ||
+	fail "export by slot number"
+grep -q '"first_slot_seq": 2' /tmp/x.json && grep -q '"last_slot_seq": 5' /tmp/x.json || fail "export slot:2..slot:5: $(cat /tmp/x.json)"
+if dmaplay export "$disk" --index /tmp/r.idx --channel 0 --from end+1s --out /tmp/y.raw 2>/tmp/err; then fail "a bad --from was taken"; fi
+rm -f /tmp/x.raw* /tmp/x.json /tmp/y.raw*
 dmaplay verify "$disk" --index /tmp/r.idx --pattern --quiet || fail "verify of the overrun recording"
 
 # Interleaved layout: the driver's card as one stream of 3-channel frames
