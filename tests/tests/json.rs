@@ -143,6 +143,11 @@ fn dmaplay_json_is_as_documented_and_versioned() {
     ));
     assert_eq!(inspect["schema_version"], 1);
     check("dmaplay inspect", &inspect);
+    check("dmaplay inspect time_base", &inspect["time_base"]);
+    check(
+        "dmaplay inspect time_base drift",
+        &inspect["time_base"]["drift"],
+    );
     check_each("dmaplay inspect devices[]", &inspect["devices"]);
     check_each("dmaplay inspect channels[]", &inspect["channels"]);
     check_each("dmaplay inspect gaps[]", &inspect["gaps"]);
