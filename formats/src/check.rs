@@ -19,7 +19,7 @@
 //!   reserved area) against its backup superblock.
 
 use crate::{
-    FormatError, IndexEntry, Layout, SlotHeader, Superblock, Uuid, DATA_START_BYTES,
+    ChannelLayout, FormatError, IndexEntry, Layout, SlotHeader, Superblock, Uuid, DATA_START_BYTES,
     SLOT_HEADER_BYTES, SUPERBLOCK_BYTES,
 };
 use std::fmt;
@@ -280,14 +280,19 @@ pub enum ChainProblem {
         gap_count: u64,
         expected: String,
     },
-    /// Round-robin layout: buffer `card_seq` is channel `card_seq mod channels`.
-    #[error("channel {channel}, but card_seq {card_seq} is channel {expected} of {channel_count} (round-robin)")]
+    /// Round-robin layout: buffer `card_seq` is channel `card_seq mod
+    /// channels`; interleaved: every slot header says channel 0.
+    #[error("channel {channel}, but card_seq {card_seq} is channel {expected} of {channel_count} ({layout})")]
     Channel {
         card_seq: u64,
         channel: u8,
         expected: u64,
         channel_count: u16,
+        layout: &'static str,
     },
+    /// Interleaved layout: the payload must hold whole frames.
+    #[error("{0}")]
+    PartialFrame(String),
     /// The card clock went back.
     #[error("card timestamp {card_timestamp_ns} ns is before slot {previous_slot_seq}'s {previous_card_timestamp_ns} ns")]
     CardTimeBackwards {
@@ -305,16 +310,32 @@ pub fn check_chain(
     entry: &IndexEntry,
     channel_count: u16,
 ) -> Vec<ChainProblem> {
+    let layout = ChannelLayout::RoundRobin {
+        channels: channel_count.max(1),
+    };
+    check_chain_in(previous, entry, &layout)
+}
+
+/// [`check_chain`] for any channel layout: also the interleaved layout's
+/// channel field (0) and whole frames in the payload.
+pub fn check_chain_in(
+    previous: Option<&IndexEntry>,
+    entry: &IndexEntry,
+    layout: &ChannelLayout,
+) -> Vec<ChainProblem> {
     let mut problems = Vec::new();
-    let channels = u64::from(channel_count.max(1));
-    let expected_channel = entry.card_seq % channels;
-    if u64::from(entry.channel) != expected_channel {
+    let expected_channel = layout.slot_channel(entry.card_seq);
+    if u16::from(entry.channel) != expected_channel {
         problems.push(ChainProblem::Channel {
             card_seq: entry.card_seq,
             channel: entry.channel,
-            expected: expected_channel,
-            channel_count,
+            expected: expected_channel.into(),
+            channel_count: layout.channels(),
+            layout: layout.describe(),
         });
+    }
+    if let Some(why) = layout.used_bytes_problem(entry.payload_bytes_used) {
+        problems.push(ChainProblem::PartialFrame(why));
     }
     let Some(prev) = previous else {
         return problems;
@@ -626,7 +647,8 @@ mod tests {
                 card_seq: 6,
                 channel: 1,
                 expected: 2,
-                channel_count: 4
+                channel_count: 4,
+                layout: "round-robin",
             }]
         );
     }

@@ -16,6 +16,7 @@
 //! from borrowed byte slices. The byte layout is specified in docs/FORMAT.md.
 
 mod bytes;
+pub mod channel_layout;
 pub mod check;
 mod error;
 pub mod index;
@@ -28,6 +29,7 @@ mod superblock;
 pub mod time;
 mod uuid;
 
+pub use channel_layout::{ChannelLayout, CHANNEL_LAYOUT_INTERLEAVED, CHANNEL_LAYOUT_ROUND_ROBIN};
 pub use check::{check_slot, SlotProblem, TornTail};
 pub use error::FormatError;
 pub use index::{IndexEntry, IndexHeader};
@@ -36,8 +38,8 @@ pub use payload_size::{PayloadSize, PayloadSizeError, MAX_PAYLOAD_BYTES, MIN_PAY
 pub use scan::{ScanEntry, ScanState, ScanTable, MAX_SCANS, SCAN_FLAG_RING};
 pub use slot::{SlotHeader, SLOT_FLAG_GAP, SLOT_HEADER_BYTES};
 pub use superblock::{
-    datatype_sample_bytes, Channel, Member, Superblock, CHANNEL_LAYOUT_ROUND_ROBIN,
-    DATA_START_BYTES, MAX_CHANNELS, MAX_DEVICES, SUPERBLOCK_BYTES, SUPERBLOCK_FLAG_RING,
+    datatype_sample_bytes, Channel, Member, Superblock, DATA_START_BYTES, MAX_CHANNELS,
+    MAX_DEVICES, SUPERBLOCK_BYTES, SUPERBLOCK_FLAG_RING,
 };
 pub use uuid::Uuid;
 
@@ -45,7 +47,9 @@ pub use uuid::Uuid;
 /// any other major version; it accepts a higher minor version (fields added in
 /// reserved space) and ignores what it does not know.
 pub const FORMAT_VERSION_MAJOR: u16 = 1;
-/// Minor version this crate writes.
+/// Minor version this crate writes. 1.1 added the card time anchor and the
+/// interleaved channel layout (superblock `channel_layout` 2), 1.2 the scan
+/// table; 1.0 recordings read unchanged.
 pub const FORMAT_VERSION_MINOR: u16 = 2;
 
 /// Whether this build knows every field of minor version `minor`: then

@@ -34,12 +34,20 @@ pub fn fill(payload: &mut [u8], channel: u16, card_seq: u64) {
 }
 
 /// Checks `payload` against the pattern; returns the byte offset of the
-/// first 8-byte word that differs, or `None` if all match.
+/// first 8-byte word that differs, or `None` if all match. A length that is
+/// not a multiple of 8 (an interleaved buffer's whole frames, e.g. 341
+/// frames of 12 bytes) ends in a partial word: its bytes are the pattern
+/// word's first (little-endian) bytes.
 pub fn first_mismatch(payload: &[u8], channel: u16, card_seq: u64) -> Option<usize> {
-    if !payload.len().is_multiple_of(8) {
-        return Some(payload.len() - payload.len() % 8);
-    }
+    let whole = payload.len() - payload.len() % 8;
+    let (payload, tail) = payload.split_at(whole);
     let s = seed(channel, card_seq);
+    if !tail.is_empty() {
+        let want = (s ^ ((whole / 8) as u64).wrapping_mul(GOLDEN)).to_le_bytes();
+        if tail != &want[..tail.len()] {
+            return first_mismatch(payload, channel, card_seq).or(Some(whole));
+        }
+    }
     // Compare wide first (fast path), locate the word only on failure.
     let all_ok = payload
         .chunks_exact(8)
@@ -106,5 +114,20 @@ mod tests {
         assert_eq!(first_mismatch(&p, 4, 77), Some(0));
         p[1234] ^= 0x10;
         assert_eq!(first_mismatch(&p, 3, 77), Some(1232));
+    }
+
+    #[test]
+    fn a_partial_last_word_is_the_pattern_word_prefix() {
+        let mut p = vec![0u8; 4096];
+        fill(&mut p, 2, 9);
+        // 341 interleaved frames of 12 bytes: 4092 bytes, half a last word.
+        assert_eq!(first_mismatch(&p[..4092], 2, 9), None);
+        assert_eq!(first_mismatch(&p[..4089], 2, 9), None);
+        p[4090] ^= 1;
+        assert_eq!(first_mismatch(&p[..4092], 2, 9), Some(4088));
+        assert_eq!(first_mismatch(&p[..4090], 2, 9), None);
+        // An earlier difference is reported first.
+        p[8] ^= 1;
+        assert_eq!(first_mismatch(&p[..4092], 2, 9), Some(8));
     }
 }

@@ -5,7 +5,10 @@
 
 use crate::bytes::*;
 use crate::time::{CardClock, TimeAnchor};
-use crate::{crc32, FormatError, PayloadSize, Uuid, FORMAT_VERSION_MAJOR, FORMAT_VERSION_MINOR};
+use crate::{
+    crc32, FormatError, PayloadSize, Uuid, CHANNEL_LAYOUT_INTERLEAVED, CHANNEL_LAYOUT_ROUND_ROBIN,
+    FORMAT_VERSION_MAJOR, FORMAT_VERSION_MINOR,
+};
 
 pub const SUPERBLOCK_BYTES: usize = 4096;
 /// The data area of every member starts here (1 MiB: aligned for any
@@ -16,8 +19,6 @@ pub const MAX_CHANNELS: usize = 32;
 /// Flag: ring mode, slots wrap at the end of the stripe set's capacity.
 pub const SUPERBLOCK_FLAG_RING: u32 = 1;
 const KNOWN_FLAGS: u32 = SUPERBLOCK_FLAG_RING;
-/// Channel layout: buffer `card_seq` belongs to channel `card_seq % channels`.
-pub const CHANNEL_LAYOUT_ROUND_ROBIN: u16 = 1;
 
 const MAGIC: [u8; 8] = *b"DMARECSB";
 const WHAT: &str = "superblock";
@@ -386,10 +387,16 @@ impl Superblock {
                 return Err(inv("members", format!("member {i}: nil uuid")));
             }
         }
-        if self.channel_layout != CHANNEL_LAYOUT_ROUND_ROBIN {
+        if !matches!(
+            self.channel_layout,
+            CHANNEL_LAYOUT_ROUND_ROBIN | CHANNEL_LAYOUT_INTERLEAVED
+        ) {
             return Err(inv(
                 "channel_layout",
-                format!("{} (known: 1 = round-robin)", self.channel_layout),
+                format!(
+                    "{} (known: 1 = round-robin, 2 = interleaved)",
+                    self.channel_layout
+                ),
             ));
         }
         if self.channels.is_empty() || self.channels.len() > MAX_CHANNELS {
@@ -417,6 +424,19 @@ impl Superblock {
                 return Err(inv(
                     "channel sample_rate_hz",
                     format!("channel {i}: {}", c.sample_rate_hz),
+                ));
+            }
+        }
+        if self.channel_layout == CHANNEL_LAYOUT_INTERLEAVED {
+            // Interleaved frames: one datatype for every channel.
+            let first = &self.channels[0].datatype;
+            if let Some(i) = self.channels.iter().position(|c| &c.datatype != first) {
+                return Err(inv(
+                    "channel datatype",
+                    format!(
+                        "channel {i}: {:?} differs from channel 0's {first:?} (the interleaved layout needs one datatype)",
+                        self.channels[i].datatype
+                    ),
                 ));
             }
         }

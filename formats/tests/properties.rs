@@ -24,45 +24,55 @@ fn arb_superblock() -> impl Strategy<Value = Superblock> {
             1..=MAX_CHANNELS,
         ),
         any::<prop::sample::Index>(),
+        any::<bool>(),
         prop::option::of((1u16..=2, any::<u64>(), any::<u64>())),
     )
-        .prop_map(|(rec, created, shift, ring, members, chans, idx, anchor)| {
-            let payload_bytes = 1u32 << shift;
-            let slot = 4096 + payload_bytes as u64;
-            let members: Vec<Member> = members
-                .into_iter()
-                .map(|(uuid, slots)| Member {
-                    uuid,
-                    size_bytes: DATA_START_BYTES + slots * slot + 4096 + 17,
-                    slot_count: slots,
-                })
-                .collect();
-            Superblock {
-                // A set with a scan table (1.2) has no superblock ring flag:
-                // ring mode belongs to its scans; a 1.1 set's may be set.
-                version_minor: if ring { 1 } else { FORMAT_VERSION_MINOR },
-                recording_uuid: rec,
-                created_unix_ns: created,
-                payload_bytes,
-                flags: if ring { SUPERBLOCK_FLAG_RING } else { 0 },
-                device_index: idx.index(members.len()) as u16,
-                channel_layout: CHANNEL_LAYOUT_ROUND_ROBIN,
-                members,
-                channels: chans
+        .prop_map(
+            |(rec, created, shift, ring, members, chans, idx, interleaved, anchor)| {
+                let payload_bytes = 1u32 << shift;
+                let slot = 4096 + payload_bytes as u64;
+                let members: Vec<Member> = members
                     .into_iter()
-                    .map(|(name, dt, rate)| Channel {
-                        name,
-                        datatype: dt.to_string(),
-                        sample_rate_hz: rate,
+                    .map(|(uuid, slots)| Member {
+                        uuid,
+                        size_bytes: DATA_START_BYTES + slots * slot + 4096 + 17,
+                        slot_count: slots,
                     })
-                    .collect(),
-                time_anchor: anchor.map(|(code, card_ns, realtime_ns)| formats::time::TimeAnchor {
-                    clock: formats::time::CardClock::from_code(code).unwrap(),
-                    card_ns,
-                    realtime_ns,
-                }),
-            }
-        })
+                    .collect();
+                Superblock {
+                    // A set with a scan table (1.2) has no superblock ring
+                    // flag: ring mode belongs to its scans; a 1.1 set's may be set.
+                    version_minor: if ring { 1 } else { FORMAT_VERSION_MINOR },
+                    recording_uuid: rec,
+                    created_unix_ns: created,
+                    payload_bytes,
+                    flags: if ring { SUPERBLOCK_FLAG_RING } else { 0 },
+                    device_index: idx.index(members.len()) as u16,
+                    channel_layout: if interleaved {
+                        CHANNEL_LAYOUT_INTERLEAVED
+                    } else {
+                        CHANNEL_LAYOUT_ROUND_ROBIN
+                    },
+                    members,
+                    // Interleaved frames need one datatype: channel 0's.
+                    channels: chans
+                        .iter()
+                        .map(|(name, dt, rate)| Channel {
+                            name: name.clone(),
+                            datatype: if interleaved { chans[0].1 } else { dt }.to_string(),
+                            sample_rate_hz: *rate,
+                        })
+                        .collect(),
+                    time_anchor: anchor.map(|(code, card_ns, realtime_ns)| {
+                        formats::time::TimeAnchor {
+                            clock: formats::time::CardClock::from_code(code).unwrap(),
+                            card_ns,
+                            realtime_ns,
+                        }
+                    }),
+                }
+            },
+        )
 }
 
 fn arb_header() -> impl Strategy<Value = SlotHeader> {
@@ -274,7 +284,7 @@ fn payload_crc_checks_used_bytes() {
 
 fn sample_index(entries: u64) -> Vec<u8> {
     let sb = Superblock {
-        version_minor: 0,
+        version_minor: FORMAT_VERSION_MINOR,
         recording_uuid: Uuid::from_random_bytes([1; 16]),
         created_unix_ns: 1,
         payload_bytes: 4096,
@@ -409,6 +419,12 @@ fn pattern_mismatch_in_a_single_word_and_a_ragged_length() {
     pattern::fill(&mut p, 1, 2);
     assert_eq!(pattern::first_mismatch(&p[..8], 1, 2), None);
     assert_eq!(pattern::first_mismatch(&[0u8; 8], 1, 2), Some(0));
-    assert_eq!(pattern::first_mismatch(&p[..13], 1, 2), Some(8));
-    assert_eq!(pattern::first_mismatch(&p[..7], 1, 2), Some(0));
+    // A ragged length ends in a partial word: the pattern word's first
+    // bytes (an interleaved buffer's whole frames, format 1.1).
+    assert_eq!(pattern::first_mismatch(&p[..13], 1, 2), None);
+    assert_eq!(pattern::first_mismatch(&p[..7], 1, 2), None);
+    let mut q = p;
+    q[12] ^= 1;
+    assert_eq!(pattern::first_mismatch(&q[..13], 1, 2), Some(8));
+    assert_eq!(pattern::first_mismatch(&[0u8; 7], 1, 2), Some(0));
 }

@@ -244,7 +244,7 @@ fn index_header_sizes_must_be_64_and_8192_each() {
     let crc_at = INDEX_PAGE_BYTES - 4;
     // entry_bytes (u32 at 12) and header_bytes (u32 at 16), each alone wrong.
     for at in [12, 16] {
-        let wrong = edit(&b, at, b[at] + 1, 0, crc_at);
+        let wrong = edit(&b, at, b[at] + 1, KNOWN, crc_at);
         refused_as(IndexHeader::decode(&wrong), "sizes");
     }
 }
@@ -332,7 +332,16 @@ fn superblock_validate_refuses_each_rule_alone() {
     case("members", &|sb| sb.members[1].slot_count = 0);
     case("members", &|sb| sb.members[1].slot_count = 1000);
     case("members", &|sb| sb.members[1].uuid = Uuid::NIL);
-    case("channel_layout", &|sb| sb.channel_layout = 2);
+    case("channel_layout", &|sb| sb.channel_layout = 3);
+    case("channel_layout", &|sb| sb.channel_layout = 0);
+    case("channel datatype", &|sb| {
+        sb.channel_layout = formats::CHANNEL_LAYOUT_INTERLEAVED;
+        sb.channels.push(Channel {
+            name: "ch1".into(),
+            datatype: "ri16_le".into(),
+            sample_rate_hz: 1e6,
+        });
+    });
     case("channel_count", &|sb| sb.channels.clear());
     case("channel_count", &|sb| {
         let c = sb.channels[0].clone();
@@ -372,6 +381,9 @@ fn superblock_decode_refuses_device_and_channel_counts_out_of_range() {
         (88, 0, "channel_count"),
         (88, 33, "channel_count"),
     ] {
-        refused_as(Superblock::decode(&edit(&b, at, value, 0, crc_at)), field);
+        refused_as(
+            Superblock::decode(&edit(&b, at, value, KNOWN, crc_at)),
+            field,
+        );
     }
 }

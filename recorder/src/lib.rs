@@ -25,7 +25,7 @@ pub mod target;
 pub mod units;
 
 use anyhow::{bail, Context, Result};
-use formats::{Channel, Member, PayloadSize, Superblock, CHANNEL_LAYOUT_ROUND_ROBIN, MAX_DEVICES};
+use formats::{Channel, Member, PayloadSize, Superblock, MAX_DEVICES};
 use io_uring::IoUring;
 use journal::TargetSync;
 use memory::SlotMemory;
@@ -126,6 +126,9 @@ pub struct RecordOptions {
     pub rate_bytes_per_s: Option<u64>,
     pub sim_drop_every: u64,
     pub sim_fill_once: bool,
+    /// Record the card's buffers as interleaved frames of all channels
+    /// (formats::ChannelLayout::Interleaved) instead of round-robin.
+    pub interleaved: bool,
     pub memory_mode: MemoryMode,
     pub status_interval: Duration,
     pub index_sync_interval: Duration,
@@ -486,6 +489,7 @@ fn open_source(
                 rate_bytes_per_s: options.rate_bytes_per_s.unwrap_or(0),
                 drop_every: options.sim_drop_every,
                 fill_once: options.sim_fill_once,
+                interleaved: options.interleaved,
             };
             Ok((Box::new(SimSource::new(cfg, mem.clone())), mem))
         }
@@ -496,6 +500,7 @@ fn open_source(
                 payload_bytes: options.payload_size.bytes(),
                 channels: options.channels,
                 rate_bytes_per_s: options.rate_bytes_per_s,
+                interleaved: options.interleaved,
             };
             let (src, mem) = KmodSource::open(path, &ko, &mut register)?;
             Ok((Box::new(src), mem))
@@ -570,7 +575,7 @@ fn superblock_for(targets: &[Target], options: &RecordOptions, source: &dyn Sour
         // Ring mode belongs to a scan (its table entry) in a set with scans.
         flags: 0,
         device_index: 0,
-        channel_layout: CHANNEL_LAYOUT_ROUND_ROBIN,
+        channel_layout: channels.layout,
         members: targets
             .iter()
             .map(|t| Member {

@@ -49,6 +49,8 @@ Examples:
   dmarec record --target /dev/sdb --index scan2.idx --scan scan2 --duration 60
   # stripe over two disks, ring mode (keep the newest data), 4 channels at 800 MB/s
   dmarec record --target /dev/sdb --target /dev/sdc --index run.idx --on-full wrap --channels 4 --rate 800
+  # 8 channels interleaved in every buffer (frames of one sample per channel)
+  dmarec record --target /dev/sdb --index il.idx --channels 8 --channel-layout interleaved
 
 Exit status:
   0  stopped as asked (size, duration, SIGINT/SIGTERM); everything recorded is indexed
@@ -75,6 +77,14 @@ enum OnFull {
 enum TargetSyncArg {
     Flush,
     Dsync,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ChannelLayoutArg {
+    /// Every buffer is one channel's: buffer N is channel N mod --channels.
+    RoundRobin,
+    /// Every buffer holds frames of one sample of each channel, in channel order.
+    Interleaved,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -109,6 +119,11 @@ struct RecordArgs {
     /// Channels of the simulated card (default 4).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=formats::MAX_CHANNELS as i64))]
     channels: Option<u16>,
+    /// How the channels share the buffers (docs/FORMAT.md, "Channel layouts"); with
+    /// `interleaved` a buffer holds whole frames of --channels samples and `dmaplay export`
+    /// de-interleaves them.
+    #[arg(long, value_enum, default_value = "round-robin")]
+    channel_layout: ChannelLayoutArg,
     /// Payload bytes per buffer: a power of two, 4K..64M (the kernel driver: 4K..16M).
     #[arg(long, default_value = "512K", value_parser = parse_payload_size)]
     payload_size: PayloadSize,
@@ -244,6 +259,7 @@ fn run_record(args: RecordArgs) -> Result<i32> {
         rate_bytes_per_s: args.rate,
         sim_drop_every: args.sim_drop_every,
         sim_fill_once: args.sim_fill_once,
+        interleaved: matches!(args.channel_layout, ChannelLayoutArg::Interleaved),
         memory_mode: match args.memory {
             Memory::Auto => MemoryMode::Auto,
             Memory::Mmap => MemoryMode::Mmap,

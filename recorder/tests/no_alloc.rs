@@ -62,6 +62,7 @@ fn allocations_of_a_recording(dir: &std::path::Path, size_bytes: u64, live: bool
         rate_bytes_per_s: None,
         sim_drop_every: 0,
         sim_fill_once: false,
+        interleaved: false,
         memory_mode: recorder::source::kmod::MemoryMode::Auto,
         status_interval: if live {
             Duration::from_millis(1)

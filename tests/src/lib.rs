@@ -360,9 +360,9 @@ pub fn check_recording(devices: &[Vec<u8>], index: &[u8]) -> Checked {
             e.slot_seq
         );
         assert_eq!(
-            h.channel as u64,
-            h.card_seq % sb0.channels.len() as u64,
-            "round-robin channel layout"
+            h.channel,
+            formats::ChannelLayout::of(sb0).slot_channel(h.card_seq),
+            "channel layout"
         );
         c.slots += 1;
     }
@@ -504,4 +504,38 @@ pub fn record_to_file(
     args.extend_from_slice(extra);
     run_ok("dmarec", &args);
     (img, idx)
+}
+
+/// A pseudo-terminal: (master, slave, slave's path). Closed on drop.
+pub fn pty() -> (std::fs::File, std::fs::File, String) {
+    use std::os::fd::FromRawFd;
+    let (mut master, mut slave) = (-1, -1);
+    // SAFETY: openpty writes two new file descriptors into our integers;
+    // the name, termios and winsize pointers may be null.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors were just opened by openpty and are owned
+    // by nothing else: each File takes sole ownership and closes it.
+    let (master, slave) = unsafe {
+        (
+            std::fs::File::from_raw_fd(master),
+            std::fs::File::from_raw_fd(slave),
+        )
+    };
+    let path = std::fs::read_link(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&slave)
+    ))
+    .unwrap()
+    .display()
+    .to_string();
+    (master, slave, path)
 }

@@ -38,6 +38,9 @@ const VALUES: &[&str] = &[
     "0s",
     "250ms",
     "auto",
+    "x0",
+    "xnan",
+    "interleaved",
     "",
     " ",
     "abc",
@@ -89,6 +92,7 @@ fn dmarec_never_panics_on_generated_arguments() {
         "--on-full",
         "--memory",
         "--target-sync",
+        "--channel-layout",
     ];
     let s = Scratch::new("cli-dmarec");
     let mut rng = Rng::seeded("dmarec_never_panics_on_generated_arguments", None);
@@ -174,6 +178,7 @@ fn valid_dmarec(flag: &str) -> &'static [&'static str] {
         "--on-full" => &["stop", "wrap"],
         "--memory" => &["auto", "userptr"],
         "--target-sync" => &["flush", "dsync"],
+        "--channel-layout" => &["round-robin", "interleaved"],
         _ => &[""],
     }
 }
@@ -272,4 +277,186 @@ fn dmaplay_never_panics_on_generated_arguments() {
         *outcomes.entry(code).or_insert(0) += 1;
     }
     eprintln!("dmaplay exit statuses (status: runs): {outcomes:?}");
+}
+
+/// A small round-robin recording of 4 channels (64 KiB payloads).
+fn small_recording(s: &Scratch) -> (String, String) {
+    record_to_file(
+        s,
+        "rec",
+        "16M",
+        "2M",
+        &["--payload-size", "64K", "--buffers", "16"],
+    )
+}
+
+#[test]
+fn every_dmaplay_subcommand_help_has_examples() {
+    for sub in ["inspect", "verify", "export", "replay", "reindex"] {
+        let help = run_ok("dmaplay", &[sub, "--help"]);
+        let examples = help
+            .split("Examples:\n")
+            .nth(1)
+            .unwrap_or_else(|| panic!("dmaplay {sub} --help has no Examples:\n{help}"));
+        let lines: Vec<&str> = examples.lines().take_while(|l| !l.is_empty()).collect();
+        assert!(
+            lines.len() >= 2 && lines.iter().all(|l| l.contains(&format!("dmaplay {sub} "))),
+            "dmaplay {sub} --help: examples must be runnable lines of `dmaplay {sub}`: {lines:?}"
+        );
+    }
+}
+
+#[test]
+fn dmaplay_numeric_flags_refuse_nonsense_with_status_2_naming_the_flag() {
+    let s = Scratch::new("cli-numeric");
+    let (img, idx) = small_recording(&s);
+    let out = s.file("out");
+    let nonsense = [
+        "nan",
+        "NaN",
+        "inf",
+        "-inf",
+        "-1",
+        "1e400",
+        "18446744073709551616",
+        "",
+        "abc",
+    ];
+    let cases: &[(&str, &str, &[&str])] = &[
+        ("inspect", "--channel", &["--slots"]),
+        ("export", "--channel", &["--out", &out]),
+        ("replay", "--channel", &["--out", &out]),
+        ("verify", "--threads", &[]),
+        ("reindex", "--check-newest", &["--index", &out]),
+        ("inspect", "--from", &["--slots"]),
+        ("export", "--to", &["--all", "--out", &out]),
+        ("replay", "--from", &["--out", &out]),
+        ("inspect", "--seq", &["--slots"]),
+        ("verify", "--range", &[]),
+    ];
+    let mut checked = 0;
+    for (sub, flag, extra) in cases {
+        // Out of range for the flag itself, and for this 4-channel recording.
+        let specific: &[&str] = match *flag {
+            "--channel" => &["32", "4", "65536"],
+            "--threads" => &["257", "100000"],
+            "--seq" | "--range" => &["3..1", "-1..2", "1..nan"],
+            _ => &[],
+        };
+        for value in nonsense.iter().chain(specific) {
+            // --flag=value: "-1" after a bare --flag would be an option.
+            let given = format!("{flag}={value}");
+            let mut args = vec![*sub, "--quiet", &img, &given];
+            args.extend_from_slice(extra);
+            if *sub != "reindex" {
+                args.extend(["--index", &idx]);
+            }
+            let o = run("dmaplay", &args);
+            let stderr = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(2), "dmaplay {args:?}: {stderr}");
+            assert!(
+                stderr.contains(flag),
+                "dmaplay {args:?}: message must name {flag}: {stderr}"
+            );
+            checked += 1;
+        }
+    }
+    for speed in ["x0", "x-1", "xnan", "xinf", "x1e400", "fast", "0"] {
+        let given = format!("--speed={speed}");
+        let args = ["replay", "--quiet", &img, &given, "--out", &out];
+        let o = run("dmaplay", &args);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "dmaplay {args:?}: {stderr}");
+        assert!(stderr.contains("--speed"), "{args:?}: {stderr}");
+        checked += 1;
+    }
+    eprintln!("{checked} nonsense values refused with status 2");
+}
+
+#[test]
+fn replay_refuses_a_terminal_as_output_with_status_2() {
+    let s = Scratch::new("cli-tty");
+    let (img, idx) = small_recording(&s);
+    let (master, slave, slave_path) = pty();
+    // Drain the terminal, so a replay that wrongly streams to it ends
+    // (and fails the status check) instead of blocking on a full pty.
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut &master, &mut std::io::sink());
+    });
+    // stdout is the terminal.
+    let o = Command::new(bin("dmaplay"))
+        .args(["replay", "--quiet", "--speed", "max", &img, "--index", &idx])
+        .stdout(slave.try_clone().unwrap())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("stdout is a terminal") && stderr.contains("redirect"),
+        "{stderr}"
+    );
+    // --out names the terminal.
+    let o = run(
+        "dmaplay",
+        &[
+            "replay",
+            "--quiet",
+            "--speed",
+            "max",
+            "--out",
+            &slave_path,
+            &img,
+            "--index",
+            &idx,
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("--out {slave_path} is a terminal")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn replay_json_goes_where_its_help_says() {
+    let s = Scratch::new("cli-replay-json");
+    let (img, idx) = small_recording(&s);
+    let help = run_ok("dmaplay", &["replay", "--help"]);
+    assert!(
+        help.contains("--json  Print the report as JSON: on stdout with --out, on stderr when the stream goes to stdout")
+            || help.contains("Print the report as JSON: on stdout with --out, on stderr when the stream goes to stdout"),
+        "{help}"
+    );
+    // With --out: the report is stdout.
+    let stdout = run_ok(
+        "dmaplay",
+        &[
+            "replay",
+            "--json",
+            "--speed",
+            "max",
+            "--out",
+            &s.file("r.raw"),
+            &img,
+            "--index",
+            &idx,
+        ],
+    );
+    let report = json(&stdout);
+    let bytes = report["bytes"].as_u64().unwrap();
+    assert_eq!(std::fs::metadata(s.join("r.raw")).unwrap().len(), bytes);
+    // Without --out: stdout is the stream, exactly; the report is stderr.
+    let o = run(
+        "dmaplay",
+        &["replay", "--json", "--speed", "max", &img, "--index", &idx],
+    );
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(
+        o.stdout.len() as u64,
+        bytes,
+        "stdout carries only the stream"
+    );
+    let report = json(&String::from_utf8_lossy(&o.stderr));
+    assert_eq!(report["bytes"].as_u64(), Some(bytes));
 }

@@ -833,8 +833,8 @@ fn reindex_of_a_wrapped_ring_with_torn_slots_reports_exactly_them_missing() {
     assert_eq!(scan["newest_slot_seq"].as_u64(), Some(n - 1));
     let torn_run = |seq: u64| (seq, seq, "torn".to_string());
     assert_eq!(missing_runs(scan), vec![torn_run(n - 6), torn_run(n - 3)]);
-    assert_eq!(scan["counts"]["Live"].as_u64(), Some(cap - 2), "{scan}");
-    assert_eq!(scan["counts"]["Torn"].as_u64(), Some(2), "{scan}");
+    assert_eq!(scan["counts"]["live"].as_u64(), Some(cap - 2), "{scan}");
+    assert_eq!(scan["counts"]["torn"].as_u64(), Some(2), "{scan}");
     assert_eq!(scan["live_slots"].as_u64(), Some(cap - 2));
     let expect: Vec<IndexEntry> = es[(n - cap) as usize..]
         .iter()
@@ -921,11 +921,11 @@ fn scan_counts_every_location_lists_1000_damaged_headers_and_finds_a_misplaced_s
     assert_eq!(scan["locations_read"].as_u64(), Some(cap));
     assert_eq!(scan["damaged_headers"].as_array().unwrap().len(), 1000);
     let counts = &scan["counts"];
-    assert_eq!(counts["DamagedHeader"].as_u64(), Some(1001), "{counts}");
-    assert_eq!(counts["Misplaced"].as_u64(), Some(1), "{counts}");
-    assert_eq!(counts["Live"].as_u64(), Some(n - 1002), "{counts}");
+    assert_eq!(counts["damaged_header"].as_u64(), Some(1001), "{counts}");
+    assert_eq!(counts["misplaced"].as_u64(), Some(1), "{counts}");
+    assert_eq!(counts["live"].as_u64(), Some(n - 1002), "{counts}");
     assert_eq!(cap, n, "the scan's region holds its slots only");
-    assert_eq!(counts["Empty"], serde_json::Value::Null, "{counts}");
+    assert_eq!(counts["empty"], serde_json::Value::Null, "{counts}");
     assert_eq!(
         missing_runs(scan),
         vec![
@@ -1121,8 +1121,8 @@ fn a_ring_slot_whose_newer_lap_is_missing_shows_the_older_lap() {
         missing_runs(scan),
         vec![(seq, seq, "older_lap".to_string())]
     );
-    assert_eq!(scan["counts"]["OlderLap"].as_u64(), Some(1), "{scan}");
-    assert_eq!(scan["counts"]["Live"].as_u64(), Some(cap - 1), "{scan}");
+    assert_eq!(scan["counts"]["older_lap"].as_u64(), Some(1), "{scan}");
+    assert_eq!(scan["counts"]["live"].as_u64(), Some(cap - 1), "{scan}");
     let expect: Vec<IndexEntry> = es[(n - cap) as usize..]
         .iter()
         .filter(|e| e.slot_seq != seq)

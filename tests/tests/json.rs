@@ -110,3 +110,144 @@ fn dmaplay_list_json_is_as_documented() {
     assert_eq!(listed["scans"].as_array().unwrap().len(), 2);
     check("dmaplay list scans[]", &listed["scans"][1]);
 }
+
+/// Checks `array`'s elements against `name`, requiring at least one (so
+/// the table is really compared, not skipped).
+fn check_each(name: &str, array: &Value) {
+    let items = array
+        .as_array()
+        .unwrap_or_else(|| panic!("{name}: not an array"));
+    assert!(!items.is_empty(), "{name}: empty, nothing compared");
+    for item in items {
+        check(name, item);
+    }
+}
+
+/// A recording with gaps, a damaged payload (slot 3) and a damaged header
+/// (slot 5), so every nested table has rows to compare.
+fn damaged_recording(s: &Scratch) -> (String, String) {
+    use std::os::unix::fs::FileExt;
+    let (img, idx) = record_to_file(
+        s,
+        "d",
+        "32M",
+        "4M",
+        &[
+            "--payload-size",
+            "64K",
+            "--buffers",
+            "16",
+            "--sim-drop-every",
+            "5",
+        ],
+    );
+    let slot_bytes = 4096 + 65536u64;
+    let f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
+    let slot = |k: u64| (1 << 20) + k * slot_bytes;
+    f.write_all_at(&[0xAA], slot(3) + 4096 + 10).unwrap();
+    f.write_all_at(&[0xAA], slot(5) + 100).unwrap();
+    f.sync_all().unwrap();
+    (img, idx)
+}
+
+#[test]
+fn dmaplay_json_is_as_documented_and_versioned() {
+    let s = Scratch::new("json-dmaplay");
+    let (img, idx) = damaged_recording(&s);
+
+    let inspect = json(&run_ok(
+        "dmaplay",
+        &["inspect", "--json", "--slots", "--seq", "0..3", &img],
+    ));
+    assert_eq!(inspect["schema_version"], 1);
+    check("dmaplay inspect", &inspect);
+    check("dmaplay inspect time_base", &inspect["time_base"]);
+    check(
+        "dmaplay inspect time_base drift",
+        &inspect["time_base"]["drift"],
+    );
+    check_each("dmaplay inspect devices[]", &inspect["devices"]);
+    check_each("dmaplay inspect channels[]", &inspect["channels"]);
+    check_each("dmaplay inspect gaps[]", &inspect["gaps"]);
+    check_each("dmaplay inspect slot_list[]", &inspect["slot_list"]);
+    check_each("dmaplay scan missing[]", &inspect["missing_slots"]);
+    check("dmaplay scan", &inspect["scan"]);
+    check_each(
+        "dmaplay scan damaged_headers[]",
+        &inspect["scan"]["damaged_headers"],
+    );
+    check_each("dmaplay scan missing[]", &inspect["scan"]["missing"]);
+    // One spelling: snake_case keys and values, as documented.
+    let counts = inspect["scan"]["counts"].as_object().unwrap();
+    for key in counts.keys() {
+        assert!(
+            key.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+            "counts key {key:?} is not snake_case"
+        );
+    }
+    assert!(counts.contains_key("damaged_header"), "{counts:?}");
+    let without_slots = json(&run_ok(
+        "dmaplay",
+        &["inspect", "--json", &img, "--index", &idx],
+    ));
+    check("dmaplay inspect", &without_slots);
+    assert!(without_slots["slot_list"].is_null());
+
+    let out = run(
+        "dmaplay",
+        &["verify", "--json", "--quiet", &img, "--index", &idx],
+    );
+    assert_eq!(out.status.code(), Some(3), "bad slots were made");
+    let verify = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(verify["schema_version"], 1);
+    check("dmaplay verify", &verify);
+    check_each("dmaplay verify bad[]", &verify["bad"]);
+
+    let raw = s.file("x.raw");
+    let export = json(&run_ok(
+        "dmaplay",
+        &[
+            "export", "--json", "--quiet", "--all", "--out", &raw, &img, "--index", &idx,
+        ],
+    ));
+    assert_eq!(export["schema_version"], 1);
+    check("dmaplay export", &export);
+    check_each("dmaplay export channels[]", &export["channels"]);
+    check_each("dmaplay export gaps[]", &export["channels"][0]["gaps"]);
+
+    let replay = json(&run_ok(
+        "dmaplay",
+        &[
+            "replay",
+            "--json",
+            "--quiet",
+            "--speed",
+            "max",
+            "--out",
+            &s.file("r.raw"),
+            &img,
+            "--index",
+            &idx,
+        ],
+    ));
+    assert_eq!(replay["schema_version"], 1);
+    check("dmaplay replay", &replay);
+
+    let reindex = json(&run_ok(
+        "dmaplay",
+        &[
+            "reindex",
+            "--json",
+            "--quiet",
+            "--check-newest",
+            "1000",
+            "--index",
+            &s.file("n.idx"),
+            &img,
+        ],
+    ));
+    assert_eq!(reindex["schema_version"], 1);
+    check("dmaplay reindex", &reindex);
+    check("dmaplay scan", &reindex["scan"]);
+    check_each("dmaplay reindex torn[]", &reindex["torn"]);
+}

@@ -346,3 +346,52 @@ fn time_addressing_and_empty_selections_end_to_end() {
         .collect();
     assert!(left.is_empty(), "refused runs wrote {left:?}");
 }
+
+/// An interleaved recording (3 channels in every 64 KiB buffer: 5461
+/// frames) exported per channel: the reference reader accepts every
+/// de-interleaved channel, with 5461 samples per buffer kept or lost and
+/// capture times on the card clock.
+#[test]
+fn deinterleaved_sigmf_exports_pass_the_reference_reader() {
+    let s = Scratch::new("sigmf-interleaved");
+    let (img, idx) = record_to_file(
+        &s,
+        "il",
+        "32M",
+        "4M",
+        &[
+            "--payload-size",
+            "64K",
+            "--buffers",
+            "16",
+            "--channels",
+            "3",
+            "--channel-layout",
+            "interleaved",
+            "--rate",
+            "40",
+            "--sim-drop-every",
+            "5",
+        ],
+    );
+    let base = s.file("il");
+    let report = dmaplay_json(&[
+        "export", &img, "--index", &idx, "--all", "--format", "sigmf", "--gaps", "zero", "--out",
+        &base,
+    ]);
+    let metas: Vec<String> = (0..3).map(|c| format!("{base}-ch{c}.sigmf-meta")).collect();
+    let checked = sigmf_check(&metas);
+    for (c, meta) in metas.iter().enumerate() {
+        let samples = checked[meta]["samples"].as_u64().unwrap();
+        assert_eq!(
+            samples % 5461,
+            0,
+            "channel {c}: whole buffers of 5461 samples"
+        );
+        assert_eq!(samples, report["channels"][c]["samples"].as_u64().unwrap());
+        assert!(
+            checked[meta]["annotations"].as_u64().unwrap() > 0,
+            "gaps marked"
+        );
+    }
+}

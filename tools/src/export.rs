@@ -9,8 +9,13 @@
 //! a missing member, or fails its CRC check): `--gaps mark` writes nothing
 //! for it and marks it, `zero` writes `payload_bytes` of zeros per lost
 //! buffer and marks it, `error` stops.
+//!
+//! With the interleaved layout every buffer holds every channel: the slots
+//! are read once and de-interleaved ([`crate::deinterleave`]) into each
+//! exported channel's output; a lost buffer is a gap of every channel.
 
 use crate::catalog::{Catalog, IndexDamage};
+use crate::deinterleave::Deinterleaver;
 use crate::outwrite::Writer;
 use crate::select::{self, Selection};
 use crate::sigmf::{self, Annotation, Capture, CaptureClock, Meta, SigmfOptions};
@@ -18,7 +23,7 @@ use crate::stripe::StripeSet;
 use crate::timespec::TimeSpec;
 use crate::uring::{self, Reader, Request, Sink};
 use anyhow::{bail, Context, Result};
-use formats::{datatype_sample_bytes, IndexEntry, SLOT_HEADER_BYTES};
+use formats::{datatype_sample_bytes, ChannelLayout, IndexEntry, SLOT_HEADER_BYTES};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -79,6 +84,7 @@ pub struct ChannelReport {
 
 #[derive(Debug, Serialize)]
 pub struct ExportReport {
+    pub schema_version: u32,
     pub recording_uuid: String,
     pub catalog: String,
     pub first_slot_seq: Option<u64>,
@@ -151,16 +157,7 @@ fn paths_for(options: &ExportOptions, channel: u16) -> (PathBuf, Option<PathBuf>
 
 /// Checks the channel and the output paths before anything is read.
 pub fn check_options(stripe: &StripeSet, options: &ExportOptions) -> Result<()> {
-    let n = stripe.superblock.channels.len();
-    if let Some(c) = options.channel {
-        if c as usize >= n {
-            bail!(
-                "--channel {c}: recording {} has channels 0..{} only",
-                stripe.recording_uuid(),
-                n - 1
-            );
-        }
-    }
+    crate::check_channel(stripe, options.channel)?;
     for c in exported_channels(stripe, options) {
         let (data, meta) = paths_for(options, c);
         let extra = sigmf_extra_paths(options, meta.as_deref());
@@ -246,8 +243,7 @@ struct ChannelOut {
 
 struct Ctx {
     mode: GapMode,
-    channels: u64,
-    payload_bytes: u64,
+    layout: ChannelLayout,
     /// Card time to capture datetimes.
     clock: Option<CaptureClock>,
     /// Pack each SigMF pair into a `.sigmf` archive.
@@ -332,7 +328,8 @@ impl ChannelOut {
             reason: comment,
         });
         if ctx.mode == GapMode::Zero {
-            let filler_bytes = lost * ctx.payload_bytes;
+            // One lost buffer of this channel: its samples of a full buffer.
+            let filler_bytes = lost * self.samples_per_buffer * self.sample_bytes;
             writer.write_zeros(self.file, self.out_bytes, filler_bytes)?;
             self.out_bytes += filler_bytes;
             self.samples += filler_samples;
@@ -341,25 +338,28 @@ impl ChannelOut {
         Ok(())
     }
 
-    /// Accounts for `payload` (in read buffer `buffer`) and submits its
-    /// write. Returns whether the writer took the buffer (it gives it back
-    /// through [`Writer::reclaim`]); not for an empty payload.
+    /// Accounts for `payload` and writes it. From read buffer `Some(buffer)`
+    /// the write is submitted straight from it; returns whether the writer
+    /// took the buffer (it gives it back through [`Writer::reclaim`]), not
+    /// for an empty payload. `None`: bytes of the caller's (de-interleaved
+    /// samples), written before this returns.
     ///
     /// # Safety
-    /// `payload` lies in read buffer `buffer` of the writer's read pool,
-    /// and the caller gives the buffer up until the writer returns it.
+    /// With `Some(buffer)`, `payload` lies in read buffer `buffer` of the
+    /// writer's read pool, and the caller gives the buffer up until the
+    /// writer returns it.
     unsafe fn deliver(
         &mut self,
         ctx: &Ctx,
         writer: &mut Writer,
         entry: &IndexEntry,
         payload: &[u8],
-        buffer: usize,
+        buffer: Option<usize>,
     ) -> Result<bool> {
-        if entry.card_seq % ctx.channels != self.channel as u64 {
+        if !ctx.layout.buffer_has_channel(entry.card_seq, self.channel) {
             bail!(
-                "slot {}: channel {} but card_seq {} (round-robin layout puts it on channel {}): the recording is inconsistent; run dmaplay verify",
-                entry.slot_seq, entry.channel, entry.card_seq, entry.card_seq % ctx.channels
+                "slot {}: channel {} but card_seq {} ({} layout puts it on channel {}): the recording is inconsistent; run dmaplay verify",
+                entry.slot_seq, entry.channel, entry.card_seq, ctx.layout.describe(), ctx.layout.slot_channel(entry.card_seq)
             );
         }
         if entry.card_seq < self.next_card_seq {
@@ -370,7 +370,7 @@ impl ChannelOut {
                 self.next_card_seq
             );
         }
-        let lost = (entry.card_seq - self.next_card_seq) / ctx.channels;
+        let lost = (entry.card_seq - self.next_card_seq) / ctx.layout.card_seq_stride();
         if lost > 0 {
             self.gap(ctx, writer, lost, Some(entry))?;
         }
@@ -381,24 +381,28 @@ impl ChannelOut {
             });
             self.need_capture = false;
         }
-        let kept = !payload.is_empty();
-        if kept {
-            // SAFETY: the caller's contract: payload is in `buffer`, given up.
-            unsafe {
-                writer.write(
-                    self.file,
-                    self.out_bytes,
-                    payload.as_ptr(),
-                    payload.len(),
-                    buffer,
-                )?
-            };
+        let mut kept = false;
+        if !payload.is_empty() {
+            match buffer {
+                // SAFETY: the caller's contract: payload is in `buffer`, given up.
+                Some(buffer) => unsafe {
+                    writer.write(
+                        self.file,
+                        self.out_bytes,
+                        payload.as_ptr(),
+                        payload.len(),
+                        buffer,
+                    )?;
+                    kept = true;
+                },
+                None => writer.write_owned(self.file, self.out_bytes, payload)?,
+            }
             self.out_bytes += payload.len() as u64;
         }
         self.samples += payload.len() as u64 / self.sample_bytes;
         self.payload_bytes += payload.len() as u64;
         self.slots += 1;
-        self.next_card_seq = entry.card_seq + ctx.channels;
+        self.next_card_seq = entry.card_seq + ctx.layout.card_seq_stride();
         Ok(kept)
     }
 
@@ -406,7 +410,7 @@ impl ChannelOut {
     fn close(&mut self, ctx: &Ctx, writer: &mut Writer, last_card_seq: Option<u64>) -> Result<()> {
         if let Some(last) = last_card_seq {
             if last >= self.next_card_seq {
-                let lost = (last - self.next_card_seq) / ctx.channels + 1;
+                let lost = (last - self.next_card_seq) / ctx.layout.card_seq_stride() + 1;
                 self.gap(ctx, writer, lost, None)?;
             }
         }
@@ -452,7 +456,7 @@ pub fn export(
 ) -> Result<ExportReport> {
     let sb = &stripe.superblock;
     let n = sb.channels.len() as u64;
-    let payload_bytes = sb.payload_bytes as usize;
+    let layout = ChannelLayout::of(sb);
     let view = catalog.view();
     let (first, last) = if range.is_empty() {
         (None, None)
@@ -468,9 +472,8 @@ pub fn export(
             .expect("superblock datatypes were validated") as u64;
         let (data_path, meta_path) = paths_for(options, c);
         created.push(data_path.clone());
-        // The first buffer of channel c at or after the range's first card_seq.
         let start = first
-            .map(|f| f.card_seq + (c as u64 + n - f.card_seq % n) % n)
+            .map(|f| first_card_seq_of(&layout, f.card_seq, c))
             .unwrap_or(0);
         outs[c as usize] = Some(ChannelOut {
             channel: c,
@@ -479,7 +482,10 @@ pub fn export(
             data_path,
             meta_path,
             sample_bytes,
-            samples_per_buffer: payload_bytes as u64 / sample_bytes,
+            samples_per_buffer: layout.samples_per_channel(
+                layout.full_used_bytes(sb.payload_bytes),
+                sample_bytes as u32,
+            ),
             sample_rate_hz: ch.sample_rate_hz,
             next_card_seq: start,
             samples: 0,
@@ -495,8 +501,7 @@ pub fn export(
     }
     let ctx = Ctx {
         mode: options.gaps,
-        channels: n,
-        payload_bytes: payload_bytes as u64,
+        layout,
         clock: select::time_base(catalog, stripe)
             .map_err(|IndexDamage(why)| anyhow::anyhow!("index: {why}"))?
             .map(|b| CaptureClock::new(sb, b.anchor)),
@@ -563,6 +568,7 @@ pub fn export(
         return Err(e);
     }
     Ok(ExportReport {
+        schema_version: crate::JSON_SCHEMA_VERSION,
         recording_uuid: sb.recording_uuid.to_string(),
         catalog: catalog.describe(),
         first_slot_seq: first.map(|e| e.slot_seq),
@@ -608,12 +614,16 @@ fn read_and_write(
     outs: &mut [Option<ChannelOut>],
     data_paths: &[PathBuf],
 ) -> Result<Writer> {
-    let n = ctx.channels;
-    let payload_bytes = ctx.payload_bytes as usize;
+    let layout = ctx.layout;
+    let n = stripe.superblock.channels.len();
+    let payload_bytes = stripe.superblock.payload_bytes as usize;
     let slot_bytes = stripe.superblock.slot_bytes() as usize;
     let view = catalog.view();
     let wanted = exported_channels(stripe, options);
-    let exported = |e: &IndexEntry| (e.channel as u64) < n && outs_has(&wanted, e.channel as u16);
+    // Interleaved: every slot holds every channel.
+    let exported = |e: &IndexEntry| {
+        layout.interleaved() || ((e.channel as usize) < n && outs_has(&wanted, e.channel as u16))
+    };
     let readable = |e: &IndexEntry| stripe.member(e.device_index as usize).is_some();
     let files: Vec<Option<&std::fs::File>> = stripe
         .members
@@ -624,7 +634,11 @@ fn read_and_write(
     let mut reader = Reader::new(&files, slot_bytes, count)?;
     // Room for a write from every read buffer, and a few zero fillers.
     let mut writer = Writer::create(data_paths, reader.pool().clone(), count + 4, payload_bytes)?;
-    let bar = crate::progress::bytes_bar(0, "export", options.quiet);
+    let mut splitter = layout
+        .frame_bytes()
+        .map(|frame| Deinterleaver::new(n, frame as usize / n, payload_bytes));
+    let total_bytes = selection_bytes(&view, range.clone(), |e| exported(e) && readable(e))?;
+    let bar = crate::progress::bytes_bar(total_bytes, "export", options.quiet);
     let mut requests = range.clone().filter_map(|i| {
         let e = view.get(i).ok()?; // checked by plan()
         (exported(&e) && readable(&e)).then_some(Request {
@@ -641,7 +655,7 @@ fn read_and_write(
             while *cursor < upto {
                 let e = view.get(*cursor)?;
                 if exported(&e) && !readable(&e) {
-                    if let Some(out) = outs[e.channel as usize].as_mut() {
+                    for out in outs_of(outs, &layout, &e) {
                         out.skip(
                             &e,
                             &format!("unavailable (member {} was not given)", e.device_index),
@@ -657,30 +671,45 @@ fn read_and_write(
         skip_unread(outs, i, &mut cursor)?;
         cursor = i + 1;
         let e = view.get(i)?;
-        let out = outs[e.channel as usize]
-            .as_mut()
-            .expect("only exported channels are read");
+        let used = e.payload_bytes_used as usize;
         if let Some(bar) = &bar {
-            bar.inc(slot_bytes as u64);
+            bar.inc(used as u64);
         }
-        let problem = match c.result {
+        let mut problem = match c.result {
             Err(why) => Some(format!("read failed: {why}")),
             Ok(()) => {
                 crate::verify::check_slot(slot, &e, stripe.recording_uuid(), payload_bytes, false)
             }
         };
-        match problem {
-            Some(why) => {
+        if problem.is_none() {
+            problem = layout.used_bytes_problem(e.payload_bytes_used);
+        }
+        if let Some(why) = problem {
+            for out in outs_of(outs, &layout, &e) {
                 out.skip(&e, &format!("damaged ({why})"));
-                Ok(false)
             }
+            return Ok(false);
+        }
+        let payload = &slot[SLOT_HEADER_BYTES..SLOT_HEADER_BYTES + used];
+        match splitter.as_mut() {
             None => {
-                let used = e.payload_bytes_used as usize;
-                let payload = &slot[SLOT_HEADER_BYTES..SLOT_HEADER_BYTES + used];
+                let out = outs[e.channel as usize]
+                    .as_mut()
+                    .expect("only exported channels are read");
                 // SAFETY: `slot` is read buffer c.buffer of the reader's pool
                 // (the writer's read pool); the sink gives the buffer up when
                 // deliver returns true and gets it back from reclaim.
-                unsafe { out.deliver(ctx, writer, &e, payload, c.buffer) }
+                unsafe { out.deliver(ctx, writer, &e, payload, Some(c.buffer)) }
+            }
+            Some(splitter) => {
+                splitter.split(payload);
+                for out in outs.iter_mut().flatten() {
+                    let samples = splitter.channel(out.channel as usize);
+                    // SAFETY: no read buffer: the samples are the splitter's,
+                    // written before deliver returns.
+                    unsafe { out.deliver(ctx, writer, &e, samples, None)? };
+                }
+                Ok(false)
             }
         }
     };
@@ -716,6 +745,50 @@ fn write_collection(path: &Path, reports: &[ChannelReport], recording_uuid: &str
 
 fn outs_has(wanted: &[u16], channel: u16) -> bool {
     wanted.contains(&channel)
+}
+
+/// The first card sequence number at or after `card_seq` whose buffer holds
+/// `channel`'s samples.
+fn first_card_seq_of(layout: &ChannelLayout, card_seq: u64, channel: u16) -> u64 {
+    let stride = layout.card_seq_stride();
+    match layout {
+        ChannelLayout::RoundRobin { .. } => {
+            card_seq + (u64::from(channel) + stride - card_seq % stride) % stride
+        }
+        ChannelLayout::Interleaved { .. } => card_seq,
+    }
+}
+
+/// The outputs entry `e`'s payload goes to: its channel's (round-robin) or
+/// every exported channel's (interleaved).
+fn outs_of<'o>(
+    outs: &'o mut [Option<ChannelOut>],
+    layout: &ChannelLayout,
+    e: &IndexEntry,
+) -> impl Iterator<Item = &'o mut ChannelOut> {
+    let interleaved = layout.interleaved();
+    let channel = e.channel as usize;
+    outs.iter_mut()
+        .enumerate()
+        .filter(move |(c, _)| interleaved || *c == channel)
+        .filter_map(|(_, out)| out.as_mut())
+}
+
+/// Payload bytes of the entries in `range` that `wanted` keeps: the
+/// progress bar's total.
+fn selection_bytes(
+    view: &formats::index::IndexView<'_>,
+    range: std::ops::Range<usize>,
+    wanted: impl Fn(&IndexEntry) -> bool,
+) -> Result<u64> {
+    let mut total = 0u64;
+    for i in range {
+        let e = view.get(i)?;
+        if wanted(&e) {
+            total += u64::from(e.payload_bytes_used);
+        }
+    }
+    Ok(total)
 }
 
 impl ExportReport {

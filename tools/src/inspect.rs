@@ -61,9 +61,12 @@ pub struct SlotRow {
 
 #[derive(Debug, Serialize)]
 pub struct Inspection {
+    pub schema_version: u32,
     pub recording_uuid: String,
     pub created: String,
     pub ring_mode: bool,
+    /// `round_robin` or `interleaved` (docs/FORMAT.md, "Channel layouts").
+    pub channel_layout: &'static str,
     pub payload_bytes: u32,
     pub slot_bytes: u64,
     pub capacity_slots: u64,
@@ -92,8 +95,7 @@ pub struct Inspection {
     /// Live slots on members that were not given.
     pub unavailable_slots: u64,
     pub scan: Option<ScanReport>,
-    /// With --slots: the selected slots.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// With --slots: the selected slots (null without).
     pub slot_list: Option<Vec<SlotRow>>,
 }
 
@@ -127,6 +129,7 @@ pub fn inspect(
     let sb = &stripe.superblock;
     let layout = &stripe.layout;
     let n_channels = sb.channels.len() as u64;
+    let channel_layout = formats::ChannelLayout::of(sb);
     let live = catalog.live();
     catalog.check_entries(stripe, live.clone())?;
     let view = catalog.view();
@@ -166,7 +169,13 @@ pub fn inspect(
             drifts_ns.push(a.drift_ns(e.card_timestamp_ns, e.host_timestamp_ns));
         }
         recorded += e.payload_bytes_used as u64;
-        if let Some(c) = channels.get_mut(e.channel as usize) {
+        if channel_layout.interleaved() {
+            // Every slot holds an equal share of every channel.
+            for c in channels.iter_mut() {
+                c.slots += 1;
+                c.bytes += e.payload_bytes_used as u64 / n_channels;
+            }
+        } else if let Some(c) = channels.get_mut(e.channel as usize) {
             c.slots += 1;
             c.bytes += e.payload_bytes_used as u64;
         }
@@ -177,7 +186,11 @@ pub fn inspect(
             lost += e.gap_count;
             let first_lost = e.card_seq.saturating_sub(e.gap_count);
             for (ch, c) in channels.iter_mut().enumerate() {
-                c.buffers_lost += lost_of_channel(first_lost, e.gap_count, ch as u64, n_channels);
+                c.buffers_lost += if channel_layout.interleaved() {
+                    e.gap_count
+                } else {
+                    lost_of_channel(first_lost, e.gap_count, ch as u64, n_channels)
+                };
             }
             gaps.push(Gap {
                 slot_seq: e.slot_seq,
@@ -217,7 +230,8 @@ pub fn inspect(
             let mut rows = Vec::with_capacity(range.len());
             for i in range {
                 let e = view.get(i)?;
-                if sel.wants(&e) {
+                // Interleaved: every slot holds every channel.
+                if channel_layout.interleaved() || sel.wants(&e) {
                     rows.push(SlotRow {
                         slot_seq: e.slot_seq,
                         card_seq: e.card_seq,
@@ -255,9 +269,11 @@ pub fn inspect(
         })
         .collect();
     Ok(Inspection {
+        schema_version: crate::JSON_SCHEMA_VERSION,
         recording_uuid: sb.recording_uuid.to_string(),
         created: rfc3339_utc(sb.created_unix_ns),
         ring_mode: sb.ring(),
+        channel_layout: channel_layout.name(),
         payload_bytes: sb.payload_bytes,
         slot_bytes: sb.slot_bytes(),
         capacity_slots: layout.capacity_slots(),
@@ -309,10 +325,11 @@ impl Inspection {
         );
         let _ = writeln!(
             s,
-            "geometry: {} payload bytes per slot, capacity {} slots{}",
+            "geometry: {} payload bytes per slot, capacity {} slots{}, channels {}",
             self.payload_bytes,
             self.capacity_slots,
-            if self.ring_mode { ", ring mode" } else { "" }
+            if self.ring_mode { ", ring mode" } else { "" },
+            self.channel_layout
         );
         for d in &self.devices {
             let _ = writeln!(
@@ -424,8 +441,9 @@ impl Inspection {
         if let Some(scan) = &self.scan {
             let _ = writeln!(
                 s,
-                "scan: {} slot locations read: {:?}",
-                scan.locations_read, scan.counts
+                "scan: {} slot locations read: {}",
+                scan.locations_read,
+                scan.counts_text()
             );
             for (uuid, n) in &scan.other_recordings {
                 let _ = writeln!(s, "  {n} slot(s) of another recording {uuid}");

@@ -12,6 +12,7 @@
 
 pub mod aligned;
 pub mod catalog;
+pub mod deinterleave;
 pub mod drift;
 pub mod export;
 pub mod inspect;
@@ -30,6 +31,29 @@ pub mod timeline;
 pub mod timespec;
 pub mod uring;
 pub mod verify;
+
+/// `schema_version` of every dmaplay `--json` output (docs/JSON.md): raised
+/// when a field changes meaning or is removed.
+pub const JSON_SCHEMA_VERSION: u32 = 1;
+
+/// A command line that asks for something impossible for this recording
+/// (a channel it does not have, a terminal as replay's output, an empty
+/// selection): dmaplay exits with status 2, like clap's own usage errors.
+pub use select::UsageError;
+
+/// Refuses `--channel c` for a recording of `channels` channels (usage error).
+pub fn check_channel(stripe: &stripe::StripeSet, channel: Option<u16>) -> anyhow::Result<()> {
+    let n = stripe.superblock.channels.len();
+    match channel {
+        Some(c) if c as usize >= n => Err(UsageError(format!(
+            "--channel {c}: recording {} has channels 0..={} only",
+            stripe.recording_uuid(),
+            n - 1
+        ))
+        .into()),
+        _ => Ok(()),
+    }
+}
 
 #[cfg(test)]
 mod synth;

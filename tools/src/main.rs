@@ -16,7 +16,10 @@ const EXIT_ERROR: i32 = 1;
 const EXIT_USAGE: i32 = 2;
 const EXIT_BAD_SLOTS: i32 = 3;
 
-const AFTER_HELP: &str = "\
+/// The part of every subcommand's help after its examples.
+macro_rules! common_help {
+    () => {
+        "\
 Targets are the members of a recording's stripe set (block devices or files), in any order.
 dmaplay opens them read-only (O_RDONLY|O_DIRECT) and never writes to them. A member that is
 not given is reported by index and UUID; inspect, verify, export and replay go on without it
@@ -44,7 +47,46 @@ Exit status:
   1  error (bad input, unreadable target, --gaps error hit a gap, ...)
   2  usage error (also a selection with no slots)
   3  verify: bad, missing or unavailable slots, or a damaged superblock or reserved area,
-     were found (listed on stdout)";
+     were found (listed on stdout)"
+    };
+}
+
+const AFTER_HELP: &str = common_help!();
+
+const INSPECT_HELP: &str = concat!(
+    "Examples:
+  dmaplay inspect /dev/sdb /dev/sdc --index run.idx
+  dmaplay inspect --json rec.img --index rec.idx | jq .channels
+  dmaplay inspect --slots --channel 1 --from 10 --to 12 rec.img --index rec.idx
+  dmaplay inspect --slots --seq 1000..1010 rec.img          # no index: scans the slot headers
+
+",
+    common_help!()
+);
+
+const VERIFY_HELP: &str = concat!(
+    "Examples:
+  dmaplay verify /dev/sdb /dev/sdc --index run.idx
+  dmaplay verify --pattern rec.img --index rec.idx          # a simulated card's recording
+  dmaplay verify --range 5000..5999 --json rec.img
+
+",
+    common_help!()
+);
+
+const REPLAY_HELP: &str = concat!(
+    "Examples:
+  dmaplay replay --speed max rec.img --index rec.idx > all.raw
+  dmaplay replay --channel 2 --from 30 --to 40 rec.img --index rec.idx | consumer
+  mkfifo /tmp/s && dmaplay replay --speed x2 --out /tmp/s rec.img &
+
+The stream is binary: a terminal as output (stdout without --out, or --out /dev/tty) is
+refused with status 2. With --json the report goes to stdout when --out is given, and to
+stderr when the stream itself is on stdout.
+
+",
+    common_help!()
+);
 
 #[derive(Parser)]
 #[command(name = "dmaplay", version, about = "Inspect, verify, export, replay and reindex dmarec recordings", after_help = AFTER_HELP)]
@@ -56,16 +98,19 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Recording, members, time span, bytes, channels, gaps and ring wraps; --slots lists slots.
-    #[command(after_help = AFTER_HELP)]
+    #[command(after_help = INSPECT_HELP)]
     Inspect(InspectArgs),
     /// Read every slot and check header, payload CRC (and --pattern); exit 3 if any is bad.
-    #[command(after_help = AFTER_HELP)]
+    #[command(after_help = VERIFY_HELP)]
     Verify(VerifyArgs),
     /// Write channel payloads to raw files or SigMF recordings.
     #[command(after_help = format!("{EXPORT_HELP}\n\n{AFTER_HELP}"))]
     Export(ExportArgs),
     /// Stream payloads to stdout, a file or a FIFO, paced by the card timestamps.
-    #[command(after_help = AFTER_HELP)]
+    #[command(
+        after_help = REPLAY_HELP,
+        mut_arg("json", |a| a.help("Print the report as JSON: on stdout with --out, on stderr when the stream goes to stdout"))
+    )]
     Replay(ReplayArgs),
     /// Rebuild the index from the targets (after a crash or a lost index).
     #[command(after_help = REINDEX_HELP)]
@@ -142,6 +187,14 @@ struct ListArgs {
 }
 
 const EXPORT_HELP: &str = "\
+Examples:
+  dmaplay export --channel 0 --out ch0.raw rec.img --index rec.idx
+  dmaplay export --all --format sigmf --out run rec.img --index rec.idx   # run-ch0.sigmf-data, ...
+  dmaplay export --channel 2 --format sigmf --from 10 --to 20 --gaps zero --out burst /dev/sdb /dev/sdc
+
+An interleaved recording (dmarec --channel-layout interleaved) is de-interleaved: each
+channel's output holds only its samples, contiguous, as from a round-robin recording.
+
 Output names: with --channel N, --out PATH is the file (raw) or the SigMF base name
 (PATH.sigmf-data and PATH.sigmf-meta; a .sigmf-data/.sigmf-meta/.sigmf suffix is dropped
 first). With --all, -chN is inserted before the extension of each channel's file.
@@ -169,6 +222,10 @@ Examples:
 Exit status: 0 success, 1 error, 2 usage error (also a selection with no slots).";
 
 const REINDEX_HELP: &str = "\
+Examples:
+  dmaplay reindex --index run.idx /dev/sdb /dev/sdc
+  dmaplay reindex --force --check-newest 256 --index rec.idx rec.img
+
 Reads the header page of every slot location (4 KiB each, O_DIRECT), keeps the slots of
 this recording that are where the layout puts them (in ring mode, the newest lap), reads
 the payloads of the newest --check-newest slots and leaves torn ones (payload CRC mismatch:
@@ -205,7 +262,7 @@ struct InspectArgs {
     #[arg(long)]
     slots: bool,
     /// Only slots of this channel (with --slots).
-    #[arg(long)]
+    #[arg(long, value_parser = channel_number)]
     channel: Option<u16>,
     /// From this time (with --slots): 2026-11-30T08:55:16Z, 90s, end-10m, card:N, slot:N.
     #[arg(long, allow_hyphen_values = true)]
@@ -228,9 +285,9 @@ struct VerifyArgs {
     /// Only slots A..B (both included).
     #[arg(long)]
     range: Option<SeqRange>,
-    /// Checking threads (default: one per core).
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
+    /// Checking threads, 1..=256 (0, the default: one per core).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=256))]
+    threads: u16,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -251,7 +308,7 @@ struct ExportArgs {
     #[command(flatten)]
     common: Common,
     /// Export this channel.
-    #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+    #[arg(long, conflicts_with = "all", required_unless_present = "all", value_parser = channel_number)]
     channel: Option<u16>,
     /// Export every channel, one file (or SigMF pair) each.
     #[arg(long)]
@@ -292,7 +349,7 @@ struct ReplayArgs {
     #[command(flatten)]
     common: Common,
     /// Only this channel (default: every channel, in recording order).
-    #[arg(long)]
+    #[arg(long, value_parser = channel_number)]
     channel: Option<u16>,
     /// original (real time), xN (N times real time, e.g. x2 or x0.5) or max.
     #[arg(long, default_value = "original", value_parser = Speed::parse)]
@@ -337,6 +394,17 @@ struct ReindexArgs {
     quiet: bool,
 }
 
+/// A channel number a recording can have: 0..MAX_CHANNELS.
+fn channel_number(text: &str) -> Result<u16, String> {
+    match text.trim().parse::<u16>() {
+        Ok(c) if (c as usize) < formats::MAX_CHANNELS => Ok(c),
+        _ => Err(format!(
+            "{text:?}: a channel number 0..={} (the recording says which it has)",
+            formats::MAX_CHANNELS - 1
+        )),
+    }
+}
+
 fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
@@ -365,6 +433,7 @@ fn run_list(args: ListArgs) -> Result<i32> {
 
 fn run_inspect(args: InspectArgs) -> Result<i32> {
     let stripe = open(&args.common.targets, args.common.scan.as_deref())?;
+    tools::check_channel(&stripe, args.channel)?;
     let sel = args.slots.then_some(Selection {
         channel: args.channel,
         from: args.from,
@@ -399,7 +468,7 @@ fn run_verify(args: VerifyArgs) -> Result<i32> {
         range: args.range,
         pattern: args.pattern,
         quiet: args.common.quiet,
-        threads: args.threads,
+        threads: args.threads.into(),
     };
     let (catalog, range) = catalog::open_planned(
         &stripe,

@@ -151,6 +151,19 @@ impl Writer {
         self.start(file, offset_bytes, addr as usize, len_bytes, Some(buffer))
     }
 
+    /// Writes `bytes` (the caller's, e.g. de-interleaved samples) to `file`
+    /// at `offset_bytes` before returning: the caller may reuse them at once.
+    pub fn write_owned(&mut self, file: usize, offset_bytes: u64, bytes: &[u8]) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        assert!(file < self.files.len(), "output file {file} out of range");
+        let f = &self.files[file];
+        f.buffered
+            .write_all_at(bytes, offset_bytes)
+            .with_context(|| format!("writing {} at byte {offset_bytes}", f.path.display()))?;
+        self.buffered_writes += 1;
+        Ok(())
+    }
+
     /// Writes `len_bytes` of zeros to `file` at `offset_bytes`.
     pub fn write_zeros(&mut self, file: usize, offset_bytes: u64, len_bytes: u64) -> Result<()> {
         let chunk_bytes = self.zeros.buffer_bytes() as u64;

@@ -43,6 +43,7 @@ pub struct TornSlot {
 
 #[derive(Debug, Serialize)]
 pub struct ReindexReport {
+    pub schema_version: u32,
     pub recording_uuid: String,
     pub index: String,
     pub slots_indexed: u64,
@@ -63,8 +64,9 @@ pub fn reindex(stripe: &StripeSet, options: &ReindexOptions) -> Result<ReindexRe
             options.index.display()
         );
     }
-    let bar = crate::progress::bytes_bar(
+    let bar = crate::progress::count_bar(
         stripe.layout.capacity_slots(),
+        "slots",
         "scan headers",
         options.quiet,
     );
@@ -103,11 +105,12 @@ pub fn reindex(stripe: &StripeSet, options: &ReindexOptions) -> Result<ReindexRe
             _ => Vec::new(),
         };
         let counts = &mut r.counts;
-        *counts.entry("Live".into()).or_insert(0) -= torn_seqs.len() as u64;
-        *counts.entry("Torn".into()).or_insert(0) += torn_seqs.len() as u64;
+        *counts.entry(Found::Live.key().into()).or_insert(0) -= torn_seqs.len() as u64;
+        *counts.entry(Found::Torn.key().into()).or_insert(0) += torn_seqs.len() as u64;
     }
     write_index(&options.index, &index_image(stripe, &s.entries))?;
     Ok(ReindexReport {
+        schema_version: crate::JSON_SCHEMA_VERSION,
         recording_uuid: stripe.recording_uuid().to_string(),
         index: options.index.display().to_string(),
         slots_indexed: s.entries.len() as u64,
@@ -230,8 +233,9 @@ impl ReindexReport {
         );
         let _ = writeln!(
             s,
-            "scanned {} slot locations: {:?}",
-            self.scan.locations_read, self.scan.counts
+            "scanned {} slot locations: {}",
+            self.scan.locations_read,
+            self.scan.counts_text()
         );
         let _ = writeln!(
             s,

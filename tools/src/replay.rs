@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use formats::SLOT_HEADER_BYTES;
 use serde::Serialize;
 use std::io::Write;
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -50,6 +50,7 @@ pub struct ReplayOptions {
 
 #[derive(Debug, Serialize)]
 pub struct ReplayReport {
+    pub schema_version: u32,
     pub slots: u64,
     pub bytes: u64,
     pub skipped: Vec<String>,
@@ -61,16 +62,16 @@ pub struct ReplayReport {
 }
 
 pub fn check_options(stripe: &StripeSet, options: &ReplayOptions) -> Result<()> {
-    let n = stripe.superblock.channels.len();
-    if let Some(c) = options.channel {
-        if c as usize >= n {
-            bail!(
-                "--channel {c}: recording {} has channels 0..{} only",
-                stripe.recording_uuid(),
-                n - 1
-            );
-        }
+    crate::check_channel(stripe, options.channel)?;
+    if options.channel.is_some() && formats::ChannelLayout::of(&stripe.superblock).interleaved() {
+        return Err(crate::UsageError(format!(
+            "--channel: recording {} is interleaved (every buffer holds all {} channels) and replay streams whole buffers; replay without --channel, or de-interleave one channel with `dmaplay export --channel N`",
+            stripe.recording_uuid(),
+            stripe.superblock.channels.len()
+        ))
+        .into());
     }
+    refuse_terminal(options.out.as_deref())?;
     if let Some(p) = &options.out {
         stripe.refuse_output(p, "--out")?;
         if let Ok(m) = std::fs::metadata(p) {
@@ -81,6 +82,33 @@ pub fn check_options(stripe: &StripeSet, options: &ReplayOptions) -> Result<()> 
                 );
             }
         }
+    }
+    Ok(())
+}
+
+/// The stream is binary: a terminal as its destination (stdout without
+/// --out, or --out naming a terminal) is a usage error.
+pub fn refuse_terminal(out: Option<&std::path::Path>) -> Result<()> {
+    use std::io::IsTerminal;
+    let terminal = match out {
+        None => std::io::stdout().is_terminal(),
+        // Only a character device can be a terminal (opening a FIFO here
+        // would wait for its reader).
+        Some(p) => {
+            std::fs::metadata(p).is_ok_and(|m| m.file_type().is_char_device())
+                && std::fs::OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_NOCTTY)
+                    .open(p)
+                    .is_ok_and(|f| f.is_terminal())
+        }
+    };
+    if terminal {
+        let what = out.map_or("stdout".to_string(), |p| format!("--out {}", p.display()));
+        return Err(crate::UsageError(format!(
+            "{what} is a terminal: replay writes binary samples; redirect stdout to a file or program (dmaplay replay ... > x.raw, | consumer) or give --out FILE"
+        ))
+        .into());
     }
     Ok(())
 }
@@ -237,6 +265,7 @@ pub fn replay(
         Err(e) => return Err(e),
     }
     Ok(ReplayReport {
+        schema_version: crate::JSON_SCHEMA_VERSION,
         slots,
         bytes,
         skipped,

@@ -41,6 +41,22 @@ pub enum Found {
 }
 
 impl Found {
+    /// The snake_case name, as serde writes the variant (JSON map keys).
+    pub fn key(self) -> &'static str {
+        match self {
+            Found::Live => "live",
+            Found::Empty => "empty",
+            Found::OtherRecording => "other_recording",
+            Found::DamagedHeader => "damaged_header",
+            Found::Misplaced => "misplaced",
+            Found::OlderLap => "older_lap",
+            Found::Unavailable => "unavailable",
+            Found::ReadError => "read_error",
+            Found::NotInIndex => "not_in_index",
+            Found::Torn => "torn",
+        }
+    }
+
     pub fn describe(self) -> &'static str {
         match self {
             Found::Live => "live slot",
@@ -68,6 +84,7 @@ pub struct MissingRun {
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct ScanReport {
+    /// What the slot locations held: [`Found::key`] -> count.
     pub locations_read: u64,
     pub live_slots: u64,
     pub counts: BTreeMap<String, u64>,
@@ -90,6 +107,18 @@ pub struct DamagedHeader {
 
 /// Most damaged headers listed by name (all are counted).
 pub const MAX_LISTED_DAMAGED: usize = 1000;
+
+impl ScanReport {
+    /// `live 1000, empty 24` in the order of [`Found`]'s keys (text reports).
+    pub fn counts_text(&self) -> String {
+        let parts: Vec<String> = self
+            .counts
+            .iter()
+            .map(|(key, n)| format!("{} {n}", key.replace('_', " ")))
+            .collect();
+        parts.join(", ")
+    }
+}
 
 /// What a scan found.
 pub struct Scan {
@@ -199,7 +228,7 @@ pub fn scan(stripe: &StripeSet, progress: &mut dyn FnMut(u64)) -> Result<Scan> {
         });
     }
     for f in &found {
-        *report.counts.entry(format!("{f:?}")).or_insert(0) += 1;
+        *report.counts.entry(f.key().to_string()).or_insert(0) += 1;
     }
     report.other_recordings = other.into_iter().map(|(u, n)| (u.to_string(), n)).collect();
     Ok(Scan {
@@ -260,4 +289,28 @@ pub fn missing_runs_of(
         expect += 1;
     }
     runs
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::Found;
+
+    #[test]
+    fn keys_are_serdes_snake_case_spelling() {
+        let all = [
+            Found::Live,
+            Found::Empty,
+            Found::OtherRecording,
+            Found::DamagedHeader,
+            Found::Misplaced,
+            Found::OlderLap,
+            Found::Unavailable,
+            Found::ReadError,
+            Found::NotInIndex,
+            Found::Torn,
+        ];
+        for f in all {
+            assert_eq!(serde_json::to_value(f).unwrap(), f.key(), "{f:?}");
+        }
+    }
 }

@@ -30,6 +30,9 @@ impl std::str::FromStr for SeqRange {
                 t.trim().parse().map_err(|_| bad())
             }
         };
+        if text.trim().is_empty() {
+            return Err(bad());
+        }
         let r = match text.split_once("..") {
             Some((a, b)) => SeqRange {
                 first: num(a, 0)?,
@@ -178,7 +181,9 @@ pub fn resolve_nonempty(
     let missing: Vec<u16> = if range.is_empty() {
         Vec::new()
     } else {
-        let mut seen = vec![false; stripe.superblock.channels.len()];
+        // Interleaved: every slot holds every channel.
+        let interleaved = formats::ChannelLayout::of(&stripe.superblock).interleaved();
+        let mut seen = vec![interleaved; stripe.superblock.channels.len()];
         // Bounded by the range, which the catalog bounds.
         for i in range.clone() {
             match view.get(i) {

@@ -799,7 +799,10 @@ fn export_raw_is_the_pattern_byte_for_byte_with_gaps_marked_zeroed_or_refused() 
     )
     .unwrap_err()
     .to_string();
-    assert!(err.contains("--channel 3") && err.contains("0..2"), "{err}");
+    assert!(
+        err.contains("--channel 3") && err.contains("0..=2"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -41,6 +41,7 @@ pub struct BadSlot {
 
 #[derive(Debug, Serialize)]
 pub struct VerifyReport {
+    pub schema_version: u32,
     pub recording_uuid: String,
     pub catalog: String,
     pub slots_checked: u64,
@@ -237,11 +238,11 @@ fn check_header_chain(
     previous: Option<IndexEntry>,
     entries: &[IndexEntry],
 ) -> Vec<BadSlot> {
-    let channel_count = stripe.superblock.channels.len() as u16;
+    let layout = formats::ChannelLayout::of(&stripe.superblock);
     let mut bad_slots = Vec::new();
     let mut previous = previous;
     for entry in entries {
-        let problems = check::check_chain(previous.as_ref(), entry, channel_count);
+        let problems = check::check_chain_in(previous.as_ref(), entry, &layout);
         if !problems.is_empty() {
             let texts: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
             let problem = format!("header chain: {}", texts.join("; "));
@@ -435,6 +436,7 @@ pub fn verify(
     let seconds = started.elapsed().as_secs_f64();
     let bytes_read = sink.checked * slot_bytes as u64;
     Ok(VerifyReport {
+        schema_version: crate::JSON_SCHEMA_VERSION,
         recording_uuid: uuid.to_string(),
         catalog: catalog.describe(),
         slots_checked: sink.checked,

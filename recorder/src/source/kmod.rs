@@ -37,6 +37,7 @@ pub struct KmodSource {
     mapping: Option<(NonNull<u8>, usize)>,
     channels: u16,
     rate_bytes_per_s: u64,
+    layout: formats::ChannelLayout,
     /// The driver's simulated card at a rate: it stamps buffers from its
     /// sample counter (on CLOCK_MONOTONIC), not at the end of the fill.
     sample_counter: bool,
@@ -53,6 +54,10 @@ pub struct KmodOptions {
     /// Simulated card settings (applied when the driver has a simulated card).
     pub channels: Option<u16>,
     pub rate_bytes_per_s: Option<u64>,
+    /// Record the simulated card's stream as interleaved frames of
+    /// `channels` channels (the card then runs as one stream: SIM_CONFIG
+    /// channels=1, every buffer channel 0's pattern, docs/FORMAT.md).
+    pub interleaved: bool,
 }
 
 /// The driver answers EOPNOTSUPP when the card's DMA would have to be
@@ -115,13 +120,20 @@ impl KmodSource {
             );
         }
         let (mut channels, mut rate) = (caps.channels as u16, caps.rate_bytes_per_s);
+        if opts.interleaved && caps.caps & DMAREC_CAP_SIM == 0 {
+            bail!(
+                "source {}: --channel-layout interleaved needs the driver's simulated card (this card does not say how its channels share a buffer); record it round-robin",
+                path.display()
+            );
+        }
         if caps.caps & DMAREC_CAP_SIM != 0
-            && (opts.channels.is_some() || opts.rate_bytes_per_s.is_some())
+            && (opts.channels.is_some() || opts.rate_bytes_per_s.is_some() || opts.interleaved)
         {
             channels = opts.channels.unwrap_or(channels);
             rate = opts.rate_bytes_per_s.unwrap_or(rate);
             let cfg = DmarecSimConfig {
-                channels: channels as u32,
+                // Interleaved: one stream whose buffers hold every channel.
+                channels: if opts.interleaved { 1 } else { channels as u32 },
                 rate_bytes_per_s: rate,
                 ..Default::default()
             };
@@ -148,6 +160,14 @@ impl KmodSource {
             mapping: None,
             channels,
             rate_bytes_per_s: rate,
+            layout: if opts.interleaved {
+                formats::ChannelLayout::Interleaved {
+                    channels,
+                    sample_bytes: 4,
+                }
+            } else {
+                formats::ChannelLayout::RoundRobin { channels }
+            },
             sample_counter: caps.caps & DMAREC_CAP_SIM != 0 && rate > 0,
             streaming: false,
         };
@@ -308,7 +328,8 @@ impl KmodSource {
             card_timestamp_ns: b.card_timestamp_ns,
             channel: b.channel as u16,
             gap_count: b.gap_count,
-            bytes_used: b.bytes_used,
+            // Interleaved: the whole frames of what the card filled.
+            bytes_used: self.layout.full_used_bytes(b.bytes_used),
         }))
     }
 }
@@ -399,6 +420,7 @@ impl Source for KmodSource {
         let rate = self.rate_bytes_per_s as f64 / self.channels.max(1) as f64 / 4.0;
         ChannelDescription {
             count: self.channels,
+            layout: self.layout.code(),
             datatype: super::sim::SIM_DATATYPE,
             sample_rate_hz: rate,
         }

@@ -26,6 +26,9 @@ pub struct Filled {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ChannelDescription {
     pub count: u16,
+    /// How the channels share the buffers: the superblock's
+    /// `channel_layout` code (formats::ChannelLayout).
+    pub layout: u16,
     /// SigMF datatype of every channel's samples, e.g. `ci16_le`.
     pub datatype: &'static str,
     /// Samples per second per channel; 0.0 when unknown.

@@ -16,6 +16,7 @@ use super::{CardStats, ChannelDescription, Filled, Source};
 use crate::memory::SlotMemory;
 use anyhow::{anyhow, Result};
 use formats::time::{CardClock, TimeAnchor};
+use formats::ChannelLayout;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -35,6 +36,25 @@ pub struct SimConfig {
     /// card's DMA costs the host CPU nothing, and fio reuses one prefilled
     /// buffer). Such recordings verify by CRC, not by the pattern.
     pub fill_once: bool,
+    /// Interleaved channel layout: every buffer holds whole frames of all
+    /// channels (formats::ChannelLayout); else round-robin.
+    pub interleaved: bool,
+}
+
+impl SimConfig {
+    /// The channel layout this card delivers.
+    pub fn layout(&self) -> ChannelLayout {
+        if self.interleaved {
+            ChannelLayout::Interleaved {
+                channels: self.channels,
+                sample_bytes: SIM_SAMPLE_BYTES as u32,
+            }
+        } else {
+            ChannelLayout::RoundRobin {
+                channels: self.channels,
+            }
+        }
+    }
 }
 
 pub struct SimSource {
@@ -131,6 +151,8 @@ impl Engine {
         let mut card_seq = 0u64;
         let mut gap_count = 0u64;
         let mut filled_once = vec![false; self.memory.count()];
+        let layout = self.cfg.layout();
+        let used_bytes = layout.full_used_bytes(payload_bytes as u32);
         while !self.stop.load(Ordering::Relaxed) {
             if self.cfg.drop_every > 0 && card_seq % self.cfg.drop_every == self.cfg.drop_every - 1
             {
@@ -163,7 +185,9 @@ impl Engine {
                     Err(_closed) => return,
                 },
             };
-            let channel = (card_seq % self.cfg.channels as u64) as u16;
+            // Interleaved: the whole buffer carries channel 0's pattern
+            // (docs/FORMAT.md), its first used_bytes are whole frames.
+            let channel = layout.slot_channel(card_seq);
             if !(self.cfg.fill_once && filled_once[buffer]) {
                 // SAFETY: the recorder queued `buffer` to us, so until we send
                 // it back no one else reads or writes its payload; the memory
@@ -185,7 +209,7 @@ impl Engine {
                 },
                 channel,
                 gap_count,
-                bytes_used: payload_bytes as u32,
+                bytes_used: used_bytes,
             };
             if self.queues.filled.push(filled).is_err() {
                 return;
@@ -277,12 +301,25 @@ impl Source for SimSource {
     }
 
     fn channels(&self) -> ChannelDescription {
-        let rate =
-            self.cfg.rate_bytes_per_s as f64 / self.cfg.channels as f64 / SIM_SAMPLE_BYTES as f64;
+        // Buffers per second times each channel's samples per buffer.
+        let layout = self.cfg.layout();
+        let payload_bytes = self.memory.payload_bytes() as u32;
+        let buffers_per_s = self.cfg.rate_bytes_per_s as f64 / f64::from(payload_bytes);
+        let per_buffer = match layout {
+            ChannelLayout::RoundRobin { channels } => {
+                layout.samples_per_channel(payload_bytes, SIM_SAMPLE_BYTES as u32) as f64
+                    / f64::from(channels)
+            }
+            ChannelLayout::Interleaved { .. } => layout.samples_per_channel(
+                layout.full_used_bytes(payload_bytes),
+                SIM_SAMPLE_BYTES as u32,
+            ) as f64,
+        };
         ChannelDescription {
             count: self.cfg.channels,
+            layout: layout.code(),
             datatype: SIM_DATATYPE,
-            sample_rate_hz: rate,
+            sample_rate_hz: buffers_per_s * per_buffer,
         }
     }
 
@@ -301,8 +338,9 @@ impl Source for SimSource {
             ""
         };
         format!(
-            "simulated card, {} channel(s), {rate}{fill}",
-            self.cfg.channels
+            "simulated card, {} channel(s) {}, {rate}{fill}",
+            self.cfg.channels,
+            self.cfg.layout().name()
         )
     }
 }
@@ -337,6 +375,7 @@ mod tests {
             rate_bytes_per_s: 4096 * 2000, // 0.5 ms per buffer
             drop_every: 3,
             fill_once: false,
+            interleaved: false,
         };
         let mut sim = SimSource::new(cfg, memory);
         let anchor = sim.time_anchor();
@@ -366,6 +405,7 @@ mod tests {
             rate_bytes_per_s: 0,
             drop_every: 0,
             fill_once: false,
+            interleaved: false,
         };
         let before = crate::clock::monotonic_ns();
         let sim = SimSource::new(cfg, memory);
