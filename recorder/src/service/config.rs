@@ -53,6 +53,10 @@ pub struct RecordingSection {
     #[serde(default = "default_queue_depth")]
     pub queue_depth: usize,
     pub channels: Option<u16>,
+    /// How the card puts channels in its buffers: "round-robin" (a buffer
+    /// per channel in turn) or "interleaved" (frames of every channel).
+    #[serde(default = "default_channel_layout")]
+    pub channel_layout: String,
     /// Simulated card's rate (MB/s or a size per second); unset: unlimited.
     pub rate: Option<String>,
     #[serde(default)]
@@ -79,6 +83,10 @@ pub struct MetricsSection {
     pub listen: Option<String>,
     /// node-exporter textfile (written to a temporary file, renamed over it).
     pub textfile: Option<PathBuf>,
+}
+
+fn default_channel_layout() -> String {
+    "round-robin".to_string()
 }
 
 fn default_source() -> String {
@@ -169,6 +177,11 @@ impl Config {
             "userptr" => MemoryMode::Userptr,
             m => bail!("[recording] memory: {m:?}: one of auto, mmap, userptr"),
         };
+        let interleaved = match r.channel_layout.as_str() {
+            "round-robin" => false,
+            "interleaved" => true,
+            l => bail!("[recording] channel_layout: {l:?}: one of round-robin, interleaved"),
+        };
         let target_sync = match r.target_sync.as_str() {
             "flush" => TargetSync::Flush,
             "dsync" => TargetSync::Dsync,
@@ -206,6 +219,7 @@ impl Config {
             rate_bytes_per_s,
             sim_drop_every: r.sim_drop_every,
             sim_fill_once: false,
+            interleaved,
             memory_mode,
             status_interval: units::parse_duration(&r.status_interval)
                 .map_err(key("status_interval"))?,
