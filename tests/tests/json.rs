@@ -232,6 +232,24 @@ fn dmaplay_json_is_as_documented_and_versioned() {
     ));
     assert_eq!(replay["schema_version"], 1);
     check("dmaplay replay", &replay);
+    assert!(replay["pacing"].is_null(), "--speed max is not paced");
+    let paced = json(&run_ok(
+        "dmaplay",
+        &[
+            "replay",
+            "--json",
+            "--quiet",
+            "--speed",
+            "original",
+            "--out",
+            &s.file("p.raw"),
+            &img,
+            "--index",
+            &idx,
+        ],
+    ));
+    check("dmaplay replay", &paced);
+    check("dmaplay replay pacing", &paced["pacing"]);
 
     let reindex = json(&run_ok(
         "dmaplay",
