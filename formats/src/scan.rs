@@ -271,6 +271,12 @@ impl ScanTable {
     pub fn decode(bytes: &[u8]) -> Result<ScanTable, FormatError> {
         let minor = check_envelope(bytes, WHAT, MAGIC, SCAN_TABLE_HEADER_BYTES, OFF_CRC)?;
         let inv = |field, detail: String| FormatError::invalid(WHAT, field, detail);
+        if minor < SCAN_TABLE_MINOR {
+            return Err(inv(
+                "version",
+                format!("1.{minor}: scan tables exist from format 1.{SCAN_TABLE_MINOR} on"),
+            ));
+        }
         if u32_at(bytes, 12) != SCAN_ENTRY_BYTES as u32 {
             return Err(inv(
                 "entry_bytes",
@@ -555,6 +561,12 @@ mod tests {
         refused(resealed(&t, |b| b[entry1 + 160] = 1), "no anchor");
         assert!(t.scans[0].time_anchor.is_some() && t.scans[1].time_anchor.is_none());
         refused(resealed(&t, |b| b[100] = 1), "reserved");
+        // Found by the fuzzer: a table claiming 1.0 or 1.1 re-encoded as 1.2.
+        refused(
+            resealed(&t, |b| b[10] = 0),
+            "scan tables exist from format 1.2",
+        );
+        refused(resealed(&t, |b| b[10] = 1), "version");
         refused(resealed(&t, |b| b[entry0 + 66] = 2), "flags");
         refused(resealed(&t, |b| b[entry0 + 64] = 4), "state");
         refused(
