@@ -59,7 +59,7 @@ log() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$OUT/log.txt" >&2; }
 cargo build --release -p dmarec-recorder >/dev/null 2>&1 || cargo build --release -p dmarec-recorder
 cp target/release/dmarec "$WORK/dmarec"
 DMAREC=$WORK/dmarec
-mount -t tmpfs -o size=64m dmarec-sustained "$TMPFS"
+mount -t tmpfs -o size=2g dmarec-sustained "$TMPFS"  # the index: 64 B a slot, ~100 MB in 5 min at 2.5 GB/s
 
 truncate -s "$DEV_SIZE" "$WORK/target.img"
 LOOP=$(losetup -f --show --direct-io=on "$WORK/target.img")

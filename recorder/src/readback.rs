@@ -32,6 +32,10 @@ pub struct Readback {
     pub dropped: u64,
     /// Slots that could not be read (left indexed).
     pub unreadable: u64,
+    /// Slots a later lap of the ring overwrote after the index named them
+    /// (ring mode: the devices run ahead of the index; left indexed, as
+    /// stale entries are, and `dmaplay reindex` indexes the newer slots).
+    pub overwritten: u64,
     /// Index entries after the cut.
     pub entries: u64,
 }
@@ -81,7 +85,12 @@ pub fn check_tail(
         } else {
             out.checked += 1;
         }
-        if !rule.keeps(&check) {
+        if overwritten_by_later_lap(&raw, &check) {
+            out.overwritten += 1;
+            if first_torn.is_some() {
+                kept.push(raw);
+            }
+        } else if !rule.keeps(&check) {
             first_torn.get_or_insert(i);
             out.dropped += 1;
         } else if first_torn.is_some() {
@@ -93,6 +102,15 @@ pub fn check_tail(
         out.entries = entries - out.dropped;
     }
     Ok(out)
+}
+
+/// Whether the slot entry `raw` names now holds a later slot of this
+/// recording: a lap of the ring overwrote it, nothing was torn.
+fn overwritten_by_later_lap(raw: &[u8], check: &Result<SlotHeader, SlotProblem>) -> bool {
+    match (IndexEntry::decode(raw), check) {
+        (Ok(entry), Err(SlotProblem::OtherSlot { slot_seq })) => *slot_seq > entry.slot_seq,
+        _ => false,
+    }
 }
 
 /// Reads the slot an index entry (`raw`) names into `buf` and checks it.
@@ -247,10 +265,45 @@ mod tests {
                 checked: 4,
                 dropped: 2,
                 unreadable: 0,
+                overwritten: 0,
                 entries: SLOTS - 2
             }
         );
         assert_eq!(indexed_seqs(&index), vec![0, 1, 2, 3, 4, 6]);
+    }
+
+    #[test]
+    fn a_slot_a_later_lap_overwrote_is_counted_as_overwritten_not_torn() {
+        let files = Files(vec![temp_path("lap-target"), temp_path("lap-index")]);
+        let uuid = Uuid::from_random_bytes([6; 16]);
+        let (target, index, entries) = recording(&files, uuid);
+        // Slot 6's position now holds slot 6 + SLOTS (the ring's next lap);
+        // slot 7 is torn.
+        let later = SlotHeader {
+            recording_uuid: uuid,
+            slot_seq: 6 + SLOTS,
+            card_seq: 6 + SLOTS,
+            payload_bytes_used: PAYLOAD_BYTES as u32,
+            payload_crc32: formats::crc32(&vec![7u8; PAYLOAD_BYTES]),
+            ..SlotHeader::default()
+        };
+        let at = entries[6].device_offset_bytes;
+        target.file.write_all_at(&later.encode(), at).unwrap();
+        let torn_at = entries[7].device_offset_bytes + SLOT_HEADER_BYTES as u64 + 10;
+        target.file.write_all_at(&[0xEE], torn_at).unwrap();
+        let memory = SlotMemory::allocate(1, PAYLOAD_BYTES).unwrap();
+        let found = check_tail(&[target], &index, &memory, uuid, SLOTS, 4).unwrap();
+        assert_eq!(
+            found,
+            Readback {
+                checked: 4,
+                dropped: 1,
+                unreadable: 0,
+                overwritten: 1,
+                entries: SLOTS - 1
+            }
+        );
+        assert_eq!(indexed_seqs(&index), vec![0, 1, 2, 3, 4, 5, 6]);
     }
 
     /// `path` opened for writing only: every read of it fails (EBADF).
@@ -293,6 +346,7 @@ mod tests {
                 checked: 0,
                 dropped: 0,
                 unreadable: 3,
+                overwritten: 0,
                 entries: SLOTS
             }
         );
@@ -328,6 +382,7 @@ mod tests {
                 checked: 4,
                 dropped: 0,
                 unreadable: 0,
+                overwritten: 0,
                 entries: SLOTS
             }
         );

@@ -522,12 +522,21 @@ impl<'a> Recorder<'a> {
             memory.count() as u64,
         )?;
         run.summary.apply_readback(&r, memory.stride_bytes() as u64);
-        if r.dropped > 0 || r.unreadable > 0 {
+        if r.dropped > 0 || r.unreadable > 0 || r.overwritten > 0 {
+            let laps = if r.overwritten > 0 {
+                format!(
+                    ", {} were since overwritten by later laps of the ring (the devices hold \
+                     newer slots than the index: `dmaplay reindex` indexes them)",
+                    r.overwritten
+                )
+            } else {
+                String::new()
+            };
             run.error = run.error.take().map(|e| {
                 anyhow::anyhow!(
                     "{e:#}; read back after the error: {} slot(s) written before it were \
                      torn and were taken out of the index (the device had reported them written), {} could not be read \
-                     (left indexed); the index holds {} entries",
+                     (left indexed){laps}; the index holds {} entries",
                     r.dropped,
                     r.unreadable,
                     r.entries
