@@ -19,6 +19,7 @@ pub mod readback;
 pub mod record;
 pub mod scans;
 pub mod service;
+pub mod signals;
 pub mod source;
 pub mod status;
 pub mod target;

@@ -214,19 +214,6 @@ extern "C" fn on_signal(_: libc::c_int) {
     }
 }
 
-fn install_signal_handlers() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic (async-signal-safe);
-        // no SA_RESTART so blocking waits return EINTR and see the flag.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as *const () as usize;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
-        }
-    }
-}
-
 fn run_record(args: RecordArgs) -> Result<i32> {
     let buffers = match args.buffers {
         BufferCount::Count(n) => n,
@@ -274,7 +261,7 @@ fn run_record(args: RecordArgs) -> Result<i32> {
         quiet: args.quiet,
         live: None,
     };
-    install_signal_handlers();
+    recorder::signals::install_stop_handlers(on_signal);
     let summary = recorder::record(&opts)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);

@@ -110,7 +110,7 @@ pub fn serve(config_path: &Path) -> Result<i32> {
     let socket_path = config.service.socket.clone();
     let shared = Arc::new(Shared::new(config));
     start_metrics(&shared)?;
-    install_signal_handlers();
+    crate::signals::install_stop_handlers(on_signal);
     if let Err(e) = notify::notify("READY=1\nSTATUS=idle") {
         eprintln!("dmarec serve: warning: systemd notification failed: {e}");
     }
@@ -259,18 +259,6 @@ extern "C" fn on_signal(_: libc::c_int) {
         // SAFETY: _exit is async-signal-safe; written slots stay valid on
         // the targets and `dmaplay reindex` indexes them.
         unsafe { libc::_exit(130) };
-    }
-}
-
-fn install_signal_handlers() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to atomics (async-signal-safe).
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as *const () as usize;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
-        }
     }
 }
 
