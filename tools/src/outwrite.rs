@@ -228,16 +228,11 @@ impl Writer {
         len_bytes: usize,
         buffer: Option<usize>,
     ) -> Result<()> {
-        use std::os::unix::fs::FileExt;
         // SAFETY: addr..addr + len_bytes is inside the read pool (held by
         // self) or the zero buffer (a field), per `write`'s contract, and
         // nobody writes it while this call reads it.
         let bytes = unsafe { std::slice::from_raw_parts(addr as *const u8, len_bytes) };
-        let f = &self.files[file];
-        f.buffered
-            .write_all_at(bytes, offset_bytes)
-            .with_context(|| format!("writing {} at byte {offset_bytes}", f.path.display()))?;
-        self.buffered_writes += 1;
+        self.write_owned(file, offset_bytes, bytes)?;
         if let Some(b) = buffer {
             self.done_buffers.push_back(b);
         }
