@@ -43,8 +43,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use target::{open_target, OpenOptionsCli, Target};
 
-/// Most buffers a ring may have (io_uring registers at most 16384; u16 buf_index).
-pub const MAX_BUFFERS: usize = 4096;
+/// Most buffers a ring may have: io_uring registers at most 16384
+/// (`IORING_MAX_REG_BUFFERS`; the SQE's `buf_index` is a u16).
+pub const MAX_BUFFERS: usize = 16384;
+
+/// The share of the machine's RAM `--buffers auto` locks at most.
+pub const AUTO_RAM_DIVISOR: u64 = 4;
 
 /// Ring memory `--buffers auto` takes when the card's rate is unknown:
 /// measured write stalls of loop and virtio disks reach 250–800 ms on this
@@ -55,12 +59,14 @@ pub const AUTO_RING_BYTES: u64 = 512 << 20;
 
 /// The write stall `--buffers auto` rides out when the card's rate is known:
 /// the longest writes measured at 2 GB/s took 0.2–0.7 s on a quiet machine
-/// and up to 2.6 s on a crowded one (docs/BENCHMARKS.md, sustained).
-pub const AUTO_STALL_MS: u64 = 1000;
+/// and up to 2.6 s on a crowded one, and a device's rate dipped 10 % below
+/// the card's for seconds (5-minute quiet runs lost 0.01–0.18 % with one
+/// second of ring; docs/BENCHMARKS.md, sustained).
+pub const AUTO_STALL_MS: u64 = 2000;
 
 /// The `--buffers auto` ring: [`AUTO_STALL_MS`] of the card at
 /// `card_rate_bytes_per_s`, or [`AUTO_RING_BYTES`] when the rate is unknown;
-/// at most an eighth of the machine's RAM, within 16..=[`MAX_BUFFERS`]
+/// at most a quarter ([`AUTO_RAM_DIVISOR`]) of the machine's RAM, within 16..=[`MAX_BUFFERS`]
 /// buffers of `payload_size`. Also says why, for the user.
 pub fn auto_buffers(
     payload_size: PayloadSize,
@@ -79,11 +85,11 @@ pub fn auto_buffers(
         ),
         None => (AUTO_RING_BYTES, "the card's rate is unknown".to_string()),
     };
-    let ring_bytes = wanted_bytes.min(ram_bytes / 8);
+    let ring_bytes = wanted_bytes.min(ram_bytes / AUTO_RAM_DIVISOR);
     let capped = if ring_bytes < wanted_bytes {
-        ", capped at an eighth of the RAM"
+        format!(", capped at 1/{AUTO_RAM_DIVISOR} of the RAM")
     } else {
-        ""
+        String::new()
     };
     let buffers = ((ring_bytes / payload_size.slot_bytes()) as usize).clamp(16, MAX_BUFFERS);
     let held_mib = buffers as f64 * payload_size.slot_bytes() as f64 / (1 << 20) as f64;
@@ -601,7 +607,7 @@ fn superblock_for(targets: &[Target], options: &RecordOptions, source: &dyn Sour
 
 #[cfg(test)]
 mod auto_ring_tests {
-    use super::{auto_buffers, AUTO_RING_BYTES, MAX_BUFFERS};
+    use super::{auto_buffers, AUTO_RAM_DIVISOR, AUTO_RING_BYTES, AUTO_STALL_MS, MAX_BUFFERS};
     use formats::PayloadSize;
 
     fn ram_bytes() -> u64 {
@@ -610,13 +616,18 @@ mod auto_ring_tests {
     }
 
     #[test]
-    fn a_known_rate_gets_one_second_of_the_card() {
+    fn a_known_rate_gets_auto_stall_ms_of_the_card() {
         let payload = PayloadSize::new(512 << 10).unwrap();
         let rate_bytes_per_s = 200_000_000;
         let (buffers, note) = auto_buffers(payload, Some(rate_bytes_per_s));
-        let wanted = (rate_bytes_per_s.min(ram_bytes() / 8) / payload.slot_bytes()) as usize;
+        let wanted_bytes = rate_bytes_per_s * AUTO_STALL_MS / 1000;
+        let wanted =
+            (wanted_bytes.min(ram_bytes() / AUTO_RAM_DIVISOR) / payload.slot_bytes()) as usize;
         assert_eq!(buffers, wanted.clamp(16, MAX_BUFFERS));
-        assert!(note.contains("1000 ms of the card at 200 MB/s"), "{note}");
+        assert!(
+            note.contains(&format!("{AUTO_STALL_MS} ms of the card at 200 MB/s")),
+            "{note}"
+        );
         assert!(note.contains(&format!("ring: {buffers} buffers")), "{note}");
     }
 
@@ -624,11 +635,17 @@ mod auto_ring_tests {
     fn an_unknown_rate_gets_the_fixed_ring_and_a_fast_card_the_cap() {
         let payload = PayloadSize::new(512 << 10).unwrap();
         let (buffers, note) = auto_buffers(payload, None);
-        let wanted = (AUTO_RING_BYTES.min(ram_bytes() / 8) / payload.slot_bytes()) as usize;
+        let wanted =
+            (AUTO_RING_BYTES.min(ram_bytes() / AUTO_RAM_DIVISOR) / payload.slot_bytes()) as usize;
         assert_eq!(buffers, wanted.clamp(16, MAX_BUFFERS));
         assert!(note.contains("rate is unknown"), "{note}");
-        let (fast, _) = auto_buffers(payload, Some(u64::MAX));
-        assert!(fast <= MAX_BUFFERS && fast >= buffers);
+        let (fast, fast_note) = auto_buffers(payload, Some(u64::MAX));
+        let cap = ((ram_bytes() / AUTO_RAM_DIVISOR) / payload.slot_bytes()) as usize;
+        assert_eq!(fast, cap.clamp(16, MAX_BUFFERS));
+        assert!(
+            fast_note.contains("capped at 1/4 of the RAM"),
+            "{fast_note}"
+        );
         let (slow, _) = auto_buffers(payload, Some(1));
         assert_eq!(slow, 16, "at least 16 buffers");
     }

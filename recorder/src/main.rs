@@ -127,10 +127,10 @@ struct RecordArgs {
     /// Payload bytes per buffer: a power of two, 4K..64M (the kernel driver: 4K..16M).
     #[arg(long, default_value = "512K", value_parser = parse_payload_size)]
     payload_size: PayloadSize,
-    /// Buffers in the ring (registered once, at start), or `auto`: one second of the card
-    /// at --rate, or 512 MiB when the rate is unknown (at most an eighth of the RAM, at
-    /// most 4096 buffers): that held the longest write stalls measured on this project's
-    /// loop and virtio disks (docs/BENCHMARKS.md, "Sustained"). Said at start; the summary
+    /// Buffers in the ring (registered once, at start), or `auto`: two seconds of the card
+    /// at --rate, or 512 MiB when the rate is unknown (at most a quarter of the RAM, at
+    /// most 16384 buffers): that held the longest write stalls and rate dips measured on
+    /// this project's loop and virtio disks (docs/BENCHMARKS.md, "Sustained"). Said at start; the summary
     /// says what the run's longest write would have needed.
     #[arg(long, default_value = "auto", value_parser = parse_buffers)]
     buffers: BufferCount,
