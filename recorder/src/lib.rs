@@ -64,14 +64,32 @@ pub const AUTO_RING_BYTES: u64 = 512 << 20;
 /// second of ring; docs/BENCHMARKS.md, sustained).
 pub const AUTO_STALL_MS: u64 = 2000;
 
+/// The most buffers `source` can give a ring: [`MAX_BUFFERS`], or less when
+/// a kernel driver says so (QUERYCAP). A device that does not answer now
+/// (absent, module not loaded: a service checking its configuration) gets
+/// [`MAX_BUFFERS`]; the recording's own open then names the problem.
+pub fn ring_limit_buffers(source: &SourceChoice) -> usize {
+    match source {
+        SourceChoice::Sim => MAX_BUFFERS,
+        SourceChoice::Device(path) => source::kmod::driver_max_buffers(path)
+            .map_or(MAX_BUFFERS, |limit| limit.clamp(16, MAX_BUFFERS)),
+    }
+}
+
 /// The `--buffers auto` ring: [`AUTO_STALL_MS`] of the card at
 /// `card_rate_bytes_per_s`, or [`AUTO_RING_BYTES`] when the rate is unknown;
-/// at most a quarter ([`AUTO_RAM_DIVISOR`]) of the machine's RAM, within 16..=[`MAX_BUFFERS`]
-/// buffers of `payload_size`. Also says why, for the user.
+/// at most a quarter ([`AUTO_RAM_DIVISOR`]) of the machine's RAM, within
+/// 16..=`limit_buffers` ([`ring_limit_buffers`]) buffers of `payload_size`.
+/// Also says why, for the user.
 pub fn auto_buffers(
     payload_size: PayloadSize,
     card_rate_bytes_per_s: Option<u64>,
+    limit_buffers: usize,
 ) -> (usize, String) {
+    assert!(
+        (16..=MAX_BUFFERS).contains(&limit_buffers),
+        "{limit_buffers}"
+    );
     // SAFETY: sysconf has no memory effects.
     let pages = unsafe { libc::sysconf(libc::_SC_PHYS_PAGES) }.max(0) as u64;
     let ram_bytes = pages.saturating_mul(4096);
@@ -86,12 +104,15 @@ pub fn auto_buffers(
         None => (AUTO_RING_BYTES, "the card's rate is unknown".to_string()),
     };
     let ring_bytes = wanted_bytes.min(ram_bytes / AUTO_RAM_DIVISOR);
-    let capped = if ring_bytes < wanted_bytes {
+    let wanted_buffers = ((ring_bytes / payload_size.slot_bytes()) as usize).max(16);
+    let buffers = wanted_buffers.min(limit_buffers);
+    let capped = if buffers < wanted_buffers {
+        format!(", capped at the source's {limit_buffers} buffers")
+    } else if ring_bytes < wanted_bytes {
         format!(", capped at 1/{AUTO_RAM_DIVISOR} of the RAM")
     } else {
         String::new()
     };
-    let buffers = ((ring_bytes / payload_size.slot_bytes()) as usize).clamp(16, MAX_BUFFERS);
     let held_mib = buffers as f64 * payload_size.slot_bytes() as f64 / (1 << 20) as f64;
     let covers = match card_rate_bytes_per_s {
         Some(rate) if rate > 0 => format!(
@@ -619,7 +640,7 @@ mod auto_ring_tests {
     fn a_known_rate_gets_auto_stall_ms_of_the_card() {
         let payload = PayloadSize::new(512 << 10).unwrap();
         let rate_bytes_per_s = 200_000_000;
-        let (buffers, note) = auto_buffers(payload, Some(rate_bytes_per_s));
+        let (buffers, note) = auto_buffers(payload, Some(rate_bytes_per_s), MAX_BUFFERS);
         let wanted_bytes = rate_bytes_per_s * AUTO_STALL_MS / 1000;
         let wanted =
             (wanted_bytes.min(ram_bytes() / AUTO_RAM_DIVISOR) / payload.slot_bytes()) as usize;
@@ -634,19 +655,33 @@ mod auto_ring_tests {
     #[test]
     fn an_unknown_rate_gets_the_fixed_ring_and_a_fast_card_the_cap() {
         let payload = PayloadSize::new(512 << 10).unwrap();
-        let (buffers, note) = auto_buffers(payload, None);
+        let (buffers, note) = auto_buffers(payload, None, MAX_BUFFERS);
         let wanted =
             (AUTO_RING_BYTES.min(ram_bytes() / AUTO_RAM_DIVISOR) / payload.slot_bytes()) as usize;
         assert_eq!(buffers, wanted.clamp(16, MAX_BUFFERS));
         assert!(note.contains("rate is unknown"), "{note}");
-        let (fast, fast_note) = auto_buffers(payload, Some(u64::MAX));
+        let (fast, fast_note) = auto_buffers(payload, Some(u64::MAX), MAX_BUFFERS);
         let cap = ((ram_bytes() / AUTO_RAM_DIVISOR) / payload.slot_bytes()) as usize;
         assert_eq!(fast, cap.clamp(16, MAX_BUFFERS));
         assert!(
             fast_note.contains("capped at 1/4 of the RAM"),
             "{fast_note}"
         );
-        let (slow, _) = auto_buffers(payload, Some(1));
+        let (slow, _) = auto_buffers(payload, Some(1), MAX_BUFFERS);
         assert_eq!(slow, 16, "at least 16 buffers");
+    }
+
+    #[test]
+    fn a_driver_limit_caps_the_ring_and_is_said() {
+        let payload = PayloadSize::new(4 << 10).unwrap();
+        let (unlimited, _) = auto_buffers(payload, Some(1 << 30), MAX_BUFFERS);
+        assert!(unlimited > 1024, "{unlimited}");
+        let (buffers, note) = auto_buffers(payload, Some(1 << 30), 1024);
+        assert_eq!(buffers, 1024);
+        assert!(
+            note.contains("capped at the source's 1024 buffers"),
+            "{note}"
+        );
+        assert!(note.contains("ring: 1024 buffers"), "{note}");
     }
 }

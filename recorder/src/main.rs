@@ -215,10 +215,16 @@ extern "C" fn on_signal(_: libc::c_int) {
 }
 
 fn run_record(args: RecordArgs) -> Result<i32> {
+    let source = if args.source == "sim" {
+        SourceChoice::Sim
+    } else {
+        SourceChoice::Device(PathBuf::from(&args.source))
+    };
     let buffers = match args.buffers {
         BufferCount::Count(n) => n,
         BufferCount::Auto => {
-            let (n, note) = recorder::auto_buffers(args.payload_size, args.rate);
+            let limit = recorder::ring_limit_buffers(&source);
+            let (n, note) = recorder::auto_buffers(args.payload_size, args.rate, limit);
             if !args.quiet {
                 eprintln!("dmarec: {note}");
             }
@@ -226,11 +232,7 @@ fn run_record(args: RecordArgs) -> Result<i32> {
         }
     };
     let opts = RecordOptions {
-        source: if args.source == "sim" {
-            SourceChoice::Sim
-        } else {
-            SourceChoice::Device(PathBuf::from(&args.source))
-        },
+        source,
         targets: args.targets,
         index: args.index,
         size_bytes: args.size,

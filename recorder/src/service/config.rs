@@ -163,9 +163,16 @@ impl Config {
             .map(units::parse_rate)
             .transpose()
             .map_err(key("rate"))?;
+        let source = match r.source.as_str() {
+            "sim" => SourceChoice::Sim,
+            dev => SourceChoice::Device(PathBuf::from(dev)),
+        };
         let buffers = match r.buffers.as_str() {
             // As `dmarec record --buffers auto`: sized to the card's rate when known.
-            "auto" => crate::auto_buffers(payload_size, rate_bytes_per_s).0,
+            "auto" => {
+                let limit = crate::ring_limit_buffers(&source);
+                crate::auto_buffers(payload_size, rate_bytes_per_s, limit).0
+            }
             n => match n.parse::<usize>() {
                 Ok(n) if (1..=MAX_BUFFERS).contains(&n) => n,
                 _ => bail!("[recording] buffers: {n:?}: a count 1..={MAX_BUFFERS} or \"auto\""),
@@ -194,10 +201,7 @@ impl Config {
             );
         }
         Ok(RecordOptions {
-            source: match r.source.as_str() {
-                "sim" => SourceChoice::Sim,
-                dev => SourceChoice::Device(PathBuf::from(dev)),
-            },
+            source,
             targets: r.targets.clone(),
             // Appended after the set's last scan (`dmarec record --scan`).
             scan: Some(name.to_string()),
@@ -268,7 +272,10 @@ targets = ["/dev/sdb"]
         assert_eq!(o.index_sync_interval, Duration::from_millis(1000));
         assert_eq!(o.target_sync, TargetSync::Flush);
         assert_eq!(o.memory_mode, MemoryMode::Auto);
-        assert_eq!(o.buffers, crate::auto_buffers(o.payload_size, None).0);
+        assert_eq!(
+            o.buffers,
+            crate::auto_buffers(o.payload_size, None, crate::MAX_BUFFERS).0
+        );
         assert_eq!(
             (o.channels, o.rate_bytes_per_s, o.sim_drop_every),
             (None, None, 0)

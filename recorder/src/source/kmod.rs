@@ -70,6 +70,30 @@ fn explain_refusal(error: nix::Error) -> anyhow::Error {
     }
 }
 
+/// The most buffers the driver at `path` gives a ring (QUERYCAP), for
+/// `--buffers auto`; the device is closed again before the recording opens it.
+pub fn driver_max_buffers(path: &Path) -> Result<usize> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .with_context(|| {
+            format!(
+                "source {}: cannot open (is dmarec.ko loaded? `modprobe dmarec`)",
+                path.display()
+            )
+        })?;
+    let mut caps = DmarecCaps::default();
+    // SAFETY: the ioctl writes a DmarecCaps into our local.
+    unsafe { querycap(file.as_raw_fd(), &mut caps) }.with_context(|| {
+        format!(
+            "source {}: QUERYCAP failed (not a dmarec device?)",
+            path.display()
+        )
+    })?;
+    Ok(caps.max_buffers as usize)
+}
+
 impl KmodSource {
     /// Opens the driver, sets up its ring in the chosen memory mode and
     /// registers the memory with `register`. Returns the source and the
