@@ -195,8 +195,8 @@ impl Catalog {
         } else {
             None
         };
-        for i in range {
-            let e = view.get(i).map_err(|err| at(i, err))?;
+        for item in self.pass(range) {
+            let (i, e) = item?;
             if prev.is_some_and(|p| e.slot_seq <= p) {
                 return Err(IndexDamage(format!(
                     "entry {i}: slot {} after slot {} (not increasing)",
@@ -246,6 +246,74 @@ impl Catalog {
                 t.path.display(),
             )
         })
+    }
+}
+
+/// Entries per step of a [`Pass`]: the mapped pages of each finished step
+/// (64 B × 16384 = 1 MiB) leave the process's RSS.
+pub const PASS_STEP_ENTRIES: usize = 16384;
+
+impl Catalog {
+    /// Releases the mapped pages that lie wholly inside entries `range` from
+    /// this process (the page cache keeps them; a later access maps them
+    /// again). A pass over a large index then holds at most one step of it
+    /// resident. Nothing to do for a catalog built in memory (a scan's).
+    pub fn release(&self, range: Range<usize>) {
+        let Bytes::Mapped(m) = &self.bytes else {
+            return;
+        };
+        let page = 4096;
+        let start = formats::index::INDEX_HEADER_BYTES + range.start * INDEX_ENTRY_BYTES;
+        let end = (formats::index::INDEX_HEADER_BYTES + range.end * INDEX_ENTRY_BYTES).min(m.len());
+        let (first, last) = (start.div_ceil(page) * page, end / page * page);
+        if first < last {
+            // SAFETY: the map is shared, read-only and file-backed: MADV_DONTNEED
+            // only drops this process's page table entries; the next access
+            // maps the same bytes again from the page cache (the file is only
+            // ever appended to, see from_index), so every slice borrowed from
+            // the map keeps its contents.
+            let _ = unsafe {
+                m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, first, last - first)
+            };
+        }
+    }
+
+    /// One pass over entries `range` in order, keeping RSS flat (see
+    /// [`Catalog::release`]).
+    pub fn pass(&self, range: Range<usize>) -> Pass<'_> {
+        Pass {
+            catalog: self,
+            view: self.view(),
+            next: range.start,
+            end: range.end,
+            released_to: range.start,
+        }
+    }
+}
+
+/// Entries of a catalog range with their positions; see [`Catalog::pass`].
+pub struct Pass<'c> {
+    catalog: &'c Catalog,
+    view: IndexView<'c>,
+    next: usize,
+    end: usize,
+    released_to: usize,
+}
+
+impl Iterator for Pass<'_> {
+    type Item = Result<(usize, IndexEntry), IndexDamage>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.next - self.released_to >= PASS_STEP_ENTRIES || self.next == self.end {
+            self.catalog.release(self.released_to..self.next);
+            self.released_to = self.next;
+        }
+        if self.next >= self.end {
+            return None;
+        }
+        let i = self.next;
+        self.next += 1;
+        Some(self.view.get(i).map(|e| (i, e)).map_err(|err| at(i, err)))
     }
 }
 
