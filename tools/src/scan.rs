@@ -466,3 +466,159 @@ mod key_tests {
         }
     }
 }
+
+#[cfg(test)]
+mod findings_tests {
+    use super::*;
+
+    fn key_counts(pairs: &[(Found, u64)]) -> BTreeMap<String, u64> {
+        pairs
+            .iter()
+            .map(|(f, n)| (f.key().to_string(), *n))
+            .collect()
+    }
+
+    /// Positions 0..10: live 0..4, 5 not read (member missing), empty 6..7,
+    /// live 8, damaged 9, then closed at 12 (10, 11 not read).
+    fn sample() -> Findings {
+        let mut f = Findings::default();
+        for p in 0..5 {
+            f.record(p, Found::Live);
+        }
+        f.record(6, Found::Empty);
+        f.record(7, Found::Empty);
+        f.record(8, Found::Live);
+        f.record(9, Found::DamagedHeader);
+        f.close(12);
+        f
+    }
+
+    #[test]
+    fn findings_are_runs_with_unread_positions_unavailable() {
+        let f = sample();
+        let at: Vec<Found> = (0..12).map(|p| f.at(p)).collect();
+        use Found::*;
+        assert_eq!(
+            at,
+            [
+                Live,
+                Live,
+                Live,
+                Live,
+                Live,
+                Unavailable,
+                Empty,
+                Empty,
+                Live,
+                DamagedHeader,
+                Unavailable,
+                Unavailable
+            ]
+        );
+        assert_eq!(f.runs.len(), 6, "one run per change: {:?}", f.runs);
+        assert_eq!(
+            f.counts(),
+            key_counts(&[(Live, 6), (Unavailable, 3), (Empty, 2), (DamagedHeader, 1)])
+        );
+        // Closing at the end already reached adds nothing.
+        let mut g = f.clone();
+        g.close(12);
+        assert_eq!(g.runs, f.runs);
+        let mut all_read = Findings::default();
+        (0..3).for_each(|p| all_read.record(p, Live));
+        all_read.close(3);
+        assert_eq!(all_read.runs, [(0, Live)]);
+        assert_eq!(all_read.counts(), key_counts(&[(Live, 3)]));
+    }
+
+    #[test]
+    fn a_missing_slot_at_a_valid_slots_location_is_an_older_lap_or_torn() {
+        let f = sample();
+        let torn: BTreeSet<u64> = [3].into();
+        // Capacity 12: slot 15 is at position 3 (torn), 16 at 4 (live: older lap).
+        assert_eq!(f.of_missing(15, 12, &torn), Found::Torn);
+        assert_eq!(f.of_missing(16, 12, &torn), Found::OlderLap);
+        assert_eq!(f.of_missing(18, 12, &torn), Found::Empty);
+        assert_eq!(f.of_missing(17, 12, &torn), Found::Unavailable);
+    }
+
+    fn headers(valid: u64, first_seq: u64, newest: u64, increasing: bool) -> Headers {
+        Headers {
+            report: ScanReport::default(),
+            findings: sample(),
+            valid,
+            first_seq: Some(first_seq),
+            newest: Some(newest),
+            increasing,
+        }
+    }
+
+    #[test]
+    fn the_live_window_and_whether_location_order_is_slot_order() {
+        // Capacity 12, newest 20: the live window is 9..=20.
+        assert_eq!(headers(6, 12, 20, false).oldest_live(12), 9);
+        assert_eq!(headers(6, 0, 5, true).oldest_live(12), 0);
+        assert_eq!(headers(6, 0, 11, true).oldest_live(12), 0);
+        assert_eq!(headers(6, 0, 12, true).oldest_live(12), 1);
+        // Increasing from a live first slot: in order.
+        assert!(headers(6, 9, 20, true).emitted_in_slot_order(12));
+        // Increasing, but the first is an older lap (8 < 9): not the index.
+        assert!(!headers(6, 8, 20, true).emitted_in_slot_order(12));
+        assert!(!headers(6, 12, 20, false).emitted_in_slot_order(12));
+        let none = Headers {
+            first_seq: None,
+            newest: None,
+            ..headers(0, 0, 0, true)
+        };
+        assert!(none.emitted_in_slot_order(12));
+        assert_eq!(none.oldest_live(12), 0);
+    }
+
+    #[test]
+    fn finish_counts_older_laps_and_finds_the_missing_runs() {
+        // Capacity 12, newest 20 (window 9..=20); 6 valid slots, 5 live:
+        // 12, 13, 14, 15 at positions 0..3 and 20 at 8; the slot at
+        // position 4 is from an older lap (4).
+        let (r, _) = headers(6, 12, 20, false).finish(12, 5, Some(12), [12, 13, 14, 15, 20]);
+        use Found::*;
+        assert_eq!(
+            r.counts,
+            key_counts(&[
+                (Live, 5),
+                (OlderLap, 1),
+                (Unavailable, 3),
+                (Empty, 2),
+                (DamagedHeader, 1)
+            ])
+        );
+        assert_eq!(
+            (r.live_slots, r.newest_slot_seq, r.oldest_slot_seq),
+            (5, Some(20), Some(12))
+        );
+        let runs: Vec<(u64, u64, Found)> = r
+            .missing
+            .iter()
+            .map(|m| (m.first_slot_seq, m.last_slot_seq, m.found))
+            .collect();
+        assert_eq!(
+            runs,
+            [
+                (9, 9, DamagedHeader),
+                (10, 11, Unavailable),
+                (16, 16, OlderLap),
+                (17, 17, Unavailable),
+                (18, 19, Empty)
+            ]
+        );
+        // Every valid slot live: no older-lap key.
+        let (r, _) = headers(6, 0, 8, true).finish(12, 6, Some(0), [0, 1, 2, 3, 4, 8]);
+        assert_eq!(
+            r.counts,
+            key_counts(&[(Live, 6), (Unavailable, 3), (Empty, 2), (DamagedHeader, 1)])
+        );
+        // All positions' valid slots older laps but one: live keeps 1.
+        let (r, _) = headers(6, 0, 8, true).finish(12, 1, Some(8), [8]);
+        assert_eq!(r.counts[Live.key()], 1);
+        assert_eq!(r.counts[OlderLap.key()], 5);
+    }
+}
