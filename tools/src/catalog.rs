@@ -265,7 +265,12 @@ impl Catalog {
         let page = 4096;
         let start = formats::index::INDEX_HEADER_BYTES + range.start * INDEX_ENTRY_BYTES;
         let end = (formats::index::INDEX_HEADER_BYTES + range.end * INDEX_ENTRY_BYTES).min(m.len());
-        let (first, last) = (start.div_ceil(page) * page, end / page * page);
+        // The map's last page is the entries' alone, also where it is partial.
+        let last = match end == m.len() {
+            true => end.div_ceil(page) * page,
+            false => end / page * page,
+        };
+        let first = start.div_ceil(page) * page;
         if first < last {
             // SAFETY: the map is shared, read-only and file-backed: MADV_DONTNEED
             // only drops this process's page table entries; the next access
@@ -350,5 +355,83 @@ pub fn open_planned<T>(
     match plan(&c)? {
         Ok(t) => Ok((c, t)),
         Err(IndexDamage(why)) => bail!("internal: the scanned catalog fails its own check: {why}"),
+    }
+}
+
+#[cfg(test)]
+mod pass_tests {
+    use super::*;
+    use crate::synth::{Dir, Spec, Synth};
+    use formats::index::INDEX_HEADER_BYTES;
+
+    /// Resident bytes of the mapping that starts at `start` (smaps' Rss).
+    fn resident_kb(start: *const u8) -> u64 {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let head = format!("{:x}-", start as usize);
+        let mut lines = smaps.lines().skip_while(|l| !l.starts_with(&head));
+        assert!(lines.next().is_some(), "mapping {head} not in smaps");
+        let rss = lines.find(|l| l.starts_with("Rss:")).unwrap();
+        rss.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    /// A catalog over an index of `n` entries (the synth recording's
+    /// header; entries only need their CRCs and increasing slot numbers).
+    fn big_index(d: &Dir, n: usize) -> (StripeSet, PathBuf) {
+        let s = Synth::write(d, &["a"], &Spec::default());
+        let mut bytes = std::fs::read(&s.index).unwrap()[..INDEX_HEADER_BYTES].to_vec();
+        for i in 0..n as u64 {
+            let e = IndexEntry {
+                slot_seq: i,
+                ..Default::default()
+            };
+            bytes.extend_from_slice(&e.encode());
+        }
+        let path = d.join("big.idx");
+        std::fs::write(&path, bytes).unwrap();
+        (StripeSet::open(&s.paths).unwrap(), path)
+    }
+
+    #[test]
+    fn a_pass_releases_the_mapped_pages_behind_it() {
+        let d = Dir::new("pass");
+        let n = 4 * PASS_STEP_ENTRIES + 100; // 4 MiB of entries and a bit
+        let (stripe, path) = big_index(&d, n);
+        let c = Catalog::from_index(&stripe, &path).unwrap();
+        let Bytes::Mapped(m) = &c.bytes else {
+            panic!("an index file is mapped")
+        };
+        let start = m.as_ptr();
+        let view = c.view();
+        let touch_all = || (0..n).for_each(|i| assert_eq!(view.get(i).unwrap().slot_seq, i as u64));
+        touch_all();
+        let all_kb = resident_kb(start);
+        assert!(
+            all_kb >= (n * 64 / 1024) as u64,
+            "{all_kb} kB resident after reading all"
+        );
+        // The header pages stay, and the pages of entries 0 and n-1, which
+        // hold other entries too.
+        c.release(1..n - 1);
+        assert_eq!(resident_kb(start), 16);
+        touch_all();
+        let mut pass = c.pass(0..n);
+        for i in 0..(3 * PASS_STEP_ENTRIES + PASS_STEP_ENTRIES / 2) {
+            assert_eq!(pass.next().unwrap().unwrap(), (i, view.get(i).unwrap()));
+        }
+        // Three steps released: only the step in progress (its half read
+        // again by view.get above) and the rest not yet reached stay.
+        let step_kb = (PASS_STEP_ENTRIES * 64 / 1024) as u64;
+        assert!(
+            resident_kb(start) <= all_kb - 3 * step_kb + 8,
+            "{}",
+            resident_kb(start)
+        );
+        let rest: Vec<usize> = pass.map(|r| r.unwrap().0).collect();
+        assert_eq!(
+            rest,
+            ((3 * PASS_STEP_ENTRIES + PASS_STEP_ENTRIES / 2)..n).collect::<Vec<_>>()
+        );
+        // The pass's end released everything but the header.
+        assert_eq!(resident_kb(start), 8);
     }
 }
