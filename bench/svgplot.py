@@ -11,7 +11,7 @@ import statistics
 import sys
 from collections import defaultdict
 
-W, H, L, R, T, B = 640, 400, 80, 170, 40, 50
+W, H, L, R, T, B = 720, 400, 80, 220, 40, 50
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
 
 
@@ -67,13 +67,16 @@ def line_plot(series, title, xlabel, ylabel):
     out.append(f'<text x="{(L + W - R) / 2}" y="{H - 10}" text-anchor="middle">{esc(xlabel)}</text>')
     out.append(f'<text x="16" y="{(T + H - B) / 2}" text-anchor="middle" '
                f'transform="rotate(-90 16 {(T + H - B) / 2})">{esc(ylabel)}</text>')
+    base_names = sorted({n.split(" (")[0] for n in series})
     for i, (name, s) in enumerate(sorted(series.items())):
-        c = COLORS[i % len(COLORS)]
+        # A series "cmd (note)" has cmd's colour and open markers.
+        c = COLORS[base_names.index(name.split(" (")[0]) % len(COLORS)]
+        fill = "white" if " (" in name else c
         s = sorted(p for p in s if p[0] > 0 and p[1] > 0)
         path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in s)
         out.append(f'<polyline points="{path}" fill="none" stroke="{c}" stroke-width="2"/>')
         for x, y in s:
-            out.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{c}"/>')
+            out.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="4" fill="{fill}" stroke="{c}" stroke-width="2"/>')
         ly = T + 14 + 18 * i
         out.append(f'<line x1="{W - R + 10}" x2="{W - R + 30}" y1="{ly - 4}" y2="{ly - 4}" stroke="{c}" stroke-width="2"/>')
         out.append(f'<text x="{W - R + 36}" y="{ly}">{esc(name)}</text>')
@@ -104,20 +107,42 @@ def bar_plot(rows, title, unit):
     return "\n".join(out) + "\n"
 
 
+def median_range(values):
+    return statistics.median(values), min(values), max(values)
+
+
 def scale(tsv, outdir):
+    """Plots per tool (scale-time.svg / scale-rss.svg for "after", the only
+    tool of a run without BEFORE; scale-*-before.svg for "before"), with
+    the synthetic recording's points as open circles, and summary.md."""
     runs = defaultdict(list)
     with open(tsv) as f:
         for row in csv.DictReader(f, delimiter="\t"):
             if row["rc"] == "0":
-                runs[(row["command"], int(row["slots"]))].append(row)
-    time_s, rss = defaultdict(list), defaultdict(list)
-    for (cmd, n), rs in sorted(runs.items()):
-        time_s[cmd].append((n, max(statistics.median(float(r["wall_s"]) for r in rs), 0.005)))
-        rss[cmd].append((n, statistics.median(int(r["max_rss_kb"]) for r in rs) / 1024))
-    with open(f"{outdir}/scale-time.svg", "w") as f:
-        f.write(line_plot(time_s, "dmaplay wall time by recording size (median)", "slots (4 KiB payloads)", "seconds"))
-    with open(f"{outdir}/scale-rss.svg", "w") as f:
-        f.write(line_plot(rss, "dmaplay peak RSS by recording size (median)", "slots (4 KiB payloads)", "MiB"))
+                key = (row.get("tool", "after"), row.get("kind", "real"), row["command"], int(row["slots"]))
+                runs[key].append(row)
+    lines = ["| tool | recording | command | slots | wall s median [min–max] | peak RSS MiB median [min–max] | load1 |",
+             "|---|---|---|---|---|---|---|"]
+    plots = defaultdict(lambda: (defaultdict(list), defaultdict(list)))
+    for (tool, kind, cmd, n), rs in sorted(runs.items(), key=lambda kv: (kv[0][2], kv[0][1], kv[0][3], kv[0][0])):
+        w = median_range([float(r["wall_s"]) for r in rs])
+        m = median_range([int(r["max_rss_kb"]) / 1024 for r in rs])
+        loads = [float(r["load1"]) for r in rs]
+        lines.append(f"| {tool} | {kind} | {cmd} | {n} | {w[0]:.2f} [{w[1]:.2f}–{w[2]:.2f}] | "
+                     f"{m[0]:.1f} [{m[1]:.1f}–{m[2]:.1f}] | {min(loads):.1f}–{max(loads):.1f} |")
+        name = cmd if kind == "real" else f"{cmd} (1 TiB synthetic)"
+        time_s, rss = plots[tool]
+        time_s[name].append((n, max(w[0], 0.005)))
+        rss[name].append((n, m[0]))
+    with open(f"{outdir}/summary.md", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    for tool, (time_s, rss) in plots.items():
+        suffix = "" if tool == "after" else f"-{tool}"
+        label = "" if tool == "after" else f" ({tool})"
+        with open(f"{outdir}/scale-time{suffix}.svg", "w") as f:
+            f.write(line_plot(time_s, f"dmaplay wall time by recording size{label}", "slots", "seconds"))
+        with open(f"{outdir}/scale-rss{suffix}.svg", "w") as f:
+            f.write(line_plot(rss, f"dmaplay peak RSS by recording size{label}", "slots", "MiB"))
 
 
 def bars(tsv, out, title, unit):

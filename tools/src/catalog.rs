@@ -195,8 +195,8 @@ impl Catalog {
         } else {
             None
         };
-        for i in range {
-            let e = view.get(i).map_err(|err| at(i, err))?;
+        for item in self.pass(range) {
+            let (i, e) = item?;
             if prev.is_some_and(|p| e.slot_seq <= p) {
                 return Err(IndexDamage(format!(
                     "entry {i}: slot {} after slot {} (not increasing)",
@@ -249,6 +249,79 @@ impl Catalog {
     }
 }
 
+/// Entries per step of a [`Pass`]: the mapped pages of each finished step
+/// (64 B × 16384 = 1 MiB) leave the process's RSS.
+pub const PASS_STEP_ENTRIES: usize = 16384;
+
+impl Catalog {
+    /// Releases the mapped pages that lie wholly inside entries `range` from
+    /// this process (the page cache keeps them; a later access maps them
+    /// again). A pass over a large index then holds at most one step of it
+    /// resident. Nothing to do for a catalog built in memory (a scan's).
+    pub fn release(&self, range: Range<usize>) {
+        let Bytes::Mapped(m) = &self.bytes else {
+            return;
+        };
+        let page = 4096;
+        let start = formats::index::INDEX_HEADER_BYTES + range.start * INDEX_ENTRY_BYTES;
+        let end = (formats::index::INDEX_HEADER_BYTES + range.end * INDEX_ENTRY_BYTES).min(m.len());
+        // The map's last page is the entries' alone, also where it is partial.
+        let last = match end == m.len() {
+            true => end.div_ceil(page) * page,
+            false => end / page * page,
+        };
+        let first = start.div_ceil(page) * page;
+        if first < last {
+            // SAFETY: the map is shared, read-only and file-backed: MADV_DONTNEED
+            // only drops this process's page table entries; the next access
+            // maps the same bytes again from the page cache (the file is only
+            // ever appended to, see from_index), so every slice borrowed from
+            // the map keeps its contents.
+            let _ = unsafe {
+                m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, first, last - first)
+            };
+        }
+    }
+
+    /// One pass over entries `range` in order, keeping RSS flat (see
+    /// [`Catalog::release`]).
+    pub fn pass(&self, range: Range<usize>) -> Pass<'_> {
+        Pass {
+            catalog: self,
+            view: self.view(),
+            next: range.start,
+            end: range.end,
+            released_to: range.start,
+        }
+    }
+}
+
+/// Entries of a catalog range with their positions; see [`Catalog::pass`].
+pub struct Pass<'c> {
+    catalog: &'c Catalog,
+    view: IndexView<'c>,
+    next: usize,
+    end: usize,
+    released_to: usize,
+}
+
+impl Iterator for Pass<'_> {
+    type Item = Result<(usize, IndexEntry), IndexDamage>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.next - self.released_to >= PASS_STEP_ENTRIES || self.next == self.end {
+            self.catalog.release(self.released_to..self.next);
+            self.released_to = self.next;
+        }
+        if self.next >= self.end {
+            return None;
+        }
+        let i = self.next;
+        self.next += 1;
+        Some(self.view.get(i).map(|e| (i, e)).map_err(|err| at(i, err)))
+    }
+}
+
 fn at(position: usize, error: formats::FormatError) -> IndexDamage {
     IndexDamage(format!("entry {position}: {error}"))
 }
@@ -282,5 +355,83 @@ pub fn open_planned<T>(
     match plan(&c)? {
         Ok(t) => Ok((c, t)),
         Err(IndexDamage(why)) => bail!("internal: the scanned catalog fails its own check: {why}"),
+    }
+}
+
+#[cfg(test)]
+mod pass_tests {
+    use super::*;
+    use crate::synth::{Dir, Spec, Synth};
+    use formats::index::INDEX_HEADER_BYTES;
+
+    /// Resident bytes of the mapping that starts at `start` (smaps' Rss).
+    fn resident_kb(start: *const u8) -> u64 {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let head = format!("{:x}-", start as usize);
+        let mut lines = smaps.lines().skip_while(|l| !l.starts_with(&head));
+        assert!(lines.next().is_some(), "mapping {head} not in smaps");
+        let rss = lines.find(|l| l.starts_with("Rss:")).unwrap();
+        rss.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    /// A catalog over an index of `n` entries (the synth recording's
+    /// header; entries only need their CRCs and increasing slot numbers).
+    fn big_index(d: &Dir, n: usize) -> (StripeSet, PathBuf) {
+        let s = Synth::write(d, &["a"], &Spec::default());
+        let mut bytes = std::fs::read(&s.index).unwrap()[..INDEX_HEADER_BYTES].to_vec();
+        for i in 0..n as u64 {
+            let e = IndexEntry {
+                slot_seq: i,
+                ..Default::default()
+            };
+            bytes.extend_from_slice(&e.encode());
+        }
+        let path = d.join("big.idx");
+        std::fs::write(&path, bytes).unwrap();
+        (StripeSet::open(&s.paths).unwrap(), path)
+    }
+
+    #[test]
+    fn a_pass_releases_the_mapped_pages_behind_it() {
+        let d = Dir::new("pass");
+        let n = 4 * PASS_STEP_ENTRIES + 100; // 4 MiB of entries and a bit
+        let (stripe, path) = big_index(&d, n);
+        let c = Catalog::from_index(&stripe, &path).unwrap();
+        let Bytes::Mapped(m) = &c.bytes else {
+            panic!("an index file is mapped")
+        };
+        let start = m.as_ptr();
+        let view = c.view();
+        let touch_all = || (0..n).for_each(|i| assert_eq!(view.get(i).unwrap().slot_seq, i as u64));
+        touch_all();
+        let all_kb = resident_kb(start);
+        assert!(
+            all_kb >= (n * 64 / 1024) as u64,
+            "{all_kb} kB resident after reading all"
+        );
+        // The header pages stay, and the pages of entries 0 and n-1, which
+        // hold other entries too.
+        c.release(1..n - 1);
+        assert_eq!(resident_kb(start), 16);
+        touch_all();
+        let mut pass = c.pass(0..n);
+        for i in 0..(3 * PASS_STEP_ENTRIES + PASS_STEP_ENTRIES / 2) {
+            assert_eq!(pass.next().unwrap().unwrap(), (i, view.get(i).unwrap()));
+        }
+        // Three steps released: only the step in progress (its half read
+        // again by view.get above) and the rest not yet reached stay.
+        let step_kb = (PASS_STEP_ENTRIES * 64 / 1024) as u64;
+        assert!(
+            resident_kb(start) <= all_kb - 3 * step_kb + 8,
+            "{}",
+            resident_kb(start)
+        );
+        let rest: Vec<usize> = pass.map(|r| r.unwrap().0).collect();
+        assert_eq!(
+            rest,
+            ((3 * PASS_STEP_ENTRIES + PASS_STEP_ENTRIES / 2)..n).collect::<Vec<_>>()
+        );
+        // The pass's end released everything but the header.
+        assert_eq!(resident_kb(start), 8);
     }
 }

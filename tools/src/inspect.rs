@@ -139,7 +139,6 @@ pub fn inspect(
     let time_s = |ns: u64| anchor.map_or(0.0, |a| (ns as f64 - a.card_ns as f64) / 1e9);
     // The anchored card time: the instant every reader agrees on.
     let datetime = |ns: u64| rfc3339_utc(anchor.map_or(ns, |a| a.realtime_of(ns)));
-    let mut drifts_ns = Vec::with_capacity(live.len());
     let mut channels: Vec<ChannelSummary> = sb
         .channels
         .iter()
@@ -161,13 +160,10 @@ pub fn inspect(
     let mut unavailable = 0u64;
     let mut recorded = 0u64;
     let mut lost = 0u64;
-    for i in live.clone() {
-        let e = view.get(i)?;
+    for item in catalog.pass(live.clone()) {
+        let (_, e) = item?;
         first.get_or_insert(e);
         last = Some(e);
-        if let Some(a) = &anchor {
-            drifts_ns.push(a.drift_ns(e.card_timestamp_ns, e.host_timestamp_ns));
-        }
         recorded += e.payload_bytes_used as u64;
         if channel_layout.interleaved() {
             // Every slot holds an equal share of every channel.
@@ -215,10 +211,10 @@ pub fn inspect(
     let missing_slots = match (&catalog.scan, first, last) {
         (Some(report), _, _) => report.missing.clone(),
         (None, Some(a), Some(b)) => {
-            // Every live entry was read above (view.get(i)?): none fails here.
-            let seqs = live
-                .clone()
-                .filter_map(|i| view.get(i).ok().map(|e| e.slot_seq));
+            // Every live entry was read above (item?): none fails here.
+            let seqs = catalog
+                .pass(live.clone())
+                .filter_map(|item| item.ok().map(|(_, e)| e.slot_seq));
             scan::missing_runs_of(seqs, a.slot_seq, b.slot_seq, |_| Found::NotInIndex)
         }
         _ => Vec::new(),
@@ -295,7 +291,13 @@ pub fn inspect(
             anchor_stored: sb.time_anchor.is_some(),
             anchor_card_ns: a.card_ns,
             anchor_datetime: rfc3339_utc(a.realtime_ns),
-            drift: DriftStats::of(&mut drifts_ns),
+            // Every live entry was read above (item?): none fails here.
+            drift: DriftStats::of_passes(|| {
+                catalog
+                    .pass(live.clone())
+                    .filter_map(|item| item.ok())
+                    .map(|(_, e)| a.drift_ns(e.card_timestamp_ns, e.host_timestamp_ns))
+            }),
         }),
         duration_s,
         payload_bytes_recorded: recorded,

@@ -23,6 +23,8 @@ use formats::{
     check, pattern, IndexEntry, Uuid, DATA_START_BYTES, SLOT_HEADER_BYTES, SUPERBLOCK_BYTES,
 };
 use serde::Serialize;
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::Instant;
@@ -145,7 +147,8 @@ struct VerifySink<'a> {
     checked: u64,
     bar: Option<indicatif::ProgressBar>,
     slot_bytes: u64,
-    entries: Vec<IndexEntry>,
+    /// Catalog position and entry of each read in flight, in request order.
+    in_flight: &'a RefCell<VecDeque<(u64, IndexEntry)>>,
 }
 
 impl VerifySink<'_> {
@@ -174,7 +177,15 @@ fn bad(stripe: &StripeSet, entry: &IndexEntry, problem: String) -> BadSlot {
 
 impl Sink for VerifySink<'_> {
     fn deliver(&mut self, _pool: &BufferPool, completion: Completion) -> Result<Option<usize>> {
-        let entry = self.entries[completion.request.tag as usize];
+        let (position, entry) = self
+            .in_flight
+            .borrow_mut()
+            .pop_front()
+            .expect("a read delivered was requested");
+        assert_eq!(
+            position, completion.request.tag,
+            "reads are delivered in request order"
+        );
         if let Err(why) = completion.result {
             self.checked += 1;
             self.bad
@@ -229,155 +240,169 @@ fn check_members(stripe: &StripeSet) -> Vec<MemberIssue> {
     issues
 }
 
-/// Without an index: what the headers imply about each other
-/// ([`check::check_chain`]: card_seq and gap_count chain, round-robin
-/// channel, card time), one bad slot per slot that breaks it. `previous`
-/// is the catalog entry before the first of `entries` (slot order).
-fn check_header_chain(
-    stripe: &StripeSet,
-    previous: Option<IndexEntry>,
-    entries: &[IndexEntry],
-) -> Vec<BadSlot> {
-    let layout = formats::ChannelLayout::of(&stripe.superblock);
-    let mut bad_slots = Vec::new();
-    let mut previous = previous;
-    for entry in entries {
-        let problems = check::check_chain_in(previous.as_ref(), entry, &layout);
-        if !problems.is_empty() {
-            let texts: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
-            let problem = format!("header chain: {}", texts.join("; "));
-            bad_slots.push(bad(stripe, entry, problem));
-        }
-        previous = Some(*entry);
-    }
-    bad_slots
-}
-
 /// Slot numbers the catalog lacks in the live window (the last `capacity`
-/// numbers up to the newest slot, or 0 ..= newest), within `range`.
-/// `seqs` are the slot numbers of the catalog entries in that range.
-fn missing_in_window(
-    stripe: &StripeSet,
-    catalog: &Catalog,
-    seqs: &[u64],
-    range: Option<select::SeqRange>,
-) -> Result<Vec<u64>> {
-    let live = catalog.live();
-    if live.is_empty() {
-        return Ok(Vec::new());
-    }
-    let newest = catalog.view().get(live.end - 1)?.slot_seq;
-    let mut first = (newest + 1).saturating_sub(stripe.layout.capacity_slots());
-    let mut last = newest;
-    if let Some(r) = range {
-        first = first.max(r.first);
-        last = last.min(r.last);
-    }
-    let mut missing = Vec::new();
-    let mut expect = first;
-    // Bounded by the window: at most `capacity` slot numbers.
-    for &seq in seqs.iter().chain(std::iter::once(&last.saturating_add(1))) {
-        while expect < seq && expect <= last {
-            missing.push(expect);
-            expect += 1;
-        }
-        expect = expect.max(seq.saturating_add(1));
-    }
-    Ok(missing)
+/// numbers up to the newest slot, or 0 ..= newest), within `range`, found
+/// from the catalog's slot numbers in order ([`MissingInWindow::see`]).
+struct MissingInWindow {
+    last: u64,
+    expect: u64,
+    missing: Vec<u64>,
 }
 
-pub fn verify(
+impl MissingInWindow {
+    fn new(
+        stripe: &StripeSet,
+        catalog: &Catalog,
+        range: Option<select::SeqRange>,
+    ) -> Result<Option<MissingInWindow>> {
+        let live = catalog.live();
+        if live.is_empty() {
+            return Ok(None);
+        }
+        let newest = catalog.view().get(live.end - 1)?.slot_seq;
+        let mut first = (newest + 1).saturating_sub(stripe.layout.capacity_slots());
+        let mut last = newest;
+        if let Some(r) = range {
+            first = first.max(r.first);
+            last = last.min(r.last);
+        }
+        Ok(Some(MissingInWindow {
+            last,
+            expect: first,
+            missing: Vec::new(),
+        }))
+    }
+
+    /// The next catalog slot number (increasing).
+    fn see(&mut self, seq: u64) {
+        // Bounded by the window: at most `capacity` slot numbers in all.
+        while self.expect < seq && self.expect <= self.last {
+            self.missing.push(self.expect);
+            self.expect += 1;
+        }
+        self.expect = self.expect.max(seq.saturating_add(1));
+    }
+
+    fn finish(mut self) -> Vec<u64> {
+        self.see(self.last.saturating_add(1));
+        self.missing
+    }
+}
+
+/// What verify finds without reading a slot, in one pass over the catalog
+/// range: slots on members not given, breaks of the header chain (a scan's
+/// catalog: [`check::check_chain_in`]), slot numbers missing from the live
+/// window; and how many slots are to be read.
+struct Listed {
+    bad: Vec<BadSlot>,
+    to_read: u64,
+}
+
+fn list_unread(
     stripe: &StripeSet,
     catalog: &Catalog,
     range: std::ops::Range<usize>,
-    options: &VerifyOptions,
-) -> Result<VerifyReport> {
-    let started = Instant::now();
-    let sb = &stripe.superblock;
-    let slot_bytes = sb.slot_bytes() as usize;
-    let payload_bytes = sb.payload_bytes as usize;
-    let uuid = stripe.recording_uuid();
-    let view = catalog.view();
-    let mut bad_slots = Vec::new();
-    // Entries to read; slots on missing members and slot numbers the
-    // catalog lacks are bad without reading.
-    let mut entries = Vec::with_capacity(range.len());
-    let mut seqs: Vec<u64> = Vec::with_capacity(range.len());
-    let mut in_range = Vec::with_capacity(range.len());
-    for i in range.clone() {
-        let e = view
-            .get(i)
-            .with_context(|| format!("{}: entry {i}", catalog.describe()))?;
-        seqs.push(e.slot_seq);
-        in_range.push(e);
-        if stripe.member(e.device_index as usize).is_none() {
-            bad_slots.push(bad(
-                stripe,
-                &e,
-                format!("unavailable: member {} was not given", e.device_index),
-            ));
-        } else {
-            entries.push(e);
+    seq_range: Option<select::SeqRange>,
+) -> Result<Listed> {
+    let layout = formats::ChannelLayout::of(&stripe.superblock);
+    let mut unavailable = Vec::new();
+    let mut chain = Vec::new();
+    let mut window = MissingInWindow::new(stripe, catalog, seq_range)?;
+    let mut previous = match range.start {
+        0 => None,
+        start => Some(catalog.view().get(start - 1)?),
+    };
+    let mut to_read = 0u64;
+    for item in catalog.pass(range) {
+        let (_, e) =
+            item.map_err(|IndexDamage(why)| anyhow::anyhow!("{}: {why}", catalog.describe()))?;
+        if let Some(w) = window.as_mut() {
+            w.see(e.slot_seq);
         }
+        if stripe.member(e.device_index as usize).is_none() {
+            let why = format!("unavailable: member {} was not given", e.device_index);
+            unavailable.push(bad(stripe, &e, why));
+        } else {
+            to_read += 1;
+        }
+        if catalog.is_scan() {
+            let problems = check::check_chain_in(previous.as_ref(), &e, &layout);
+            if !problems.is_empty() {
+                let texts: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+                let problem = format!("header chain: {}", texts.join("; "));
+                chain.push(bad(stripe, &e, problem));
+            }
+        }
+        previous = Some(e);
     }
-    if catalog.is_scan() {
-        let previous = match range.start {
-            0 => None,
-            start => Some(view.get(start - 1)?),
-        };
-        bad_slots.extend(check_header_chain(stripe, previous, &in_range));
+    let missing = window.map(MissingInWindow::finish).unwrap_or_default();
+    let mut bad_slots = unavailable;
+    bad_slots.extend(chain);
+    bad_slots.extend(
+        missing
+            .into_iter()
+            .map(|seq| missing_slot(stripe, catalog, seq)),
+    );
+    Ok(Listed {
+        bad: bad_slots,
+        to_read,
+    })
+}
+
+/// Slot `seq`, which the catalog lacks, as a bad slot saying why.
+fn missing_slot(stripe: &StripeSet, catalog: &Catalog, seq: u64) -> BadSlot {
+    let found = catalog
+        .scan
+        .as_ref()
+        .and_then(|r| {
+            r.missing
+                .iter()
+                .find(|m| (m.first_slot_seq..=m.last_slot_seq).contains(&seq))
+                .map(|m| m.found)
+        })
+        .unwrap_or(Found::NotInIndex);
+    let loc = stripe
+        .layout
+        .locate(seq)
+        .expect("a slot between live slots is in the layout");
+    BadSlot {
+        slot_seq: seq,
+        card_seq: None,
+        device_index: loc.device_index,
+        device: stripe.describe(loc.device_index),
+        offset_bytes: loc.offset_bytes,
+        problem: format!(
+            "missing from the {}: {}",
+            if catalog.is_scan() { "scan" } else { "index" },
+            found.describe()
+        ),
     }
-    let missing_seqs = missing_in_window(stripe, catalog, &seqs, options.range)?;
-    for seq in missing_seqs {
-        let found = catalog
-            .scan
-            .as_ref()
-            .and_then(|r| {
-                r.missing
-                    .iter()
-                    .find(|m| (m.first_slot_seq..=m.last_slot_seq).contains(&seq))
-                    .map(|m| m.found)
-            })
-            .unwrap_or(Found::NotInIndex);
-        let loc = stripe
-            .layout
-            .locate(seq)
-            .expect("a slot between live slots is in the layout");
-        bad_slots.push(BadSlot {
-            slot_seq: seq,
-            card_seq: None,
-            device_index: loc.device_index,
-            device: stripe.describe(loc.device_index),
-            offset_bytes: loc.offset_bytes,
-            problem: format!(
-                "missing from the {}: {}",
-                if catalog.is_scan() { "scan" } else { "index" },
-                found.describe()
-            ),
-        });
-    }
-    let threads = if options.threads > 0 {
-        options.threads
+}
+
+fn worker_threads(asked: usize) -> usize {
+    if asked > 0 {
+        asked
     } else {
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
-    };
-    let files: Vec<Option<&std::fs::File>> = stripe
-        .members
-        .iter()
-        .map(|m| m.as_ref().map(|t| &t.file))
-        .collect();
-    let count = blockio::ReadBudget::VERIFY.buffer_count(slot_bytes, files.len());
-    let mut reader = Reader::new(&files, slot_bytes, count)?;
-    let pool: Arc<BufferPool> = reader.pool().clone();
-    let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Job>(count);
-    let (done_tx, done_rx) = mpsc::channel::<Done>();
+    }
+}
+
+/// Starts `threads` workers that check the slots of the jobs queue and
+/// send each result back.
+fn start_workers(
+    threads: usize,
+    pool: &Arc<BufferPool>,
+    jobs_rx: Receiver<Job>,
+    done_tx: mpsc::Sender<Done>,
+    check: (Uuid, usize, bool),
+) -> Vec<std::thread::JoinHandle<()>> {
+    let (uuid, payload_bytes, with_pattern) = check;
     let jobs_rx = Arc::new(std::sync::Mutex::new(jobs_rx));
     let mut workers = Vec::with_capacity(threads);
     for _ in 0..threads {
         let (jobs_rx, done_tx, pool) = (jobs_rx.clone(), done_tx.clone(), pool.clone());
-        let with_pattern = options.pattern;
         workers.push(std::thread::spawn(move || loop {
             let job = match jobs_rx.lock().expect("jobs lock").recv() {
                 Ok(j) => j,
@@ -391,27 +416,70 @@ pub fn verify(
                 payload_bytes,
                 with_pattern,
             );
-            if done_tx
-                .send(Done {
-                    buffer: job.buffer,
-                    entry: job.entry,
-                    problem,
-                })
-                .is_err()
-            {
+            let done = Done {
+                buffer: job.buffer,
+                entry: job.entry,
+                problem,
+            };
+            if done_tx.send(done).is_err() {
                 return;
             }
         }));
     }
-    drop(done_tx);
+    workers
+}
+
+pub fn verify(
+    stripe: &StripeSet,
+    catalog: &Catalog,
+    range: std::ops::Range<usize>,
+    options: &VerifyOptions,
+) -> Result<VerifyReport> {
+    let started = Instant::now();
+    let sb = &stripe.superblock;
+    let slot_bytes = sb.slot_bytes() as usize;
+    let uuid = stripe.recording_uuid();
+    // Slots on missing members and slot numbers the catalog lacks are bad
+    // without reading.
+    let listed = list_unread(stripe, catalog, range.clone(), options.range)?;
+    let mut bad_slots = listed.bad;
+    let threads = worker_threads(options.threads);
+    let files: Vec<Option<&std::fs::File>> = stripe
+        .members
+        .iter()
+        .map(|m| m.as_ref().map(|t| &t.file))
+        .collect();
+    let count = blockio::ReadBudget::VERIFY.buffer_count(slot_bytes, files.len());
+    let mut reader = Reader::new(&files, slot_bytes, count)?;
+    let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Job>(count);
+    let (done_tx, done_rx) = mpsc::channel::<Done>();
+    let check = (uuid, sb.payload_bytes as usize, options.pattern);
+    let workers = start_workers(threads, reader.pool(), jobs_rx, done_tx, check);
     let bar =
-        crate::progress::bytes_bar((entries.len() * slot_bytes) as u64, "verify", options.quiet);
-    let mut requests = entries.iter().enumerate().map(|(i, e)| Request {
-        device_index: e.device_index as usize,
-        offset_bytes: e.device_offset_bytes,
-        len_bytes: slot_bytes,
-        tag: i as u64,
-    });
+        crate::progress::bytes_bar(listed.to_read * slot_bytes as u64, "verify", options.quiet);
+    // The entries of the reads in flight, in request order (the reader
+    // delivers in that order): at most `count`, not one per slot.
+    let in_flight = RefCell::new(VecDeque::with_capacity(count + 1));
+    let stopped: RefCell<Option<IndexDamage>> = RefCell::new(None);
+    let mut requests = catalog
+        .pass(range)
+        .map_while(|item| match item {
+            Ok(pe) => Some(pe),
+            Err(damage) => {
+                *stopped.borrow_mut() = Some(damage);
+                None
+            }
+        })
+        .filter(|(_, e)| stripe.member(e.device_index as usize).is_some())
+        .map(|(i, e)| {
+            in_flight.borrow_mut().push_back((i as u64, e));
+            Request {
+                device_index: e.device_index as usize,
+                offset_bytes: e.device_offset_bytes,
+                len_bytes: slot_bytes,
+                tag: i as u64,
+            }
+        });
     let mut sink = VerifySink {
         stripe,
         jobs: Some(jobs_tx),
@@ -420,7 +488,7 @@ pub fn verify(
         checked: 0,
         bar,
         slot_bytes: slot_bytes as u64,
-        entries: entries.clone(),
+        in_flight: &in_flight,
     };
     let run = reader.run(&mut requests, &mut sink);
     sink.jobs = None; // workers end when the queue is empty
@@ -428,6 +496,9 @@ pub fn verify(
         let _ = w.join();
     }
     run?;
+    if let Some(IndexDamage(why)) = stopped.into_inner() {
+        anyhow::bail!("{}: {why}", catalog.describe());
+    }
     if let Some(bar) = &sink.bar {
         bar.finish_and_clear();
     }
