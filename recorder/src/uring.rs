@@ -225,11 +225,18 @@ impl Rings {
         let Some(journal) = self.journal.as_mut() else {
             return enter_ring(&mut self.slots, self.slots_index, want);
         };
+        // The ring not waited on is entered only to submit (its completions
+        // are posted by task work run on the way back from any system call:
+        // it has no DEFER_TASKRUN).
         if slots_in_flight || want == 0 {
-            enter_ring(journal, self.journal_index, 0)?;
+            if !journal.submission().is_empty() {
+                enter_ring(journal, self.journal_index, 0)?;
+            }
             enter_ring(&mut self.slots, self.slots_index, want)
         } else {
-            enter_ring(&mut self.slots, self.slots_index, 0)?;
+            if !self.slots.submission().is_empty() {
+                enter_ring(&mut self.slots, self.slots_index, 0)?;
+            }
             enter_ring(journal, self.journal_index, want)
         }
     }
