@@ -2,7 +2,10 @@
 # io_uring options of the recorder's write path, side by side in one run
 # (docs/BENCHMARKS.md, Session 4, #16 item 4): dmarec default, --sqpoll,
 # --register-ring-fd, both; fio's io_uring engine plain and with
-# sqthread_poll as the reference of what SQPOLL gives on the same device.
+# sqthread_poll as the reference of what SQPOLL gives on the same device,
+# and fio's sequential read plain and with sqthread_poll (dmaplay's reads);
+# and dmarec from a card at RATE MB/s (below the device's speed) plain and
+# with --sqpoll (idle SQPOLL_IDLE_MS, and 1 ms): the CPU a real card's pace costs.
 # Configurations alternated (rotated per repetition), REPS repetitions, on
 # BACKINGS: a direct-I/O loop device on a file on the main disk (DISK_DIR)
 # and on a file in a tmpfs (no disk: the CPU path). Load average recorded
@@ -26,6 +29,7 @@ REPS=${REPS:-3}
 BACKINGS=${BACKINGS:-"disk tmpfs"}
 DISK_DIR=${DISK_DIR:-/var/tmp}
 SQPOLL_IDLE_MS=${SQPOLL_IDLE_MS:-1000}
+RATE=${RATE:-200}   # MB/s of the card in the -paced runs (below the device: CPU per GiB at a real card's pace)
 OUT=${OUT:-$REPO/bench/results/uring-$(date -u +%Y%m%d-%H%M%S)}
 [ "$(id -u)" = 0 ] || { echo "bench/uring.sh: needs root (losetup, mount)" >&2; exit 1; }
 for t in fio python3 /usr/bin/time losetup; do
@@ -54,7 +58,7 @@ DMAREC=$REPO/target/release/dmarec
 log() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$OUT/log.txt" >&2; }
 {
     echo "date_utc: $(date -u '+%Y-%m-%d %H:%M:%S')"
-    echo "command: SIZE=$SIZE REPS=$REPS BACKINGS=\"$BACKINGS\" SQPOLL_IDLE_MS=$SQPOLL_IDLE_MS bash bench/uring.sh"
+    echo "command: SIZE=$SIZE REPS=$REPS RATE=$RATE BACKINGS=\"$BACKINGS\" SQPOLL_IDLE_MS=$SQPOLL_IDLE_MS bash bench/uring.sh"
     echo "git: $(git rev-parse --short HEAD); uncommitted: $(git status --short -- recorder | tr '\n' ' ')"
     echo "cores: $(nproc), kernel $(uname -r), fio $(fio --version)"
     echo "disk: $DISK_DIR on $(df --output=source "$DISK_DIR" | tail -1) ($(df --output=fstype "$DISK_DIR" | tail -1))"
@@ -83,6 +87,9 @@ for B in $BACKINGS; do
         --iodepth=8 --size="$DEV_B" >/dev/null
     rec="$DMAREC record --source sim --sim-fill-once --target $LOOP --index $TMPFS/r.idx --force --json --quiet --size $SIZE_B --payload-size 512K --buffers 64 --queue-depth 8"
     fio_w="fio --name=w --filename=$LOOP --ioengine=io_uring --direct=1 --fixedbufs=1 --registerfiles=1 --bs=512k --rw=write --iodepth=8 --size=$SIZE_B --end_fsync=1 --output-format=json"
+    # dmaplay's reads use the same submission path: fio's sequential read with
+    # and without SQPOLL says whether the option would pay there
+    fio_r="fio --name=r --filename=$LOOP --ioengine=io_uring --direct=1 --fixedbufs=1 --registerfiles=1 --bs=512k --rw=read --iodepth=8 --size=$SIZE_B --output-format=json"
     items=(
         "dmarec|default|$rec"
         "dmarec|sqpoll|$rec --sqpoll --sqpoll-idle-ms $SQPOLL_IDLE_MS"
@@ -90,6 +97,11 @@ for B in $BACKINGS; do
         "dmarec|sqpoll+ringfd|$rec --sqpoll --sqpoll-idle-ms $SQPOLL_IDLE_MS --register-ring-fd"
         "fio|default|$fio_w"
         "fio|sqpoll|$fio_w --sqthread_poll=1"
+        "dmarec|default-paced|$rec --rate $RATE"
+        "dmarec|sqpoll-paced|$rec --rate $RATE --sqpoll --sqpoll-idle-ms $SQPOLL_IDLE_MS"
+        "dmarec|sqpoll-idle1-paced|$rec --rate $RATE --sqpoll --sqpoll-idle-ms 1"
+        "fio|read|$fio_r"
+        "fio|read-sqpoll|$fio_r --sqthread_poll=1"
     )
     n=${#items[@]}
     for ((r = 1; r <= REPS; r++)); do

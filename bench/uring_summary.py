@@ -30,7 +30,8 @@ with open(f"{out}/runs.tsv") as f:
         wall, user, sys_s = open(f"{raw}.time").read().split()[-3:]
         report = json.load(open(f"{raw}.out"))
         if row["tool"] == "fio":
-            device = report["jobs"][0]["write"]["bw_bytes"] / 1e6
+            rw = "read" if row["config"].startswith("read") else "write"
+            device = report["jobs"][0][rw]["bw_bytes"] / 1e6
             setup = ""
         else:
             device = report["rate_mb_per_s"]
@@ -71,18 +72,20 @@ if rows:
 per_rep = defaultdict(dict)
 for r in runs:
     per_rep[(r["backing"], r["rep"])][(r["tool"], r["config"])] = r
-lines += ["", "Against the same tool's default, per repetition, then median [min–max]:", "",
+lines += ["", "Against the same tool's default (fio read-sqpoll: against fio read; paced runs: against default-paced), per repetition, then median [min–max]:", "",
           "| backing | tool | config | MB/s ratio | CPU s/GiB ratio | n |", "|---|---|---|---|---|---|"]
 for backing in sorted({b for b, _ in per_rep}):
     for tool, config in sorted({(t, c) for (b, _), d in per_rep.items() if b == backing for t, c in d}):
-        if config == "default":
+        base = ("read" if config.startswith("read")
+                else "default-paced" if config.endswith("-paced") else "default")
+        if config == base:
             continue
-        pairs = [(d[(tool, config)], d[(tool, "default")])
+        pairs = [(d[(tool, config)], d[(tool, base)])
                  for (b, _), d in per_rep.items()
-                 if b == backing and (tool, config) in d and (tool, "default") in d]
+                 if b == backing and (tool, config) in d and (tool, base) in d]
         if not pairs:
             continue
-        speed = [r["wall"] and (d0["wall"] / r["wall"]) for r, d0 in pairs]
+        speed = [d0["wall"] / r["wall"] for r, d0 in pairs]
         cpu = [r["cpu"] / d0["cpu"] for r, d0 in pairs if d0["cpu"] > 0]
         lines.append(f"| {backing} | {tool} | {config} | {med(speed, 2)} | {med(cpu, 2)} | {len(pairs)} |")
 open(f"{out}/summary.md", "w").write("\n".join(lines) + "\n")
