@@ -73,11 +73,12 @@ for tool, config, write in ratios:
     if v:
         lines.append(f"| {tool} {config} / min(fio read of the target, fio {write}) | "
                      f"**{statistics.median(v):.2f}** [{min(v):.2f}–{max(v):.2f}] | {len(v)} |")
-v = [d[("dmaplay", "replay-max")] / d[("dmaplay", "verify")] for d in per_rep.values()
-     if ("dmaplay", "replay-max") in d and ("dmaplay", "verify") in d]
-if v:
-    lines.append(f"| replay --speed max / verify | **{statistics.median(v):.2f}** "
-                 f"[{min(v):.2f}–{max(v):.2f}] | {len(v)} |")
+for tool in ("dmaplay", "old-dmaplay"):
+    v = [d[(tool, "replay-max")] / d[("dmaplay", "verify")] for d in per_rep.values()
+         if (tool, "replay-max") in d and ("dmaplay", "verify") in d]
+    if v:
+        lines.append(f"| {tool} replay --speed max / verify | **{statistics.median(v):.2f}** "
+                     f"[{min(v):.2f}–{max(v):.2f}] | {len(v)} |")
 
 paced = [r for r in runs if r["config"].startswith("replay-original")]
 if paced:
@@ -89,6 +90,8 @@ if paced:
         j = json.loads(r["out"])
         p = j["pacing"]
         how = "--realtime" if r["config"].endswith("-rt") else "default"
+        if r["tool"] != "dmaplay":
+            how = f"{r['tool']} {how}"
         lines.append(f"| {r['rep']} | {how} | {j['seconds']:.1f} | {p['slots']} | {p['p50_ms']:.3f} | "
                      f"{p['p99_ms']:.3f} | {p['max_ms']:.3f} | {p['slots_late_over_1ms']} | {r['load1']:.1f} |")
         prow += [(f"rep {r['rep']} {how} p50", p["p50_ms"], p["p50_ms"], p["p50_ms"]),
