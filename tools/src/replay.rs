@@ -2,18 +2,24 @@
 //! channel, in recording order) to stdout, a file or a FIFO, paced by the
 //! card timestamps: in real time, N times faster or slower, or as fast as
 //! the disks go. A damaged or unavailable slot is skipped with a warning.
+//! Slots are checked (header, CRC) on worker threads, verify's
+//! ([`crate::checkpool`]), and streamed in slot order by the reading thread.
 
+use crate::aligned::BufferPool;
 use crate::catalog::{Catalog, IndexDamage};
+use crate::checkpool::{CheckPool, CheckSpec, Checked, InOrder};
 use crate::select::{self, Selection};
 use crate::stripe::StripeSet;
 use crate::timespec::TimeSpec;
-use crate::uring::{self, FnSink, Reader, Request};
+use crate::uring::{self, Reader, Request, Sink};
 use anyhow::{bail, Context, Result};
-use formats::SLOT_HEADER_BYTES;
+use formats::{IndexEntry, SLOT_HEADER_BYTES};
 use serde::Serialize;
+use std::collections::VecDeque;
 use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -131,17 +137,131 @@ pub fn plan(
 /// Most skipped slots listed in the report (all are warned about).
 const MAX_LISTED_SKIPS: usize = 1000;
 
-pub fn replay(
-    stripe: &StripeSet,
-    catalog: &Catalog,
-    range: std::ops::Range<usize>,
-    options: &ReplayOptions,
-) -> Result<ReplayReport> {
-    let sb = &stripe.superblock;
-    let slot_bytes = sb.slot_bytes() as usize;
-    let payload_bytes = sb.payload_bytes as usize;
-    let view = catalog.view();
-    let mut out: Box<dyn Write> = match &options.out {
+/// The error that ends a replay whose reader went away (EPIPE).
+const CLOSED: &str = "stream reader closed";
+
+/// Where the checked slots go, in order: paced (or not) into the stream.
+struct Stream {
+    out: Box<dyn Write>,
+    speed: Speed,
+    started: Instant,
+    origin_card_ns: Option<u64>,
+    pacing: crate::pacing::Pacing,
+    skipped: Vec<String>,
+    slots: u64,
+    bytes: u64,
+}
+
+impl Stream {
+    fn skip(&mut self, msg: String) {
+        eprintln!("dmaplay: replay: skipping {msg}");
+        if self.skipped.len() < MAX_LISTED_SKIPS {
+            self.skipped.push(msg);
+        }
+    }
+
+    /// Writes slot `e`'s payload when it is due, or skips it for `problem`.
+    fn take(&mut self, slot: &[u8], e: &IndexEntry, problem: Option<String>) -> Result<()> {
+        if let Some(why) = problem {
+            self.skip(format!(
+                "slot {} (card_seq {}): {why}",
+                e.slot_seq, e.card_seq
+            ));
+            return Ok(());
+        }
+        let t0 = *self.origin_card_ns.get_or_insert(e.card_timestamp_ns);
+        let due = match self.speed {
+            Speed::Factor(f) => Some(Duration::from_secs_f64(
+                e.card_timestamp_ns.saturating_sub(t0) as f64 / 1e9 / f,
+            )),
+            Speed::Max => None,
+        };
+        if let Some(wait) = due.and_then(|d| d.checked_sub(self.started.elapsed())) {
+            self.out.flush().ok();
+            std::thread::sleep(wait);
+        }
+        let payload = &slot[SLOT_HEADER_BYTES..SLOT_HEADER_BYTES + e.payload_bytes_used as usize];
+        match self.out.write_all(payload) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => bail!(CLOSED),
+            Err(err) => return Err(err).context("writing the replay stream"),
+        }
+        if let Some(due) = due {
+            let late_ns = self.started.elapsed().as_nanos() as i128 - due.as_nanos() as i128;
+            self.pacing.record(late_ns);
+        }
+        self.slots += 1;
+        self.bytes += payload.len() as u64;
+        Ok(())
+    }
+}
+
+/// Reads go to the check workers ([`CheckPool`]); the checked slots come
+/// back in read order ([`InOrder`]) and go to the stream. Every read
+/// buffer is kept until its slot is through the stream.
+struct ReplaySink<'a> {
+    stream: Stream,
+    view: formats::index::IndexView<'a>,
+    pool: Arc<BufferPool>,
+    slot_bytes: usize,
+    checks: CheckPool,
+    order: InOrder,
+    /// Slots handed to the checks so far (the next one's InOrder tag).
+    sent: u64,
+    /// Buffers through the stream, not yet given back to the reader.
+    freed: VecDeque<usize>,
+}
+
+impl ReplaySink<'_> {
+    /// Streams every checked slot whose turn it is.
+    fn stream_ready(&mut self) -> Result<()> {
+        // Bounded: each turn takes one slot out of `order`.
+        while let Some(c) = self.order.take_next() {
+            let slot = &self.pool.bytes(c.buffer)[..self.slot_bytes];
+            self.stream.take(slot, &c.entry, c.problem)?;
+            self.freed.push_back(c.buffer);
+        }
+        Ok(())
+    }
+}
+
+impl Sink for ReplaySink<'_> {
+    fn deliver(&mut self, _pool: &BufferPool, c: uring::Completion) -> Result<Option<usize>> {
+        let entry = self.view.get(c.request.tag as usize)?;
+        let tag = self.sent;
+        self.sent += 1;
+        match c.result {
+            Err(why) => self.order.put(Checked {
+                buffer: c.buffer,
+                tag,
+                entry,
+                problem: Some(format!("read failed: {why}")),
+            }),
+            Ok(()) => self.checks.send(c.buffer, tag, entry)?,
+        }
+        self.stream_ready()?;
+        Ok(None)
+    }
+
+    fn reclaim(&mut self, wait: bool) -> Result<Option<usize>> {
+        // Bounded: each turn receives one of the slots out for checking.
+        loop {
+            if let Some(b) = self.freed.pop_front() {
+                return Ok(Some(b));
+            }
+            match self.checks.recv(wait)? {
+                Some(c) => {
+                    self.order.put(c);
+                    self.stream_ready()?;
+                }
+                None => return Ok(None),
+            }
+        }
+    }
+}
+
+fn open_out(options: &ReplayOptions) -> Result<Box<dyn Write>> {
+    Ok(match &options.out {
         None => Box::new(std::io::stdout().lock()),
         Some(p) => {
             let is_special = std::fs::metadata(p)
@@ -158,32 +278,35 @@ pub fn replay(
                 f,
             )) // payloads bypass the buffer
         }
-    };
+    })
+}
+
+pub fn replay(
+    stripe: &StripeSet,
+    catalog: &Catalog,
+    range: std::ops::Range<usize>,
+    options: &ReplayOptions,
+) -> Result<ReplayReport> {
+    let sb = &stripe.superblock;
+    let slot_bytes = sb.slot_bytes() as usize;
+    let view = catalog.view();
     let sel = Selection {
         channel: options.channel,
         ..Default::default()
     };
-    let mut skipped: Vec<String> = Vec::new();
-    let note_skip = |skipped: &mut Vec<String>, msg: String| {
-        eprintln!("dmaplay: replay: skipping {msg}");
-        if skipped.len() < MAX_LISTED_SKIPS {
-            skipped.push(msg);
-        }
-    };
     let mut requests = Vec::new();
+    let mut unavailable = Vec::new();
     for i in range {
         let e = view.get(i)?;
         if !sel.wants(&e) {
             continue;
         }
         if stripe.member(e.device_index as usize).is_none() {
-            note_skip(
-                &mut skipped,
-                format!(
-                    "slot {}: member {} was not given",
-                    e.slot_seq, e.device_index
-                ),
-            );
+            let member = e.device_index;
+            unavailable.push(format!(
+                "slot {}: member {member} was not given",
+                e.slot_seq
+            ));
             continue;
         }
         requests.push(Request {
@@ -200,78 +323,54 @@ pub fn replay(
         .collect();
     let count = blockio::ReadBudget::REPLAY.buffer_count(slot_bytes, files.len());
     let mut reader = Reader::new(&files, slot_bytes, count)?;
-    let mut pacing = crate::pacing::Pacing::with_capacity(match options.speed {
-        Speed::Max => 0,
-        Speed::Factor(_) => requests.len(),
-    });
-    let started = Instant::now();
-    let mut origin_card_ns: Option<u64> = None;
-    let (mut slots, mut bytes) = (0u64, 0u64);
-    let mut reader_closed = false;
-    const CLOSED: &str = "stream reader closed";
-    let run = reader.run(
-        &mut requests.into_iter(),
-        &mut FnSink(|slot: &[u8], c: uring::Completion| {
-            let e = view.get(c.request.tag as usize)?;
-            let problem = match c.result {
-                Err(why) => Some(format!("read failed: {why}")),
-                Ok(()) => crate::verify::check_slot(
-                    slot,
-                    &e,
-                    stripe.recording_uuid(),
-                    payload_bytes,
-                    false,
-                ),
-            };
-            if let Some(why) = problem {
-                note_skip(
-                    &mut skipped,
-                    format!("slot {} (card_seq {}): {why}", e.slot_seq, e.card_seq),
-                );
-                return Ok(());
-            }
-            let t0 = *origin_card_ns.get_or_insert(e.card_timestamp_ns);
-            let due = match options.speed {
-                Speed::Factor(f) => Some(Duration::from_secs_f64(
-                    e.card_timestamp_ns.saturating_sub(t0) as f64 / 1e9 / f,
-                )),
-                Speed::Max => None,
-            };
-            if let Some(wait) = due.and_then(|d| d.checked_sub(started.elapsed())) {
-                out.flush().ok();
-                std::thread::sleep(wait);
-            }
-            let payload =
-                &slot[SLOT_HEADER_BYTES..SLOT_HEADER_BYTES + e.payload_bytes_used as usize];
-            match out.write_all(payload) {
-                Ok(()) => {}
-                Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => bail!(CLOSED),
-                Err(err) => return Err(err).context("writing the replay stream"),
-            }
-            if let Some(due) = due {
-                pacing.record(started.elapsed().as_nanos() as i128 - due.as_nanos() as i128);
-            }
-            slots += 1;
-            bytes += payload.len() as u64;
-            Ok(())
-        }),
-    );
-    match run {
-        Ok(()) => match out.flush() {
-            Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => reader_closed = true,
-            r => r.context("writing the replay stream")?,
+    let spec = CheckSpec {
+        uuid: stripe.recording_uuid(),
+        payload_bytes: sb.payload_bytes as usize,
+        with_pattern: false,
+    };
+    let mut sink = ReplaySink {
+        stream: Stream {
+            out: open_out(options)?,
+            speed: options.speed,
+            started: Instant::now(),
+            origin_card_ns: None,
+            pacing: crate::pacing::Pacing::with_capacity(match options.speed {
+                Speed::Max => 0,
+                Speed::Factor(_) => requests.len(),
+            }),
+            skipped: Vec::new(),
+            slots: 0,
+            bytes: 0,
         },
-        Err(e) if e.to_string() == CLOSED => reader_closed = true,
-        Err(e) => return Err(e),
+        view,
+        pool: reader.pool().clone(),
+        slot_bytes,
+        checks: CheckPool::start(reader.pool().clone(), 0, spec),
+        order: InOrder::default(),
+        sent: 0,
+        freed: VecDeque::new(),
+    };
+    for msg in unavailable {
+        sink.stream.skip(msg);
     }
+    let run = reader.run(&mut requests.into_iter(), &mut sink);
+    let mut stream = sink.stream;
+    let reader_closed = match run {
+        Ok(()) => match stream.out.flush() {
+            Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => true,
+            r => r.context("writing the replay stream").map(|()| false)?,
+        },
+        Err(e) if e.to_string() == CLOSED => true,
+        Err(e) => return Err(e),
+    };
     Ok(ReplayReport {
         schema_version: crate::JSON_SCHEMA_VERSION,
-        slots,
-        bytes,
-        skipped,
-        seconds: started.elapsed().as_secs_f64(),
+        slots: stream.slots,
+        bytes: stream.bytes,
+        skipped: stream.skipped,
+        seconds: stream.started.elapsed().as_secs_f64(),
         reader_closed,
-        pacing: pacing.report(),
+        pacing: stream.pacing.report(),
     })
 }
 

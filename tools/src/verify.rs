@@ -13,6 +13,7 @@
 
 use crate::aligned::BufferPool;
 use crate::catalog::{Catalog, IndexDamage};
+use crate::checkpool::{CheckPool, CheckSpec, Checked};
 use crate::scan::Found;
 use crate::select::{self, Selection};
 use crate::stripe::StripeSet;
@@ -23,8 +24,6 @@ use formats::{
     check, pattern, IndexEntry, Uuid, DATA_START_BYTES, SLOT_HEADER_BYTES, SUPERBLOCK_BYTES,
 };
 use serde::Serialize;
-use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -126,21 +125,9 @@ pub fn check_slot(
     (!problems.is_empty()).then(|| problems.join("; "))
 }
 
-struct Job {
-    buffer: usize,
-    entry: IndexEntry,
-}
-
-struct Done {
-    buffer: usize,
-    entry: IndexEntry,
-    problem: Option<String>,
-}
-
 struct VerifySink<'a> {
     stripe: &'a StripeSet,
-    jobs: Option<SyncSender<Job>>,
-    done: Receiver<Done>,
+    checks: CheckPool,
     bad: Vec<BadSlot>,
     checked: u64,
     bar: Option<indicatif::ProgressBar>,
@@ -149,7 +136,7 @@ struct VerifySink<'a> {
 }
 
 impl VerifySink<'_> {
-    fn record(&mut self, done: &Done) {
+    fn record(&mut self, done: &Checked) {
         self.checked += 1;
         if let Some(bar) = &self.bar {
             bar.inc(self.slot_bytes);
@@ -181,23 +168,14 @@ impl Sink for VerifySink<'_> {
                 .push(bad(self.stripe, &entry, format!("read failed: {why}")));
             return Ok(Some(completion.buffer));
         }
-        let jobs = self.jobs.as_ref().expect("jobs channel open while reading");
-        jobs.send(Job {
-            buffer: completion.buffer,
-            entry,
-        })
-        .context("verify worker thread stopped")?;
+        self.checks
+            .send(completion.buffer, completion.request.tag, entry)?;
         Ok(None)
     }
 
     fn reclaim(&mut self, wait: bool) -> Result<Option<usize>> {
-        let d = if wait {
-            self.done.recv().context("verify worker thread stopped")?
-        } else {
-            match self.done.try_recv() {
-                Ok(d) => d,
-                Err(_) => return Ok(None),
-            }
+        let Some(d) = self.checks.recv(wait)? else {
+            return Ok(None);
         };
         self.record(&d);
         Ok(Some(d.buffer))
@@ -356,13 +334,6 @@ pub fn verify(
             ),
         });
     }
-    let threads = if options.threads > 0 {
-        options.threads
-    } else {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    };
     let files: Vec<Option<&std::fs::File>> = stripe
         .members
         .iter()
@@ -370,40 +341,13 @@ pub fn verify(
         .collect();
     let count = blockio::ReadBudget::VERIFY.buffer_count(slot_bytes, files.len());
     let mut reader = Reader::new(&files, slot_bytes, count)?;
-    let pool: Arc<BufferPool> = reader.pool().clone();
-    let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Job>(count);
-    let (done_tx, done_rx) = mpsc::channel::<Done>();
-    let jobs_rx = Arc::new(std::sync::Mutex::new(jobs_rx));
-    let mut workers = Vec::with_capacity(threads);
-    for _ in 0..threads {
-        let (jobs_rx, done_tx, pool) = (jobs_rx.clone(), done_tx.clone(), pool.clone());
-        let with_pattern = options.pattern;
-        workers.push(std::thread::spawn(move || loop {
-            let job = match jobs_rx.lock().expect("jobs lock").recv() {
-                Ok(j) => j,
-                Err(_) => return,
-            };
-            // The worker owns job.buffer until it sends it back in Done.
-            let problem = check_slot(
-                pool.bytes(job.buffer),
-                &job.entry,
-                uuid,
-                payload_bytes,
-                with_pattern,
-            );
-            if done_tx
-                .send(Done {
-                    buffer: job.buffer,
-                    entry: job.entry,
-                    problem,
-                })
-                .is_err()
-            {
-                return;
-            }
-        }));
-    }
-    drop(done_tx);
+    let spec = CheckSpec {
+        uuid,
+        payload_bytes,
+        with_pattern: options.pattern,
+    };
+    let checks = CheckPool::start(reader.pool().clone(), options.threads, spec);
+    let threads = checks.threads();
     let bar =
         crate::progress::bytes_bar((entries.len() * slot_bytes) as u64, "verify", options.quiet);
     let mut requests = entries.iter().enumerate().map(|(i, e)| Request {
@@ -414,20 +358,14 @@ pub fn verify(
     });
     let mut sink = VerifySink {
         stripe,
-        jobs: Some(jobs_tx),
-        done: done_rx,
+        checks,
         bad: Vec::new(),
         checked: 0,
         bar,
         slot_bytes: slot_bytes as u64,
         entries: entries.clone(),
     };
-    let run = reader.run(&mut requests, &mut sink);
-    sink.jobs = None; // workers end when the queue is empty
-    for w in workers {
-        let _ = w.join();
-    }
-    run?;
+    reader.run(&mut requests, &mut sink)?;
     if let Some(bar) = &sink.bar {
         bar.finish_and_clear();
     }
