@@ -16,6 +16,9 @@
 #       (the old binary's export and replay --speed max in the same run;
 #       PACED_OLD=1: also its --realtime replay at the original rate)
 #   LAYOUT=interleaved sudo bash bench/readout.sh   # de-interleaving export
+#   REPLAY_ALSO="name=/path/to/dmaplay ..."  # more binaries' replay --speed max
+#   PROFILE=1: after the reps, `perf record -e cpu-clock -g` of each dmaplay
+#       run once more; the top of `perf report` in $OUT/perf-<what>.txt
 #
 # $OUT/runs.tsv, raw outputs in $OUT/raw, $OUT/summary.md and plots
 # (bench/readout_summary.py). Every loop device, mount and file it makes is
@@ -33,6 +36,8 @@ PACED_RT=${PACED_RT:-0}  # 1: also one with --realtime (SCHED_FIFO) per rep, alt
 THROUGHPUT=${THROUGHPUT:-1}  # 0: only the paced replays
 PACED_OLD=${PACED_OLD:-0}    # 1: OLD_DMAPLAY's --realtime paced replay too, per rep
 LAYOUT=${LAYOUT:-round-robin}  # the recording's --channel-layout
+REPLAY_ALSO=${REPLAY_ALSO:-}
+PROFILE=${PROFILE:-0}
 OUT=${OUT:-$REPO/bench/results/readout-$(date -u +%Y%m%d-%H%M%S)}
 [ "$(id -u)" = 0 ] || { echo "bench/readout.sh: needs root (losetup, mount)" >&2; exit 1; }
 for t in fio python3 /usr/bin/time losetup; do
@@ -62,7 +67,7 @@ DMAPLAY=$REPO/target/release/dmaplay
 log() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$OUT/log.txt" >&2; }
 {
     echo "date_utc: $(date -u '+%Y-%m-%d %H:%M:%S')"
-    echo "command: SIZE=$SIZE RATE=$RATE REPS=$REPS PACED=$PACED PACED_RT=$PACED_RT PACED_OLD=$PACED_OLD THROUGHPUT=$THROUGHPUT LAYOUT=$LAYOUT OLD_DMAPLAY=$OLD_DMAPLAY bash bench/readout.sh"
+    echo "command: SIZE=$SIZE RATE=$RATE REPS=$REPS PACED=$PACED PACED_RT=$PACED_RT PACED_OLD=$PACED_OLD THROUGHPUT=$THROUGHPUT LAYOUT=$LAYOUT PROFILE=$PROFILE OLD_DMAPLAY=$OLD_DMAPLAY REPLAY_ALSO=\"$REPLAY_ALSO\" bash bench/readout.sh"
     echo "git: $(git rev-parse --short HEAD); uncommitted: $(git status --short -- tools formats recorder | tr '\n' ' ')"
     echo "cores: $(nproc), kernel $(uname -r), fio $(fio --version)"
     echo "disk: $DISK_DIR on $(df --output=source "$DISK_DIR" | tail -1) ($(df --output=fstype "$DISK_DIR" | tail -1))"
@@ -104,6 +109,9 @@ if [ -n "$OLD_DMAPLAY" ]; then
             "old-dmaplay|export-disk|$OLD_DMAPLAY export --quiet --json --index $IDX --all --format raw --force --out $WORK/x.raw $LOOP"
             "old-dmaplay|replay-max|$OLD_DMAPLAY replay --json --speed max --out /dev/null --index $IDX $LOOP")
 fi
+for extra in $REPLAY_ALSO; do
+    items+=("${extra%%=*}|replay-max|${extra#*=} replay --json --speed max --out /dev/null --index $IDX $LOOP")
+done
 n=${#items[@]}
 for ((r = 1; r <= REPS; r++)); do
     log "rep $r/$REPS (load $(cut -d' ' -f1 /proc/loadavg))"
@@ -127,5 +135,16 @@ for ((r = 1; r <= REPS; r++)); do
         run "$tool" "${p#old-}" "$r" "$bin" replay --json --speed original "${rt[@]}" --out /dev/null --index "$IDX" "$LOOP"
     done
 done
+if [ "$PROFILE" = 1 ]; then
+    for item in "${items[@]}"; do
+        IFS='|' read -r tool config cmd <<< "$item"
+        [ "$tool" = dmaplay ] || continue
+        log "  perf record: $config"
+        # shellcheck disable=SC2086
+        run perf "$config" 0 perf record -q -e cpu-clock -g -o "$OUT/raw/perf-$config.data" $cmd
+        perf report -i "$OUT/raw/perf-$config.data" --stdio --no-children --percent-limit 1.5 \
+            2>/dev/null | grep -v '^$' | head -120 > "$OUT/perf-$config.txt" || true
+    done
+fi
 python3 bench/readout_summary.py "$OUT" "$REC_B"
 log "results in $OUT"

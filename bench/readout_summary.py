@@ -26,7 +26,8 @@ with open(f"{out}/runs.tsv") as f:
         wall, user, sys_s, rss = open(f"{raw}.time").read().split()[-4:]
         row.update(wall=float(wall), cpu=float(user) + float(sys_s), rss_kb=int(rss),
                    load1=float(row["load1"]), out=open(f"{raw}.out").read())
-        runs.append(row)
+        if row["tool"] != "perf":  # the profiled runs (PROFILE=1) are not timed
+            runs.append(row)
 
 
 def med(v):
@@ -73,7 +74,7 @@ for tool, config, write in ratios:
     if v:
         lines.append(f"| {tool} {config} / min(fio read of the target, fio {write}) | "
                      f"**{statistics.median(v):.2f}** [{min(v):.2f}–{max(v):.2f}] | {len(v)} |")
-for tool in ("dmaplay", "old-dmaplay"):
+for tool in sorted({t for t, c in by if c == "replay-max"}):
     v = [d[(tool, "replay-max")] / d[("dmaplay", "verify")] for d in per_rep.values()
          if (tool, "replay-max") in d and ("dmaplay", "verify") in d]
     if v:
