@@ -2,8 +2,9 @@
 //! channel, in recording order) to stdout, a file or a FIFO, paced by the
 //! card timestamps: in real time, N times faster or slower, or as fast as
 //! the disks go. A damaged or unavailable slot is skipped with a warning.
-//! Slots are checked (header, CRC) on worker threads, verify's
-//! ([`crate::checkpool`]), and streamed in slot order by the reading thread.
+//! At `--speed max` slots are checked (header, CRC) on worker threads,
+//! verify's ([`crate::checkpool`]), and streamed in slot order by the
+//! reading thread; paced, the reading thread checks each as it is read.
 
 use crate::aligned::BufferPool;
 use crate::catalog::{Catalog, IndexDamage};
@@ -12,6 +13,7 @@ use crate::select::{self, Selection};
 use crate::stripe::StripeSet;
 use crate::timespec::TimeSpec;
 use crate::uring::{self, Reader, Request, Sink};
+use crate::verify::check_slot;
 use anyhow::{bail, Context, Result};
 use formats::{IndexEntry, SLOT_HEADER_BYTES};
 use serde::Serialize;
@@ -196,15 +198,19 @@ impl Stream {
     }
 }
 
-/// Reads go to the check workers ([`CheckPool`]); the checked slots come
-/// back in read order ([`InOrder`]) and go to the stream. Every read
-/// buffer is kept until its slot is through the stream.
+/// At `--speed max`, reads go to the check workers ([`CheckPool`]) and
+/// the checked slots come back in read order ([`InOrder`]) to the stream.
+/// Paced, each slot is checked in this thread when it is read (a CRC is
+/// microseconds; a slot due while the reader waits for a read would be
+/// late). Every read buffer is kept until its slot is through the stream.
 struct ReplaySink<'a> {
     stream: Stream,
     view: formats::index::IndexView<'a>,
     pool: Arc<BufferPool>,
     slot_bytes: usize,
-    checks: CheckPool,
+    spec: CheckSpec,
+    /// None: check in this thread (paced).
+    checks: Option<CheckPool>,
     order: InOrder,
     /// Slots handed to the checks so far (the next one's InOrder tag).
     sent: u64,
@@ -223,6 +229,22 @@ impl ReplaySink<'_> {
         }
         Ok(())
     }
+
+    /// Takes a finished check (waiting for one with `wait`) and streams
+    /// what is ready; false when no check was out.
+    fn collect(&mut self, wait: bool) -> Result<bool> {
+        let Some(checks) = self.checks.as_mut() else {
+            return Ok(false);
+        };
+        match checks.recv(wait)? {
+            Some(c) => {
+                self.order.put(c);
+                self.stream_ready()?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
 }
 
 impl Sink for ReplaySink<'_> {
@@ -230,15 +252,24 @@ impl Sink for ReplaySink<'_> {
         let entry = self.view.get(c.request.tag as usize)?;
         let tag = self.sent;
         self.sent += 1;
-        match c.result {
-            Err(why) => self.order.put(Checked {
-                buffer: c.buffer,
-                tag,
-                entry,
-                problem: Some(format!("read failed: {why}")),
-            }),
-            Ok(()) => self.checks.send(c.buffer, tag, entry)?,
+        let checked = |problem| Checked {
+            buffer: c.buffer,
+            tag,
+            entry,
+            problem,
+        };
+        match (c.result, self.checks.as_mut()) {
+            (Err(why), _) => self.order.put(checked(Some(format!("read failed: {why}")))),
+            (Ok(()), Some(checks)) => checks.send(c.buffer, tag, entry)?,
+            (Ok(()), None) => {
+                let slot = &self.pool.bytes(c.buffer)[..self.slot_bytes];
+                let s = self.spec;
+                let problem = check_slot(slot, &entry, s.uuid, s.payload_bytes, s.with_pattern);
+                self.order.put(checked(problem));
+            }
         }
+        // Bounded: each turn takes one of the checks out.
+        while self.collect(false)? {}
         self.stream_ready()?;
         Ok(None)
     }
@@ -249,12 +280,8 @@ impl Sink for ReplaySink<'_> {
             if let Some(b) = self.freed.pop_front() {
                 return Ok(Some(b));
             }
-            match self.checks.recv(wait)? {
-                Some(c) => {
-                    self.order.put(c);
-                    self.stream_ready()?;
-                }
-                None => return Ok(None),
+            if !self.collect(wait)? {
+                return Ok(None);
             }
         }
     }
@@ -345,7 +372,9 @@ pub fn replay(
         view,
         pool: reader.pool().clone(),
         slot_bytes,
-        checks: CheckPool::start(reader.pool().clone(), 0, spec),
+        spec,
+        checks: (options.speed == Speed::Max)
+            .then(|| CheckPool::start(reader.pool().clone(), 0, spec)),
         order: InOrder::default(),
         sent: 0,
         freed: VecDeque::new(),
