@@ -7,6 +7,8 @@
     svgplot.py sustained <run dir>    bench/sustained.sh: rate and ring headroom over time
         (from raw/: fio's --write_bw_log 100 ms windows, dmarec's status lines)
     svgplot.py deinterleave <run dir> bench/deinterleave.sh: MB/s per tool (results.txt)
+    svgplot.py table <summary.md> <column> <out.svg> <title>
+        bars of a markdown table's "median [min-max]" column, one per row
 """
 import csv
 import math
@@ -224,6 +226,28 @@ def deinterleave(outdir):
         f.write(bar_plot(rows, "export of an interleaved vs a round-robin recording, fio read", "MB/s"))
 
 
+SPREAD = re.compile(r"\**([\d.]+)\**\s*\[([\d.]+)[-–]([\d.]+)\]")
+
+
+def table(md, column, out, title):
+    """Bars from a markdown table of a run's summary: each row's first cell
+    and its `column` cell, written as "median [min-max]"."""
+    rows, head = [], None
+    with open(md) as f:
+        for line in f:
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if not line.startswith("|") or set("".join(cells)) <= set("-: "):
+                continue
+            if head is None or column not in head:
+                head = cells
+                continue
+            m = SPREAD.fullmatch(cells[head.index(column)]) if len(cells) == len(head) else None
+            if m:
+                rows.append((cells[0], float(m[1]), float(m[2]), float(m[3])))
+    with open(out, "w") as f:
+        f.write(bar_plot(rows, title, column))
+
+
 def scale(tsv, outdir):
     runs = defaultdict(list)
     with open(tsv) as f:
@@ -258,5 +282,7 @@ if __name__ == "__main__":
         sustained(sys.argv[2])
     elif sys.argv[1] == "deinterleave":
         deinterleave(sys.argv[2])
+    elif sys.argv[1] == "table":
+        table(*sys.argv[2:6])
     else:
         sys.exit(__doc__)
