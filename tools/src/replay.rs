@@ -178,7 +178,8 @@ impl Stream {
             )),
             Speed::Max => None,
         };
-        if let Some(wait) = due.and_then(|d| d.checked_sub(self.started.elapsed())) {
+        let wait = due.and_then(|d| d.checked_sub(self.started.elapsed()));
+        if let Some(wait) = wait {
             self.out.flush().ok();
             std::thread::sleep(wait);
         }
@@ -190,7 +191,7 @@ impl Stream {
         }
         if let Some(due) = due {
             let late_ns = self.started.elapsed().as_nanos() as i128 - due.as_nanos() as i128;
-            self.pacing.record(late_ns);
+            self.pacing.record(late_ns, wait.is_none());
         }
         self.slots += 1;
         self.bytes += payload.len() as u64;
@@ -407,8 +408,8 @@ impl ReplayReport {
     pub fn text(&self) -> String {
         let pacing = match &self.pacing {
             Some(p) => format!(
-                "\npacing: late p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms; {} of {} slots over 1 ms",
-                p.p50_ms, p.p99_ms, p.max_ms, p.slots_late_over_1ms, p.slots
+                "\npacing: late p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms; {} of {} slots over 1 ms ({} of them reached the stream after they were due)",
+                p.p50_ms, p.p99_ms, p.max_ms, p.slots_late_over_1ms, p.slots, p.slots_late_over_1ms_arrived_late
             ),
             None => String::new(),
         };
