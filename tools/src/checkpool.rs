@@ -1,8 +1,8 @@
 //! Slot checks ([`crate::verify::check_slot`]: header, CRC, optionally the
 //! simulated card's pattern) on worker threads, one per core, so the
 //! thread that reads (and, for replay, writes) is not the one computing
-//! CRCs. Used by `dmaplay verify` (any order) and `dmaplay replay` (the
-//! results put back in read order by [`InOrder`]).
+//! CRCs. Used by `dmaplay verify` (any order), `dmaplay replay` and
+//! `dmaplay export` (the results put back in read order by [`Ordered`]).
 //!
 //! Buffer protocol: a read buffer sent with [`CheckPool::send`] belongs to
 //! a worker until its [`Checked`] comes back from [`CheckPool::recv`]; the
@@ -74,6 +74,11 @@ impl CheckPool {
 
     pub fn threads(&self) -> usize {
         self.workers.len()
+    }
+
+    /// Slots sent and not yet received.
+    pub fn outstanding(&self) -> usize {
+        self.outstanding
     }
 
     /// Hands read buffer `buffer` (holding the slot of `entry`) to a worker.
@@ -173,6 +178,92 @@ impl InOrder {
 
     pub fn is_empty(&self) -> bool {
         self.waiting.is_empty()
+    }
+}
+
+/// Finished reads checked on the workers (or, without workers, in the
+/// calling thread as they come) and given back in the order they were
+/// read, each with its buffer (the caller's again) and its problem.
+pub struct Ordered {
+    checks: Option<CheckPool>,
+    spec: CheckSpec,
+    pool: Arc<BufferPool>,
+    slot_bytes: usize,
+    order: InOrder,
+    /// Reads taken so far (the next one's InOrder tag).
+    sent: u64,
+}
+
+impl Ordered {
+    /// Over reads of `slot_bytes` into `pool`; `workers`: check on a
+    /// [`CheckPool`] (one thread per core), else in the calling thread.
+    pub fn new(pool: Arc<BufferPool>, slot_bytes: usize, spec: CheckSpec, workers: bool) -> Self {
+        Ordered {
+            checks: workers.then(|| CheckPool::start(pool.clone(), 0, spec)),
+            spec,
+            pool,
+            slot_bytes,
+            order: InOrder::default(),
+            sent: 0,
+        }
+    }
+
+    /// Takes read `c` of the slot of `entry` (its buffer until [`Ordered::next`]
+    /// gives it back).
+    pub fn add(&mut self, c: &crate::uring::Completion, entry: IndexEntry) -> Result<()> {
+        let tag = self.sent;
+        self.sent += 1;
+        let checked = |problem| Checked {
+            buffer: c.buffer,
+            tag,
+            entry,
+            problem,
+        };
+        match (&c.result, self.checks.as_mut()) {
+            (Err(why), _) => self.order.put(checked(Some(format!("read failed: {why}")))),
+            (Ok(()), Some(checks)) => checks.send(c.buffer, tag, entry)?,
+            (Ok(()), None) => {
+                let slot = &self.pool.bytes(c.buffer)[..self.slot_bytes];
+                let s = self.spec;
+                let problem = crate::verify::check_slot(
+                    slot,
+                    &entry,
+                    s.uuid,
+                    s.payload_bytes,
+                    s.with_pattern,
+                );
+                self.order.put(checked(problem));
+            }
+        }
+        Ok(())
+    }
+
+    /// The next read in read order, once checked; with `wait`, waits for
+    /// it while checks are out. None: not back yet, or nothing taken.
+    pub fn next(&mut self, wait: bool) -> Result<Option<Checked>> {
+        // Bounded: each turn receives one of the checks out.
+        loop {
+            if let Some(c) = self.order.take_next() {
+                return Ok(Some(c));
+            }
+            let Some(checks) = self.checks.as_mut() else {
+                return Ok(None);
+            };
+            match checks.recv(wait)? {
+                Some(c) => self.order.put(c),
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// Reads out for checking.
+    pub fn outstanding(&self) -> usize {
+        self.checks.as_ref().map_or(0, |c| c.outstanding())
+    }
+
+    /// The bytes of read buffer `buffer`.
+    pub fn slot(&self, buffer: usize) -> &[u8] {
+        &self.pool.bytes(buffer)[..self.slot_bytes]
     }
 }
 

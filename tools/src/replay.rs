@@ -8,12 +8,11 @@
 
 use crate::aligned::BufferPool;
 use crate::catalog::{Catalog, IndexDamage};
-use crate::checkpool::{CheckPool, CheckSpec, Checked, InOrder};
+use crate::checkpool::{CheckSpec, Ordered};
 use crate::select::{self, Selection};
 use crate::stripe::StripeSet;
 use crate::timespec::TimeSpec;
 use crate::uring::{self, Reader, Request, Sink};
-use crate::verify::check_slot;
 use anyhow::{bail, Context, Result};
 use formats::{IndexEntry, SLOT_HEADER_BYTES};
 use serde::Serialize;
@@ -21,7 +20,6 @@ use std::collections::VecDeque;
 use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -199,89 +197,49 @@ impl Stream {
     }
 }
 
-/// At `--speed max`, reads go to the check workers ([`CheckPool`]) and
-/// the checked slots come back in read order ([`InOrder`]) to the stream.
-/// Paced, each slot is checked in this thread when it is read (a CRC is
-/// microseconds; a slot due while the reader waits for a read would be
-/// late). Every read buffer is kept until its slot is through the stream.
+/// At `--speed max`, reads go to the check workers and the checked slots
+/// come back in read order ([`Ordered`]) to the stream. Paced, each slot
+/// is checked in this thread when it is read (a CRC is microseconds; a
+/// slot due while the reader waits for a read would be late). Every read
+/// buffer is kept until its slot is through the stream.
 struct ReplaySink<'a> {
     stream: Stream,
     view: formats::index::IndexView<'a>,
-    pool: Arc<BufferPool>,
-    slot_bytes: usize,
-    spec: CheckSpec,
-    /// None: check in this thread (paced).
-    checks: Option<CheckPool>,
-    order: InOrder,
-    /// Slots handed to the checks so far (the next one's InOrder tag).
-    sent: u64,
+    ordered: Ordered,
     /// Buffers through the stream, not yet given back to the reader.
     freed: VecDeque<usize>,
 }
 
 impl ReplaySink<'_> {
-    /// Streams every checked slot whose turn it is.
-    fn stream_ready(&mut self) -> Result<()> {
-        // Bounded: each turn takes one slot out of `order`.
-        while let Some(c) = self.order.take_next() {
-            let slot = &self.pool.bytes(c.buffer)[..self.slot_bytes];
-            self.stream.take(slot, &c.entry, c.problem)?;
-            self.freed.push_back(c.buffer);
-        }
-        Ok(())
-    }
-
-    /// Takes a finished check (waiting for one with `wait`) and streams
-    /// what is ready; false when no check was out.
-    fn collect(&mut self, wait: bool) -> Result<bool> {
-        let Some(checks) = self.checks.as_mut() else {
+    /// Streams the next slot in read order when it is checked (waiting
+    /// for it with `wait`); false when there is none.
+    fn stream_next(&mut self, wait: bool) -> Result<bool> {
+        let Some(c) = self.ordered.next(wait)? else {
             return Ok(false);
         };
-        match checks.recv(wait)? {
-            Some(c) => {
-                self.order.put(c);
-                self.stream_ready()?;
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        self.stream
+            .take(self.ordered.slot(c.buffer), &c.entry, c.problem)?;
+        self.freed.push_back(c.buffer);
+        Ok(true)
     }
 }
 
 impl Sink for ReplaySink<'_> {
     fn deliver(&mut self, _pool: &BufferPool, c: uring::Completion) -> Result<Option<usize>> {
         let entry = self.view.get(c.request.tag as usize)?;
-        let tag = self.sent;
-        self.sent += 1;
-        let checked = |problem| Checked {
-            buffer: c.buffer,
-            tag,
-            entry,
-            problem,
-        };
-        match (c.result, self.checks.as_mut()) {
-            (Err(why), _) => self.order.put(checked(Some(format!("read failed: {why}")))),
-            (Ok(()), Some(checks)) => checks.send(c.buffer, tag, entry)?,
-            (Ok(()), None) => {
-                let slot = &self.pool.bytes(c.buffer)[..self.slot_bytes];
-                let s = self.spec;
-                let problem = check_slot(slot, &entry, s.uuid, s.payload_bytes, s.with_pattern);
-                self.order.put(checked(problem));
-            }
-        }
-        // Bounded: each turn takes one of the checks out.
-        while self.collect(false)? {}
-        self.stream_ready()?;
+        self.ordered.add(&c, entry)?;
+        // Bounded: each turn streams one of the slots taken.
+        while self.stream_next(false)? {}
         Ok(None)
     }
 
     fn reclaim(&mut self, wait: bool) -> Result<Option<usize>> {
-        // Bounded: each turn receives one of the slots out for checking.
+        // Bounded: each turn streams one of the slots taken.
         loop {
             if let Some(b) = self.freed.pop_front() {
                 return Ok(Some(b));
             }
-            if !self.collect(wait)? {
+            if !self.stream_next(wait)? {
                 return Ok(None);
             }
         }
@@ -356,6 +314,12 @@ pub fn replay(
         payload_bytes: sb.payload_bytes as usize,
         with_pattern: false,
     };
+    let ordered = Ordered::new(
+        reader.pool().clone(),
+        slot_bytes,
+        spec,
+        options.speed == Speed::Max,
+    );
     let mut sink = ReplaySink {
         stream: Stream {
             out: open_out(options)?,
@@ -371,13 +335,7 @@ pub fn replay(
             bytes: 0,
         },
         view,
-        pool: reader.pool().clone(),
-        slot_bytes,
-        spec,
-        checks: (options.speed == Speed::Max)
-            .then(|| CheckPool::start(reader.pool().clone(), 0, spec)),
-        order: InOrder::default(),
-        sent: 0,
+        ordered,
         freed: VecDeque::new(),
     };
     for msg in unavailable {
