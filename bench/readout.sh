@@ -16,7 +16,7 @@
 #       (the old binary's export and replay --speed max in the same run;
 #       PACED_OLD=1: also its --realtime replay at the original rate)
 #   LAYOUT=interleaved sudo bash bench/readout.sh   # de-interleaving export
-#   REPLAY_ALSO="name=/path/to/dmaplay ..."  # more binaries' replay --speed max
+#   ALSO="name=/path/to/dmaplay ..."  # more binaries' export and replay --speed max
 #   PROFILE=1: after the reps, `perf record -e cpu-clock -g` of each dmaplay
 #       run once more; the top of `perf report` in $OUT/perf-<what>.txt
 #
@@ -36,7 +36,7 @@ PACED_RT=${PACED_RT:-0}  # 1: also one with --realtime (SCHED_FIFO) per rep, alt
 THROUGHPUT=${THROUGHPUT:-1}  # 0: only the paced replays
 PACED_OLD=${PACED_OLD:-0}    # 1: OLD_DMAPLAY's --realtime paced replay too, per rep
 LAYOUT=${LAYOUT:-round-robin}  # the recording's --channel-layout
-REPLAY_ALSO=${REPLAY_ALSO:-}
+ALSO=${ALSO:-}
 PROFILE=${PROFILE:-0}
 OUT=${OUT:-$REPO/bench/results/readout-$(date -u +%Y%m%d-%H%M%S)}
 [ "$(id -u)" = 0 ] || { echo "bench/readout.sh: needs root (losetup, mount)" >&2; exit 1; }
@@ -67,7 +67,7 @@ DMAPLAY=$REPO/target/release/dmaplay
 log() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$OUT/log.txt" >&2; }
 {
     echo "date_utc: $(date -u '+%Y-%m-%d %H:%M:%S')"
-    echo "command: SIZE=$SIZE RATE=$RATE REPS=$REPS PACED=$PACED PACED_RT=$PACED_RT PACED_OLD=$PACED_OLD THROUGHPUT=$THROUGHPUT LAYOUT=$LAYOUT PROFILE=$PROFILE OLD_DMAPLAY=$OLD_DMAPLAY REPLAY_ALSO=\"$REPLAY_ALSO\" bash bench/readout.sh"
+    echo "command: SIZE=$SIZE RATE=$RATE REPS=$REPS PACED=$PACED PACED_RT=$PACED_RT PACED_OLD=$PACED_OLD THROUGHPUT=$THROUGHPUT LAYOUT=$LAYOUT PROFILE=$PROFILE OLD_DMAPLAY=$OLD_DMAPLAY ALSO=\"$ALSO\" bash bench/readout.sh"
     echo "git: $(git rev-parse --short HEAD); uncommitted: $(git status --short -- tools formats recorder | tr '\n' ' ')"
     echo "cores: $(nproc), kernel $(uname -r), fio $(fio --version)"
     echo "disk: $DISK_DIR on $(df --output=source "$DISK_DIR" | tail -1) ($(df --output=fstype "$DISK_DIR" | tail -1))"
@@ -109,8 +109,11 @@ if [ -n "$OLD_DMAPLAY" ]; then
             "old-dmaplay|export-disk|$OLD_DMAPLAY export --quiet --json --index $IDX --all --format raw --force --out $WORK/x.raw $LOOP"
             "old-dmaplay|replay-max|$OLD_DMAPLAY replay --json --speed max --out /dev/null --index $IDX $LOOP")
 fi
-for extra in $REPLAY_ALSO; do
-    items+=("${extra%%=*}|replay-max|${extra#*=} replay --json --speed max --out /dev/null --index $IDX $LOOP")
+for extra in $ALSO; do
+    name=${extra%%=*} bin=${extra#*=}
+    items+=("$name|export-tmpfs|$bin export --quiet --json --index $IDX --all --format raw --force --out $TMPFS/x.raw $LOOP"
+            "$name|export-disk|$bin export --quiet --json --index $IDX --all --format raw --force --out $WORK/x.raw $LOOP"
+            "$name|replay-max|$bin replay --json --speed max --out /dev/null --index $IDX $LOOP")
 done
 n=${#items[@]}
 for ((r = 1; r <= REPS; r++)); do

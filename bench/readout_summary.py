@@ -63,8 +63,9 @@ if rows:
 per_rep = defaultdict(dict)
 for r in runs:
     per_rep[r["rep"]][(r["tool"], r["config"])] = rec_b / r["wall"] / 1e6
-ratios = [("dmaplay", "export-tmpfs", "write-tmpfs"), ("dmaplay", "export-disk", "write-disk"),
-          ("old-dmaplay", "export-tmpfs", "write-tmpfs"), ("old-dmaplay", "export-disk", "write-disk")]
+ratios = [(tool, f"export-{out}", f"write-{out}")
+          for tool in sorted({t for t, c in by if c.startswith("export-")}, key=lambda t: (t != "dmaplay", t))
+          for out in ("tmpfs", "disk")]
 lines += ["", "Per repetition, then median [min–max]:", "",
           "| ratio | median [min–max] | n |", "|---|---|---|"]
 for tool, config, write in ratios:
