@@ -18,7 +18,7 @@
 #   LAYOUT=interleaved sudo bash bench/readout.sh   # de-interleaving export
 #   ALSO="name=/path/to/dmaplay ..."  # more binaries' export and replay --speed max
 #   PROFILE=1: after the reps, `perf record -e cpu-clock -g` of each dmaplay
-#       run once more; the top of `perf report` in $OUT/perf-<what>.txt
+#       and old-dmaplay run once more; `perf report`'s top in $OUT/perf-<tool>-<what>.txt
 #
 # $OUT/runs.tsv, raw outputs in $OUT/raw, $OUT/summary.md and plots
 # (bench/readout_summary.py). Every loop device, mount and file it makes is
@@ -141,12 +141,12 @@ done
 if [ "$PROFILE" = 1 ]; then
     for item in "${items[@]}"; do
         IFS='|' read -r tool config cmd <<< "$item"
-        [ "$tool" = dmaplay ] || continue
-        log "  perf record: $config"
+        case $tool in dmaplay | old-dmaplay) ;; *) continue ;; esac
+        log "  perf record: $tool $config"
         # shellcheck disable=SC2086
-        run perf "$config" 0 perf record -q -e cpu-clock -g -o "$OUT/raw/perf-$config.data" $cmd
-        perf report -i "$OUT/raw/perf-$config.data" --stdio --no-children --percent-limit 1.5 \
-            2>/dev/null | grep -v '^$' | head -120 > "$OUT/perf-$config.txt" || true
+        run perf "$tool-$config" 0 perf record -q -e cpu-clock -g -o "$OUT/raw/perf-$tool-$config.data" $cmd
+        perf report -i "$OUT/raw/perf-$tool-$config.data" --stdio --no-children --percent-limit 1.5 \
+            2>/dev/null | grep -v '^$' | head -150 > "$OUT/perf-$tool-$config.txt" || true
     done
 fi
 python3 bench/readout_summary.py "$OUT" "$REC_B"
