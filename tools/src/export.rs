@@ -686,8 +686,23 @@ fn read_and_write(
         .collect();
     let count = blockio::ReadBudget::EXPORT.buffer_count(slot_bytes, files.len());
     let mut reader = Reader::new(&files, slot_bytes, count)?;
+    // Round-robin outputs are allocated ahead (their payloads are written
+    // O_DIRECT); interleaved ones are written through the page cache.
+    let expected: Vec<u64> = match layout.interleaved() {
+        true => vec![0; wanted.len()],
+        false => {
+            let per_channel = channel_bytes(&view, range.clone(), n, |e| readable(e))?;
+            wanted.iter().map(|&c| per_channel[c as usize]).collect()
+        }
+    };
     // Room for a write from every read buffer, and a few zero fillers.
-    let mut writer = Writer::create(data_paths, reader.pool().clone(), count + 4, payload_bytes)?;
+    let mut writer = Writer::create(
+        data_paths,
+        &expected,
+        reader.pool().clone(),
+        count + 4,
+        payload_bytes,
+    )?;
     let mut splitter = layout
         .frame_bytes()
         .map(|frame| Deinterleaver::new(n, frame as usize / n, payload_bytes));
@@ -833,6 +848,24 @@ fn outs_of<'o>(
         .enumerate()
         .filter(move |(c, _)| interleaved || *c == channel)
         .filter_map(|(_, out)| out.as_mut())
+}
+
+/// Payload bytes per channel (of `channels`) of the entries in `range`
+/// that `wanted` keeps: the size of each round-robin output.
+fn channel_bytes(
+    view: &formats::index::IndexView<'_>,
+    range: std::ops::Range<usize>,
+    channels: usize,
+    wanted: impl Fn(&IndexEntry) -> bool,
+) -> Result<Vec<u64>> {
+    let mut bytes = vec![0u64; channels];
+    for i in range {
+        let e = view.get(i)?;
+        if let (true, Some(b)) = (wanted(&e), bytes.get_mut(e.channel as usize)) {
+            *b += u64::from(e.payload_bytes_used);
+        }
+    }
+    Ok(bytes)
 }
 
 /// Payload bytes of the entries in `range` that `wanted` keeps: the
