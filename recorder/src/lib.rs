@@ -656,6 +656,19 @@ mod auto_ring_tests {
             "{note}"
         );
         assert!(note.contains(&format!("ring: {buffers} buffers")), "{note}");
+        // 2 s at 200 MB/s = 400 MB = 757 slots of 516 KiB (381 MiB), which
+        // hold 757 x 512 KiB / 200 MB/s = 1.98 s; no cap on any machine
+        // with 1.6 GB of RAM or more.
+        assert_eq!(AUTO_STALL_MS, 2000);
+        assert_eq!(buffers, 757);
+        assert!(note.contains("ring: 757 buffers, 381 MiB locked"), "{note}");
+        assert!(
+            note.contains("it holds 1.98 s of the card's data"),
+            "{note}"
+        );
+        assert!(!note.contains("capped"), "{note}");
+        let (_, stopped_card) = auto_buffers(payload, Some(0), MAX_BUFFERS);
+        assert!(!stopped_card.contains("holds"), "{stopped_card}");
     }
 
     #[test]
