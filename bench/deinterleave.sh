@@ -7,7 +7,8 @@
 # (reads + de-interleaves + writes every channel) and of the round-robin one
 # (reads + writes, no transpose). Outputs go to a tmpfs, so the comparison is
 # reading + corner turning against reading. Median [min-max] in
-# $OUT/summary.md. See docs/BENCHMARKS.md, "De-interleaving export".
+# $OUT/summary.md, plotted in $OUT/deinterleave-rates.svg. See docs/BENCHMARKS.md,
+# "De-interleaving export".
 #
 #   sudo bash bench/deinterleave.sh              # REPS=5 SIZE=1G CHANNELS=4
 #
@@ -123,4 +124,5 @@ if "fio-read" in med:
             print(f"\n{tool} / fio-read = {med[tool] / med['fio-read']:.2f}", end="")
     print()
 EOF
+python3 bench/svgplot.py deinterleave "$OUT"  # deinterleave-rates.svg
 cat "$OUT/summary.md"

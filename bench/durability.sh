@@ -129,3 +129,5 @@ for c, v in by.items():
     print(f"| {c} | {spread(mbs)} | {statistics.median(mbs) / ref:.3f} | {spread([t for _, t, _, _ in v], '{:.2f}')} "
           f"| {spread([f for _, _, f, _ in v])} | {', '.join(e for *_, e in v)} |")
 EOF
+python3 bench/svgplot.py table "$OUT/summary.md" "MB/s" "$OUT/durability-rates.svg" \
+	"durability cost: MB/s (same run, alternated)"

@@ -13,6 +13,12 @@
 #
 #   sudo bash bench/readout.sh                 # SIZE=2G RATE=32 REPS=3
 #   OLD_DMAPLAY=/path/to/old/dmaplay sudo bash bench/readout.sh
+#       (the old binary's export and replay --speed max in the same run;
+#       PACED_OLD=1: also its --realtime replay at the original rate)
+#   LAYOUT=interleaved sudo bash bench/readout.sh   # de-interleaving export
+#   ALSO="name=/path/to/dmaplay ..."  # more binaries' export and replay --speed max
+#   PROFILE=1: after the reps, `perf record -e cpu-clock -g` of each dmaplay
+#       and old-dmaplay run once more; `perf report`'s top in $OUT/perf-<tool>-<what>.txt
 #
 # $OUT/runs.tsv, raw outputs in $OUT/raw, $OUT/summary.md and plots
 # (bench/readout_summary.py). Every loop device, mount and file it makes is
@@ -28,6 +34,10 @@ OLD_DMAPLAY=${OLD_DMAPLAY:-}
 PACED=${PACED:-1}        # 0: no original-rate replay
 PACED_RT=${PACED_RT:-0}  # 1: also one with --realtime (SCHED_FIFO) per rep, alternated
 THROUGHPUT=${THROUGHPUT:-1}  # 0: only the paced replays
+PACED_OLD=${PACED_OLD:-0}    # 1: OLD_DMAPLAY's --realtime paced replay too, per rep
+LAYOUT=${LAYOUT:-round-robin}  # the recording's --channel-layout
+ALSO=${ALSO:-}
+PROFILE=${PROFILE:-0}
 OUT=${OUT:-$REPO/bench/results/readout-$(date -u +%Y%m%d-%H%M%S)}
 [ "$(id -u)" = 0 ] || { echo "bench/readout.sh: needs root (losetup, mount)" >&2; exit 1; }
 for t in fio python3 /usr/bin/time losetup; do
@@ -57,7 +67,7 @@ DMAPLAY=$REPO/target/release/dmaplay
 log() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$OUT/log.txt" >&2; }
 {
     echo "date_utc: $(date -u '+%Y-%m-%d %H:%M:%S')"
-    echo "command: SIZE=$SIZE RATE=$RATE REPS=$REPS PACED=$PACED PACED_RT=$PACED_RT THROUGHPUT=$THROUGHPUT OLD_DMAPLAY=$OLD_DMAPLAY bash bench/readout.sh"
+    echo "command: SIZE=$SIZE RATE=$RATE REPS=$REPS PACED=$PACED PACED_RT=$PACED_RT PACED_OLD=$PACED_OLD THROUGHPUT=$THROUGHPUT LAYOUT=$LAYOUT PROFILE=$PROFILE OLD_DMAPLAY=$OLD_DMAPLAY ALSO=\"$ALSO\" bash bench/readout.sh"
     echo "git: $(git rev-parse --short HEAD); uncommitted: $(git status --short -- tools formats recorder | tr '\n' ' ')"
     echo "cores: $(nproc), kernel $(uname -r), fio $(fio --version)"
     echo "disk: $DISK_DIR on $(df --output=source "$DISK_DIR" | tail -1) ($(df --output=fstype "$DISK_DIR" | tail -1))"
@@ -67,9 +77,9 @@ log() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$OUT/log.txt" >&2; }
 truncate -s "$DEV_B" "$WORK/target.img"
 LOOP=$(losetup -f --show --direct-io=on "$WORK/target.img")
 fio --name=prefill --filename="$LOOP" --ioengine=io_uring --direct=1 --bs=1m --rw=write --iodepth=8 --size="$DEV_B" >/dev/null
-log "recording $SIZE at $RATE MB/s on $LOOP"
+log "recording $SIZE at $RATE MB/s on $LOOP, $LAYOUT"
 "$DMAREC" record --source sim --target "$LOOP" --index "$WORK/rec.idx" --size "$SIZE_B" \
-    --rate "$RATE" --force --json --quiet > "$OUT/record.json"
+    --rate "$RATE" --channel-layout "$LAYOUT" --force --json --quiet > "$OUT/record.json"
 REC_B=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['bytes_written'])" "$OUT/record.json")
 printf 'id\ttool\tconfig\trep\tload1\n' > "$OUT/runs.tsv"
 N=0
@@ -96,8 +106,15 @@ items=(
 )
 if [ -n "$OLD_DMAPLAY" ]; then
     items+=("old-dmaplay|export-tmpfs|$OLD_DMAPLAY export --quiet --json --index $IDX --all --format raw --force --out $TMPFS/x.raw $LOOP"
-            "old-dmaplay|export-disk|$OLD_DMAPLAY export --quiet --json --index $IDX --all --format raw --force --out $WORK/x.raw $LOOP")
+            "old-dmaplay|export-disk|$OLD_DMAPLAY export --quiet --json --index $IDX --all --format raw --force --out $WORK/x.raw $LOOP"
+            "old-dmaplay|replay-max|$OLD_DMAPLAY replay --json --speed max --out /dev/null --index $IDX $LOOP")
 fi
+for extra in $ALSO; do
+    name=${extra%%=*} bin=${extra#*=}
+    items+=("$name|export-tmpfs|$bin export --quiet --json --index $IDX --all --format raw --force --out $TMPFS/x.raw $LOOP"
+            "$name|export-disk|$bin export --quiet --json --index $IDX --all --format raw --force --out $WORK/x.raw $LOOP"
+            "$name|replay-max|$bin replay --json --speed max --out /dev/null --index $IDX $LOOP")
+done
 n=${#items[@]}
 for ((r = 1; r <= REPS; r++)); do
     log "rep $r/$REPS (load $(cut -d' ' -f1 /proc/loadavg))"
@@ -110,12 +127,27 @@ for ((r = 1; r <= REPS; r++)); do
     paced=()
     [ "$PACED" = 1 ] && paced+=(replay-original)
     [ "$PACED_RT" = 1 ] && paced+=(replay-original-rt)
-    ((r % 2 == 0)) && [ ${#paced[@]} = 2 ] && paced=("${paced[1]}" "${paced[0]}")
-    for p in "${paced[@]}"; do
+    [ "$PACED_OLD" = 1 ] && [ -n "$OLD_DMAPLAY" ] && paced+=(old-replay-original-rt)
+    # Rotated per rep, so no variant always runs first.
+    for ((j = 0; j < ${#paced[@]}; j++)); do
+        p=${paced[$(((j + r - 1) % ${#paced[@]}))]}
         log "  rep $r: $p"
-        rt=(); [ "$p" = replay-original-rt ] && rt=(--realtime)
-        run dmaplay "$p" "$r" "$DMAPLAY" replay --json --speed original "${rt[@]}" --out /dev/null --index "$IDX" "$LOOP"
+        rt=(); [ "${p%-rt}" != "$p" ] && rt=(--realtime)
+        bin=$DMAPLAY tool=dmaplay
+        [ "${p#old-}" != "$p" ] && bin=$OLD_DMAPLAY tool=old-dmaplay
+        run "$tool" "${p#old-}" "$r" "$bin" replay --json --speed original "${rt[@]}" --out /dev/null --index "$IDX" "$LOOP"
     done
 done
+if [ "$PROFILE" = 1 ]; then
+    for item in "${items[@]}"; do
+        IFS='|' read -r tool config cmd <<< "$item"
+        case $tool in dmaplay | old-dmaplay) ;; *) continue ;; esac
+        log "  perf record: $tool $config"
+        # shellcheck disable=SC2086
+        run perf "$tool-$config" 0 perf record -q -e cpu-clock -g -o "$OUT/raw/perf-$tool-$config.data" $cmd
+        perf report -i "$OUT/raw/perf-$tool-$config.data" --stdio --no-children --percent-limit 1.5 \
+            2>/dev/null | grep -v '^$' | head -150 > "$OUT/perf-$tool-$config.txt" || true
+    done
+fi
 python3 bench/readout_summary.py "$OUT" "$REC_B"
 log "results in $OUT"

@@ -26,7 +26,8 @@ with open(f"{out}/runs.tsv") as f:
         wall, user, sys_s, rss = open(f"{raw}.time").read().split()[-4:]
         row.update(wall=float(wall), cpu=float(user) + float(sys_s), rss_kb=int(rss),
                    load1=float(row["load1"]), out=open(f"{raw}.out").read())
-        runs.append(row)
+        if row["tool"] != "perf":  # the profiled runs (PROFILE=1) are not timed
+            runs.append(row)
 
 
 def med(v):
@@ -62,8 +63,9 @@ if rows:
 per_rep = defaultdict(dict)
 for r in runs:
     per_rep[r["rep"]][(r["tool"], r["config"])] = rec_b / r["wall"] / 1e6
-ratios = [("dmaplay", "export-tmpfs", "write-tmpfs"), ("dmaplay", "export-disk", "write-disk"),
-          ("old-dmaplay", "export-tmpfs", "write-tmpfs"), ("old-dmaplay", "export-disk", "write-disk")]
+ratios = [(tool, f"export-{out}", f"write-{out}")
+          for tool in sorted({t for t, c in by if c.startswith("export-")}, key=lambda t: (t != "dmaplay", t))
+          for out in ("tmpfs", "disk")]
 lines += ["", "Per repetition, then median [min–max]:", "",
           "| ratio | median [min–max] | n |", "|---|---|---|"]
 for tool, config, write in ratios:
@@ -73,24 +75,28 @@ for tool, config, write in ratios:
     if v:
         lines.append(f"| {tool} {config} / min(fio read of the target, fio {write}) | "
                      f"**{statistics.median(v):.2f}** [{min(v):.2f}–{max(v):.2f}] | {len(v)} |")
-v = [d[("dmaplay", "replay-max")] / d[("dmaplay", "verify")] for d in per_rep.values()
-     if ("dmaplay", "replay-max") in d and ("dmaplay", "verify") in d]
-if v:
-    lines.append(f"| replay --speed max / verify | **{statistics.median(v):.2f}** "
-                 f"[{min(v):.2f}–{max(v):.2f}] | {len(v)} |")
+for tool in sorted({t for t, c in by if c == "replay-max"}):
+    v = [d[(tool, "replay-max")] / d[("dmaplay", "verify")] for d in per_rep.values()
+         if (tool, "replay-max") in d and ("dmaplay", "verify") in d]
+    if v:
+        lines.append(f"| {tool} replay --speed max / verify | **{statistics.median(v):.2f}** "
+                     f"[{min(v):.2f}–{max(v):.2f}] | {len(v)} |")
 
 paced = [r for r in runs if r["config"].startswith("replay-original")]
 if paced:
     lines += ["", "Replay at the original rate (lateness of every slot against its card timestamp):", "",
-              "| rep | how | seconds | slots | p50 ms | p99 ms | max ms | slots > 1 ms | load1 |",
+              "| rep | how | seconds | slots | p50 ms | p99 ms | max ms | slots > 1 ms (arrived late) | load1 |",
               "|---|---|---|---|---|---|---|---|---|"]
     prow = []
     for r in paced:
         j = json.loads(r["out"])
         p = j["pacing"]
         how = "--realtime" if r["config"].endswith("-rt") else "default"
+        if r["tool"] != "dmaplay":
+            how = f"{r['tool']} {how}"
         lines.append(f"| {r['rep']} | {how} | {j['seconds']:.1f} | {p['slots']} | {p['p50_ms']:.3f} | "
-                     f"{p['p99_ms']:.3f} | {p['max_ms']:.3f} | {p['slots_late_over_1ms']} | {r['load1']:.1f} |")
+                     f"{p['p99_ms']:.3f} | {p['max_ms']:.3f} | {p['slots_late_over_1ms']} "
+                     f"({p.get('slots_late_over_1ms_arrived_late', '-')}) | {r['load1']:.1f} |")
         prow += [(f"rep {r['rep']} {how} p50", p["p50_ms"], p["p50_ms"], p["p50_ms"]),
                  (f"rep {r['rep']} {how} p99", p["p99_ms"], p["p99_ms"], p["p99_ms"])]
     with open(f"{out}/pacing.tsv", "w") as f:

@@ -3,6 +3,8 @@
 # sustained write rate on the same loop device, both index placements, with
 # dmarec's durability on (a flush of the target and an fdatasync of the index
 # every second) and fio flushing as often. See docs/BENCHMARKS.md, "Sustained".
+# Plots (bench/svgplot.py): $OUT/sustained-rate.svg (fio's 100 ms windows,
+# dmarec's written rate every 5 s) and $OUT/sustained-headroom.svg.
 #
 #   sudo bash bench/sustained.sh                     # 60 s runs, 2 reps
 #   DURATION=300 REPS=3 bash bench/sustained.sh      # the 5 minutes
@@ -140,3 +142,4 @@ for ((rep = 1; rep <= REPS; rep++)); do
 done
 echo "load_at_end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/machine.txt"
 python3 bench/sustained_summary.py "$OUT" | tee "$OUT/summary.md"
+python3 bench/svgplot.py sustained "$OUT"  # sustained-rate.svg, sustained-headroom.svg

@@ -4,15 +4,23 @@
     svgplot.py scale <scale.tsv> <outdir>     log-log time and peak RSS per command
     svgplot.py bars <summary.tsv> <out.svg> <title> <unit>
         summary.tsv rows: label, median, min, max (a header line first)
+    svgplot.py sustained <run dir>    bench/sustained.sh: rate and ring headroom over time
+        (from raw/: fio's --write_bw_log 100 ms windows, dmarec's status lines)
+    svgplot.py deinterleave <run dir> bench/deinterleave.sh: MB/s per tool (results.txt)
+    svgplot.py table <summary.md> <column> <out.svg> <title>
+        bars of a markdown table's "median [min-max]" column, one per row
 """
 import csv
 import math
+import os
+import re
 import statistics
 import sys
 from collections import defaultdict
 
 W, H, L, R, T, B = 720, 400, 80, 220, 40, 50
-COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
+COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
+          "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 
 
 def esc(s):
@@ -129,6 +137,142 @@ def ratio_lines(runs):
     return out
 
 
+def lin_ticks(lo, hi, n=6):
+    """Round ticks from lo to hi (about n of them)."""
+    span = max(hi - lo, 1e-9)
+    step = 10 ** math.floor(math.log10(span / n))
+    for m in (1, 2, 5, 10):
+        if span / (m * step) <= n:
+            step *= m
+            break
+    first = math.ceil(lo / step) * step
+    return [first + i * step for i in range(int((hi - first) / step) + 1)]
+
+
+def time_plot(series, title, xlabel, ylabel, ymax=None):
+    """series: [(name, [(x, y), ...], stroke width)] on linear axes; a thin
+    line is drawn half transparent (dense traces such as 100 ms windows)."""
+    pts = [p for _, s, _ in series for p in s]
+    x0, x1 = 0.0, max(p[0] for p in pts) or 1.0
+    y0, y1 = 0.0, (ymax or max(p[1] for p in pts) * 1.1) or 1.0
+
+    def sx(x):
+        return L + (x - x0) / (x1 - x0) * (W - L - R)
+
+    def sy(y):
+        return H - B - (y - y0) / (y1 - y0) * (H - T - B)
+
+    out = header(title)
+    out.append(f'<rect x="{L}" y="{T}" width="{W - L - R}" height="{H - T - B}" fill="none" stroke="black"/>')
+    for v in lin_ticks(y0, y1):
+        out.append(f'<line x1="{L}" x2="{W - R}" y1="{sy(v):.1f}" y2="{sy(v):.1f}" stroke="#ddd"/>')
+        out.append(f'<text x="{L - 4}" y="{sy(v) + 4:.1f}" text-anchor="end">{v:g}</text>')
+    for v in lin_ticks(x0, x1):
+        out.append(f'<text x="{sx(v):.1f}" y="{H - B + 16}" text-anchor="middle">{v:g}</text>')
+    out.append(f'<text x="{(L + W - R) / 2}" y="{H - 10}" text-anchor="middle">{esc(xlabel)}</text>')
+    out.append(f'<text x="16" y="{(T + H - B) / 2}" text-anchor="middle" '
+               f'transform="rotate(-90 16 {(T + H - B) / 2})">{esc(ylabel)}</text>')
+    for i, (name, s, width) in enumerate(series):
+        c = COLORS[i % len(COLORS)]
+        path = " ".join(f"{sx(x):.1f},{sy(min(y, y1)):.1f}" for x, y in sorted(s))
+        opacity = 0.5 if width < 1.5 else 1.0
+        out.append(f'<polyline points="{path}" fill="none" stroke="{c}" stroke-width="{width}" '
+                   f'stroke-opacity="{opacity}"/>')
+        ly = T + 14 + 18 * i
+        out.append(f'<line x1="{W - R + 10}" x2="{W - R + 30}" y1="{ly - 4}" y2="{ly - 4}" stroke="{c}" stroke-width="2"/>')
+        out.append(f'<text x="{W - R + 34}" y="{ly}" font-size="10">{esc(name)}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+STATUS = re.compile(r"dmarec: (\d+) s .*?([\d.]+) MB/s now.*ring headroom (\d+)/(\d+)")
+
+
+def dmarec_status(path):
+    """(seconds, written MB/s, ring headroom, ring buffers) per status line."""
+    rows = []
+    with open(path, errors="replace") as f:
+        for line in f:
+            m = STATUS.search(line)
+            if m:
+                rows.append((int(m[1]), float(m[2]), int(m[3]), int(m[4])))
+    return rows
+
+
+def fio_windows(path):
+    """(seconds, MB/s) per window of fio's --write_bw_log (ms, KiB/s, dir 1)."""
+    rows = []
+    with open(path) as f:
+        for line in f:
+            fields = [x.strip() for x in line.split(",")]
+            if len(fields) >= 3 and fields[2] == "1":
+                rows.append((int(fields[0]) / 1000, int(fields[1]) * 1024 / 1e6))
+    return rows
+
+
+def sustained(outdir):
+    """rate and ring headroom over time of a bench/sustained.sh run (raw/)."""
+    raw = f"{outdir}/raw"
+    rate, headroom, ring = [], [], None
+    for name in sorted(os.listdir(raw)):
+        m = re.fullmatch(r"fio-(\d+)_bw\.1\.log", name)
+        if m:
+            rate.append((f"fio {m[1]} (100 ms)", fio_windows(f"{raw}/{name}"), 1))
+    with open(f"{outdir}/dmarec.tsv") as f:
+        for row in csv.DictReader(f, delimiter="\t"):
+            st = dmarec_status(f"{raw}/{row['tag']}.err")
+            if not st:
+                continue
+            label = f"dmarec {row['rep']} {row['placement']} {row['fraction']}x"
+            rate.append((f"{label} (5 s)", [(t, mb) for t, mb, _, _ in st], 2.5))
+            headroom.append((label, [(t, h) for t, _, h, _ in st], 2.5))
+            ring = st[0][3]
+    if rate:
+        with open(f"{outdir}/sustained-rate.svg", "w") as f:
+            f.write(time_plot(rate, "written MB/s: fio alone, dmarec (rep, index, card/fio)",
+                              "seconds into the run", "MB/s"))
+    if headroom:
+        with open(f"{outdir}/sustained-headroom.svg", "w") as f:
+            f.write(time_plot(headroom, f"dmarec ring headroom over time (of {ring} buffers)",
+                              "seconds into the run", "free buffers (lowest in 5 s)", ymax=ring))
+
+
+def deinterleave(outdir):
+    """MB/s per tool of a bench/deinterleave.sh run (results.txt, summary.md)."""
+    with open(f"{outdir}/summary.md") as f:
+        total = int(f.readline().split()[0])
+    rates = defaultdict(list)
+    with open(f"{outdir}/results.txt") as f:
+        for line in f:
+            tool, _, wall, _ = line.split()
+            rates[tool].append(total / float(wall) / 1e6)
+    rows = [(t, statistics.median(v), min(v), max(v)) for t, v in rates.items()]
+    with open(f"{outdir}/deinterleave-rates.svg", "w") as f:
+        f.write(bar_plot(rows, "export of an interleaved vs a round-robin recording, fio read", "MB/s"))
+
+
+SPREAD = re.compile(r"\**([\d.]+)\**\s*\[([\d.]+)[-–]([\d.]+)\]")
+
+
+def table(md, column, out, title):
+    """Bars from a markdown table of a run's summary: each row's first cell
+    and its `column` cell, written as "median [min-max]"."""
+    rows, head = [], None
+    with open(md) as f:
+        for line in f:
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if not line.startswith("|") or set("".join(cells)) <= set("-: "):
+                continue
+            if head is None or column not in head:
+                head = cells
+                continue
+            m = SPREAD.fullmatch(cells[head.index(column)]) if len(cells) == len(head) else None
+            if m:
+                rows.append((cells[0], float(m[1]), float(m[2]), float(m[3])))
+    with open(out, "w") as f:
+        f.write(bar_plot(rows, title, column))
+
+
 def scale(tsv, outdir):
     """Plots per tool (scale-time.svg / scale-rss.svg for "after", the only
     tool of a run without BEFORE; scale-*-before.svg for "before"), with
@@ -178,5 +322,11 @@ if __name__ == "__main__":
         scale(sys.argv[2], sys.argv[3])
     elif sys.argv[1] == "bars":
         bars(*sys.argv[2:6])
+    elif sys.argv[1] == "sustained":
+        sustained(sys.argv[2])
+    elif sys.argv[1] == "deinterleave":
+        deinterleave(sys.argv[2])
+    elif sys.argv[1] == "table":
+        table(*sys.argv[2:6])
     else:
         sys.exit(__doc__)

@@ -24,10 +24,10 @@ pub mod source;
 pub mod status;
 pub mod target;
 pub mod units;
+pub mod uring;
 
 use anyhow::{bail, Context, Result};
 use formats::{Channel, Member, PayloadSize, Superblock, MAX_DEVICES};
-use io_uring::IoUring;
 use journal::TargetSync;
 use memory::SlotMemory;
 use record::{Io, Limits, Recorder};
@@ -143,6 +143,8 @@ pub struct RecordOptions {
     pub payload_size: PayloadSize,
     pub buffers: usize,
     pub queue_depth: usize,
+    /// SQPOLL, a registered ring fd, IOPOLL (crate::uring).
+    pub uring: uring::UringOptions,
     pub ring: bool,
     /// Name of the scan to record (`--scan`): appended after the set's
     /// last scan unless `force`; `None`: a new set (blank targets or
@@ -313,10 +315,14 @@ pub fn record(options: &RecordOptions) -> Result<Summary> {
     let mut index_file = open_index(&options.index, options.force)?;
     created.paths.push(options.index.clone());
 
+    if options.uring.iopoll {
+        uring::check_iopoll_targets(&targets)?;
+    }
     let sq_entries = record::sq_entries(options.queue_depth, targets.len());
-    let (ring, setup_flags) = record::new_ring(sq_entries)?;
-    record::register_files(&ring, &targets, &index_file)?;
-    let (mut source, memory) = open_source(options, &ring)?;
+    let rings = uring::Rings::new(sq_entries, &options.uring)?;
+    let setup_flags = rings.setup.clone();
+    record::register_files(&rings, &targets, &index_file)?;
+    let (mut source, memory) = open_source(options, &rings.slots)?;
     let (sb, plan) = plan_scan(&targets, existing, options, source.as_ref())?;
     if plan.new_set {
         target::write_superblocks(&targets, &sb)?;
@@ -336,7 +342,7 @@ pub fn record(options: &RecordOptions) -> Result<Summary> {
     // From here on the targets hold a recording: keep every file.
     created.keep = true;
     let io = Io {
-        ring,
+        rings,
         memory: &memory,
         source: source.as_mut(),
         targets: &targets,
@@ -368,7 +374,7 @@ pub fn record(options: &RecordOptions) -> Result<Summary> {
     summary.target_sync = options.target_sync;
     summary.source = describe;
     summary.index = options.index.display().to_string();
-    summary.io_uring_setup = setup_flags.to_string();
+    summary.io_uring_setup = setup_flags;
     summary.memory = backing;
     Ok(summary)
 }
@@ -491,7 +497,7 @@ fn open_targets(options: &RecordOptions, created: &mut CreatedFiles) -> Result<V
 /// for the simulated card, the driver's or the recorder's for the driver.
 fn open_source(
     options: &RecordOptions,
-    ring: &IoUring,
+    ring: &io_uring::IoUring,
 ) -> Result<(Box<dyn Source>, Arc<SlotMemory>)> {
     let mut register = |mem: &SlotMemory| {
         // SAFETY: the memory stays mapped until the ring is dropped: the

@@ -137,6 +137,25 @@ struct RecordArgs {
     /// Slot writes in flight at most (8: best median on the machines measured, docs/BENCHMARKS.md).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=MAX_BUFFERS as u64))]
     queue_depth: u64,
+    /// Submit through a kernel thread polling the submission queue (io_uring SQPOLL):
+    /// fewer system calls, but the thread spins a core while there is work and is
+    /// counted in the run's CPU time (docs/BENCHMARKS.md, "io_uring options").
+    #[arg(long)]
+    sqpoll: bool,
+    /// With --sqpoll: ms without submissions before the polling thread sleeps
+    /// (the next submission wakes it with a system call).
+    #[arg(long, default_value_t = 1000, requires = "sqpoll",
+          value_parser = clap::value_parser!(u32).range(1..=60_000))]
+    sqpoll_idle_ms: u32,
+    /// Register the ring's file descriptor with itself (IORING_REGISTER_RING_FDS,
+    /// Linux 5.18+): each io_uring_enter skips the file-descriptor lookup.
+    #[arg(long)]
+    register_ring_fd: bool,
+    /// Poll for write completions instead of taking interrupts (io_uring IOPOLL): every
+    /// target must be a block device with poll queues (NVMe with nvme.poll_queues=N);
+    /// refused otherwise. Spins a core while writes are in flight.
+    #[arg(long)]
+    iopoll: bool,
     /// When the targets are full: stop, or wrap and overwrite the oldest slots (ring mode).
     #[arg(long, value_enum, default_value = "stop")]
     on_full: OnFull,
@@ -240,6 +259,11 @@ fn run_record(args: RecordArgs) -> Result<i32> {
         payload_size: args.payload_size,
         buffers,
         queue_depth: args.queue_depth as usize,
+        uring: recorder::uring::UringOptions {
+            sqpoll_idle_ms: args.sqpoll.then_some(args.sqpoll_idle_ms),
+            register_ring_fd: args.register_ring_fd,
+            iopoll: args.iopoll,
+        },
         ring: matches!(args.on_full, OnFull::Wrap),
         scan: args.scan,
         force: args.force,

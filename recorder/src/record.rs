@@ -29,7 +29,8 @@ use crate::pipeline::{Completed, SlotFailure, SlotPipeline, WriteRequest};
 use crate::source::{CardStats, Filled, Source};
 use crate::status::{Progress, Stalls, Summary};
 use crate::target::Target;
-use anyhow::{bail, Context, Result};
+use crate::uring::Rings;
+use anyhow::{Context, Result};
 use formats::{Layout, SlotHeader, Superblock, Uuid, SLOT_FLAG_GAP, SLOT_HEADER_BYTES};
 use io_uring::{opcode, squeue, types, IoUring};
 use std::fs::File;
@@ -97,7 +98,7 @@ pub struct Limits {
 
 /// What the loop works with: set up and registered by [`crate::record()`].
 pub struct Io<'a> {
-    pub ring: IoUring,
+    pub rings: Rings,
     pub memory: &'a SlotMemory,
     pub source: &'a mut dyn Source,
     pub targets: &'a [Target],
@@ -134,39 +135,35 @@ struct Run {
     cqes: Vec<(u64, i32)>,
 }
 
-/// Builds the io_uring: SINGLE_ISSUER|DEFER_TASKRUN (6.1+), falling back to
-/// COOP_TASKRUN (5.19+), then to no flags, as fio does.
-pub fn new_ring(entries: u32) -> Result<(IoUring, &'static str)> {
-    if let Ok(r) = IoUring::builder()
-        .setup_single_issuer()
-        .setup_defer_taskrun()
-        .build(entries)
-    {
-        return Ok((r, "single_issuer+defer_taskrun"));
-    }
-    if let Ok(r) = IoUring::builder().setup_coop_taskrun().build(entries) {
-        return Ok((r, "coop_taskrun"));
-    }
-    let r = IoUring::new(entries).context(
-        "io_uring_setup failed (is io_uring disabled? see /proc/sys/kernel/io_uring_disabled)",
-    )?;
-    Ok((r, "plain"))
-}
-
 /// Submission queue entries the loop needs at most at once: the slot
 /// writes, every index batch, the fdatasync, one flush per target.
 pub fn sq_entries(queue_depth: usize, targets: usize) -> u32 {
     (queue_depth + crate::index_writer::BATCH_COUNT + 1 + targets).next_power_of_two() as u32
 }
 
-/// Registers the targets and the index file (fixed files: targets 0..n, index n).
-pub fn register_files(ring: &IoUring, targets: &[Target], index: &File) -> Result<()> {
+/// Registers the targets and the index file (fixed files: targets 0..n,
+/// index n) with every ring.
+pub fn register_files(rings: &Rings, targets: &[Target], index: &File) -> Result<()> {
     use std::os::unix::io::AsRawFd;
     let mut fds: Vec<i32> = targets.iter().map(|t| t.file.as_raw_fd()).collect();
     fds.push(index.as_raw_fd());
+    for ring in std::iter::once(&rings.slots).chain(rings.journal.as_ref()) {
+        ring.submitter()
+            .register_files(&fds)
+            .context("io_uring: registering target files")?;
+    }
+    Ok(())
+}
+
+fn unregister(ring: &IoUring, buffers: bool) -> Result<()> {
     ring.submitter()
-        .register_files(&fds)
-        .context("io_uring: registering target files")?;
+        .unregister_files()
+        .context("io_uring: unregistering files")?;
+    if buffers {
+        ring.submitter()
+            .unregister_buffers()
+            .context("io_uring: unregistering buffers")?;
+    }
     Ok(())
 }
 
@@ -217,7 +214,7 @@ impl<'a> Recorder<'a> {
                     run.waited = self.io.source.try_take()?;
                 }
                 if run.waited.is_some() {
-                    self.enter(0)?;
+                    self.enter(0, true)?;
                 }
             }
             self.take_filled(&mut pipeline, &journal, &mut run)?;
@@ -230,7 +227,7 @@ impl<'a> Recorder<'a> {
             if stopping && pipeline.waiting() == 0 && journal.settled() {
                 break;
             }
-            if in_flight == 0 && self.io.ring.submission().is_empty() {
+            if in_flight == 0 && self.io.rings.submissions_empty() {
                 // Nothing in the kernel: block on the card.
                 assert_eq!(pipeline.waiting(), 0, "prepared slots with an empty queue");
                 if run.stop.is_none() {
@@ -239,7 +236,7 @@ impl<'a> Recorder<'a> {
                 self.tick(&mut run, &mut journal, false);
                 continue;
             }
-            self.enter(1)?;
+            self.enter(1, pipeline.in_flight() > 0)?;
             self.dispatch(&mut pipeline, &mut journal, &mut run)?;
             self.tick(&mut run, &mut journal, false);
         }
@@ -248,7 +245,7 @@ impl<'a> Recorder<'a> {
     }
 
     fn new_run(&self, started: Instant, count: usize) -> Run {
-        let cq_entries = self.io.ring.params().cq_entries() as usize;
+        let cq_entries = self.io.rings.cq_entries();
         let mut cqes = vec![(u64::MAX, 0); cq_entries];
         cqes.clear(); // capacity kept, its pages already touched
         let (recording_uuid, layout) = self.scan.clone().unwrap_or_else(|| {
@@ -368,12 +365,17 @@ impl<'a> Recorder<'a> {
         run: &mut Run,
     ) -> Result<()> {
         run.cqes.clear();
+        let rings = &mut self.io.rings;
         run.cqes.extend(
-            self.io
-                .ring
+            rings
+                .slots
                 .completion()
                 .map(|c| (c.user_data(), c.result())),
         );
+        if let Some(journal) = rings.journal.as_mut() {
+            run.cqes
+                .extend(journal.completion().map(|c| (c.user_data(), c.result())));
+        }
         assert!(run.cqes.len() <= run.cqes.capacity());
         let now = Instant::now();
         for i in 0..run.cqes.len() {
@@ -476,16 +478,10 @@ impl<'a> Recorder<'a> {
         // and the memory synchronously: a ring torn down at process exit is
         // released later by a kernel worker, and until then it would keep
         // the targets' exclusive claim (EBUSY for the next recording).
-        self.io
-            .ring
-            .submitter()
-            .unregister_files()
-            .context("io_uring: unregistering files")?;
-        self.io
-            .ring
-            .submitter()
-            .unregister_buffers()
-            .context("io_uring: unregistering buffers")?;
+        unregister(&self.io.rings.slots, true)?;
+        if let Some(journal) = &self.io.rings.journal {
+            unregister(journal, false)?;
+        }
         let mut durable = journal.durable();
         if run.stop == Some(StopReason::IoError) {
             durable = self.read_back(&mut run, durable)?;
@@ -644,13 +640,14 @@ impl<'a> Recorder<'a> {
                 .build()
                 .user_data(Tag::IndexSync.encode()),
         };
-        self.push(&sqe)
+        self.io.rings.push(&sqe, true)
     }
 
     /// io_uring_enter: submits what is queued and waits for `want`
-    /// completions. An interrupted or busy enter is retried by the loop.
-    fn enter(&mut self, want: usize) -> Result<()> {
-        match self.io.ring.submit_and_wait(want) {
+    /// completions (of slot writes if `slots_in_flight`, crate::uring).
+    /// An interrupted or busy enter is retried by the loop.
+    fn enter(&mut self, want: usize, slots_in_flight: bool) -> Result<()> {
+        match self.io.rings.enter(want, slots_in_flight) {
             Ok(_) => Ok(()),
             Err(e)
                 if e.raw_os_error() == Some(libc::EINTR)
@@ -663,20 +660,7 @@ impl<'a> Recorder<'a> {
     }
 
     fn push(&mut self, sqe: &squeue::Entry) -> Result<()> {
-        // Bounded: the SQ holds every operation that can be in flight
-        // (sq_entries); if full, submit first.
-        for _ in 0..2 {
-            // SAFETY: every buffer an SQE points to (registered slot memory,
-            // index batches) stays allocated and untouched until its
-            // completion is reaped: slot memory is Owner::Kernel and index
-            // batches are InFlight until then; run() drains all completions
-            // before returning.
-            if unsafe { self.io.ring.submission().push(sqe) }.is_ok() {
-                return Ok(());
-            }
-            self.io.ring.submit().context("io_uring_enter")?;
-        }
-        bail!("io_uring submission queue stays full")
+        self.io.rings.push(sqe, false)
     }
 }
 

@@ -54,6 +54,7 @@ fn allocations_of_a_recording(dir: &std::path::Path, size_bytes: u64, live: bool
         payload_size: formats::PayloadSize::new(64 << 10).unwrap(),
         buffers: 16,
         queue_depth: 4,
+        uring: Default::default(),
         ring: false,
         scan: None,
         force: false,

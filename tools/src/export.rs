@@ -15,6 +15,7 @@
 //! exported channel's output; a lost buffer is a gap of every channel.
 
 use crate::catalog::{Catalog, IndexDamage};
+use crate::checkpool::{CheckSpec, Ordered};
 use crate::deinterleave::Deinterleaver;
 use crate::outwrite::Writer;
 use crate::select::{self, Selection};
@@ -25,6 +26,7 @@ use crate::uring::{self, Reader, Request, Sink};
 use anyhow::{bail, Context, Result};
 use formats::{datatype_sample_bytes, ChannelLayout, IndexEntry, SLOT_HEADER_BYTES};
 use serde::Serialize;
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -578,27 +580,79 @@ pub fn export(
     })
 }
 
-/// A [`Sink`] that checks each slot and hands its payload to the writer
-/// (which keeps the read buffer until the write is done).
-struct ExportSink<'a, F: FnMut(&mut Writer, &[u8], uring::Completion) -> Result<bool>> {
+/// What export does with a checked slot, in read order: (writer, slot
+/// bytes, catalog position, problem, read buffer) -> whether the writer
+/// kept the buffer.
+type Pass<'f> = dyn FnMut(&mut Writer, &[u8], usize, Option<String>, usize) -> Result<bool> + 'f;
+
+/// A [`Sink`] that has each slot checked on the workers ([`Ordered`])
+/// and passes the checked slots, in read order, to `pass` (whose writes
+/// keep a read buffer until they are done).
+struct ExportSink<'a, 'f> {
     writer: &'a mut Writer,
-    deliver: F,
+    pass: &'a mut Pass<'f>,
+    view: formats::index::IndexView<'a>,
+    ordered: Ordered,
+    /// Catalog positions of the slots taken and not yet passed, in order.
+    positions: VecDeque<usize>,
+    /// Buffers passed and not kept by the writer.
+    freed: VecDeque<usize>,
 }
 
-impl<F: FnMut(&mut Writer, &[u8], uring::Completion) -> Result<bool>> Sink for ExportSink<'_, F> {
+impl ExportSink<'_, '_> {
+    /// Passes the next checked slot (waiting for it with `wait`); false
+    /// when there is none.
+    fn pass_next(&mut self, wait: bool) -> Result<bool> {
+        let Some(c) = self.ordered.next(wait)? else {
+            return Ok(false);
+        };
+        let position = self
+            .positions
+            .pop_front()
+            .expect("a position per slot taken");
+        let slot = self.ordered.slot(c.buffer);
+        if !(self.pass)(self.writer, slot, position, c.problem, c.buffer)? {
+            self.freed.push_back(c.buffer);
+        }
+        Ok(true)
+    }
+}
+
+impl Sink for ExportSink<'_, '_> {
     fn deliver(
         &mut self,
-        pool: &crate::aligned::BufferPool,
+        _pool: &crate::aligned::BufferPool,
         completion: uring::Completion,
     ) -> Result<Option<usize>> {
-        let buffer = completion.buffer;
-        let slot = &pool.bytes(buffer)[..completion.request.len_bytes];
-        let kept = (self.deliver)(self.writer, slot, completion)?;
-        Ok((!kept).then_some(buffer))
+        let position = completion.request.tag as usize;
+        self.positions.push_back(position);
+        let entry = self.view.get(position)?;
+        self.ordered.add(&completion, entry)?;
+        // Bounded: each turn passes one of the slots taken.
+        while self.pass_next(false)? {}
+        Ok(None)
     }
 
     fn reclaim(&mut self, wait: bool) -> Result<Option<usize>> {
-        self.writer.reclaim(wait)
+        // Bounded: each turn returns, or passes one of the slots taken.
+        loop {
+            if let Some(b) = self.freed.pop_front() {
+                return Ok(Some(b));
+            }
+            if let Some(b) = self.writer.reclaim(false)? {
+                return Ok(Some(b));
+            }
+            if self.pass_next(false)? {
+                continue;
+            }
+            if !wait {
+                return Ok(None);
+            }
+            if self.ordered.outstanding() == 0 {
+                return self.writer.reclaim(true);
+            }
+            self.pass_next(true)?;
+        }
     }
 }
 
@@ -632,8 +686,23 @@ fn read_and_write(
         .collect();
     let count = blockio::ReadBudget::EXPORT.buffer_count(slot_bytes, files.len());
     let mut reader = Reader::new(&files, slot_bytes, count)?;
+    // Round-robin outputs are allocated ahead (their payloads are written
+    // O_DIRECT); interleaved ones are written through the page cache.
+    let expected: Vec<u64> = match layout.interleaved() {
+        true => vec![0; wanted.len()],
+        false => {
+            let per_channel = channel_bytes(&view, range.clone(), n, |e| readable(e))?;
+            wanted.iter().map(|&c| per_channel[c as usize]).collect()
+        }
+    };
     // Room for a write from every read buffer, and a few zero fillers.
-    let mut writer = Writer::create(data_paths, reader.pool().clone(), count + 4, payload_bytes)?;
+    let mut writer = Writer::create(
+        data_paths,
+        &expected,
+        reader.pool().clone(),
+        count + 4,
+        payload_bytes,
+    )?;
     let mut splitter = layout
         .frame_bytes()
         .map(|frame| Deinterleaver::new(n, frame as usize / n, payload_bytes));
@@ -666,8 +735,12 @@ fn read_and_write(
             }
             Ok(())
         };
-    let deliver = |writer: &mut Writer, slot: &[u8], c: uring::Completion| -> Result<bool> {
-        let i = c.request.tag as usize;
+    let mut pass = |writer: &mut Writer,
+                    slot: &[u8],
+                    i: usize,
+                    mut problem: Option<String>,
+                    buffer: usize|
+     -> Result<bool> {
         skip_unread(outs, i, &mut cursor)?;
         cursor = i + 1;
         let e = view.get(i)?;
@@ -675,12 +748,6 @@ fn read_and_write(
         if let Some(bar) = &bar {
             bar.inc(used as u64);
         }
-        let mut problem = match c.result {
-            Err(why) => Some(format!("read failed: {why}")),
-            Ok(()) => {
-                crate::verify::check_slot(slot, &e, stripe.recording_uuid(), payload_bytes, false)
-            }
-        };
         if problem.is_none() {
             problem = layout.used_bytes_problem(e.payload_bytes_used);
         }
@@ -696,10 +763,10 @@ fn read_and_write(
                 let out = outs[e.channel as usize]
                     .as_mut()
                     .expect("only exported channels are read");
-                // SAFETY: `slot` is read buffer c.buffer of the reader's pool
+                // SAFETY: `slot` is read buffer `buffer` of the reader's pool
                 // (the writer's read pool); the sink gives the buffer up when
-                // deliver returns true and gets it back from reclaim.
-                unsafe { out.deliver(ctx, writer, &e, payload, Some(c.buffer)) }
+                // this returns true and gets it back from the writer's reclaim.
+                unsafe { out.deliver(ctx, writer, &e, payload, Some(buffer)) }
             }
             Some(splitter) => {
                 splitter.split(payload);
@@ -713,11 +780,20 @@ fn read_and_write(
             }
         }
     };
+    let spec = CheckSpec {
+        uuid: stripe.recording_uuid(),
+        payload_bytes,
+        with_pattern: false,
+    };
     reader.run(
         &mut requests,
         &mut ExportSink {
             writer: &mut writer,
-            deliver,
+            pass: &mut pass,
+            view: catalog.view(),
+            ordered: Ordered::new(reader.pool().clone(), slot_bytes, spec, true),
+            positions: VecDeque::new(),
+            freed: VecDeque::new(),
         },
     )?;
     skip_unread(outs, range.end, &mut cursor)?;
@@ -772,6 +848,24 @@ fn outs_of<'o>(
         .enumerate()
         .filter(move |(c, _)| interleaved || *c == channel)
         .filter_map(|(_, out)| out.as_mut())
+}
+
+/// Payload bytes per channel (of `channels`) of the entries in `range`
+/// that `wanted` keeps: the size of each round-robin output.
+fn channel_bytes(
+    view: &formats::index::IndexView<'_>,
+    range: std::ops::Range<usize>,
+    channels: usize,
+    wanted: impl Fn(&IndexEntry) -> bool,
+) -> Result<Vec<u64>> {
+    let mut bytes = vec![0u64; channels];
+    for i in range {
+        let e = view.get(i)?;
+        if let (true, Some(b)) = (wanted(&e), bytes.get_mut(e.channel as usize)) {
+            *b += u64::from(e.payload_bytes_used);
+        }
+    }
+    Ok(bytes)
 }
 
 /// Payload bytes of the entries in `range` that `wanted` keeps: the

@@ -12,6 +12,7 @@
 
 pub mod aligned;
 pub mod catalog;
+pub mod checkpool;
 pub mod deinterleave;
 pub mod drift;
 pub mod export;

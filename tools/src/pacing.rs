@@ -9,6 +9,8 @@ use serde::Serialize;
 pub struct Pacing {
     late_us: Vec<i64>,
     capacity: usize,
+    /// Slots over 1 ms late that reached the stream after they were due.
+    arrived_late_over_1ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -20,6 +22,10 @@ pub struct PacingReport {
     pub max_ms: f64,
     /// Slots handed over more than 1 ms after they were due.
     pub slots_late_over_1ms: u64,
+    /// Of those, the slots that reached the stream (read and checked)
+    /// only after they were due: held up by their read, or by the stream's
+    /// previous write. The others were there in time and woke up late.
+    pub slots_late_over_1ms_arrived_late: u64,
 }
 
 impl Pacing {
@@ -28,14 +34,19 @@ impl Pacing {
         Pacing {
             late_us: Vec::with_capacity(slots),
             capacity: slots,
+            arrived_late_over_1ms: 0,
         }
     }
 
-    /// One slot, handed over `late_ns` after it was due (negative: early).
-    pub fn record(&mut self, late_ns: i128) {
+    /// One slot, handed over `late_ns` after it was due (negative: early);
+    /// `arrived_late`: it reached the stream after it was due (no sleep).
+    pub fn record(&mut self, late_ns: i128, arrived_late: bool) {
         if self.late_us.len() < self.capacity {
             let us = (late_ns / 1000).clamp(i64::MIN as i128, i64::MAX as i128) as i64;
             self.late_us.push(us);
+            if us > 1000 && arrived_late {
+                self.arrived_late_over_1ms += 1;
+            }
         }
     }
 
@@ -56,6 +67,7 @@ impl Pacing {
             p99_ms: at(0.99),
             max_ms: self.late_us[n - 1] as f64 / 1000.0,
             slots_late_over_1ms: self.late_us.iter().filter(|&&us| us > 1000).count() as u64,
+            slots_late_over_1ms_arrived_late: self.arrived_late_over_1ms,
         })
     }
 }
@@ -108,7 +120,7 @@ mod tests {
         let mut p = Pacing::with_capacity(200);
         // 100 slots late 1..=100 ms, in reverse order.
         for ms in (1..=100).rev() {
-            p.record(ms as i128 * 1_000_000);
+            p.record(ms as i128 * 1_000_000, ms % 10 == 0);
         }
         let r = p.report().unwrap();
         assert_eq!(r.slots, 100);
@@ -116,19 +128,21 @@ mod tests {
         assert_eq!(r.p99_ms, 99.0);
         assert_eq!(r.max_ms, 100.0);
         assert_eq!(r.slots_late_over_1ms, 99);
+        assert_eq!(r.slots_late_over_1ms_arrived_late, 10, "10, 20, .. 100 ms");
     }
 
     #[test]
     fn sub_millisecond_lateness_is_kept_to_the_microsecond_and_capacity_bounds_it() {
         let mut p = Pacing::with_capacity(3);
         for ns in [250_000i128, 1_500, 999_999, 5_000_000] {
-            p.record(ns);
+            p.record(ns, true);
         }
         let r = p.report().unwrap();
         assert_eq!(r.slots, 3, "the fourth does not fit");
         assert_eq!(r.max_ms, 0.999);
         assert_eq!(r.p50_ms, 0.25);
         assert_eq!(r.slots_late_over_1ms, 0);
+        assert_eq!(r.slots_late_over_1ms_arrived_late, 0, "not over 1 ms");
         assert!(Pacing::with_capacity(4).report().is_none());
     }
 }

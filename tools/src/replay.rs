@@ -2,15 +2,21 @@
 //! channel, in recording order) to stdout, a file or a FIFO, paced by the
 //! card timestamps: in real time, N times faster or slower, or as fast as
 //! the disks go. A damaged or unavailable slot is skipped with a warning.
+//! At `--speed max` slots are checked (header, CRC) on worker threads,
+//! verify's ([`crate::checkpool`]), and streamed in slot order by the
+//! reading thread; paced, the reading thread checks each as it is read.
 
+use crate::aligned::BufferPool;
 use crate::catalog::{Catalog, IndexDamage};
+use crate::checkpool::{CheckSpec, Ordered};
 use crate::select::{self, Selection};
 use crate::stripe::StripeSet;
 use crate::timespec::TimeSpec;
-use crate::uring::{self, FnSink, Reader, Request};
+use crate::uring::{self, Reader, Request, Sink};
 use anyhow::{bail, Context, Result};
-use formats::SLOT_HEADER_BYTES;
+use formats::{IndexEntry, SLOT_HEADER_BYTES};
 use serde::Serialize;
+use std::collections::VecDeque;
 use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::PathBuf;
@@ -131,17 +137,117 @@ pub fn plan(
 /// Most skipped slots listed in the report (all are warned about).
 const MAX_LISTED_SKIPS: usize = 1000;
 
-pub fn replay(
-    stripe: &StripeSet,
-    catalog: &Catalog,
-    range: std::ops::Range<usize>,
-    options: &ReplayOptions,
-) -> Result<ReplayReport> {
-    let sb = &stripe.superblock;
-    let slot_bytes = sb.slot_bytes() as usize;
-    let payload_bytes = sb.payload_bytes as usize;
-    let view = catalog.view();
-    let mut out: Box<dyn Write> = match &options.out {
+/// The error that ends a replay whose reader went away (EPIPE).
+const CLOSED: &str = "stream reader closed";
+
+/// Where the checked slots go, in order: paced (or not) into the stream.
+struct Stream {
+    out: Box<dyn Write>,
+    speed: Speed,
+    started: Instant,
+    origin_card_ns: Option<u64>,
+    pacing: crate::pacing::Pacing,
+    skipped: Vec<String>,
+    slots: u64,
+    bytes: u64,
+}
+
+impl Stream {
+    fn skip(&mut self, msg: String) {
+        eprintln!("dmaplay: replay: skipping {msg}");
+        if self.skipped.len() < MAX_LISTED_SKIPS {
+            self.skipped.push(msg);
+        }
+    }
+
+    /// Writes slot `e`'s payload when it is due, or skips it for `problem`.
+    fn take(&mut self, slot: &[u8], e: &IndexEntry, problem: Option<String>) -> Result<()> {
+        if let Some(why) = problem {
+            self.skip(format!(
+                "slot {} (card_seq {}): {why}",
+                e.slot_seq, e.card_seq
+            ));
+            return Ok(());
+        }
+        let t0 = *self.origin_card_ns.get_or_insert(e.card_timestamp_ns);
+        let due = match self.speed {
+            Speed::Factor(f) => Some(Duration::from_secs_f64(
+                e.card_timestamp_ns.saturating_sub(t0) as f64 / 1e9 / f,
+            )),
+            Speed::Max => None,
+        };
+        let wait = due.and_then(|d| d.checked_sub(self.started.elapsed()));
+        if let Some(wait) = wait {
+            self.out.flush().ok();
+            std::thread::sleep(wait);
+        }
+        let payload = &slot[SLOT_HEADER_BYTES..SLOT_HEADER_BYTES + e.payload_bytes_used as usize];
+        match self.out.write_all(payload) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => bail!(CLOSED),
+            Err(err) => return Err(err).context("writing the replay stream"),
+        }
+        if let Some(due) = due {
+            let late_ns = self.started.elapsed().as_nanos() as i128 - due.as_nanos() as i128;
+            self.pacing.record(late_ns, wait.is_none());
+        }
+        self.slots += 1;
+        self.bytes += payload.len() as u64;
+        Ok(())
+    }
+}
+
+/// At `--speed max`, reads go to the check workers and the checked slots
+/// come back in read order ([`Ordered`]) to the stream. Paced, each slot
+/// is checked in this thread when it is read (a CRC is microseconds; a
+/// slot due while the reader waits for a read would be late). Every read
+/// buffer is kept until its slot is through the stream.
+struct ReplaySink<'a> {
+    stream: Stream,
+    view: formats::index::IndexView<'a>,
+    ordered: Ordered,
+    /// Buffers through the stream, not yet given back to the reader.
+    freed: VecDeque<usize>,
+}
+
+impl ReplaySink<'_> {
+    /// Streams the next slot in read order when it is checked (waiting
+    /// for it with `wait`); false when there is none.
+    fn stream_next(&mut self, wait: bool) -> Result<bool> {
+        let Some(c) = self.ordered.next(wait)? else {
+            return Ok(false);
+        };
+        self.stream
+            .take(self.ordered.slot(c.buffer), &c.entry, c.problem)?;
+        self.freed.push_back(c.buffer);
+        Ok(true)
+    }
+}
+
+impl Sink for ReplaySink<'_> {
+    fn deliver(&mut self, _pool: &BufferPool, c: uring::Completion) -> Result<Option<usize>> {
+        let entry = self.view.get(c.request.tag as usize)?;
+        self.ordered.add(&c, entry)?;
+        // Bounded: each turn streams one of the slots taken.
+        while self.stream_next(false)? {}
+        Ok(None)
+    }
+
+    fn reclaim(&mut self, wait: bool) -> Result<Option<usize>> {
+        // Bounded: each turn streams one of the slots taken.
+        loop {
+            if let Some(b) = self.freed.pop_front() {
+                return Ok(Some(b));
+            }
+            if !self.stream_next(wait)? {
+                return Ok(None);
+            }
+        }
+    }
+}
+
+fn open_out(options: &ReplayOptions) -> Result<Box<dyn Write>> {
+    Ok(match &options.out {
         None => Box::new(std::io::stdout().lock()),
         Some(p) => {
             let is_special = std::fs::metadata(p)
@@ -158,32 +264,35 @@ pub fn replay(
                 f,
             )) // payloads bypass the buffer
         }
-    };
+    })
+}
+
+pub fn replay(
+    stripe: &StripeSet,
+    catalog: &Catalog,
+    range: std::ops::Range<usize>,
+    options: &ReplayOptions,
+) -> Result<ReplayReport> {
+    let sb = &stripe.superblock;
+    let slot_bytes = sb.slot_bytes() as usize;
+    let view = catalog.view();
     let sel = Selection {
         channel: options.channel,
         ..Default::default()
     };
-    let mut skipped: Vec<String> = Vec::new();
-    let note_skip = |skipped: &mut Vec<String>, msg: String| {
-        eprintln!("dmaplay: replay: skipping {msg}");
-        if skipped.len() < MAX_LISTED_SKIPS {
-            skipped.push(msg);
-        }
-    };
     let mut requests = Vec::new();
+    let mut unavailable = Vec::new();
     for i in range {
         let e = view.get(i)?;
         if !sel.wants(&e) {
             continue;
         }
         if stripe.member(e.device_index as usize).is_none() {
-            note_skip(
-                &mut skipped,
-                format!(
-                    "slot {}: member {} was not given",
-                    e.slot_seq, e.device_index
-                ),
-            );
+            let member = e.device_index;
+            unavailable.push(format!(
+                "slot {}: member {member} was not given",
+                e.slot_seq
+            ));
             continue;
         }
         requests.push(Request {
@@ -200,78 +309,56 @@ pub fn replay(
         .collect();
     let count = blockio::ReadBudget::REPLAY.buffer_count(slot_bytes, files.len());
     let mut reader = Reader::new(&files, slot_bytes, count)?;
-    let mut pacing = crate::pacing::Pacing::with_capacity(match options.speed {
-        Speed::Max => 0,
-        Speed::Factor(_) => requests.len(),
-    });
-    let started = Instant::now();
-    let mut origin_card_ns: Option<u64> = None;
-    let (mut slots, mut bytes) = (0u64, 0u64);
-    let mut reader_closed = false;
-    const CLOSED: &str = "stream reader closed";
-    let run = reader.run(
-        &mut requests.into_iter(),
-        &mut FnSink(|slot: &[u8], c: uring::Completion| {
-            let e = view.get(c.request.tag as usize)?;
-            let problem = match c.result {
-                Err(why) => Some(format!("read failed: {why}")),
-                Ok(()) => crate::verify::check_slot(
-                    slot,
-                    &e,
-                    stripe.recording_uuid(),
-                    payload_bytes,
-                    false,
-                ),
-            };
-            if let Some(why) = problem {
-                note_skip(
-                    &mut skipped,
-                    format!("slot {} (card_seq {}): {why}", e.slot_seq, e.card_seq),
-                );
-                return Ok(());
-            }
-            let t0 = *origin_card_ns.get_or_insert(e.card_timestamp_ns);
-            let due = match options.speed {
-                Speed::Factor(f) => Some(Duration::from_secs_f64(
-                    e.card_timestamp_ns.saturating_sub(t0) as f64 / 1e9 / f,
-                )),
-                Speed::Max => None,
-            };
-            if let Some(wait) = due.and_then(|d| d.checked_sub(started.elapsed())) {
-                out.flush().ok();
-                std::thread::sleep(wait);
-            }
-            let payload =
-                &slot[SLOT_HEADER_BYTES..SLOT_HEADER_BYTES + e.payload_bytes_used as usize];
-            match out.write_all(payload) {
-                Ok(()) => {}
-                Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => bail!(CLOSED),
-                Err(err) => return Err(err).context("writing the replay stream"),
-            }
-            if let Some(due) = due {
-                pacing.record(started.elapsed().as_nanos() as i128 - due.as_nanos() as i128);
-            }
-            slots += 1;
-            bytes += payload.len() as u64;
-            Ok(())
-        }),
+    let spec = CheckSpec {
+        uuid: stripe.recording_uuid(),
+        payload_bytes: sb.payload_bytes as usize,
+        with_pattern: false,
+    };
+    let ordered = Ordered::new(
+        reader.pool().clone(),
+        slot_bytes,
+        spec,
+        options.speed == Speed::Max,
     );
-    match run {
-        Ok(()) => match out.flush() {
-            Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => reader_closed = true,
-            r => r.context("writing the replay stream")?,
+    let mut sink = ReplaySink {
+        stream: Stream {
+            out: open_out(options)?,
+            speed: options.speed,
+            started: Instant::now(),
+            origin_card_ns: None,
+            pacing: crate::pacing::Pacing::with_capacity(match options.speed {
+                Speed::Max => 0,
+                Speed::Factor(_) => requests.len(),
+            }),
+            skipped: Vec::new(),
+            slots: 0,
+            bytes: 0,
         },
-        Err(e) if e.to_string() == CLOSED => reader_closed = true,
-        Err(e) => return Err(e),
+        view,
+        ordered,
+        freed: VecDeque::new(),
+    };
+    for msg in unavailable {
+        sink.stream.skip(msg);
     }
+    let run = reader.run(&mut requests.into_iter(), &mut sink);
+    let mut stream = sink.stream;
+    let reader_closed = match run {
+        Ok(()) => match stream.out.flush() {
+            Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => true,
+            r => r.context("writing the replay stream").map(|()| false)?,
+        },
+        Err(e) if e.to_string() == CLOSED => true,
+        Err(e) => return Err(e),
+    };
     Ok(ReplayReport {
         schema_version: crate::JSON_SCHEMA_VERSION,
-        slots,
-        bytes,
-        skipped,
-        seconds: started.elapsed().as_secs_f64(),
+        slots: stream.slots,
+        bytes: stream.bytes,
+        skipped: stream.skipped,
+        seconds: stream.started.elapsed().as_secs_f64(),
         reader_closed,
-        pacing: pacing.report(),
+        pacing: stream.pacing.report(),
     })
 }
 
@@ -279,8 +366,8 @@ impl ReplayReport {
     pub fn text(&self) -> String {
         let pacing = match &self.pacing {
             Some(p) => format!(
-                "\npacing: late p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms; {} of {} slots over 1 ms",
-                p.p50_ms, p.p99_ms, p.max_ms, p.slots_late_over_1ms, p.slots
+                "\npacing: late p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms; {} of {} slots over 1 ms ({} of them reached the stream after they were due)",
+                p.p50_ms, p.p99_ms, p.max_ms, p.slots_late_over_1ms, p.slots, p.slots_late_over_1ms_arrived_late
             ),
             None => String::new(),
         };

@@ -62,6 +62,23 @@ pub struct Reader {
     in_flight: usize,
 }
 
+/// The bookkeeping of one [`Reader::run`].
+struct RunState {
+    /// Buffers neither in flight nor with the sink.
+    free: Vec<usize>,
+    /// Buffers the sink holds.
+    kept: usize,
+    /// Reads in request order; the front is delivered first.
+    window: VecDeque<InFlight>,
+    /// Serial number of window[0].
+    head_serial: u64,
+    /// The request iterator is done.
+    exhausted: bool,
+    /// Reads queued since the last io_uring_enter.
+    unsubmitted: usize,
+    submit_batch: usize,
+}
+
 struct InFlight {
     request: Request,
     buffer: usize,
@@ -157,71 +174,29 @@ impl Reader {
         sink: &mut dyn Sink,
     ) -> Result<()> {
         let count = self.pool.count();
-        let mut free: Vec<usize> = (0..count).rev().collect();
-        let mut kept = 0usize; // buffers the sink holds
-        let mut window: VecDeque<InFlight> = VecDeque::with_capacity(count);
-        let mut head_serial = 0u64; // serial number of window[0]
-        let mut exhausted = false;
+        let mut st = RunState {
+            free: (0..count).rev().collect(),
+            kept: 0,
+            window: VecDeque::with_capacity(count),
+            head_serial: 0,
+            exhausted: false,
+            unsubmitted: 0,
+            submit_batch: (count / 4).max(1),
+        };
         loop {
-            // Fill: one read per free buffer.
-            while !exhausted && window.len() < count {
-                let buffer = match free.pop() {
-                    Some(b) => b,
-                    None => match sink.reclaim(false)? {
-                        Some(b) => {
-                            kept -= 1;
-                            b
-                        }
-                        None => break,
-                    },
-                };
-                match requests.next() {
-                    Some(request) => {
-                        assert!(
-                            request.len_bytes <= self.pool.buffer_bytes(),
-                            "read larger than its buffer"
-                        );
-                        let serial = head_serial + window.len() as u64;
-                        window.push_back(InFlight {
-                            request,
-                            buffer,
-                            done_bytes: 0,
-                            short_reads: 0,
-                            result: None,
-                        });
-                        self.submit(window.back().unwrap(), serial)?;
-                    }
-                    None => {
-                        free.push(buffer);
-                        exhausted = true;
-                    }
-                }
-            }
-            // Deliver finished reads in order.
-            while window.front().is_some_and(|f| f.result.is_some()) {
-                let f = window.pop_front().unwrap();
-                head_serial += 1;
-                let c = Completion {
-                    request: f.request,
-                    buffer: f.buffer,
-                    result: f.result.unwrap(),
-                };
-                match sink.deliver(&self.pool, c)? {
-                    Some(b) => free.push(b),
-                    None => kept += 1,
-                }
-            }
-            if window.is_empty() {
-                if exhausted {
+            self.fill(&mut st, requests, sink)?;
+            self.deliver_ready(&mut st, requests, sink)?;
+            if st.window.is_empty() {
+                if st.exhausted {
                     break;
                 }
-                if free.is_empty() {
+                if st.free.is_empty() {
                     // Every buffer is with the sink: wait for one back.
-                    assert!(kept > 0, "no buffer free, none in flight, none kept");
+                    assert!(st.kept > 0, "no buffer free, none in flight, none kept");
                     match sink.reclaim(true)? {
                         Some(b) => {
-                            kept -= 1;
-                            free.push(b);
+                            st.kept -= 1;
+                            st.free.push(b);
                         }
                         None => bail!("internal: sink kept every buffer and returned none"),
                     }
@@ -231,44 +206,129 @@ impl Reader {
             self.ring
                 .submit_and_wait(1)
                 .context("io_uring_enter (reading targets)")?;
-            let mut resubmit = Vec::new();
-            for cqe in self.ring.completion() {
-                self.in_flight -= 1;
-                let serial = cqe.user_data();
-                let at = (serial - head_serial) as usize;
-                let f = &mut window[at];
-                let res = cqe.result();
-                if res < 0 {
-                    f.result = Some(Err(std::io::Error::from_raw_os_error(-res).to_string()));
-                } else if res == 0 {
-                    f.result = Some(Err(END_OF_DEVICE.to_string()));
-                } else {
-                    f.done_bytes += res as usize;
-                    if f.done_bytes >= f.request.len_bytes {
-                        f.result = Some(Ok(()));
-                    } else if f.short_reads >= MAX_SHORT_READS {
-                        f.result = Some(Err(format!(
-                            "short read ({} of {} bytes)",
-                            f.done_bytes, f.request.len_bytes
-                        )));
-                    } else {
-                        f.short_reads += 1;
-                        resubmit.push(serial);
-                    }
-                }
-            }
-            for serial in resubmit {
-                let f = &window[(serial - head_serial) as usize];
-                self.submit(f, serial)?;
+            st.unsubmitted = 0;
+            self.reap(&mut st)?;
+        }
+        assert_eq!(st.free.len() + st.kept, count, "buffers lost track of");
+        // Take back what the sink still holds, so a next run starts with all.
+        while st.kept > 0 {
+            match sink.reclaim(true)? {
+                Some(_) => st.kept -= 1,
+                None => bail!("internal: sink did not return {} buffer(s)", st.kept),
             }
         }
-        assert_eq!(free.len() + kept, count, "buffers lost track of");
-        // Take back what the sink still holds, so a next run starts with all.
-        while kept > 0 {
-            match sink.reclaim(true)? {
-                Some(_) => kept -= 1,
-                None => bail!("internal: sink did not return {kept} buffer(s)"),
+        Ok(())
+    }
+
+    /// Queues one read per free buffer (or buffer the sink gives back).
+    fn fill(
+        &mut self,
+        st: &mut RunState,
+        requests: &mut dyn Iterator<Item = Request>,
+        sink: &mut dyn Sink,
+    ) -> Result<()> {
+        let count = self.pool.count();
+        // Bounded: each turn adds a read to the window, which holds `count`.
+        while !st.exhausted && st.window.len() < count {
+            let buffer = match st.free.pop() {
+                Some(b) => b,
+                None => match sink.reclaim(false)? {
+                    Some(b) => {
+                        st.kept -= 1;
+                        b
+                    }
+                    None => break,
+                },
+            };
+            let Some(request) = requests.next() else {
+                st.free.push(buffer);
+                st.exhausted = true;
+                break;
+            };
+            assert!(
+                request.len_bytes <= self.pool.buffer_bytes(),
+                "read larger than its buffer"
+            );
+            let serial = st.head_serial + st.window.len() as u64;
+            st.window.push_back(InFlight {
+                request,
+                buffer,
+                done_bytes: 0,
+                short_reads: 0,
+                result: None,
+            });
+            self.submit(st.window.back().unwrap(), serial)?;
+            st.unsubmitted += 1;
+        }
+        Ok(())
+    }
+
+    /// Delivers the finished reads at the window's front, in order. After
+    /// each, the freed buffer gets its next read at once (sent to the
+    /// kernel every `submit_batch` reads): a sink that takes its time (a
+    /// paced replay sleeping until a slot is due, a CRC check) never
+    /// leaves the devices without reads while it works through a batch.
+    fn deliver_ready(
+        &mut self,
+        st: &mut RunState,
+        requests: &mut dyn Iterator<Item = Request>,
+        sink: &mut dyn Sink,
+    ) -> Result<()> {
+        // Bounded: each turn takes one read out of the window.
+        while st.window.front().is_some_and(|f| f.result.is_some()) {
+            let f = st.window.pop_front().unwrap();
+            st.head_serial += 1;
+            let c = Completion {
+                request: f.request,
+                buffer: f.buffer,
+                result: f.result.unwrap(),
+            };
+            match sink.deliver(&self.pool, c)? {
+                Some(b) => st.free.push(b),
+                None => st.kept += 1,
             }
+            self.fill(st, requests, sink)?;
+            if st.unsubmitted >= st.submit_batch {
+                self.ring
+                    .submit()
+                    .context("io_uring_enter (reading targets)")?;
+                st.unsubmitted = 0;
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes every completion there is into the window; resubmits the
+    /// rest of a short read.
+    fn reap(&mut self, st: &mut RunState) -> Result<()> {
+        let mut resubmit = Vec::new();
+        for cqe in self.ring.completion() {
+            self.in_flight -= 1;
+            let serial = cqe.user_data();
+            let f = &mut st.window[(serial - st.head_serial) as usize];
+            let res = cqe.result();
+            if res < 0 {
+                f.result = Some(Err(std::io::Error::from_raw_os_error(-res).to_string()));
+            } else if res == 0 {
+                f.result = Some(Err(END_OF_DEVICE.to_string()));
+            } else {
+                f.done_bytes += res as usize;
+                if f.done_bytes >= f.request.len_bytes {
+                    f.result = Some(Ok(()));
+                } else if f.short_reads >= MAX_SHORT_READS {
+                    f.result = Some(Err(format!(
+                        "short read ({} of {} bytes)",
+                        f.done_bytes, f.request.len_bytes
+                    )));
+                } else {
+                    f.short_reads += 1;
+                    resubmit.push(serial);
+                }
+            }
+        }
+        for serial in resubmit {
+            let f = &st.window[(serial - st.head_serial) as usize];
+            self.submit(f, serial)?;
         }
         Ok(())
     }
@@ -324,3 +384,67 @@ impl<F: FnMut(&[u8], Completion) -> Result<()>> Sink for FnSink<F> {
 /// How many buffers to use for reads (blockio's, with the commands'
 /// budgets in [`blockio::ReadBudget`]).
 pub use blockio::buffer_count;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    /// Records, at each delivery, how many requests the reader had taken.
+    struct Taken<'a> {
+        taken: &'a Cell<usize>,
+        at_delivery: Vec<(u64, usize)>,
+    }
+
+    impl Sink for Taken<'_> {
+        fn deliver(&mut self, pool: &BufferPool, c: Completion) -> Result<Option<usize>> {
+            assert_eq!(c.result, Ok(()), "read {}", c.request.tag);
+            let first = pool.bytes(c.buffer)[0];
+            assert_eq!(u64::from(first), c.request.tag, "the read's own bytes");
+            self.at_delivery.push((c.request.tag, self.taken.get()));
+            Ok(Some(c.buffer))
+        }
+    }
+
+    #[test]
+    fn a_buffer_gets_its_next_read_as_soon_as_it_is_delivered() {
+        const BLOCK_BYTES: usize = 4096;
+        const BLOCKS: u64 = 40;
+        const BUFFERS: usize = 8;
+        let dir = crate::synth::Dir::new("uring-refill");
+        let path = dir.0.join("blocks");
+        let bytes: Vec<u8> = (0..BLOCKS)
+            .flat_map(|b| vec![b as u8; BLOCK_BYTES])
+            .collect();
+        std::fs::write(&path, bytes).unwrap();
+        let file = File::open(&path).unwrap();
+        let mut reader = Reader::new(&[Some(&file)], BLOCK_BYTES, BUFFERS).unwrap();
+        let taken = Cell::new(0usize);
+        let mut requests = (0..BLOCKS).map(|tag| {
+            taken.set(taken.get() + 1);
+            Request {
+                device_index: 0,
+                offset_bytes: tag * BLOCK_BYTES as u64,
+                len_bytes: BLOCK_BYTES,
+                tag,
+            }
+        });
+        let mut sink = Taken {
+            taken: &taken,
+            at_delivery: Vec::new(),
+        };
+        reader.run(&mut requests, &mut sink).unwrap();
+        let tags: Vec<u64> = sink.at_delivery.iter().map(|d| d.0).collect();
+        assert_eq!(tags, (0..BLOCKS).collect::<Vec<_>>(), "in request order");
+        // When read `tag` is delivered, every other buffer holds a later
+        // read: BUFFERS - 1 reads are ahead of it, as long as there are.
+        for &(tag, taken) in &sink.at_delivery {
+            let want = (tag as usize + BUFFERS).min(BLOCKS as usize);
+            assert!(
+                taken >= want,
+                "read {tag} delivered with only {taken} requests taken (want {want}): {:?}",
+                sink.at_delivery
+            );
+        }
+    }
+}

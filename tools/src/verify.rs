@@ -13,20 +13,19 @@
 
 use crate::aligned::BufferPool;
 use crate::catalog::{Catalog, IndexDamage};
+use crate::checkpool::{CheckPool, CheckSpec, Checked};
 use crate::scan::Found;
 use crate::select::{self, Selection};
 use crate::stripe::StripeSet;
 use crate::target::read_exact_direct;
 use crate::uring::{Completion, Reader, Request, Sink};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use formats::{
     check, pattern, IndexEntry, Uuid, DATA_START_BYTES, SLOT_HEADER_BYTES, SUPERBLOCK_BYTES,
 };
 use serde::Serialize;
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -128,21 +127,9 @@ pub fn check_slot(
     (!problems.is_empty()).then(|| problems.join("; "))
 }
 
-struct Job {
-    buffer: usize,
-    entry: IndexEntry,
-}
-
-struct Done {
-    buffer: usize,
-    entry: IndexEntry,
-    problem: Option<String>,
-}
-
 struct VerifySink<'a> {
     stripe: &'a StripeSet,
-    jobs: Option<SyncSender<Job>>,
-    done: Receiver<Done>,
+    checks: CheckPool,
     bad: Vec<BadSlot>,
     checked: u64,
     bar: Option<indicatif::ProgressBar>,
@@ -152,7 +139,7 @@ struct VerifySink<'a> {
 }
 
 impl VerifySink<'_> {
-    fn record(&mut self, done: &Done) {
+    fn record(&mut self, done: &Checked) {
         self.checked += 1;
         if let Some(bar) = &self.bar {
             bar.inc(self.slot_bytes);
@@ -192,23 +179,14 @@ impl Sink for VerifySink<'_> {
                 .push(bad(self.stripe, &entry, format!("read failed: {why}")));
             return Ok(Some(completion.buffer));
         }
-        let jobs = self.jobs.as_ref().expect("jobs channel open while reading");
-        jobs.send(Job {
-            buffer: completion.buffer,
-            entry,
-        })
-        .context("verify worker thread stopped")?;
+        self.checks
+            .send(completion.buffer, completion.request.tag, entry)?;
         Ok(None)
     }
 
     fn reclaim(&mut self, wait: bool) -> Result<Option<usize>> {
-        let d = if wait {
-            self.done.recv().context("verify worker thread stopped")?
-        } else {
-            match self.done.try_recv() {
-                Ok(d) => d,
-                Err(_) => return Ok(None),
-            }
+        let Some(d) = self.checks.recv(wait)? else {
+            return Ok(None);
         };
         self.record(&d);
         Ok(Some(d.buffer))
@@ -379,56 +357,6 @@ fn missing_slot(stripe: &StripeSet, catalog: &Catalog, seq: u64) -> BadSlot {
     }
 }
 
-fn worker_threads(asked: usize) -> usize {
-    if asked > 0 {
-        asked
-    } else {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    }
-}
-
-/// Starts `threads` workers that check the slots of the jobs queue and
-/// send each result back.
-fn start_workers(
-    threads: usize,
-    pool: &Arc<BufferPool>,
-    jobs_rx: Receiver<Job>,
-    done_tx: mpsc::Sender<Done>,
-    check: (Uuid, usize, bool),
-) -> Vec<std::thread::JoinHandle<()>> {
-    let (uuid, payload_bytes, with_pattern) = check;
-    let jobs_rx = Arc::new(std::sync::Mutex::new(jobs_rx));
-    let mut workers = Vec::with_capacity(threads);
-    for _ in 0..threads {
-        let (jobs_rx, done_tx, pool) = (jobs_rx.clone(), done_tx.clone(), pool.clone());
-        workers.push(std::thread::spawn(move || loop {
-            let job = match jobs_rx.lock().expect("jobs lock").recv() {
-                Ok(j) => j,
-                Err(_) => return,
-            };
-            // The worker owns job.buffer until it sends it back in Done.
-            let problem = check_slot(
-                pool.bytes(job.buffer),
-                &job.entry,
-                uuid,
-                payload_bytes,
-                with_pattern,
-            );
-            let done = Done {
-                buffer: job.buffer,
-                entry: job.entry,
-                problem,
-            };
-            if done_tx.send(done).is_err() {
-                return;
-            }
-        }));
-    }
-    workers
-}
-
 pub fn verify(
     stripe: &StripeSet,
     catalog: &Catalog,
@@ -443,7 +371,6 @@ pub fn verify(
     // without reading.
     let listed = list_unread(stripe, catalog, range.clone(), options.range)?;
     let mut bad_slots = listed.bad;
-    let threads = worker_threads(options.threads);
     let files: Vec<Option<&std::fs::File>> = stripe
         .members
         .iter()
@@ -451,10 +378,13 @@ pub fn verify(
         .collect();
     let count = blockio::ReadBudget::VERIFY.buffer_count(slot_bytes, files.len());
     let mut reader = Reader::new(&files, slot_bytes, count)?;
-    let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Job>(count);
-    let (done_tx, done_rx) = mpsc::channel::<Done>();
-    let check = (uuid, sb.payload_bytes as usize, options.pattern);
-    let workers = start_workers(threads, reader.pool(), jobs_rx, done_tx, check);
+    let spec = CheckSpec {
+        uuid,
+        payload_bytes: sb.payload_bytes as usize,
+        with_pattern: options.pattern,
+    };
+    let checks = CheckPool::start(reader.pool().clone(), options.threads, spec);
+    let threads = checks.threads();
     let bar =
         crate::progress::bytes_bar(listed.to_read * slot_bytes as u64, "verify", options.quiet);
     // The entries of the reads in flight, in request order (the reader
@@ -482,20 +412,14 @@ pub fn verify(
         });
     let mut sink = VerifySink {
         stripe,
-        jobs: Some(jobs_tx),
-        done: done_rx,
+        checks,
         bad: Vec::new(),
         checked: 0,
         bar,
         slot_bytes: slot_bytes as u64,
         in_flight: &in_flight,
     };
-    let run = reader.run(&mut requests, &mut sink);
-    sink.jobs = None; // workers end when the queue is empty
-    for w in workers {
-        let _ = w.join();
-    }
-    run?;
+    reader.run(&mut requests, &mut sink)?;
     if let Some(IndexDamage(why)) = stopped.into_inner() {
         anyhow::bail!("{}: {why}", catalog.describe());
     }

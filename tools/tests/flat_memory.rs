@@ -92,6 +92,7 @@ fn record(dir: &Path, slots: u64, ring_capacity: Option<u64>) -> (PathBuf, PathB
         target_sync: recorder::journal::TargetSync::Flush,
         quiet: true,
         live: None,
+        uring: Default::default(),
     };
     let summary = recorder::record(&o).expect("recording");
     assert_eq!(summary.payload_bytes_recorded, slots * PAYLOAD_BYTES);

@@ -211,6 +211,7 @@ impl Config {
             payload_size,
             buffers,
             queue_depth: r.queue_depth,
+            uring: Default::default(),
             ring: limits.wrap,
             force: r.replace_previous_recording,
             new_file_size_bytes: r

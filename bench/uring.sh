@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# io_uring options of the recorder's write path, side by side in one run
+# (docs/BENCHMARKS.md, Session 4, #16 item 4): dmarec default, --sqpoll,
+# --register-ring-fd, both; fio's io_uring engine plain and with
+# sqthread_poll as the reference of what SQPOLL gives on the same device,
+# and fio's sequential read plain and with sqthread_poll (dmaplay's reads);
+# and dmarec from a card at RATE MB/s (below the device's speed) plain and
+# with --sqpoll (idle SQPOLL_IDLE_MS, and 1 ms): the CPU a real card's pace costs.
+# Configurations alternated (rotated per repetition), REPS repetitions, on
+# BACKINGS: a direct-I/O loop device on a file on the main disk (DISK_DIR)
+# and on a file in a tmpfs (no disk: the CPU path). Load average recorded
+# per run.
+#
+#   sudo bash bench/uring.sh                 # SIZE=1G REPS=3 BACKINGS="disk tmpfs"
+#
+# dmarec records from the simulated card with --sim-fill-once (a DMA engine
+# that costs the host nothing), 512 KiB payloads, queue depth 8, its index
+# in the tmpfs; fio writes 512 KiB blocks at iodepth 8 with fixedbufs and
+# registerfiles and --end_fsync=1 (dmarec flushes the device every second).
+# CPU = user + sys of the whole process from /usr/bin/time (wait4: every
+# thread, SQPOLL's iou-sqp thread included). Results: $OUT/runs.tsv,
+# $OUT/raw, $OUT/summary.md (bench/uring_summary.py). Every loop device,
+# mount and file it makes is removed on exit, also when a step fails.
+set -euo pipefail
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO"
+SIZE=${SIZE:-1G}
+REPS=${REPS:-3}
+BACKINGS=${BACKINGS:-"disk tmpfs"}
+DISK_DIR=${DISK_DIR:-/var/tmp}
+SQPOLL_IDLE_MS=${SQPOLL_IDLE_MS:-1000}
+RATE=${RATE:-200}   # MB/s of the card in the -paced runs (below the device: CPU per GiB at a real card's pace)
+OUT=${OUT:-$REPO/bench/results/uring-$(date -u +%Y%m%d-%H%M%S)}
+[ "$(id -u)" = 0 ] || { echo "bench/uring.sh: needs root (losetup, mount)" >&2; exit 1; }
+for t in fio python3 /usr/bin/time losetup; do
+    command -v "$t" >/dev/null || { echo "bench/uring.sh: $t missing (apt-get install -y fio time python3)" >&2; exit 1; }
+done
+SIZE_B=$(numfmt --from=iec "${SIZE%iB}")
+MIB=$((1 << 20))
+DEV_B=$(((SIZE_B + SIZE_B / 128 + 64 * MIB) / MIB * MIB))
+WORK=$(mktemp -d "$DISK_DIR/dmarec-uring.XXXXXX")
+TMPFS=$(mktemp -d /dev/shm/dmarec-uring.XXXXXX 2>/dev/null || mktemp -d)
+LOOP=""
+MOUNTED=""
+cleanup() {
+    set +e
+    [ -n "$LOOP" ] && losetup -d "$LOOP"
+    [ -n "$MOUNTED" ] && umount "$MOUNTED"
+    rm -rf "$WORK" "$TMPFS"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+mount -t tmpfs -o size=$((DEV_B + 64 * MIB)) dmarec-uring "$TMPFS"
+MOUNTED=$TMPFS
+mkdir -p "$OUT/raw"
+cargo build --release --quiet -p dmarec-recorder
+DMAREC=$REPO/target/release/dmarec
+log() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$OUT/log.txt" >&2; }
+{
+    echo "date_utc: $(date -u '+%Y-%m-%d %H:%M:%S')"
+    echo "command: SIZE=$SIZE REPS=$REPS RATE=$RATE BACKINGS=\"$BACKINGS\" SQPOLL_IDLE_MS=$SQPOLL_IDLE_MS bash bench/uring.sh"
+    echo "git: $(git rev-parse --short HEAD); uncommitted: $(git status --short -- recorder | tr '\n' ' ')"
+    echo "cores: $(nproc), kernel $(uname -r), fio $(fio --version)"
+    echo "disk: $DISK_DIR on $(df --output=source "$DISK_DIR" | tail -1) ($(df --output=fstype "$DISK_DIR" | tail -1))"
+    echo "load_at_start: $(cut -d' ' -f1-3 /proc/loadavg)"
+} > "$OUT/machine.txt"
+
+printf 'id\tbacking\ttool\tconfig\trep\tload1\n' > "$OUT/runs.tsv"
+N=0
+run() { # run <backing> <tool> <config> <rep> cmd...
+    local backing=$1 tool=$2 config=$3 rep=$4 rc=0 id
+    shift 4
+    N=$((N + 1)); id=$(printf '%04d' $N)
+    sync; echo 3 > /proc/sys/vm/drop_caches
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$id" "$backing" "$tool" "$config" "$rep" \
+        "$(cut -d' ' -f1 /proc/loadavg)" >> "$OUT/runs.tsv"
+    /usr/bin/time -f '%e %U %S' -o "$OUT/raw/$id.time" "$@" >"$OUT/raw/$id.out" 2>"$OUT/raw/$id.err" || rc=$?
+    echo "$rc" > "$OUT/raw/$id.rc"
+    [ "$rc" = 0 ] || log "  $id $tool $config exited $rc: $(tail -2 "$OUT/raw/$id.err" | tr '\n' ' ')"
+}
+
+for B in $BACKINGS; do
+    if [ "$B" = disk ]; then img=$WORK/target.img; else img=$TMPFS/target.img; fi
+    truncate -s "$DEV_B" "$img"
+    LOOP=$(losetup -f --show --direct-io=on "$img")
+    fio --name=prefill --filename="$LOOP" --ioengine=io_uring --direct=1 --bs=1m --rw=write \
+        --iodepth=8 --size="$DEV_B" >/dev/null
+    rec="$DMAREC record --source sim --sim-fill-once --target $LOOP --index $TMPFS/r.idx --force --json --quiet --size $SIZE_B --payload-size 512K --buffers 64 --queue-depth 8"
+    fio_w="fio --name=w --filename=$LOOP --ioengine=io_uring --direct=1 --fixedbufs=1 --registerfiles=1 --bs=512k --rw=write --iodepth=8 --size=$SIZE_B --end_fsync=1 --output-format=json"
+    # dmaplay's reads use the same submission path: fio's sequential read with
+    # and without SQPOLL says whether the option would pay there
+    fio_r="fio --name=r --filename=$LOOP --ioengine=io_uring --direct=1 --fixedbufs=1 --registerfiles=1 --bs=512k --rw=read --iodepth=8 --size=$SIZE_B --output-format=json"
+    items=(
+        "dmarec|default|$rec"
+        "dmarec|sqpoll|$rec --sqpoll --sqpoll-idle-ms $SQPOLL_IDLE_MS"
+        "dmarec|ringfd|$rec --register-ring-fd"
+        "dmarec|sqpoll+ringfd|$rec --sqpoll --sqpoll-idle-ms $SQPOLL_IDLE_MS --register-ring-fd"
+        "fio|default|$fio_w"
+        "fio|sqpoll|$fio_w --sqthread_poll=1"
+        "dmarec|default-paced|$rec --rate $RATE"
+        "dmarec|sqpoll-paced|$rec --rate $RATE --sqpoll --sqpoll-idle-ms $SQPOLL_IDLE_MS"
+        "dmarec|sqpoll-idle1-paced|$rec --rate $RATE --sqpoll --sqpoll-idle-ms 1"
+        "fio|read|$fio_r"
+        "fio|read-sqpoll|$fio_r --sqthread_poll=1"
+    )
+    n=${#items[@]}
+    for ((r = 1; r <= REPS; r++)); do
+        log "$B ($LOOP) rep $r/$REPS (load $(cut -d' ' -f1 /proc/loadavg))"
+        for ((i = 0; i < n; i++)); do
+            k=$(((i + r - 1) % n))
+            IFS='|' read -r tool config cmd <<< "${items[$k]}"
+            # shellcheck disable=SC2086
+            run "$B" "$tool" "$config" "$r" $cmd
+        done
+    done
+    losetup -d "$LOOP"; LOOP=""
+    rm -f "$img" "$TMPFS/r.idx"
+done
+python3 bench/uring_summary.py "$OUT" "$SIZE_B"
+log "results in $OUT"
