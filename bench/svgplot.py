@@ -119,6 +119,24 @@ def median_range(values):
     return statistics.median(values), min(values), max(values)
 
 
+def ratio_lines(runs):
+    """With two tools: after/before wall time and peak RSS inside each
+    repetition (the tools ran back to back), median [min-max]."""
+    keys = sorted({k[1:] for k in runs if k[0] == "after"} & {k[1:] for k in runs if k[0] == "before"},
+                  key=lambda k: (k[1], k[0], k[2]))
+    if not keys:
+        return []
+    out = ["", "| recording | command | slots | wall after/before | peak RSS after/before |", "|---|---|---|---|---|"]
+    for kind, cmd, n in keys:
+        by_rep = {tool: {r["rep"]: r for r in runs[(tool, kind, cmd, n)]} for tool in ("after", "before")}
+        reps = sorted(set(by_rep["after"]) & set(by_rep["before"]))
+        wall = [float(by_rep["after"][r]["wall_s"]) / max(float(by_rep["before"][r]["wall_s"]), 0.005) for r in reps]
+        rss = [int(by_rep["after"][r]["max_rss_kb"]) / int(by_rep["before"][r]["max_rss_kb"]) for r in reps]
+        w, m = median_range(wall), median_range(rss)
+        out.append(f"| {kind} | {cmd} | {n} | {w[0]:.2f} [{w[1]:.2f}–{w[2]:.2f}] | {m[0]:.3f} [{m[1]:.3f}–{m[2]:.3f}] |")
+    return out
+
+
 def lin_ticks(lo, hi, n=6):
     """Round ticks from lo to hi (about n of them)."""
     span = max(hi - lo, 1e-9)
@@ -278,6 +296,7 @@ def scale(tsv, outdir):
         time_s, rss = plots[tool]
         time_s[name].append((n, max(w[0], 0.005)))
         rss[name].append((n, m[0]))
+    lines += ratio_lines(runs)
     with open(f"{outdir}/summary.md", "w") as f:
         f.write("\n".join(lines) + "\n")
     for tool, (time_s, rss) in plots.items():

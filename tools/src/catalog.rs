@@ -394,7 +394,7 @@ mod pass_tests {
     #[test]
     fn a_pass_releases_the_mapped_pages_behind_it() {
         let d = Dir::new("pass");
-        let n = 4 * PASS_STEP_ENTRIES + 100; // 4 MiB of entries and a bit
+        let n = 16 * PASS_STEP_ENTRIES + 100; // 16 MiB of entries and a bit
         let (stripe, path) = big_index(&d, n);
         let c = Catalog::from_index(&stripe, &path).unwrap();
         let Bytes::Mapped(m) = &c.bytes else {
@@ -409,29 +409,31 @@ mod pass_tests {
             all_kb >= (n * 64 / 1024) as u64,
             "{all_kb} kB resident after reading all"
         );
-        // The header pages stay, and the pages of entries 0 and n-1, which
-        // hold other entries too.
+        // At most the header pages stay, and the pages of entries 0 and
+        // n-1, which hold other entries too (whether the header pages are
+        // mapped at all depends on the file system's fault-around: on ext4
+        // 4 kB stay, on tmpfs 16).
         c.release(1..n - 1);
-        assert_eq!(resident_kb(start), 16);
+        assert!(resident_kb(start) <= 16, "{} kB", resident_kb(start));
         touch_all();
         let mut pass = c.pass(0..n);
-        for i in 0..(3 * PASS_STEP_ENTRIES + PASS_STEP_ENTRIES / 2) {
+        let read = 12 * PASS_STEP_ENTRIES + PASS_STEP_ENTRIES / 2;
+        for i in 0..read {
             assert_eq!(pass.next().unwrap().unwrap(), (i, view.get(i).unwrap()));
         }
-        // Three steps released: only the step in progress (its half read
-        // again by view.get above) and the rest not yet reached stay.
+        // Twelve steps released: what stays is the step in progress, the
+        // rest not yet reached, and what a fault maps around the page it
+        // needs (a file system's large folio: up to 2 MiB on ext4).
         let step_kb = (PASS_STEP_ENTRIES * 64 / 1024) as u64;
+        let bound_kb = all_kb - 12 * step_kb + 2048 + 8;
         assert!(
-            resident_kb(start) <= all_kb - 3 * step_kb + 8,
-            "{}",
+            resident_kb(start) <= bound_kb,
+            "{} kB resident after 12.5 of 16 steps (bound {bound_kb} kB)",
             resident_kb(start)
         );
         let rest: Vec<usize> = pass.map(|r| r.unwrap().0).collect();
-        assert_eq!(
-            rest,
-            ((3 * PASS_STEP_ENTRIES + PASS_STEP_ENTRIES / 2)..n).collect::<Vec<_>>()
-        );
+        assert_eq!(rest, (read..n).collect::<Vec<_>>());
         // The pass's end released everything but the header.
-        assert_eq!(resident_kb(start), 8);
+        assert!(resident_kb(start) <= 8, "{} kB", resident_kb(start));
     }
 }

@@ -23,27 +23,43 @@ impl DriftStats {
 
     /// Statistics of the values each call of `values` yields (the same
     /// ones every time), in memory that does not depend on how many there
-    /// are: count, min and max in one pass, then the p99 by radix selection
-    /// over the values' order-preserving u64 keys, 16 bits a pass (4 more).
-    pub fn of_passes<I: Iterator<Item = i64>>(mut values: impl FnMut() -> I) -> Option<DriftStats> {
+    /// are: count, min and max in one pass, then [`DriftStats::from_extremes`].
+    pub fn of_passes<I: Iterator<Item = i64>>(values: impl FnMut() -> I) -> Option<DriftStats> {
+        let mut values = values;
         let (mut n, mut min_ns, mut max_ns) = (0u64, i64::MAX, i64::MIN);
         for v in values() {
             n += 1;
             min_ns = min_ns.min(v);
             max_ns = max_ns.max(v);
         }
+        DriftStats::from_extremes(n, min_ns, max_ns, values)
+    }
+
+    /// Statistics of `n` values between `min_ns` and `max_ns` (known from
+    /// a pass the caller made anyway) that each call of `values` yields:
+    /// the p99 by radix selection over the values' order-preserving u64
+    /// keys, 16 bits a pass, from the first 16-bit digit where min and max
+    /// differ (drifts within 4 s: two passes).
+    pub fn from_extremes<I: Iterator<Item = i64>>(
+        n: u64,
+        min_ns: i64,
+        max_ns: i64,
+        values: impl FnMut() -> I,
+    ) -> Option<DriftStats> {
         if n == 0 {
             return None;
         }
+        assert!(min_ns <= max_ns, "min {min_ns} > max {max_ns}");
         // Nearest rank: the smallest value with at least 99 % at or below.
         let rank = (n * 99).div_ceil(100).max(1);
         Some(DriftStats {
             slots: n,
             min_ns,
             max_ns,
-            p99_ns: select_rank(values, rank),
+            p99_ns: select_rank(values, rank, (min_ns, max_ns)),
         })
     }
+
     pub fn text(&self) -> String {
         let ms = |ns: i64| ns as f64 / 1e6;
         format!(
@@ -61,15 +77,26 @@ fn key(v: i64) -> u64 {
     (v as u64) ^ (1 << 63)
 }
 
-/// The `rank`-th smallest (from 1) of the values `values` yields, by
-/// radix selection: each pass counts the next 16 bits of the keys that
-/// share the digits chosen so far and picks the digit holding the rank.
-fn select_rank<I: Iterator<Item = i64>>(mut values: impl FnMut() -> I, rank: u64) -> i64 {
+/// The `rank`-th smallest (from 1) of the values `values` yields, all in
+/// `extremes` (min, max), by radix selection: each pass counts the next 16
+/// bits of the keys that share the digits chosen so far and picks the digit
+/// holding the rank. The digits where min and max agree need no pass.
+fn select_rank<I: Iterator<Item = i64>>(
+    mut values: impl FnMut() -> I,
+    rank: u64,
+    extremes: (i64, i64),
+) -> i64 {
     assert!(rank >= 1, "ranks count from 1");
+    let (kmin, kmax) = (key(extremes.0), key(extremes.1));
     let mut prefix = 0u64;
     let mut rank_left = rank;
     let mut counts = vec![0u64; 1 << 16];
     for shift in [48u32, 32, 16, 0] {
+        if kmin >> shift == kmax >> shift {
+            // Every key has these bits: min's.
+            prefix = kmin >> shift << shift;
+            continue;
+        }
         let chosen_bits = if shift == 48 {
             0
         } else {
@@ -125,6 +152,26 @@ mod tests {
         );
     }
 
+    /// Values within 2^32 of each other take two passes after the extremes.
+    #[test]
+    fn close_values_take_two_passes() {
+        let v: Vec<i64> = (0..1000)
+            .map(|i| 1_000_000 + (i * 7919) % 3_000_000_000)
+            .collect();
+        let mut passes = 0;
+        let s = DriftStats::of_passes(|| {
+            passes += 1;
+            v.iter().copied()
+        })
+        .unwrap();
+        let mut sorted = v.clone();
+        sorted.sort_unstable();
+        assert_eq!(s.p99_ns, sorted[989]);
+        assert_eq!(passes, 3, "one for the extremes, two digits");
+        let same = DriftStats::of_passes(|| [5i64; 10].into_iter()).unwrap();
+        assert_eq!((same.min_ns, same.max_ns, same.p99_ns), (5, 5, 5));
+    }
+
     /// The radix selection agrees with sorting, over negative and
     /// positive values, duplicates and values that differ in low bits only.
     #[test]
@@ -155,7 +202,7 @@ mod tests {
             );
             for r in [1, n / 2 + 1, n] {
                 assert_eq!(
-                    super::select_rank(|| v.iter().copied(), r as u64),
+                    super::select_rank(|| v.iter().copied(), r as u64, (sorted[0], sorted[n - 1])),
                     sorted[r - 1]
                 );
             }

@@ -401,6 +401,14 @@ fn find_torn(stripe: &StripeSet, tail: &[IndexEntry]) -> Result<Vec<TornSlot>> {
     Ok(torn)
 }
 
+/// The directory `path` is in ("." for a bare file name).
+fn dir_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
 /// A file beside a target path, removed on drop unless committed (renamed
 /// over the target).
 struct TempFile {
@@ -412,10 +420,7 @@ struct TempFile {
 
 impl TempFile {
     fn beside(path: &Path, what: &str) -> Result<TempFile> {
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
+        let dir = dir_of(path);
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -516,5 +521,18 @@ impl ReindexReport {
             );
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod dir_tests {
+    use super::dir_of;
+    use std::path::{Path, PathBuf};
+
+    #[test]
+    fn the_temporary_files_go_beside_the_index() {
+        assert_eq!(dir_of(Path::new("r.idx")), PathBuf::from("."));
+        assert_eq!(dir_of(Path::new("a/r.idx")), PathBuf::from("a"));
+        assert_eq!(dir_of(Path::new("/r.idx")), PathBuf::from("/"));
     }
 }
