@@ -108,7 +108,8 @@ def bar_plot(rows, title, unit):
         out.append(f'<text x="{lw - 6}" y="{y + bh / 2 + 4:.1f}" text-anchor="end">{esc(label)}</text>')
         out.append(f'<rect x="{lw}" y="{y + bh * 0.2:.1f}" width="{sx(med) - lw:.1f}" height="{bh * 0.6:.1f}" fill="{c}"/>')
         out.append(f'<line x1="{sx(lo):.1f}" x2="{sx(hi):.1f}" y1="{y + bh / 2:.1f}" y2="{y + bh / 2:.1f}" stroke="black"/>')
-        out.append(f'<text x="{sx(hi) + 4:.1f}" y="{y + bh / 2 - 4:.1f}" font-size="10">{med:g}</text>')
+        out.append(f'<text x="{sx(hi) + 4:.1f}" y="{y + bh / 2 - 4:.1f}" font-size="10">{med:.0f}</text>' if med >= 10 else
+                   f'<text x="{sx(hi) + 4:.1f}" y="{y + bh / 2 - 4:.1f}" font-size="10">{med:.3g}</text>')
     out.append(f'<line x1="{lw}" x2="{lw}" y1="{T}" y2="{H - B}" stroke="black"/>')
     out.append(f'<text x="{(lw + W) / 2}" y="{H - 16}" text-anchor="middle">{esc(unit)} (median, line: min-max)</text>')
     out.append("</svg>")

@@ -785,13 +785,18 @@ fn read_and_write(
         payload_bytes,
         with_pattern: false,
     };
+    // Where this thread copies every payload (a tmpfs, a de-interleaved
+    // layout) it checks the slot too, while the slot is in its cache:
+    // export to a tmpfs ran at 0.81-0.85 x fio with the checks on the
+    // workers against 1.44 x with them here (readout-20261130-175510).
+    let checks_on_workers = !layout.interleaved() && writer.all_direct();
     reader.run(
         &mut requests,
         &mut ExportSink {
             writer: &mut writer,
             pass: &mut pass,
             view: catalog.view(),
-            ordered: Ordered::new(reader.pool().clone(), slot_bytes, spec, true),
+            ordered: Ordered::new(reader.pool().clone(), slot_bytes, spec, checks_on_workers),
             positions: VecDeque::new(),
             freed: VecDeque::new(),
         },

@@ -366,7 +366,7 @@ struct ReplayArgs {
     /// Overwrite an existing regular --out file.
     #[arg(long)]
     force: bool,
-    /// Pace from a SCHED_FIFO thread (root or CAP_SYS_NICE): wake-ups on time on a busy machine.
+    /// Pace from a SCHED_FIFO thread (root or CAP_SYS_NICE) that spins the last 2 ms before each slot: on time on a busy machine.
     #[arg(long)]
     realtime: bool,
 }
@@ -549,6 +549,7 @@ fn run_replay(args: ReplayArgs) -> Result<i32> {
         to: args.to,
         out: args.out,
         force: args.force,
+        realtime: args.realtime,
     };
     replay::check_options(&stripe, &o)?;
     if args.realtime {

@@ -165,6 +165,12 @@ impl Writer {
         })
     }
 
+    /// Whether every output takes direct writes (no payload is copied
+    /// into the page cache by this thread).
+    pub fn all_direct(&self) -> bool {
+        self.files.iter().all(|f| f.direct.is_some())
+    }
+
     pub fn path(&self, file: usize) -> &Path {
         &self.files[file].path
     }

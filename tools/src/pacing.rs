@@ -4,6 +4,7 @@
 //! positive; a slot is never written early (replay sleeps until due).
 
 use serde::Serialize;
+use std::time::{Duration, Instant};
 
 /// Lateness of every paced slot, in microseconds (allocated once).
 pub struct Pacing {
@@ -72,6 +73,27 @@ impl Pacing {
     }
 }
 
+/// With `--realtime`, the replay thread sleeps until this long before a
+/// slot is due and spins (on the CPU, as a SCHED_FIFO thread nothing else
+/// takes it from) the rest: this kernel is built without preemption
+/// (PREEMPT_NONE), so a real-time thread woken from sleep waits until the
+/// kernel work on its CPU reaches a preemption point, 1-25 ms under load
+/// (readout-20261130-175913: of the slots over 1 ms late, all but 1-2 per
+/// replay had been there in time). Costs at most this much CPU per slot.
+pub const SPIN_BEFORE_DUE: Duration = Duration::from_millis(2);
+
+/// Waits until `deadline`: sleeps until `spin` before it, then spins.
+pub fn sleep_until(deadline: Instant, spin: Duration) {
+    let now = Instant::now();
+    if let Some(sleep) = deadline.checked_duration_since(now + spin) {
+        std::thread::sleep(sleep);
+    }
+    // Bounded by the deadline (at most `spin` after the sleep).
+    while Instant::now() < deadline {
+        std::hint::spin_loop();
+    }
+}
+
 /// Real-time priority of the replay thread with `--realtime`.
 pub const REALTIME_PRIORITY: i32 = 10;
 
@@ -113,6 +135,17 @@ mod tests {
                 assert_ne!(policy, libc::SCHED_FIFO);
             }
         }
+    }
+
+    #[test]
+    fn sleep_until_returns_at_the_deadline_not_before_with_or_without_spin() {
+        for spin_ms in [0, 2, 50] {
+            let deadline = Instant::now() + Duration::from_millis(10);
+            sleep_until(deadline, Duration::from_millis(spin_ms));
+            assert!(Instant::now() >= deadline, "spin {spin_ms} ms: woke early");
+        }
+        // A deadline already past returns at once.
+        sleep_until(Instant::now(), SPIN_BEFORE_DUE);
     }
 
     #[test]

@@ -52,6 +52,9 @@ pub struct ReplayOptions {
     pub to: Option<TimeSpec>,
     pub out: Option<PathBuf>,
     pub force: bool,
+    /// `--realtime`: the thread runs SCHED_FIFO and spins through the last
+    /// [`crate::pacing::SPIN_BEFORE_DUE`] before each slot is due.
+    pub realtime: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -144,6 +147,8 @@ const CLOSED: &str = "stream reader closed";
 struct Stream {
     out: Box<dyn Write>,
     speed: Speed,
+    /// Spin instead of sleeping through this much before a slot is due.
+    spin: Duration,
     started: Instant,
     origin_card_ns: Option<u64>,
     pacing: crate::pacing::Pacing,
@@ -177,9 +182,9 @@ impl Stream {
             Speed::Max => None,
         };
         let wait = due.and_then(|d| d.checked_sub(self.started.elapsed()));
-        if let Some(wait) = wait {
+        if let (Some(_), Some(due)) = (wait, due) {
             self.out.flush().ok();
-            std::thread::sleep(wait);
+            crate::pacing::sleep_until(self.started + due, self.spin);
         }
         let payload = &slot[SLOT_HEADER_BYTES..SLOT_HEADER_BYTES + e.payload_bytes_used as usize];
         match self.out.write_all(payload) {
@@ -324,6 +329,10 @@ pub fn replay(
         stream: Stream {
             out: open_out(options)?,
             speed: options.speed,
+            spin: match options.realtime {
+                true => crate::pacing::SPIN_BEFORE_DUE,
+                false => Duration::ZERO,
+            },
             started: Instant::now(),
             origin_card_ns: None,
             pacing: crate::pacing::Pacing::with_capacity(match options.speed {

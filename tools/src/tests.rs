@@ -958,6 +958,7 @@ fn replay_at_max_speed_streams_the_channel_and_paces_at_x_speed() {
         to: None,
         out: Some(out.clone()),
         force: false,
+        realtime: false,
     };
     let r = run(&o);
     let last_card = s.entries.last().unwrap().card_seq;
@@ -978,6 +979,7 @@ fn replay_at_max_speed_streams_the_channel_and_paces_at_x_speed() {
         to: None,
         out: Some(d.join("s2")),
         force: false,
+        realtime: false,
     };
     let r = run(&o);
     let span_s =
@@ -1039,6 +1041,7 @@ fn replay_streams_every_good_slot_in_slot_order_while_workers_check_them() {
         to: None,
         out: Some(d.join("all")),
         force: false,
+        realtime: false,
     };
     let (c, range) = catalog::open_planned(&stripe, Some(&s.index), &mut nothing, |c| {
         replay::plan(&stripe, c, &o)
@@ -1109,6 +1112,7 @@ fn outputs_never_name_a_target() {
         to: None,
         out: Some(s.paths[0].clone()),
         force: true,
+        realtime: false,
     };
     assert!(replay::check_options(&stripe, &o)
         .unwrap_err()
