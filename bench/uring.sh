@@ -14,8 +14,8 @@
 #   sudo bash bench/uring.sh                 # SIZE=1G REPS=3 BACKINGS="disk tmpfs"
 #
 # dmarec records from the simulated card with --sim-fill-once (a DMA engine
-# that costs the host nothing), 512 KiB payloads, queue depth 8, its index
-# in the tmpfs; fio writes 512 KiB blocks at iodepth 8 with fixedbufs and
+# that costs the host nothing), PAYLOAD (512K) payloads, queue depth 8, its index
+# in the tmpfs; fio writes PAYLOAD blocks at iodepth 8 with fixedbufs and
 # registerfiles and --end_fsync=1 (dmarec flushes the device every second).
 # CPU = user + sys of the whole process from /usr/bin/time (wait4: every
 # thread, SQPOLL's iou-sqp thread included). Results: $OUT/runs.tsv,
@@ -25,6 +25,7 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
 SIZE=${SIZE:-1G}
+PAYLOAD=${PAYLOAD:-512K}   # dmarec --payload-size and fio --bs
 REPS=${REPS:-3}
 BACKINGS=${BACKINGS:-"disk tmpfs"}
 DISK_DIR=${DISK_DIR:-/var/tmp}
@@ -36,8 +37,10 @@ for t in fio python3 /usr/bin/time losetup; do
     command -v "$t" >/dev/null || { echo "bench/uring.sh: $t missing (apt-get install -y fio time python3)" >&2; exit 1; }
 done
 SIZE_B=$(numfmt --from=iec "${SIZE%iB}")
+PAYLOAD_B=$(numfmt --from=iec "${PAYLOAD%iB}")
 MIB=$((1 << 20))
-DEV_B=$(((SIZE_B + SIZE_B / 128 + 64 * MIB) / MIB * MIB))
+# SIZE of slots (a 4 KiB header per payload) plus superblocks
+DEV_B=$(((SIZE_B / PAYLOAD_B * (PAYLOAD_B + 4096) + 64 * MIB) / MIB * MIB))
 WORK=$(mktemp -d "$DISK_DIR/dmarec-uring.XXXXXX")
 TMPFS=$(mktemp -d /dev/shm/dmarec-uring.XXXXXX 2>/dev/null || mktemp -d)
 LOOP=""
@@ -58,7 +61,7 @@ DMAREC=$REPO/target/release/dmarec
 log() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$OUT/log.txt" >&2; }
 {
     echo "date_utc: $(date -u '+%Y-%m-%d %H:%M:%S')"
-    echo "command: SIZE=$SIZE REPS=$REPS RATE=$RATE BACKINGS=\"$BACKINGS\" SQPOLL_IDLE_MS=$SQPOLL_IDLE_MS bash bench/uring.sh"
+    echo "command: SIZE=$SIZE REPS=$REPS PAYLOAD=$PAYLOAD RATE=$RATE BACKINGS=\"$BACKINGS\" SQPOLL_IDLE_MS=$SQPOLL_IDLE_MS bash bench/uring.sh"
     echo "git: $(git rev-parse --short HEAD); uncommitted: $(git status --short -- recorder | tr '\n' ' ')"
     echo "cores: $(nproc), kernel $(uname -r), fio $(fio --version)"
     echo "disk: $DISK_DIR on $(df --output=source "$DISK_DIR" | tail -1) ($(df --output=fstype "$DISK_DIR" | tail -1))"
@@ -85,11 +88,11 @@ for B in $BACKINGS; do
     LOOP=$(losetup -f --show --direct-io=on "$img")
     fio --name=prefill --filename="$LOOP" --ioengine=io_uring --direct=1 --bs=1m --rw=write \
         --iodepth=8 --size="$DEV_B" >/dev/null
-    rec="$DMAREC record --source sim --sim-fill-once --target $LOOP --index $TMPFS/r.idx --force --json --quiet --size $SIZE_B --payload-size 512K --buffers 64 --queue-depth 8"
-    fio_w="fio --name=w --filename=$LOOP --ioengine=io_uring --direct=1 --fixedbufs=1 --registerfiles=1 --bs=512k --rw=write --iodepth=8 --size=$SIZE_B --end_fsync=1 --output-format=json"
+    rec="$DMAREC record --source sim --sim-fill-once --target $LOOP --index $TMPFS/r.idx --force --json --quiet --size $SIZE_B --payload-size $PAYLOAD --buffers 64 --queue-depth 8"
+    fio_w="fio --name=w --filename=$LOOP --ioengine=io_uring --direct=1 --fixedbufs=1 --registerfiles=1 --bs=$PAYLOAD --rw=write --iodepth=8 --size=$SIZE_B --end_fsync=1 --output-format=json"
     # dmaplay's reads use the same submission path: fio's sequential read with
     # and without SQPOLL says whether the option would pay there
-    fio_r="fio --name=r --filename=$LOOP --ioengine=io_uring --direct=1 --fixedbufs=1 --registerfiles=1 --bs=512k --rw=read --iodepth=8 --size=$SIZE_B --output-format=json"
+    fio_r="fio --name=r --filename=$LOOP --ioengine=io_uring --direct=1 --fixedbufs=1 --registerfiles=1 --bs=$PAYLOAD --rw=read --iodepth=8 --size=$SIZE_B --output-format=json"
     items=(
         "dmarec|default|$rec"
         "dmarec|sqpoll|$rec --sqpoll --sqpoll-idle-ms $SQPOLL_IDLE_MS"
