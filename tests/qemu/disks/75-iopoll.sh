@@ -18,7 +18,14 @@ T=75-iopoll
 . /opt/dmarec/disklib
 
 nvme_reload() { # nvme_reload [PARAM=VALUE]: rmmod + insmod nvme, wait for its namespaces
-	rmmod nvme || fail "rmmod nvme"
+	# A ring's teardown ends after its process (io_uring's exit work,
+	# the SQPOLL thread): the module stays busy until then. Bounded: 10 s.
+	i=0
+	until rmmod nvme 2>/tmp/rmmod.err; do
+		i=$((i + 1))
+		[ $i -lt 100 ] || fail "rmmod nvme: $(cat /tmp/rmmod.err)"
+		sleep 0.1
+	done
 	# shellcheck disable=SC2086
 	insmod /lib/modules/nvme.ko $* || fail "insmod nvme $*"
 	i=0
