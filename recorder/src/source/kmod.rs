@@ -70,11 +70,12 @@ fn explain_refusal(error: nix::Error) -> anyhow::Error {
     }
 }
 
-/// The most buffers the driver at `path` gives a ring (QUERYCAP), for
-/// `--buffers auto`; the device is closed again before the recording opens it.
-pub fn driver_max_buffers(path: &Path) -> Result<usize> {
+/// Opens the driver's device (read-write for a recording, read-only to ask
+/// it) and asks it what it can do (QUERYCAP).
+fn open_and_query(path: &Path, write: bool) -> Result<(File, DmarecCaps)> {
     let file = OpenOptions::new()
         .read(true)
+        .write(write)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
         .with_context(|| {
@@ -91,6 +92,13 @@ pub fn driver_max_buffers(path: &Path) -> Result<usize> {
             path.display()
         )
     })?;
+    Ok((file, caps))
+}
+
+/// The most buffers the driver at `path` gives a ring (QUERYCAP), for
+/// `--buffers auto`; the device is closed again before the recording opens it.
+pub fn driver_max_buffers(path: &Path) -> Result<usize> {
+    let (_file, caps) = open_and_query(path, false)?;
     Ok(caps.max_buffers as usize)
 }
 
@@ -103,26 +111,8 @@ impl KmodSource {
         opts: &KmodOptions,
         register: Register<'_>,
     ) -> Result<(KmodSource, Arc<SlotMemory>)> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(path)
-            .with_context(|| {
-                format!(
-                    "source {}: cannot open (is dmarec.ko loaded? `modprobe dmarec`)",
-                    path.display()
-                )
-            })?;
+        let (file, caps) = open_and_query(path, true)?;
         let fd = file.as_raw_fd();
-        let mut caps = DmarecCaps::default();
-        // SAFETY: the ioctl writes a DmarecCaps into our local.
-        unsafe { querycap(fd, &mut caps) }.with_context(|| {
-            format!(
-                "source {}: QUERYCAP failed (not a dmarec device?)",
-                path.display()
-            )
-        })?;
         if caps.version != DMAREC_UAPI_VERSION {
             bail!("source {}: driver speaks uapi version {}, this dmarec speaks {DMAREC_UAPI_VERSION}; install matching versions", path.display(), caps.version);
         }
