@@ -344,7 +344,7 @@ impl ChannelOut {
     /// the write is submitted straight from it; returns whether the writer
     /// took the buffer (it gives it back through [`Writer::reclaim`]), not
     /// for an empty payload. `None`: bytes of the caller's (de-interleaved
-    /// samples), written before this returns.
+    /// samples), appended ([`Writer::append`]): reusable once this returns.
     ///
     /// # Safety
     /// With `Some(buffer)`, `payload` lies in read buffer `buffer` of the
@@ -397,7 +397,7 @@ impl ChannelOut {
                     )?;
                     kept = true;
                 },
-                None => writer.write_owned(self.file, self.out_bytes, payload)?,
+                None => writer.append(self.file, self.out_bytes, payload)?,
             }
             self.out_bytes += payload.len() as u64;
         }
@@ -686,10 +686,14 @@ fn read_and_write(
         .collect();
     let count = blockio::ReadBudget::EXPORT.buffer_count(slot_bytes, files.len());
     let mut reader = Reader::new(&files, slot_bytes, count)?;
-    // Round-robin outputs are allocated ahead (their payloads are written
-    // O_DIRECT); interleaved ones are written through the page cache.
+    // Outputs are allocated ahead to their payloads' size: round-robin
+    // ones are written O_DIRECT from the read buffers, interleaved ones
+    // staged (Writer::append) and written O_DIRECT from the stage.
     let expected: Vec<u64> = match layout.interleaved() {
-        true => vec![0; wanted.len()],
+        true => {
+            let total = selection_bytes(&view, range.clone(), |e| readable(e))?;
+            vec![total / n as u64; wanted.len()]
+        }
         false => {
             let per_channel = channel_bytes(&view, range.clone(), n, |e| readable(e))?;
             wanted.iter().map(|&c| per_channel[c as usize]).collect()
@@ -702,6 +706,7 @@ fn read_and_write(
         reader.pool().clone(),
         count + 4,
         payload_bytes,
+        layout.interleaved(),
     )?;
     let mut splitter = layout
         .frame_bytes()
@@ -773,7 +778,7 @@ fn read_and_write(
                 for out in outs.iter_mut().flatten() {
                     let samples = splitter.channel(out.channel as usize);
                     // SAFETY: no read buffer: the samples are the splitter's,
-                    // written before deliver returns.
+                    // copied into the writer's stage (or written) by deliver.
                     unsafe { out.deliver(ctx, writer, &e, samples, None)? };
                 }
                 Ok(false)
