@@ -33,9 +33,9 @@ const MAX_SHORT_WRITES: u32 = 16;
 const STAGE_CHUNKS: usize = 4;
 /// Memory for every staged output's chunks together, and the bounds of
 /// one chunk (a multiple of [`ALIGN_BYTES`]).
-const STAGE_BUDGET_BYTES: usize = 64 << 20;
-const STAGE_CHUNK_MIN_BYTES: usize = 256 << 10;
-const STAGE_CHUNK_MAX_BYTES: usize = 4 << 20;
+const STAGE_BUDGET_BYTES: usize = 32 << 20;
+const STAGE_CHUNK_MIN_BYTES: usize = 128 << 10;
+const STAGE_CHUNK_MAX_BYTES: usize = 2 << 20;
 
 /// The aligned chunks a staged output's bytes are gathered in; the file's
 /// bytes up to `chunk_offset_bytes` are written or in flight.
@@ -787,8 +787,8 @@ mod tests {
     fn stage_chunks_fit_the_budget_within_their_bounds() {
         assert_eq!(stage_chunk_bytes(1), STAGE_CHUNK_MAX_BYTES);
         assert_eq!(stage_chunk_bytes(4), STAGE_CHUNK_MAX_BYTES);
-        assert_eq!(stage_chunk_bytes(8), 2 << 20);
-        assert_eq!(stage_chunk_bytes(32), 512 << 10);
+        assert_eq!(stage_chunk_bytes(8), 1 << 20);
+        assert_eq!(stage_chunk_bytes(32), 256 << 10);
         assert_eq!(stage_chunk_bytes(1000), STAGE_CHUNK_MIN_BYTES);
         for files in 1..=formats::MAX_CHANNELS {
             let chunk = stage_chunk_bytes(files);
