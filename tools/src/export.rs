@@ -13,6 +13,11 @@
 //! With the interleaved layout every buffer holds every channel: the slots
 //! are read once and de-interleaved ([`crate::deinterleave`]) into each
 //! exported channel's output; a lost buffer is a gap of every channel.
+//!
+//! Writes ([`crate::outwrite`]): round-robin payloads go O_DIRECT straight
+//! from the read buffers, de-interleaved samples O_DIRECT from the
+//! writer's aligned stage; outputs that refuse O_DIRECT (a tmpfs) are
+//! written through the page cache.
 
 use crate::catalog::{Catalog, IndexDamage};
 use crate::checkpool::{CheckSpec, Ordered};
