@@ -571,28 +571,58 @@ mod tests {
         assert_eq!(reap(&mut rings.slots), vec![6]);
     }
 
-    #[test]
-    fn a_registered_ring_fd_flushes_an_overflowed_cq() {
-        let options = UringOptions {
-            register_ring_fd: true,
-            ..Default::default()
-        };
-        let mut rings = Rings::new(4, &options).unwrap();
+    /// Overflows the CQ of rings with `options` (NOPs never reaped), then
+    /// checks that reaping and one enter(0) bring every completion back.
+    fn overflowed_cq_is_flushed_by_the_next_enter(options: &UringOptions) {
+        let mut rings = Rings::new(4, options).unwrap();
         let cq = rings.slots.params().cq_entries() as u64;
         let sq = rings.slots.submission().capacity() as u64;
-        // Bounded: (cq + sq) / sq rounds of sq NOPs, none reaped.
         let total = cq + sq;
+        // Bounded: total / sq rounds of sq NOPs, none reaped; an SQPOLL
+        // thread takes each round within 500 looks 10 ms apart.
         for round in 0..total / sq {
             for i in 0..sq {
                 rings.push(&nop(round * sq + i), false).unwrap();
             }
             rings.enter(0, true).unwrap();
+            let taken = (0..500).any(|_| {
+                let empty = rings.slots.submission().is_empty();
+                if !empty {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                empty
+            });
+            assert!(taken, "round {round}: the SQ was never taken");
         }
-        assert!(rings.slots.submission().cq_overflow(), "no CQ overflow");
+        let overflowed = (0..500).any(|_| {
+            let o = rings.slots.submission().cq_overflow();
+            if !o {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            o
+        });
+        assert!(overflowed, "no CQ overflow");
         assert_eq!(reap(&mut rings.slots).len() as u64, cq);
         // The overflowed completions come back on the next enter.
         rings.enter(0, true).unwrap();
         assert_eq!(reap(&mut rings.slots).len() as u64, total - cq);
+    }
+
+    #[test]
+    fn a_registered_ring_fd_flushes_an_overflowed_cq() {
+        overflowed_cq_is_flushed_by_the_next_enter(&UringOptions {
+            register_ring_fd: true,
+            ..Default::default()
+        });
+    }
+
+    #[test]
+    fn sqpoll_awake_with_a_registered_ring_fd_flushes_an_overflowed_cq() {
+        overflowed_cq_is_flushed_by_the_next_enter(&UringOptions {
+            sqpoll_idle_ms: Some(60_000),
+            register_ring_fd: true,
+            ..Default::default()
+        });
     }
 
     #[test]
