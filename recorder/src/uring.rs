@@ -537,15 +537,26 @@ mod tests {
         assert!(rings.submissions_empty(), "both rings submitted");
         assert_eq!(reap(&mut rings.slots), vec![1]);
 
-        // No slot write in flight: the slot ring is only submitted, the
-        // wait is for the journal's read.
-        rings.push(&nop(2), false).unwrap();
-        // SAFETY: `pipe[1]` is the pipe's write end, `b"x"` one live byte.
-        assert_eq!(unsafe { libc::write(pipe[1], b"x".as_ptr().cast(), 1) }, 1);
+        // No slot write in flight: the wait is for the journal's read,
+        // which completes when another thread writes the pipe (a wait on
+        // the slot ring, with nothing in flight there, would never end).
+        let writer = pipe[1];
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            // SAFETY: `writer` is the pipe's write end, open until joined;
+            // `b"x"` is one live byte.
+            unsafe { libc::write(writer, b"x".as_ptr().cast(), 1) }
+        });
         rings.enter(1, false).unwrap();
-        assert!(rings.submissions_empty(), "the slot NOP submitted");
+        assert_eq!(writer.join().unwrap(), 1);
         assert_eq!(reap(rings.journal_ring()), vec![7]);
         assert_eq!(byte, b'x');
+        // Waiting on the journal ring submits the slot ring too.
+        rings.push(&nop(2), false).unwrap();
+        rings.push(&nop(8), true).unwrap();
+        rings.enter(1, false).unwrap();
+        assert!(rings.submissions_empty(), "both NOPs submitted");
+        assert_eq!(reap(rings.journal_ring()), vec![8]);
         assert_eq!(reap(&mut rings.slots), vec![2]);
         // SAFETY: the pipe's fds, closed once; the read is complete.
         unsafe { (libc::close(pipe[0]), libc::close(pipe[1])) };
@@ -559,8 +570,10 @@ mod tests {
         };
         let mut rings = Rings::new(8, &options).unwrap();
         assert!(rings.slots_index.is_some());
-        // A timer of 0.3 s: enter(1) must come back with its completion.
-        let ts = io_uring::types::Timespec::new().nsec(300_000_000);
+        // A timer of 2 s: enter(1) must come back with its completion (an
+        // enter that does not wait finds the CQ empty, unless this thread
+        // is held off the CPU for the 2 s between the enter and the reap).
+        let ts = io_uring::types::Timespec::new().sec(2);
         let timer = io_uring::opcode::Timeout::new(&ts).build().user_data(5);
         rings.push(&timer, false).unwrap();
         rings.enter(1, true).unwrap();
@@ -652,7 +665,7 @@ mod tests {
             ..Default::default()
         };
         let mut rings = Rings::new(8, &options).unwrap();
-        let ts = io_uring::types::Timespec::new().nsec(300_000_000);
+        let ts = io_uring::types::Timespec::new().sec(2);
         let timer = io_uring::opcode::Timeout::new(&ts).build().user_data(4);
         rings.push(&timer, false).unwrap();
         rings.enter(1, true).unwrap();
