@@ -538,18 +538,20 @@ mod tests {
         assert_eq!(reap(&mut rings.slots), vec![1]);
 
         // No slot write in flight: the wait is for the journal's read,
-        // which completes when another thread writes the pipe (a wait on
-        // the slot ring, with nothing in flight there, would never end).
+        // which completes when another thread writes the pipe 2 s later
+        // (a wait on the slot ring returns at once: nothing is polled).
         let writer = pipe[1];
         let writer = std::thread::spawn(move || {
-            std::thread::sleep(std::time::Duration::from_millis(50));
+            std::thread::sleep(std::time::Duration::from_secs(2));
             // SAFETY: `writer` is the pipe's write end, open until joined;
             // `b"x"` is one live byte.
             unsafe { libc::write(writer, b"x".as_ptr().cast(), 1) }
         });
         rings.enter(1, false).unwrap();
-        assert_eq!(writer.join().unwrap(), 1);
+        // Before the join: an enter that did not wait for the read finds
+        // the journal's CQ empty (unless held off the CPU for the 2 s).
         assert_eq!(reap(rings.journal_ring()), vec![7]);
+        assert_eq!(writer.join().unwrap(), 1);
         assert_eq!(byte, b'x');
         // Waiting on the journal ring submits the slot ring too.
         rings.push(&nop(2), false).unwrap();
