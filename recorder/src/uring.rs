@@ -470,6 +470,244 @@ mod tests {
     }
 
     #[test]
+    fn eperm_without_sqpoll_is_not_blamed_on_sqpoll() {
+        let iopoll = UringOptions {
+            iopoll: true,
+            ..Default::default()
+        };
+        let eperm = std::io::Error::from_raw_os_error(libc::EPERM);
+        let m = refusal_message(&iopoll, &eperm);
+        assert!(
+            !m.contains("SQPOLL") && m.contains("io_uring_disabled") && m.contains("--iopoll"),
+            "{m}"
+        );
+    }
+
+    fn nop(user_data: u64) -> squeue::Entry {
+        io_uring::opcode::Nop::new().build().user_data(user_data)
+    }
+
+    /// User data of the completions waiting in `ring`'s CQ, taken.
+    fn reap(ring: &mut IoUring) -> Vec<u64> {
+        ring.completion().map(|c| c.user_data()).collect()
+    }
+
+    /// A read of one byte from a pipe nobody writes to: in flight until
+    /// `pipe[1]` is written. Returns the pipe; its buffer is `byte`.
+    fn pending_pipe_read(byte: &mut u8, user_data: u64) -> ([libc::c_int; 2], squeue::Entry) {
+        let mut pipe = [0; 2];
+        // SAFETY: `pipe` is a live array of two fds for the call.
+        assert_eq!(unsafe { libc::pipe(pipe.as_mut_ptr()) }, 0, "pipe()");
+        let fd = io_uring::types::Fd(pipe[0]);
+        let sqe = io_uring::opcode::Read::new(fd, byte as *mut u8, 1)
+            .build()
+            .user_data(user_data);
+        (pipe, sqe)
+    }
+
+    #[test]
+    fn iopoll_rings_route_journal_ops_and_wait_on_the_ring_asked() {
+        let options = UringOptions {
+            iopoll: true,
+            ..Default::default()
+        };
+        let mut rings = Rings::new(8, &options).unwrap();
+        let journal_cq = rings.journal.as_ref().unwrap().params().cq_entries() as usize;
+        let slots_cq = rings.slots.params().cq_entries() as usize;
+        assert!(journal_cq > 0 && slots_cq > 0);
+        assert_eq!(rings.cq_entries(), slots_cq + journal_cq);
+        assert!(rings.submissions_empty());
+
+        // A journal op goes to the journal ring only.
+        let mut byte = 0u8;
+        let (pipe, read) = pending_pipe_read(&mut byte, 7);
+        rings.push(&read, true).unwrap();
+        assert_eq!(rings.journal.as_mut().unwrap().submission().len(), 1);
+        assert!(rings.slots.submission().is_empty());
+        assert!(
+            !rings.submissions_empty(),
+            "the journal's SQ holds the read"
+        );
+        rings.push(&nop(1), false).unwrap();
+        assert!(!rings.submissions_empty());
+
+        // Slot writes in flight: both SQs submitted, the wait is for the
+        // slot ring's completion (the journal's read stays in flight).
+        rings.enter(1, true).unwrap();
+        assert!(rings.submissions_empty(), "both rings submitted");
+        assert_eq!(reap(&mut rings.slots), vec![1]);
+
+        // No slot write in flight: the wait is for the journal's read,
+        // which completes when another thread writes the pipe 2 s later
+        // (a wait on the slot ring returns at once: nothing is polled).
+        let writer = pipe[1];
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_secs(2));
+            // SAFETY: `writer` is the pipe's write end, open until joined;
+            // `b"x"` is one live byte.
+            unsafe { libc::write(writer, b"x".as_ptr().cast(), 1) }
+        });
+        rings.enter(1, false).unwrap();
+        // Before the join: an enter that did not wait for the read finds
+        // the journal's CQ empty (unless held off the CPU for the 2 s).
+        assert_eq!(reap(rings.journal_ring()), vec![7]);
+        assert_eq!(writer.join().unwrap(), 1);
+        assert_eq!(byte, b'x');
+        // Waiting on the journal ring submits the slot ring too.
+        rings.push(&nop(2), false).unwrap();
+        rings.push(&nop(8), true).unwrap();
+        rings.enter(1, false).unwrap();
+        assert!(rings.submissions_empty(), "both NOPs submitted");
+        assert_eq!(reap(rings.journal_ring()), vec![8]);
+        assert_eq!(reap(&mut rings.slots), vec![2]);
+        // SAFETY: the pipe's fds, closed once; the read is complete.
+        unsafe { (libc::close(pipe[0]), libc::close(pipe[1])) };
+    }
+
+    #[test]
+    fn a_registered_ring_fd_waits_for_completions() {
+        let options = UringOptions {
+            register_ring_fd: true,
+            ..Default::default()
+        };
+        let mut rings = Rings::new(8, &options).unwrap();
+        assert!(rings.slots_index.is_some());
+        // A timer of 2 s: enter(1) must come back with its completion (an
+        // enter that does not wait finds the CQ empty, unless this thread
+        // is held off the CPU for the 2 s between the enter and the reap).
+        let ts = io_uring::types::Timespec::new().sec(2);
+        let timer = io_uring::opcode::Timeout::new(&ts).build().user_data(5);
+        rings.push(&timer, false).unwrap();
+        rings.enter(1, true).unwrap();
+        assert_eq!(reap(&mut rings.slots), vec![5], "enter(1) returned early");
+        // want 0: submits without waiting (a NOP completes as submitted).
+        rings.push(&nop(6), false).unwrap();
+        rings.enter(0, true).unwrap();
+        assert_eq!(reap(&mut rings.slots), vec![6]);
+    }
+
+    /// Overflows the CQ of rings with `options` (NOPs never reaped), then
+    /// checks that reaping and one enter(0) bring every completion back.
+    fn overflowed_cq_is_flushed_by_the_next_enter(options: &UringOptions) {
+        let mut rings = Rings::new(4, options).unwrap();
+        let cq = rings.slots.params().cq_entries() as u64;
+        let sq = rings.slots.submission().capacity() as u64;
+        let total = cq + sq;
+        // Bounded: total / sq rounds of sq NOPs, none reaped; an SQPOLL
+        // thread takes each round within 500 looks 10 ms apart.
+        for round in 0..total / sq {
+            for i in 0..sq {
+                rings.push(&nop(round * sq + i), false).unwrap();
+            }
+            rings.enter(0, true).unwrap();
+            let taken = (0..500).any(|_| {
+                let empty = rings.slots.submission().is_empty();
+                if !empty {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                empty
+            });
+            assert!(taken, "round {round}: the SQ was never taken");
+        }
+        let overflowed = (0..500).any(|_| {
+            let o = rings.slots.submission().cq_overflow();
+            if !o {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            o
+        });
+        assert!(overflowed, "no CQ overflow");
+        assert_eq!(reap(&mut rings.slots).len() as u64, cq);
+        // The overflowed completions come back on the next enter.
+        rings.enter(0, true).unwrap();
+        assert_eq!(reap(&mut rings.slots).len() as u64, total - cq);
+    }
+
+    #[test]
+    fn a_registered_ring_fd_flushes_an_overflowed_cq() {
+        overflowed_cq_is_flushed_by_the_next_enter(&UringOptions {
+            register_ring_fd: true,
+            ..Default::default()
+        });
+    }
+
+    #[test]
+    fn sqpoll_awake_with_a_registered_ring_fd_flushes_an_overflowed_cq() {
+        overflowed_cq_is_flushed_by_the_next_enter(&UringOptions {
+            sqpoll_idle_ms: Some(60_000),
+            register_ring_fd: true,
+            ..Default::default()
+        });
+    }
+
+    #[test]
+    fn sqpoll_with_a_registered_ring_fd_wakes_the_sleeping_thread() {
+        let options = UringOptions {
+            sqpoll_idle_ms: Some(1),
+            register_ring_fd: true,
+            ..Default::default()
+        };
+        let mut rings = Rings::new(8, &options).unwrap();
+        // Bounded: up to 500 looks 10 ms apart for the thread to sleep.
+        let asleep = (0..500).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            rings.slots.submission().need_wakeup()
+        });
+        assert!(asleep, "the SQPOLL thread never went to sleep");
+        rings.push(&nop(3), false).unwrap();
+        rings.enter(1, true).unwrap();
+        assert_eq!(reap(&mut rings.slots), vec![3]);
+    }
+
+    #[test]
+    fn sqpoll_awake_with_a_registered_ring_fd_still_waits() {
+        let options = UringOptions {
+            sqpoll_idle_ms: Some(60_000),
+            register_ring_fd: true,
+            ..Default::default()
+        };
+        let mut rings = Rings::new(8, &options).unwrap();
+        let ts = io_uring::types::Timespec::new().sec(2);
+        let timer = io_uring::opcode::Timeout::new(&ts).build().user_data(4);
+        rings.push(&timer, false).unwrap();
+        rings.enter(1, true).unwrap();
+        assert_eq!(reap(&mut rings.slots), vec![4], "enter(1) returned early");
+    }
+
+    #[test]
+    fn two_registered_rings_in_one_thread_each_enter_their_own() {
+        let options = UringOptions {
+            register_ring_fd: true,
+            ..Default::default()
+        };
+        let mut first = Rings::new(8, &options).unwrap();
+        let mut second = Rings::new(8, &options).unwrap();
+        assert_ne!(first.slots_index, second.slots_index);
+        second.push(&nop(2), false).unwrap();
+        second.enter(0, true).unwrap();
+        assert_eq!(reap(&mut second.slots), vec![2]);
+        assert!(reap(&mut first.slots).is_empty());
+    }
+
+    #[test]
+    fn dropped_rings_free_their_registered_ring_fds() {
+        let options = UringOptions {
+            register_ring_fd: true,
+            iopoll: true,
+            ..Default::default()
+        };
+        let rings = Rings::new(8, &options).unwrap();
+        let indexes = (rings.slots_index, rings.journal_index);
+        assert!(indexes.0.is_some() && indexes.1.is_some());
+        drop(rings);
+        // Bounded: the thread's table would fill after 16 leaked pairs.
+        for _ in 0..20 {
+            let again = Rings::new(8, &options).unwrap();
+            assert_eq!((again.slots_index, again.journal_index), indexes);
+        }
+    }
+
+    #[test]
     fn a_partition_reads_its_disks_io_poll() {
         // /sys/dev/block/M:m of a partition has a `partition` file; a
         // nonexistent device is taken as a whole disk.

@@ -283,7 +283,9 @@ mod tests {
     #[test]
     fn in_order_gives_each_slot_when_every_one_before_it_is_back() {
         let mut order = InOrder::default();
+        assert!(order.is_empty());
         order.put(checked(2));
+        assert!(!order.is_empty(), "slot 2 waits");
         order.put(checked(1));
         assert!(order.take_next().is_none(), "slot 0 is still out");
         order.put(checked(0));
@@ -306,5 +308,130 @@ mod tests {
         order.put(checked(0));
         order.take_next().unwrap();
         order.put(checked(0));
+    }
+
+    const PAYLOAD_BYTES: usize = 4096;
+    const SLOT_BYTES: usize = formats::SLOT_HEADER_BYTES + PAYLOAD_BYTES;
+    /// Read buffers are longer than a slot: `Ordered::slot` cuts them.
+    const BUFFER_BYTES: usize = SLOT_BYTES + 4096;
+
+    fn spec() -> CheckSpec {
+        CheckSpec {
+            uuid: Uuid([7; 16]),
+            payload_bytes: PAYLOAD_BYTES,
+            with_pattern: false,
+        }
+    }
+
+    /// `count` read buffers, buffer `b` holding good slot `b` (an empty
+    /// payload) of `spec()`'s recording; the index entries of the slots.
+    fn good_slots(count: usize) -> (Arc<BufferPool>, Vec<IndexEntry>) {
+        let pool = BufferPool::new(BUFFER_BYTES, count).unwrap();
+        let entries = (0..count)
+            .map(|b| {
+                let header = formats::SlotHeader {
+                    recording_uuid: spec().uuid,
+                    slot_seq: b as u64,
+                    card_seq: 100 + b as u64,
+                    card_timestamp_ns: 0,
+                    host_timestamp_ns: 0,
+                    gap_count: 0,
+                    payload_bytes_used: 0,
+                    payload_crc32: 0,
+                    channel: 0,
+                    flags: 0,
+                    device_index: 0,
+                };
+                let page = header.encode();
+                // SAFETY: the pool is not shared yet; buffer `b` is
+                // BUFFER_BYTES long, more than the header page.
+                unsafe { std::ptr::copy_nonoverlapping(page.as_ptr(), pool.ptr(b), page.len()) };
+                IndexEntry::from_header(&header, 0)
+            })
+            .collect();
+        (Arc::new(pool), entries)
+    }
+
+    #[test]
+    fn check_pool_counts_the_slots_out_and_returns_each_checked() {
+        let (pool, entries) = good_slots(4);
+        let mut checks = CheckPool::start(pool.clone(), 2, spec());
+        assert_eq!(checks.threads(), 2);
+        assert_eq!(checks.outstanding(), 0);
+        assert!(checks.recv(true).unwrap().is_none(), "nothing out");
+        // Buffer 2 is checked against slot 1's entry: another slot.
+        for b in 0..4 {
+            let entry = entries[if b == 2 { 1 } else { b }];
+            checks.send(b, 10 + b as u64, entry).unwrap();
+            assert_eq!(checks.outstanding(), b + 1);
+        }
+        let mut back = Vec::new();
+        for left in (0..4).rev() {
+            back.push(checks.recv(true).unwrap().expect("a check is out"));
+            assert_eq!(checks.outstanding(), left);
+        }
+        assert!(checks.recv(true).unwrap().is_none());
+        assert!(checks.recv(false).unwrap().is_none());
+        back.sort_by_key(|c| c.tag);
+        for (b, c) in back.iter().enumerate() {
+            assert_eq!((c.buffer, c.tag), (b, 10 + b as u64));
+            assert_eq!(c.problem.is_some(), b == 2, "buffer {b}: {:?}", c.problem);
+        }
+        assert_eq!(back[2].entry.slot_seq, 1);
+        // Dropping the pool joins its workers: their pool references end.
+        drop(checks);
+        assert_eq!(Arc::strong_count(&pool), 1, "a worker outlived its pool");
+    }
+
+    fn read(buffer: usize, result: std::result::Result<(), String>) -> crate::uring::Completion {
+        let request = crate::uring::Request {
+            device_index: 0,
+            offset_bytes: 0,
+            len_bytes: SLOT_BYTES,
+            tag: buffer as u64,
+        };
+        crate::uring::Completion {
+            request,
+            buffer,
+            result,
+        }
+    }
+
+    /// Four reads through `Ordered` (buffer 1 failed, buffer 3 checked
+    /// against slot 0's entry) come back in read order with their problems.
+    fn ordered_gives_reads_back_in_order(workers: bool) {
+        let (pool, entries) = good_slots(4);
+        let mut ordered = Ordered::new(pool.clone(), SLOT_BYTES, spec(), workers);
+        assert!(ordered.next(true).unwrap().is_none(), "nothing taken");
+        for b in [2, 0, 1, 3] {
+            let result = if b == 1 { Err("EIO".into()) } else { Ok(()) };
+            let entry = entries[if b == 3 { 0 } else { b }];
+            ordered.add(&read(b, result), entry).unwrap();
+        }
+        // Three reads went to the workers (the failed one is not checked).
+        assert_eq!(ordered.outstanding(), if workers { 3 } else { 0 });
+        let back: Vec<Checked> = (0..4)
+            .map(|_| ordered.next(true).unwrap().expect("a read was taken"))
+            .collect();
+        assert!(ordered.next(true).unwrap().is_none());
+        assert_eq!(ordered.outstanding(), 0);
+        let order: Vec<(u64, usize)> = back.iter().map(|c| (c.tag, c.buffer)).collect();
+        assert_eq!(order, vec![(0, 2), (1, 0), (2, 1), (3, 3)]);
+        assert_eq!(back[0].problem, None);
+        assert_eq!(back[1].problem, None);
+        assert_eq!(back[2].problem.as_deref(), Some("read failed: EIO"));
+        assert!(back[3].problem.is_some(), "slot 3 read as slot 0");
+        assert_eq!(ordered.slot(3), &pool.bytes(3)[..SLOT_BYTES]);
+        assert_eq!(&ordered.slot(3)[..8], &pool.bytes(3)[..8]);
+    }
+
+    #[test]
+    fn ordered_on_workers_gives_reads_back_in_read_order() {
+        ordered_gives_reads_back_in_order(true);
+    }
+
+    #[test]
+    fn ordered_in_the_calling_thread_gives_reads_back_in_read_order() {
+        ordered_gives_reads_back_in_order(false);
     }
 }

@@ -178,4 +178,14 @@ mod tests {
         assert_eq!(r.slots_late_over_1ms_arrived_late, 0, "not over 1 ms");
         assert!(Pacing::with_capacity(4).report().is_none());
     }
+
+    #[test]
+    fn exactly_1_ms_late_is_not_over_1_ms() {
+        let mut p = Pacing::with_capacity(2);
+        p.record(1_000_000, true);
+        p.record(1_001_000, true);
+        let r = p.report().unwrap();
+        assert_eq!(r.slots_late_over_1ms, 1, "1.001 ms only");
+        assert_eq!(r.slots_late_over_1ms_arrived_late, 1, "1.001 ms only");
+    }
 }
