@@ -485,6 +485,18 @@ pub fn record_to_file(
     size: &str,
     extra: &[&str],
 ) -> (String, String) {
+    let (img, idx, _summary) = record_summary(s, name, file_size, size, extra);
+    (img, idx)
+}
+
+/// [`record_to_file`], also returning the summary dmarec printed with `--json`.
+pub fn record_summary(
+    s: &Scratch,
+    name: &str,
+    file_size: &str,
+    size: &str,
+    extra: &[&str],
+) -> (String, String, serde_json::Value) {
     let (img, idx) = (
         s.file(&format!("{name}.img")),
         s.file(&format!("{name}.idx")),
@@ -492,6 +504,7 @@ pub fn record_to_file(
     let mut args = vec![
         "record",
         "--quiet",
+        "--json",
         "--target",
         &img,
         "--file-size",
@@ -502,8 +515,8 @@ pub fn record_to_file(
         size,
     ];
     args.extend_from_slice(extra);
-    run_ok("dmarec", &args);
-    (img, idx)
+    let summary = json(&run_ok("dmarec", &args));
+    (img, idx, summary)
 }
 
 /// A pseudo-terminal: (master, slave, slave's path). Closed on drop.
