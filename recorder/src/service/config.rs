@@ -5,9 +5,8 @@
 
 use crate::journal::TargetSync;
 use crate::source::kmod::MemoryMode;
-use crate::{units, RecordOptions, SourceChoice, MAX_BUFFERS};
+use crate::{defaults, units, RecordOptions, SourceChoice, MAX_BUFFERS};
 use anyhow::{bail, Context, Result};
-use formats::PayloadSize;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -86,30 +85,31 @@ pub struct MetricsSection {
 }
 
 fn default_channel_layout() -> String {
-    "round-robin".to_string()
+    defaults::CHANNEL_LAYOUT.into()
 }
-
 fn default_source() -> String {
-    "sim".into()
+    defaults::SOURCE.into()
 }
 fn default_payload_size() -> String {
-    "512K".into()
+    defaults::PAYLOAD_SIZE.into()
 }
 fn default_buffers() -> String {
-    "auto".into()
+    defaults::BUFFERS.into()
 }
 fn default_queue_depth() -> usize {
-    8
+    defaults::QUEUE_DEPTH
 }
 fn default_memory() -> String {
-    "auto".into()
+    defaults::MEMORY.into()
 }
 fn default_index_sync_ms() -> u64 {
-    1000
+    defaults::INDEX_SYNC_MS
 }
 fn default_target_sync() -> String {
-    "flush".into()
+    defaults::TARGET_SYNC.into()
 }
+/// The service refreshes its status and metrics every second, not every
+/// `dmarec record --status-interval`.
 fn default_status_interval() -> String {
     "1".into()
 }
@@ -154,9 +154,8 @@ impl Config {
         fn key(k: &'static str) -> impl Fn(String) -> anyhow::Error {
             move |e| anyhow::anyhow!("[recording] {k}: {e}")
         }
-        let payload_size = units::parse_size(&r.payload_size)
-            .and_then(|b| PayloadSize::new(b).map_err(|e| e.to_string()))
-            .map_err(key("payload_size"))?;
+        let payload_size =
+            units::parse_payload_size(&r.payload_size).map_err(key("payload_size"))?;
         let rate_bytes_per_s = r
             .rate
             .as_deref()
@@ -194,24 +193,22 @@ impl Config {
             "dsync" => TargetSync::Dsync,
             t => bail!("[recording] target_sync: {t:?}: one of flush, dsync"),
         };
-        if !(1..=3_600_000).contains(&r.index_sync_ms) {
+        if !(1..=defaults::INDEX_SYNC_MS_MAX).contains(&r.index_sync_ms) {
             bail!(
-                "[recording] index_sync_ms: {}: 1..=3600000",
-                r.index_sync_ms
+                "[recording] index_sync_ms: {}: 1..={}",
+                r.index_sync_ms,
+                defaults::INDEX_SYNC_MS_MAX
             );
         }
         Ok(RecordOptions {
             source,
-            targets: r.targets.clone(),
             // Appended after the set's last scan (`dmarec record --scan`).
             scan: Some(name.to_string()),
-            index: self.index_path(name),
             size_bytes: limits.size_bytes,
             duration: limits.duration,
             payload_size,
             buffers,
             queue_depth: r.queue_depth,
-            uring: Default::default(),
             ring: limits.wrap,
             force: r.replace_previous_recording,
             new_file_size_bytes: r
@@ -223,7 +220,6 @@ impl Config {
             channels: r.channels,
             rate_bytes_per_s,
             sim_drop_every: r.sim_drop_every,
-            sim_fill_once: false,
             interleaved,
             memory_mode,
             status_interval: units::parse_duration(&r.status_interval)
@@ -231,7 +227,7 @@ impl Config {
             index_sync_interval: Duration::from_millis(r.index_sync_ms),
             target_sync,
             quiet: true,
-            live: None,
+            ..RecordOptions::new(r.targets.clone(), self.index_path(name))
         })
     }
 }
