@@ -5,6 +5,7 @@
 
 use crate::journal::TargetSync;
 use crate::source::kmod::MemoryMode;
+use crate::uring::UringOptions;
 use crate::{defaults, units, RecordOptions, SourceChoice, MAX_BUFFERS};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
@@ -51,6 +52,18 @@ pub struct RecordingSection {
     pub buffers: String,
     #[serde(default = "default_queue_depth")]
     pub queue_depth: usize,
+    /// io_uring SQPOLL (`dmarec record --sqpoll`).
+    #[serde(default)]
+    pub sqpoll: bool,
+    /// With `sqpoll`: ms before the polling thread sleeps
+    /// (`--sqpoll-idle-ms`); unset: [`defaults::SQPOLL_IDLE_MS`].
+    pub sqpoll_idle_ms: Option<u32>,
+    /// `dmarec record --register-ring-fd`.
+    #[serde(default)]
+    pub register_ring_fd: bool,
+    /// `dmarec record --iopoll` (targets with poll queues only).
+    #[serde(default)]
+    pub iopoll: bool,
     pub channels: Option<u16>,
     /// How the card puts channels in its buffers: "round-robin" (a buffer
     /// per channel in turn) or "interleaved" (frames of every channel).
@@ -193,6 +206,7 @@ impl Config {
             "dsync" => TargetSync::Dsync,
             t => bail!("[recording] target_sync: {t:?}: one of flush, dsync"),
         };
+        let uring = r.uring_options()?;
         if !(1..=defaults::INDEX_SYNC_MS_MAX).contains(&r.index_sync_ms) {
             bail!(
                 "[recording] index_sync_ms: {}: 1..={}",
@@ -209,6 +223,7 @@ impl Config {
             payload_size,
             buffers,
             queue_depth: r.queue_depth,
+            uring,
             ring: limits.wrap,
             force: r.replace_previous_recording,
             new_file_size_bytes: r
@@ -228,6 +243,28 @@ impl Config {
             target_sync,
             quiet: true,
             ..RecordOptions::new(r.targets.clone(), self.index_path(name))
+        })
+    }
+}
+
+impl RecordingSection {
+    /// The io_uring options, checked as `dmarec record` checks
+    /// `--sqpoll-idle-ms` (1..=60000, only with `--sqpoll`).
+    fn uring_options(&self) -> Result<UringOptions> {
+        let idle_ms = self.sqpoll_idle_ms.unwrap_or(defaults::SQPOLL_IDLE_MS);
+        if self.sqpoll_idle_ms.is_some() && !self.sqpoll {
+            bail!("[recording] sqpoll_idle_ms: only with sqpoll = true");
+        }
+        if !(1..=defaults::SQPOLL_IDLE_MS_MAX).contains(&idle_ms) {
+            bail!(
+                "[recording] sqpoll_idle_ms: {idle_ms}: 1..={}",
+                defaults::SQPOLL_IDLE_MS_MAX
+            );
+        }
+        Ok(UringOptions {
+            sqpoll_idle_ms: self.sqpoll.then_some(idle_ms),
+            register_ring_fd: self.register_ring_fd,
+            iopoll: self.iopoll,
         })
     }
 }
@@ -288,6 +325,9 @@ targets = ["/dev/sdb"]
             ("memory = \"dma\"", "memory"),
             ("rate = \"fast\"", "rate"),
             ("index_sync_ms = 0", "index_sync_ms"),
+            ("sqpoll_idle_ms = 50", "sqpoll_idle_ms"),
+            ("sqpoll = true\nsqpoll_idle_ms = 0", "sqpoll_idle_ms"),
+            ("sqpoll = true\nsqpoll_idle_ms = 60001", "sqpoll_idle_ms"),
         ] {
             let c: Config = toml::from_str(&format!("{MINIMAL}{line}\n")).unwrap();
             let e = c.record_options("s", ScanLimits::default()).unwrap_err();
@@ -295,6 +335,35 @@ targets = ["/dev/sdb"]
         }
         let unknown = toml::from_str::<Config>(&format!("{MINIMAL}colour = 1\n"));
         assert!(unknown.unwrap_err().to_string().contains("colour"));
+    }
+
+    #[test]
+    fn the_io_uring_keys_reach_the_recorder() {
+        let o = |lines: &str| {
+            let c: Config = toml::from_str(&format!("{MINIMAL}{lines}\n")).unwrap();
+            c.record_options("s", ScanLimits::default()).unwrap().uring
+        };
+        assert_eq!(o(""), UringOptions::default());
+        assert_eq!(
+            o("sqpoll = true\nsqpoll_idle_ms = 50\nregister_ring_fd = true\niopoll = true"),
+            UringOptions {
+                sqpoll_idle_ms: Some(50),
+                register_ring_fd: true,
+                iopoll: true
+            }
+        );
+        // As the command line: --sqpoll alone idles 1000 ms.
+        assert_eq!(
+            o("sqpoll = true").sqpoll_idle_ms,
+            Some(defaults::SQPOLL_IDLE_MS)
+        );
+        assert_eq!(
+            o("register_ring_fd = true"),
+            UringOptions {
+                register_ring_fd: true,
+                ..UringOptions::default()
+            }
+        );
     }
 
     #[test]
