@@ -227,6 +227,32 @@ pub fn json(stdout: &str) -> serde_json::Value {
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
 }
 
+/// Runs `dmaplay args` with `--json` (and `--quiet`, but for `list`, which
+/// shows no progress), requires success and returns the report.
+pub fn dmaplay_json(args: &[&str]) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    if args.first() != Some(&"list") {
+        all.push("--quiet");
+    }
+    json(&run_ok("dmaplay", &all))
+}
+
+/// A JSON file (a SigMF meta file, a report), parsed.
+pub fn read_json(path: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} is not JSON ({e}): {text}"))
+}
+
+/// Every entry of the index file `index`, each entry's CRC checked.
+pub fn index_entries(index: &str) -> Vec<formats::IndexEntry> {
+    let bytes = std::fs::read(index).unwrap_or_else(|e| panic!("reading {index}: {e}"));
+    let view = formats::index::IndexView::new(&bytes).expect("index decodes");
+    (0..view.len())
+        .map(|i| view.get(i).expect("index entry CRC"))
+        .collect()
+}
+
 /// The layout of the scan an index belongs to, read from member 0's bytes
 /// independently of dmaplay: the whole set for a 1.0 set, else the region of
 /// the index's scan in the newest valid scan table copy.

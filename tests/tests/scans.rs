@@ -42,7 +42,7 @@ fn record_scan(s: &Scratch, img: &str, name: &str, size: &str, extra: &[&str]) -
 }
 
 fn list(img: &str) -> serde_json::Value {
-    json(&run_ok("dmaplay", &["list", "--json", img]))
+    dmaplay_json(&["list", img])
 }
 
 /// Bytes of scan `number` (1-based) in `list`'s region on a one-member set.
@@ -56,19 +56,11 @@ fn region_bytes(image: &[u8], listed: &serde_json::Value, number: usize) -> Vec<
 }
 
 fn verify(img: &str, scan: &str, index: Option<&str>) -> serde_json::Value {
-    let mut args = vec![
-        "verify",
-        "--json",
-        "--quiet",
-        "--pattern",
-        "--scan",
-        scan,
-        img,
-    ];
+    let mut args = vec!["verify", "--pattern", "--scan", scan, img];
     if let Some(i) = index {
         args.extend(["--index", i]);
     }
-    let v = json(&run_ok("dmaplay", &args));
+    let v = dmaplay_json(&args);
     assert_eq!(v["bad"].as_array().unwrap().len(), 0, "{scan}: {v}");
     assert_eq!(
         v["member_problems"].as_array().unwrap().len(),
@@ -161,10 +153,7 @@ fn three_scans_on_one_set_are_listed_verified_and_exported_each() {
     for i in 0..3 {
         let name = sizes[i].0;
         let index = &indexes[i];
-        let ins = json(&run_ok(
-            "dmaplay",
-            &["inspect", "--json", "--scan", name, "--index", index, &img],
-        ));
+        let ins = dmaplay_json(&["inspect", "--scan", name, "--index", index, &img]);
         let anchor = ins["time_base"]["anchor_datetime"]
             .as_str()
             .unwrap()
@@ -334,12 +323,9 @@ fn sigkill_during_scan_2_leaves_scan_1_intact_and_scan_2_recoverable() {
         "scan 1's entry changed"
     );
     let re = s.file("second.re.idx");
-    let report = json(&run_ok(
-        "dmaplay",
-        &[
-            "reindex", "--json", "--quiet", "--force", "--scan", "second", "--index", &re, &img,
-        ],
-    ));
+    let report = dmaplay_json(&[
+        "reindex", "--force", "--scan", "second", "--index", &re, &img,
+    ]);
     let recovered = report["slots_indexed"].as_u64().unwrap();
     let image = std::fs::read(&img).unwrap();
     let checked = check_recording(std::slice::from_ref(&image), &std::fs::read(&re).unwrap());
@@ -410,12 +396,7 @@ fn a_ring_scan_wraps_in_the_rest_of_the_set_and_must_be_last() {
     );
     let checked = check_recording(std::slice::from_ref(&image), &std::fs::read(&idx2).unwrap());
     assert_eq!(checked.slots, region, "the live window is the region");
-    let inspect = json(&run_ok(
-        "dmaplay",
-        &[
-            "inspect", "--json", "--scan", "ring", "--index", &idx2, &img,
-        ],
-    ));
+    let inspect = dmaplay_json(&["inspect", "--scan", "ring", "--index", &idx2, &img]);
     assert_eq!(inspect["ring_wraps"], 960 / region);
     verify(&img, "ring", Some(&idx2));
     verify(&img, "before", Some(&idx1));
@@ -550,23 +531,18 @@ fn scans_on_two_unequal_members_given_in_any_order() {
         check_recording(&images, &std::fs::read(&idx2).unwrap()).slots,
         80
     );
-    let listed = json(&run_ok("dmaplay", &["list", "--json", &b, &a]));
+    let listed = dmaplay_json(&["list", &b, &a]);
     assert_eq!(listed["scans"][1]["first_slot"], 48);
-    let v = json(&run_ok(
-        "dmaplay",
-        &[
-            "verify",
-            "--json",
-            "--quiet",
-            "--pattern",
-            "--scan",
-            "two",
-            "--index",
-            &idx2,
-            &b,
-            &a,
-        ],
-    ));
+    let v = dmaplay_json(&[
+        "verify",
+        "--pattern",
+        "--scan",
+        "two",
+        "--index",
+        &idx2,
+        &b,
+        &a,
+    ]);
     assert_eq!(
         (
             v["slots_checked"].as_u64(),

@@ -210,16 +210,12 @@ fn a_scan_is_started_stopped_and_counted_over_the_socket() {
     check_metrics(&textfile, &summary);
 
     // What the recording holds, read back by dmaplay: the same figures.
-    let inspect = json(&run_ok(
-        "dmaplay",
-        &[
-            "inspect",
-            &dir.file("target.img"),
-            "--index",
-            &dir.file("scan1.idx"),
-            "--json",
-        ],
-    ));
+    let inspect = dmaplay_json(&[
+        "inspect",
+        &dir.file("target.img"),
+        "--index",
+        &dir.file("scan1.idx"),
+    ]);
     assert_eq!(
         inspect["slots"], summary["slots"],
         "index synced: every slot listed"
@@ -245,10 +241,7 @@ fn a_scan_is_started_stopped_and_counted_over_the_socket() {
     assert!(second.status.success(), "{second:?}");
     let last = wait_status(&socket, "scan2's end", |s| s["state"] == "idle");
     assert_eq!(last["last_scan"]["name"], "scan2");
-    let list = json(&run_ok(
-        "dmaplay",
-        &["list", &dir.file("target.img"), "--json"],
-    ));
+    let list = dmaplay_json(&["list", &dir.file("target.img")]);
     let scans = list["scans"].as_array().expect("scans");
     let names: Vec<&str> = scans.iter().map(|s| s["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["scan1", "scan2"], "{list}");
@@ -352,16 +345,12 @@ fn sigterm_stops_the_scan_cleanly_and_ends_the_service() {
     let exit = service.child.wait().unwrap();
     assert_eq!(exit.code(), Some(0), "dmarec serve after SIGTERM");
     assert!(!socket.exists(), "the socket is removed on exit");
-    let inspect = json(&run_ok(
-        "dmaplay",
-        &[
-            "inspect",
-            &dir.file("target.img"),
-            "--index",
-            &dir.file("scan1.idx"),
-            "--json",
-        ],
-    ));
+    let inspect = dmaplay_json(&[
+        "inspect",
+        &dir.file("target.img"),
+        "--index",
+        &dir.file("scan1.idx"),
+    ]);
     assert!(inspect["slots"].as_u64() > Some(50));
     assert_eq!(
         inspect["index_behind"],
