@@ -6,39 +6,52 @@
 //! (`check_recording`, with the scan's region read from the scan table).
 
 use e2e::*;
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 const PAYLOAD: &str = "64K";
 const PAYLOAD_BYTES: u64 = 64 << 10;
 
-/// Records scan `name` onto `img` (a new file of 64 MiB when it does not
-/// exist) with the index `<name>.idx`; returns the index path.
-fn record_scan(s: &Scratch, img: &str, name: &str, size: &str, extra: &[&str]) -> String {
-    let idx = s.file(&format!("{name}.idx"));
-    let mut args = vec![
+/// `dmarec record` of scan `name` onto `img` with the index `idx`, in
+/// these tests' payload size and channels.
+fn scan_args<'a>(img: &'a str, idx: &'a str, name: &'a str) -> Vec<&'a str> {
+    vec![
         "record",
         "--quiet",
         "--target",
         img,
-        "--file-size",
-        "64M",
         "--payload-size",
         PAYLOAD,
         "--channels",
         "2",
-        "--buffers",
-        "32",
         "--index",
-        &idx,
+        idx,
         "--scan",
         name,
-        "--size",
-        size,
-    ];
+    ]
+}
+
+/// Records scan `name` onto `img` (a new file of 64 MiB when it does not
+/// exist) with the index `<name>.idx`; returns the index path.
+fn record_scan(s: &Scratch, img: &str, name: &str, size: &str, extra: &[&str]) -> String {
+    let idx = s.file(&format!("{name}.idx"));
+    let mut args = scan_args(img, &idx, name);
+    args.extend(["--file-size", "64M", "--buffers", "32", "--size", size]);
     args.extend_from_slice(extra);
     run_ok("dmarec", &args);
     idx
+}
+
+/// Tries to record scan `name` onto the existing set `img` (index
+/// `<name>.idx`), `size_bytes` of it or until the set is full: dmarec's
+/// output, whatever its exit status.
+fn try_scan(s: &Scratch, img: &str, name: &str, size_bytes: Option<&str>) -> Output {
+    let idx = s.file(&format!("{name}.idx"));
+    let mut args = scan_args(img, &idx, name);
+    if let Some(size) = size_bytes {
+        args.extend(["--size", size]);
+    }
+    run("dmarec", &args)
 }
 
 fn list(img: &str) -> serde_json::Value {
@@ -400,25 +413,7 @@ fn a_ring_scan_wraps_in_the_rest_of_the_set_and_must_be_last() {
     assert_eq!(inspect["ring_wraps"], 960 / region);
     verify(&img, "ring", Some(&idx2));
     verify(&img, "before", Some(&idx1));
-    let out = run(
-        "dmarec",
-        &[
-            "record",
-            "--quiet",
-            "--target",
-            &img,
-            "--payload-size",
-            PAYLOAD,
-            "--channels",
-            "2",
-            "--index",
-            &s.file("x.idx"),
-            "--scan",
-            "after",
-            "--size",
-            "1M",
-        ],
-    );
+    let out = try_scan(&s, &img, "after", Some("1M"));
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("is a ring scan, which owns the rest of the set"));
@@ -430,24 +425,7 @@ fn a_full_set_stops_with_status_3_and_refuses_another_scan() {
     let img = s.file("set.img");
     record_scan(&s, &img, "half", "30M", &[]);
     // No --size: the scan fills the rest of the set and stops, status 3.
-    let idx = s.file("rest.idx");
-    let out = run(
-        "dmarec",
-        &[
-            "record",
-            "--quiet",
-            "--target",
-            &img,
-            "--payload-size",
-            PAYLOAD,
-            "--channels",
-            "2",
-            "--index",
-            &idx,
-            "--scan",
-            "rest",
-        ],
-    );
+    let out = try_scan(&s, &img, "rest", None);
     assert_eq!(
         out.status.code(),
         Some(3),
@@ -459,26 +437,8 @@ fn a_full_set_stops_with_status_3_and_refuses_another_scan() {
     assert_eq!(listed["scans"][1]["slot_count"], capacity - 480);
     assert_eq!(listed["scans"][1]["state"], "complete");
     assert_eq!(listed["slots_left"], 0);
-    verify(&img, "rest", Some(&idx));
-    let out = run(
-        "dmarec",
-        &[
-            "record",
-            "--quiet",
-            "--target",
-            &img,
-            "--payload-size",
-            PAYLOAD,
-            "--channels",
-            "2",
-            "--index",
-            &s.file("more.idx"),
-            "--scan",
-            "more",
-            "--size",
-            "1M",
-        ],
-    );
+    verify(&img, "rest", Some(&s.file("rest.idx")));
+    let out = try_scan(&s, &img, "more", Some("1M"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(
