@@ -545,6 +545,26 @@ pub fn record_summary(
     (img, idx, summary)
 }
 
+/// [`record_to_file`] of `size` from a card of 3 channels interleaved in
+/// every 64 KiB buffer (5461 frames of 4-byte samples), 16 buffers, every
+/// 5th buffer lost, into `il.img` (32 MiB) in `s`, with `extra` arguments.
+pub fn record_interleaved(s: &Scratch, size: &str, extra: &[&str]) -> (String, String) {
+    let mut args = vec![
+        "--payload-size",
+        "64K",
+        "--buffers",
+        "16",
+        "--channels",
+        "3",
+        "--channel-layout",
+        "interleaved",
+        "--sim-drop-every",
+        "5",
+    ];
+    args.extend_from_slice(extra);
+    record_to_file(s, "il", "32M", size, &args)
+}
+
 /// A pseudo-terminal: (master, slave, slave's path). Closed on drop.
 pub fn pty() -> (std::fs::File, std::fs::File, String) {
     use std::os::fd::FromRawFd;

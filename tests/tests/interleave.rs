@@ -48,24 +48,7 @@ fn expected(es: &[IndexEntry], ch: usize) -> Vec<u8> {
 #[test]
 fn interleaved_recording_verifies_and_exports_each_channel_deinterleaved() {
     let s = Scratch::new("interleave");
-    let (img, idx) = record_to_file(
-        &s,
-        "il",
-        "32M",
-        "8M",
-        &[
-            "--payload-size",
-            "64K",
-            "--buffers",
-            "16",
-            "--channels",
-            "3",
-            "--channel-layout",
-            "interleaved",
-            "--sim-drop-every",
-            "5",
-        ],
-    );
+    let (img, idx) = record_interleaved(&s, "8M", &[]);
     let es = index_entries(&idx);
     assert!(es.len() > 20, "{} slots", es.len());
     for e in &es {

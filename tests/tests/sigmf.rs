@@ -5,7 +5,7 @@
 //! makes), which validates each export and checks that every capture's
 //! datetime agrees with the sample counts to within one sample period.
 
-use e2e::{dmaplay_json, json, read_json, record_to_file, run, Scratch};
+use e2e::{dmaplay_json, json, read_json, record_interleaved, record_to_file, run, Scratch};
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -344,26 +344,7 @@ fn time_addressing_and_empty_selections_end_to_end() {
 #[test]
 fn deinterleaved_sigmf_exports_pass_the_reference_reader() {
     let s = Scratch::new("sigmf-interleaved");
-    let (img, idx) = record_to_file(
-        &s,
-        "il",
-        "32M",
-        "4M",
-        &[
-            "--payload-size",
-            "64K",
-            "--buffers",
-            "16",
-            "--channels",
-            "3",
-            "--channel-layout",
-            "interleaved",
-            "--rate",
-            "40",
-            "--sim-drop-every",
-            "5",
-        ],
-    );
+    let (img, idx) = record_interleaved(&s, "4M", &["--rate", "40"]);
     let base = s.file("il");
     let report = dmaplay_json(&[
         "export", &img, "--index", &idx, "--all", "--format", "sigmf", "--gaps", "zero", "--out",
