@@ -318,6 +318,67 @@ targets = ["/dev/sdb"]
     }
 
     #[test]
+    fn every_recording_key_reaches_the_recorder() {
+        // Each key away from its default: a key ignored (its field left to
+        // RecordOptions::new) fails here.
+        let text = MINIMAL.replace(
+            "targets = [\"/dev/sdb\"]",
+            r#"targets = ["/dev/sdb", "/dev/sdc"]
+source = "/dev/dmarec9"
+file_size = "1G"
+payload_size = "64K"
+buffers = "100"
+queue_depth = 3
+sqpoll = true
+register_ring_fd = true
+channels = 2
+channel_layout = "interleaved"
+rate = "100"
+sim_drop_every = 7
+memory = "mmap"
+index_sync_ms = 250
+target_sync = "dsync"
+status_interval = "5s"
+replace_previous_recording = true"#,
+        );
+        let c: Config = toml::from_str(&text).unwrap();
+        let limits = ScanLimits {
+            duration: Some(Duration::from_secs(5)),
+            size_bytes: Some(1 << 30),
+            wrap: true,
+        };
+        let o = c.record_options("s2", limits).unwrap();
+        assert!(matches!(&o.source, SourceChoice::Device(p) if p == Path::new("/dev/dmarec9")));
+        assert_eq!(
+            o.targets,
+            [PathBuf::from("/dev/sdb"), PathBuf::from("/dev/sdc")]
+        );
+        assert_eq!(o.index, PathBuf::from("/var/lib/dmarec/s2.idx"));
+        assert_eq!(o.scan.as_deref(), Some("s2"));
+        assert_eq!(
+            (o.duration, o.size_bytes, o.ring),
+            (limits.duration, limits.size_bytes, true)
+        );
+        assert_eq!(o.new_file_size_bytes, Some(1 << 30));
+        assert_eq!(
+            (o.payload_size.bytes(), o.buffers, o.queue_depth),
+            (64 << 10, 100, 3)
+        );
+        assert_eq!(o.uring.sqpoll_idle_ms, Some(defaults::SQPOLL_IDLE_MS));
+        assert!(o.uring.register_ring_fd && !o.uring.iopoll);
+        assert_eq!((o.channels, o.interleaved), (Some(2), true));
+        assert_eq!(
+            (o.rate_bytes_per_s, o.sim_drop_every),
+            (Some(100_000_000), 7)
+        );
+        assert_eq!(o.memory_mode, MemoryMode::Mmap);
+        assert_eq!(o.index_sync_interval, Duration::from_millis(250));
+        assert_eq!(o.target_sync, TargetSync::Dsync);
+        assert_eq!(o.status_interval, Duration::from_secs(5));
+        assert!(o.force && o.quiet && !o.sim_fill_once && o.live.is_none());
+    }
+
+    #[test]
     fn bad_values_name_their_key() {
         for (line, key) in [
             ("payload_size = \"3K\"", "payload_size"),
