@@ -26,6 +26,7 @@
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
+. bench/lib.sh
 SIZE=${SIZE:-2G}
 RATE=${RATE:-32}
 REPS=${REPS:-3}
@@ -39,44 +40,17 @@ LAYOUT=${LAYOUT:-round-robin}  # the recording's --channel-layout
 ALSO=${ALSO:-}
 PROFILE=${PROFILE:-0}
 OUT=${OUT:-$REPO/bench/results/readout-$(date -u +%Y%m%d-%H%M%S)}
-[ "$(id -u)" = 0 ] || { echo "bench/readout.sh: needs root (losetup, mount)" >&2; exit 1; }
-for t in fio python3 /usr/bin/time losetup; do
-    command -v "$t" >/dev/null || { echo "bench/readout.sh: $t missing (apt-get install -y fio time python3)" >&2; exit 1; }
-done
+bench_require readout
 SIZE_B=$(numfmt --from=iec "${SIZE%iB}")
 MIB=$((1 << 20))
 DEV_B=$(((SIZE_B + SIZE_B / 128 + 64 * MIB) / MIB * MIB))
-WORK=$(mktemp -d "$DISK_DIR/dmarec-readout.XXXXXX")
-TMPFS=$(mktemp -d /dev/shm/dmarec-readout.XXXXXX 2>/dev/null || mktemp -d)
-LOOP=""
-MOUNTED=""
-cleanup() {
-    set +e
-    [ -n "$LOOP" ] && losetup -d "$LOOP"
-    [ -n "$MOUNTED" ] && umount "$MOUNTED"
-    rm -rf "$WORK" "$TMPFS"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-mount -t tmpfs -o size=$((SIZE_B + 256 * MIB)) dmarec-readout "$TMPFS"
-MOUNTED=$TMPFS
-mkdir -p "$OUT/raw"
+bench_scratch readout $((SIZE_B + 256 * MIB))
 cargo build --release --quiet -p dmarec-recorder -p dmarec-tools
 DMAREC=$REPO/target/release/dmarec
 DMAPLAY=$REPO/target/release/dmaplay
-log() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$OUT/log.txt" >&2; }
-{
-    echo "date_utc: $(date -u '+%Y-%m-%d %H:%M:%S')"
-    echo "command: SIZE=$SIZE RATE=$RATE REPS=$REPS PACED=$PACED PACED_RT=$PACED_RT PACED_OLD=$PACED_OLD THROUGHPUT=$THROUGHPUT LAYOUT=$LAYOUT PROFILE=$PROFILE OLD_DMAPLAY=$OLD_DMAPLAY ALSO=\"$ALSO\" bash bench/readout.sh"
-    echo "git: $(git rev-parse --short HEAD); uncommitted: $(git status --short -- tools formats recorder | tr '\n' ' ')"
-    echo "cores: $(nproc), kernel $(uname -r), fio $(fio --version)"
-    echo "disk: $DISK_DIR on $(df --output=source "$DISK_DIR" | tail -1) ($(df --output=fstype "$DISK_DIR" | tail -1))"
-    echo "load_at_start: $(cut -d' ' -f1-3 /proc/loadavg)"
-} > "$OUT/machine.txt"
+bench_machine "SIZE=$SIZE RATE=$RATE REPS=$REPS PACED=$PACED PACED_RT=$PACED_RT PACED_OLD=$PACED_OLD THROUGHPUT=$THROUGHPUT LAYOUT=$LAYOUT PROFILE=$PROFILE OLD_DMAPLAY=$OLD_DMAPLAY ALSO=\"$ALSO\" bash bench/readout.sh" tools formats recorder
 
-truncate -s "$DEV_B" "$WORK/target.img"
-LOOP=$(losetup -f --show --direct-io=on "$WORK/target.img")
-fio --name=prefill --filename="$LOOP" --ioengine=io_uring --direct=1 --bs=1m --rw=write --iodepth=8 --size="$DEV_B" >/dev/null
+bench_loop "$WORK/target.img" "$DEV_B"
 log "recording $SIZE at $RATE MB/s on $LOOP, $LAYOUT"
 "$DMAREC" record --source sim --target "$LOOP" --index "$WORK/rec.idx" --size "$SIZE_B" \
     --rate "$RATE" --channel-layout "$LAYOUT" --force --json --quiet > "$OUT/record.json"

@@ -5,7 +5,6 @@ MB/s = the recording's bytes / process wall time for every tool (fio's
 start-up included, as dmaplay's). Ratios are taken per repetition (the
 tools alternated within it), then their median and range.
 """
-import csv
 import json
 import os
 import statistics
@@ -14,24 +13,17 @@ from collections import defaultdict
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import svgplot  # noqa: E402
+from stats import med, successful_runs, write_rates  # noqa: E402
 
 out, rec_b = sys.argv[1], int(sys.argv[2])
 gib = rec_b / 2**30
 runs = []
-with open(f"{out}/runs.tsv") as f:
-    for row in csv.DictReader(f, delimiter="\t"):
-        raw = f"{out}/raw/{row['id']}"
-        if not os.path.exists(f"{raw}.rc") or open(f"{raw}.rc").read().strip() != "0":
-            continue
-        wall, user, sys_s, rss = open(f"{raw}.time").read().split()[-4:]
-        row.update(wall=float(wall), cpu=float(user) + float(sys_s), rss_kb=int(rss),
-                   load1=float(row["load1"]), out=open(f"{raw}.out").read())
-        if row["tool"] != "perf":  # the profiled runs (PROFILE=1) are not timed
-            runs.append(row)
-
-
-def med(v):
-    return f"**{statistics.median(v):.0f}** [{min(v):.0f}–{max(v):.0f}]"
+for row, raw in successful_runs(out):
+    wall, user, sys_s, rss = open(f"{raw}.time").read().split()[-4:]
+    row.update(wall=float(wall), cpu=float(user) + float(sys_s), rss_kb=int(rss),
+               load1=float(row["load1"]), out=open(f"{raw}.out").read())
+    if row["tool"] != "perf":  # the profiled runs (PROFILE=1) are not timed
+        runs.append(row)
 
 
 by = defaultdict(list)
@@ -52,10 +44,7 @@ for (tool, config), rs in sorted(by.items()):
     lines.append(f"| {tool} | {config} | {med(mbs)} | {cpu:.3f} | {rss:.0f} | "
                  f"{min(loads):.1f}–{max(loads):.1f} | {len(rs)} |")
     rows.append((f"{tool} {config}", round(statistics.median(mbs)), min(mbs), max(mbs)))
-with open(f"{out}/rates.tsv", "w") as f:
-    f.write("label\tmedian\tmin\tmax\n")
-    for r in rows:
-        f.write("%s\t%s\t%s\t%s\n" % r)
+write_rates(f"{out}/rates.tsv", rows)
 if rows:
     svgplot.bars(f"{out}/rates.tsv", f"{out}/readout-rates.svg",
                  "Reading a recording back vs fio (same run, alternated)", "MB/s")
@@ -74,13 +63,12 @@ for tool, config, write in ratios:
          if (tool, config) in d and ("fio", "read-target") in d and ("fio", write) in d]
     if v:
         lines.append(f"| {tool} {config} / min(fio read of the target, fio {write}) | "
-                     f"**{statistics.median(v):.2f}** [{min(v):.2f}–{max(v):.2f}] | {len(v)} |")
+                     f"{med(v, 2)} | {len(v)} |")
 for tool in sorted({t for t, c in by if c == "replay-max"}):
     v = [d[(tool, "replay-max")] / d[("dmaplay", "verify")] for d in per_rep.values()
          if (tool, "replay-max") in d and ("dmaplay", "verify") in d]
     if v:
-        lines.append(f"| {tool} replay --speed max / verify | **{statistics.median(v):.2f}** "
-                     f"[{min(v):.2f}–{max(v):.2f}] | {len(v)} |")
+        lines.append(f"| {tool} replay --speed max / verify | {med(v, 2)} | {len(v)} |")
 
 paced = [r for r in runs if r["config"].startswith("replay-original")]
 if paced:
@@ -99,10 +87,7 @@ if paced:
                      f"({p.get('slots_late_over_1ms_arrived_late', '-')}) | {r['load1']:.1f} |")
         prow += [(f"rep {r['rep']} {how} p50", p["p50_ms"], p["p50_ms"], p["p50_ms"]),
                  (f"rep {r['rep']} {how} p99", p["p99_ms"], p["p99_ms"], p["p99_ms"])]
-    with open(f"{out}/pacing.tsv", "w") as f:
-        f.write("label\tmedian\tmin\tmax\n")
-        for r in prow:
-            f.write("%s\t%s\t%s\t%s\n" % r)
+    write_rates(f"{out}/pacing.tsv", prow)
     svgplot.bars(f"{out}/pacing.tsv", f"{out}/readout-pacing.svg",
                  "replay at the original rate: lateness per slot", "ms")
 open(f"{out}/summary.md", "w").write("\n".join(lines) + "\n")

@@ -24,6 +24,7 @@
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
+. bench/lib.sh
 SIZE=${SIZE:-1G}
 PAYLOAD=${PAYLOAD:-512K}   # dmarec --payload-size and fio --bs
 REPS=${REPS:-3}
@@ -32,41 +33,16 @@ DISK_DIR=${DISK_DIR:-/var/tmp}
 SQPOLL_IDLE_MS=${SQPOLL_IDLE_MS:-1000}
 RATE=${RATE:-200}   # MB/s of the card in the -paced runs (below the device: CPU per GiB at a real card's pace)
 OUT=${OUT:-$REPO/bench/results/uring-$(date -u +%Y%m%d-%H%M%S)}
-[ "$(id -u)" = 0 ] || { echo "bench/uring.sh: needs root (losetup, mount)" >&2; exit 1; }
-for t in fio python3 /usr/bin/time losetup; do
-    command -v "$t" >/dev/null || { echo "bench/uring.sh: $t missing (apt-get install -y fio time python3)" >&2; exit 1; }
-done
+bench_require uring
 SIZE_B=$(numfmt --from=iec "${SIZE%iB}")
 PAYLOAD_B=$(numfmt --from=iec "${PAYLOAD%iB}")
 MIB=$((1 << 20))
 # SIZE of slots (a 4 KiB header per payload) plus superblocks
 DEV_B=$(((SIZE_B / PAYLOAD_B * (PAYLOAD_B + 4096) + 64 * MIB) / MIB * MIB))
-WORK=$(mktemp -d "$DISK_DIR/dmarec-uring.XXXXXX")
-TMPFS=$(mktemp -d /dev/shm/dmarec-uring.XXXXXX 2>/dev/null || mktemp -d)
-LOOP=""
-MOUNTED=""
-cleanup() {
-    set +e
-    [ -n "$LOOP" ] && losetup -d "$LOOP"
-    [ -n "$MOUNTED" ] && umount "$MOUNTED"
-    rm -rf "$WORK" "$TMPFS"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-mount -t tmpfs -o size=$((DEV_B + 64 * MIB)) dmarec-uring "$TMPFS"
-MOUNTED=$TMPFS
-mkdir -p "$OUT/raw"
+bench_scratch uring $((DEV_B + 64 * MIB))
 cargo build --release --quiet -p dmarec-recorder
 DMAREC=$REPO/target/release/dmarec
-log() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$OUT/log.txt" >&2; }
-{
-    echo "date_utc: $(date -u '+%Y-%m-%d %H:%M:%S')"
-    echo "command: SIZE=$SIZE REPS=$REPS PAYLOAD=$PAYLOAD RATE=$RATE BACKINGS=\"$BACKINGS\" SQPOLL_IDLE_MS=$SQPOLL_IDLE_MS bash bench/uring.sh"
-    echo "git: $(git rev-parse --short HEAD); uncommitted: $(git status --short -- recorder | tr '\n' ' ')"
-    echo "cores: $(nproc), kernel $(uname -r), fio $(fio --version)"
-    echo "disk: $DISK_DIR on $(df --output=source "$DISK_DIR" | tail -1) ($(df --output=fstype "$DISK_DIR" | tail -1))"
-    echo "load_at_start: $(cut -d' ' -f1-3 /proc/loadavg)"
-} > "$OUT/machine.txt"
+bench_machine "SIZE=$SIZE REPS=$REPS PAYLOAD=$PAYLOAD RATE=$RATE BACKINGS=\"$BACKINGS\" SQPOLL_IDLE_MS=$SQPOLL_IDLE_MS bash bench/uring.sh" recorder
 
 printf 'id\tbacking\ttool\tconfig\trep\tload1\n' > "$OUT/runs.tsv"
 N=0
@@ -84,10 +60,7 @@ run() { # run <backing> <tool> <config> <rep> cmd...
 
 for B in $BACKINGS; do
     if [ "$B" = disk ]; then img=$WORK/target.img; else img=$TMPFS/target.img; fi
-    truncate -s "$DEV_B" "$img"
-    LOOP=$(losetup -f --show --direct-io=on "$img")
-    fio --name=prefill --filename="$LOOP" --ioengine=io_uring --direct=1 --bs=1m --rw=write \
-        --iodepth=8 --size="$DEV_B" >/dev/null
+    bench_loop "$img" "$DEV_B"
     rec="$DMAREC record --source sim --sim-fill-once --target $LOOP --index $TMPFS/r.idx --force --json --quiet --size $SIZE_B --payload-size $PAYLOAD --buffers 64 --queue-depth 8"
     fio_w="fio --name=w --filename=$LOOP --ioengine=io_uring --direct=1 --fixedbufs=1 --registerfiles=1 --bs=$PAYLOAD --rw=write --iodepth=8 --size=$SIZE_B --end_fsync=1 --output-format=json"
     # dmaplay's reads use the same submission path: fio's sequential read with

@@ -9,7 +9,6 @@ them) per GiB of payload. Ratios are taken per repetition (the
 configurations alternated within it) against the same tool's default, then
 their median and range.
 """
-import csv
 import json
 import os
 import statistics
@@ -18,34 +17,27 @@ from collections import defaultdict
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import svgplot  # noqa: E402
+from stats import med, successful_runs, write_rates  # noqa: E402
 
 out, size_b = sys.argv[1], int(sys.argv[2])
 gib = size_b / 2**30
 runs = []
-with open(f"{out}/runs.tsv") as f:
-    for row in csv.DictReader(f, delimiter="\t"):
-        raw = f"{out}/raw/{row['id']}"
-        if not os.path.exists(f"{raw}.rc") or open(f"{raw}.rc").read().strip() != "0":
-            continue
-        wall, user, sys_s = open(f"{raw}.time").read().split()[-3:]
-        report = json.load(open(f"{raw}.out"))
-        if row["tool"] == "fio":
-            rw = "read" if row["config"].startswith("read") else "write"
-            device = report["jobs"][0][rw]["bw_bytes"] / 1e6
-            setup = ""
-        else:
-            device = report["rate_mb_per_s"]
-            setup = report["io_uring_setup"]
-            # getrusage(RUSAGE_SELF) at the summary, microseconds: every thread
-            # (the iou-sqp thread included), finer than time's 10 ms
-            row["rusage_cpu"] = report["cpu_user_s"] + report["cpu_sys_s"]
-        row.update(wall=float(wall), cpu=float(user) + float(sys_s), device=device,
-                   load1=float(row["load1"]), setup=setup)
-        runs.append(row)
-
-
-def med(v, digits=0):
-    return f"**{statistics.median(v):.{digits}f}** [{min(v):.{digits}f}–{max(v):.{digits}f}]"
+for row, raw in successful_runs(out):
+    wall, user, sys_s = open(f"{raw}.time").read().split()[-3:]
+    report = json.load(open(f"{raw}.out"))
+    if row["tool"] == "fio":
+        rw = "read" if row["config"].startswith("read") else "write"
+        device = report["jobs"][0][rw]["bw_bytes"] / 1e6
+        setup = ""
+    else:
+        device = report["rate_mb_per_s"]
+        setup = report["io_uring_setup"]
+        # getrusage(RUSAGE_SELF) at the summary, microseconds: every thread
+        # (the iou-sqp thread included), finer than time's 10 ms
+        row["rusage_cpu"] = report["cpu_user_s"] + report["cpu_sys_s"]
+    row.update(wall=float(wall), cpu=float(user) + float(sys_s), device=device,
+               load1=float(row["load1"]), setup=setup)
+    runs.append(row)
 
 
 lines = [f"# io_uring options run {os.path.basename(out)}", "",
@@ -66,10 +58,7 @@ for (backing, tool, config), rs in sorted(by.items()):
                  f"{min(loads):.1f}–{max(loads):.1f} | "
                  f"{len(rs)} | {' / '.join(setups)} |")
     rows.append((f"{backing} {tool} {config}", round(statistics.median(mbs)), min(mbs), max(mbs)))
-with open(f"{out}/rates.tsv", "w") as f:
-    f.write("label\tmedian\tmin\tmax\n")
-    for r in rows:
-        f.write("%s\t%s\t%s\t%s\n" % r)
+write_rates(f"{out}/rates.tsv", rows)
 if rows:
     svgplot.bars(f"{out}/rates.tsv", f"{out}/uring-rates.svg",
                  "dmarec io_uring options vs fio (same run, alternated)", "MB/s")

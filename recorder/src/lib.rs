@@ -168,6 +168,69 @@ pub struct RecordOptions {
     pub live: Option<status::LiveSink>,
 }
 
+/// `dmarec record`'s defaults, defined once for its command line, for
+/// `dmarec serve`'s configuration keys of the same names
+/// (service::config) and for [`RecordOptions::new`]. Strings are in the
+/// command line's own units and spellings.
+pub mod defaults {
+    pub const SOURCE: &str = "sim";
+    pub const PAYLOAD_SIZE: &str = "512K";
+    pub const BUFFERS: &str = "auto";
+    pub const QUEUE_DEPTH: usize = 8;
+    /// `--sqpoll-idle-ms`: the SQPOLL thread's idle time before it sleeps.
+    pub const SQPOLL_IDLE_MS: u32 = 1000;
+    /// `--sqpoll-idle-ms`'s range.
+    pub const SQPOLL_IDLE_MS_MAX: u32 = 60_000;
+    pub const CHANNEL_LAYOUT: &str = "round-robin";
+    pub const MEMORY: &str = "auto";
+    pub const INDEX_SYNC_MS: u64 = 1000;
+    /// `--index-sync-ms`'s range.
+    pub const INDEX_SYNC_MS_MAX: u64 = 3_600_000;
+    pub const TARGET_SYNC: &str = "flush";
+    /// `dmarec record --status-interval` (the service refreshes every second).
+    pub const STATUS_INTERVAL: &str = "10";
+}
+
+impl RecordOptions {
+    /// A recording of the simulated card to `targets` with `index`, every
+    /// other option at `dmarec record`'s default ([`defaults`]): no size or
+    /// duration limit, `--buffers auto` for a card of unknown rate, a new
+    /// stripe set (no `--scan`), stop when full, output not quiet.
+    pub fn new(targets: Vec<PathBuf>, index: PathBuf) -> RecordOptions {
+        let payload_size =
+            units::parse_payload_size(defaults::PAYLOAD_SIZE).expect("the default payload size");
+        let source = SourceChoice::Sim;
+        let buffers = auto_buffers(payload_size, None, ring_limit_buffers(&source)).0;
+        RecordOptions {
+            source,
+            targets,
+            index,
+            size_bytes: None,
+            duration: None,
+            payload_size,
+            buffers,
+            queue_depth: defaults::QUEUE_DEPTH,
+            uring: uring::UringOptions::default(),
+            ring: false,
+            scan: None,
+            force: false,
+            new_file_size_bytes: None,
+            channels: None,
+            rate_bytes_per_s: None,
+            sim_drop_every: 0,
+            sim_fill_once: false,
+            interleaved: false,
+            memory_mode: MemoryMode::Auto,
+            status_interval: units::parse_duration(defaults::STATUS_INTERVAL)
+                .expect("the default status interval"),
+            index_sync_interval: Duration::from_millis(defaults::INDEX_SYNC_MS),
+            target_sync: TargetSync::Flush,
+            quiet: false,
+            live: None,
+        }
+    }
+}
+
 /// A command line that asks for something impossible (exit status 2 in
 /// `dmarec`, like clap's own usage errors).
 #[derive(Debug)]

@@ -6,7 +6,7 @@ use formats::PayloadSize;
 use recorder::journal::TargetSync;
 use recorder::record::{StopReason, STOP_REQUESTED};
 use recorder::source::kmod::MemoryMode;
-use recorder::{units, RecordOptions, SourceChoice, MAX_BUFFERS};
+use recorder::{defaults, units, RecordOptions, SourceChoice, MAX_BUFFERS};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -97,7 +97,7 @@ enum Memory {
 #[derive(clap::Args)]
 struct RecordArgs {
     /// `sim` (simulated card) or the driver's device, e.g. /dev/dmarec0.
-    #[arg(long, default_value = "sim")]
+    #[arg(long, default_value = defaults::SOURCE)]
     source: String,
     /// Block device, partition or regular file to record to; repeat for a stripe set.
     #[arg(long = "target", required = true, value_name = "PATH")]
@@ -122,20 +122,20 @@ struct RecordArgs {
     /// How the channels share the buffers (docs/FORMAT.md, "Channel layouts"); with
     /// `interleaved` a buffer holds whole frames of --channels samples and `dmaplay export`
     /// de-interleaves them.
-    #[arg(long, value_enum, default_value = "round-robin")]
+    #[arg(long, value_enum, default_value = defaults::CHANNEL_LAYOUT)]
     channel_layout: ChannelLayoutArg,
     /// Payload bytes per buffer: a power of two, 4K..64M (the kernel driver: 4K..16M).
-    #[arg(long, default_value = "512K", value_parser = parse_payload_size)]
+    #[arg(long, default_value = defaults::PAYLOAD_SIZE, value_parser = units::parse_payload_size)]
     payload_size: PayloadSize,
     /// Buffers in the ring (registered once, at start), or `auto`: two seconds of the card
     /// at --rate, or 512 MiB when the rate is unknown (at most a quarter of the RAM, at
     /// most 16384 buffers): that held the longest write stalls and rate dips measured on
     /// this project's loop and virtio disks (docs/BENCHMARKS.md, "Sustained"). Said at start; the summary
     /// says what the run's longest write would have needed.
-    #[arg(long, default_value = "auto", value_parser = parse_buffers)]
+    #[arg(long, default_value = defaults::BUFFERS, value_parser = parse_buffers)]
     buffers: BufferCount,
     /// Slot writes in flight at most (8: best median on the machines measured, docs/BENCHMARKS.md).
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=MAX_BUFFERS as u64))]
+    #[arg(long, default_value_t = defaults::QUEUE_DEPTH as u64, value_parser = clap::value_parser!(u64).range(1..=MAX_BUFFERS as u64))]
     queue_depth: u64,
     /// Submit through a kernel thread polling the submission queue (io_uring SQPOLL):
     /// fewer system calls, but the thread spins a core while there is work and is
@@ -144,8 +144,8 @@ struct RecordArgs {
     sqpoll: bool,
     /// With --sqpoll: ms without submissions before the polling thread sleeps
     /// (the next submission wakes it with a system call).
-    #[arg(long, default_value_t = 1000, requires = "sqpoll",
-          value_parser = clap::value_parser!(u32).range(1..=60_000))]
+    #[arg(long, default_value_t = defaults::SQPOLL_IDLE_MS, requires = "sqpoll",
+          value_parser = clap::value_parser!(u32).range(1..=defaults::SQPOLL_IDLE_MS_MAX as i64))]
     sqpoll_idle_ms: u32,
     /// Register the ring's file descriptor with itself (IORING_REGISTER_RING_FDS,
     /// Linux 5.18+): each io_uring_enter skips the file-descriptor lookup.
@@ -160,7 +160,7 @@ struct RecordArgs {
     #[arg(long, value_enum, default_value = "stop")]
     on_full: OnFull,
     /// Driver memory mode: auto tries the driver's buffers and falls back to userptr.
-    #[arg(long, value_enum, default_value = "auto")]
+    #[arg(long, value_enum, default_value = defaults::MEMORY)]
     memory: Memory,
     /// Simulated card: lose every Nth buffer (to test gap handling).
     #[arg(long, default_value_t = 0)]
@@ -185,15 +185,16 @@ struct RecordArgs {
     #[arg(long)]
     json: bool,
     /// Time between status lines when stderr is not a terminal: seconds or 30s, 1m.
-    #[arg(long, default_value = "10", value_parser = units::parse_duration)]
+    #[arg(long, default_value = defaults::STATUS_INTERVAL, value_parser = units::parse_duration)]
     status_interval: Duration,
     /// Longest time between sync rounds, ms: the targets' write caches are
     /// flushed, then the index entries of the flushed slots written and fdatasync'ed.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    #[arg(long, default_value_t = defaults::INDEX_SYNC_MS,
+          value_parser = clap::value_parser!(u64).range(1..=defaults::INDEX_SYNC_MS_MAX))]
     index_sync_ms: u64,
     /// How slots become durable: `flush` the targets' caches once per sync round,
     /// or write every slot with `dsync` (FUA where the device has it, else a flush per write).
-    #[arg(long, value_enum, default_value = "flush")]
+    #[arg(long, value_enum, default_value = defaults::TARGET_SYNC)]
     target_sync: TargetSyncArg,
     /// No progress or status output.
     #[arg(long)]
@@ -218,11 +219,6 @@ fn parse_buffers(text: &str) -> Result<BufferCount, String> {
     }
 }
 
-/// A size (units::parse_size: 512K, 1M, 65536) that is a valid payload size.
-fn parse_payload_size(text: &str) -> Result<PayloadSize, String> {
-    PayloadSize::new(units::parse_size(text)?).map_err(|e| e.to_string())
-}
-
 /// First SIGINT/SIGTERM: stop cleanly (drain, finalize the index). A second
 /// one aborts at once, for a stop that does not finish.
 extern "C" fn on_signal(_: libc::c_int) {
@@ -233,7 +229,9 @@ extern "C" fn on_signal(_: libc::c_int) {
     }
 }
 
-fn run_record(args: RecordArgs) -> Result<i32> {
+/// The recorder's options for the command line `args` (says how
+/// `--buffers auto` chose unless `--quiet`).
+fn record_options(args: &RecordArgs) -> RecordOptions {
     let source = if args.source == "sim" {
         SourceChoice::Sim
     } else {
@@ -250,10 +248,10 @@ fn run_record(args: RecordArgs) -> Result<i32> {
             n
         }
     };
-    let opts = RecordOptions {
+    RecordOptions {
         source,
-        targets: args.targets,
-        index: args.index,
+        targets: args.targets.clone(),
+        index: args.index.clone(),
         size_bytes: args.size,
         duration: args.duration,
         payload_size: args.payload_size,
@@ -265,7 +263,7 @@ fn run_record(args: RecordArgs) -> Result<i32> {
             iopoll: args.iopoll,
         },
         ring: matches!(args.on_full, OnFull::Wrap),
-        scan: args.scan,
+        scan: args.scan.clone(),
         force: args.force,
         new_file_size_bytes: args.file_size,
         channels: args.channels,
@@ -286,7 +284,11 @@ fn run_record(args: RecordArgs) -> Result<i32> {
         },
         quiet: args.quiet,
         live: None,
-    };
+    }
+}
+
+fn run_record(args: RecordArgs) -> Result<i32> {
+    let opts = record_options(&args);
     recorder::signals::install_stop_handlers(on_signal);
     let summary = recorder::record(&opts)?;
     if args.json {
@@ -327,5 +329,24 @@ fn main() {
                 1
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_lines_defaults_are_record_options_new() {
+        let cli =
+            Cli::try_parse_from(["dmarec", "record", "--target", "t.img", "--index", "i"]).unwrap();
+        let Command::Record(args) = cli.command else {
+            panic!("not a record command");
+        };
+        let expected = RecordOptions::new(vec![PathBuf::from("t.img")], PathBuf::from("i"));
+        assert_eq!(
+            format!("{:?}", record_options(&args)),
+            format!("{expected:?}")
+        );
     }
 }

@@ -247,6 +247,19 @@ mod tests {
             .collect()
     }
 
+    /// Loses a byte of `entry`'s payload, `at_bytes` into it: a torn write.
+    fn tear(target: &Target, entry: &IndexEntry, at_bytes: u64) {
+        let at = entry.device_offset_bytes + SLOT_HEADER_BYTES as u64 + at_bytes;
+        target.file.write_all_at(&[0xEE], at).unwrap();
+    }
+
+    /// The read-back of the last 4 of `SLOTS` synced slots, one buffer of
+    /// `PAYLOAD_BYTES` to read into.
+    fn check_last_four(target: Target, index: &File, uuid: Uuid) -> Readback {
+        let memory = SlotMemory::allocate(1, PAYLOAD_BYTES).unwrap();
+        check_tail(&[target], index, &memory, uuid, SLOTS, 4).unwrap()
+    }
+
     #[test]
     fn torn_slots_in_the_window_leave_the_index_and_the_intact_ones_after_them_stay() {
         let files = Files(vec![temp_path("target"), temp_path("index")]);
@@ -254,11 +267,9 @@ mod tests {
         let (target, index, entries) = recording(&files, uuid);
         // Slots 5 and 7 torn (a byte of their payload lost), 6 intact.
         for torn in [5usize, 7] {
-            let at = entries[torn].device_offset_bytes + SLOT_HEADER_BYTES as u64 + 10;
-            target.file.write_all_at(&[0xEE], at).unwrap();
+            tear(&target, &entries[torn], 10);
         }
-        let memory = SlotMemory::allocate(1, PAYLOAD_BYTES).unwrap();
-        let found = check_tail(&[target], &index, &memory, uuid, SLOTS, 4).unwrap();
+        let found = check_last_four(target, &index, uuid);
         assert_eq!(
             found,
             Readback {
@@ -289,10 +300,8 @@ mod tests {
         };
         let at = entries[6].device_offset_bytes;
         target.file.write_all_at(&later.encode(), at).unwrap();
-        let torn_at = entries[7].device_offset_bytes + SLOT_HEADER_BYTES as u64 + 10;
-        target.file.write_all_at(&[0xEE], torn_at).unwrap();
-        let memory = SlotMemory::allocate(1, PAYLOAD_BYTES).unwrap();
-        let found = check_tail(&[target], &index, &memory, uuid, SLOTS, 4).unwrap();
+        tear(&target, &entries[7], 10);
+        let found = check_last_four(target, &index, uuid);
         assert_eq!(
             found,
             Readback {
@@ -393,10 +402,8 @@ mod tests {
         let files = Files(vec![temp_path("target-old"), temp_path("index-old")]);
         let uuid = Uuid::from_random_bytes([6; 16]);
         let (target, index, entries) = recording(&files, uuid);
-        let at = entries[1].device_offset_bytes + SLOT_HEADER_BYTES as u64;
-        target.file.write_all_at(&[0xEE], at).unwrap();
-        let memory = SlotMemory::allocate(1, PAYLOAD_BYTES).unwrap();
-        let found = check_tail(&[target], &index, &memory, uuid, SLOTS, 4).unwrap();
+        tear(&target, &entries[1], 0);
+        let found = check_last_four(target, &index, uuid);
         assert_eq!((found.checked, found.dropped, found.entries), (4, 0, SLOTS));
         assert_eq!(indexed_seqs(&index), (0..SLOTS).collect::<Vec<_>>());
     }

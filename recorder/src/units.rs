@@ -36,6 +36,11 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     Ok(bytes)
 }
 
+/// A size ([`parse_size`]: 512K, 1M, 65536) that is a valid payload size.
+pub fn parse_payload_size(text: &str) -> Result<formats::PayloadSize, String> {
+    formats::PayloadSize::new(parse_size(text)?).map_err(|e| e.to_string())
+}
+
 /// A rate in bytes per second: a plain number is MB/s (`800`, `1.5`);
 /// with a unit, a size per second (`500MB/s`, `1.2GB/s`, `512M/s`, `500M`).
 pub fn parse_rate(text: &str) -> Result<u64, String> {

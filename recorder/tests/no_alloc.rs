@@ -46,34 +46,20 @@ fn allocations_of_a_recording(dir: &std::path::Path, size_bytes: u64, live: bool
     let target = dir.join(format!("target-{size_bytes}"));
     let index = dir.join(format!("index-{size_bytes}"));
     let o = recorder::RecordOptions {
-        source: recorder::SourceChoice::Sim,
-        targets: vec![target.clone()],
-        index: index.clone(),
         size_bytes: Some(size_bytes),
-        duration: None,
         payload_size: formats::PayloadSize::new(64 << 10).unwrap(),
         buffers: 16,
         queue_depth: 4,
-        uring: Default::default(),
-        ring: false,
-        scan: None,
-        force: false,
         new_file_size_bytes: Some(size_bytes + size_bytes / 8 + (8 << 20)),
-        channels: None,
-        rate_bytes_per_s: None,
-        sim_drop_every: 0,
-        sim_fill_once: false,
-        interleaved: false,
-        memory_mode: recorder::source::kmod::MemoryMode::Auto,
         status_interval: if live {
             Duration::from_millis(1)
         } else {
             Duration::from_secs(3600)
         },
         index_sync_interval: Duration::from_secs(3600),
-        target_sync: recorder::journal::TargetSync::Flush,
         quiet: true,
         live: live.then(recorder::status::LiveSink::default),
+        ..recorder::RecordOptions::new(vec![target.clone()], index.clone())
     };
     let sink = o.live.clone();
     let before = ALLOCATIONS.load(Ordering::Relaxed);

@@ -227,6 +227,32 @@ pub fn json(stdout: &str) -> serde_json::Value {
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
 }
 
+/// Runs `dmaplay args` with `--json` (and `--quiet`, but for `list`, which
+/// shows no progress), requires success and returns the report.
+pub fn dmaplay_json(args: &[&str]) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    if args.first() != Some(&"list") {
+        all.push("--quiet");
+    }
+    json(&run_ok("dmaplay", &all))
+}
+
+/// A JSON file (a SigMF meta file, a report), parsed.
+pub fn read_json(path: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} is not JSON ({e}): {text}"))
+}
+
+/// Every entry of the index file `index`, each entry's CRC checked.
+pub fn index_entries(index: &str) -> Vec<formats::IndexEntry> {
+    let bytes = std::fs::read(index).unwrap_or_else(|e| panic!("reading {index}: {e}"));
+    let view = formats::index::IndexView::new(&bytes).expect("index decodes");
+    (0..view.len())
+        .map(|i| view.get(i).expect("index entry CRC"))
+        .collect()
+}
+
 /// The layout of the scan an index belongs to, read from member 0's bytes
 /// independently of dmaplay: the whole set for a 1.0 set, else the region of
 /// the index's scan in the newest valid scan table copy.
@@ -485,6 +511,18 @@ pub fn record_to_file(
     size: &str,
     extra: &[&str],
 ) -> (String, String) {
+    let (img, idx, _summary) = record_summary(s, name, file_size, size, extra);
+    (img, idx)
+}
+
+/// [`record_to_file`], also returning the summary dmarec printed with `--json`.
+pub fn record_summary(
+    s: &Scratch,
+    name: &str,
+    file_size: &str,
+    size: &str,
+    extra: &[&str],
+) -> (String, String, serde_json::Value) {
     let (img, idx) = (
         s.file(&format!("{name}.img")),
         s.file(&format!("{name}.idx")),
@@ -492,6 +530,7 @@ pub fn record_to_file(
     let mut args = vec![
         "record",
         "--quiet",
+        "--json",
         "--target",
         &img,
         "--file-size",
@@ -502,8 +541,28 @@ pub fn record_to_file(
         size,
     ];
     args.extend_from_slice(extra);
-    run_ok("dmarec", &args);
-    (img, idx)
+    let summary = json(&run_ok("dmarec", &args));
+    (img, idx, summary)
+}
+
+/// [`record_to_file`] of `size` from a card of 3 channels interleaved in
+/// every 64 KiB buffer (5461 frames of 4-byte samples), 16 buffers, every
+/// 5th buffer lost, into `il.img` (32 MiB) in `s`, with `extra` arguments.
+pub fn record_interleaved(s: &Scratch, size: &str, extra: &[&str]) -> (String, String) {
+    let mut args = vec![
+        "--payload-size",
+        "64K",
+        "--buffers",
+        "16",
+        "--channels",
+        "3",
+        "--channel-layout",
+        "interleaved",
+        "--sim-drop-every",
+        "5",
+    ];
+    args.extend_from_slice(extra);
+    record_to_file(s, "il", "32M", size, &args)
 }
 
 /// A pseudo-terminal: (master, slave, slave's path). Closed on drop.

@@ -5,7 +5,6 @@
 //! a missing stripe member) reported exactly.
 
 use e2e::*;
-use formats::index::IndexView;
 use formats::{pattern, IndexEntry, SLOT_HEADER_BYTES};
 use std::collections::BTreeSet;
 use std::os::unix::fs::FileExt;
@@ -41,12 +40,6 @@ fn stdout(output: &Output) -> String {
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn entries(index: &str) -> Vec<IndexEntry> {
-    let bytes = std::fs::read(index).unwrap();
-    let view = IndexView::new(&bytes).unwrap();
-    (0..view.len()).map(|i| view.get(i).unwrap()).collect()
 }
 
 fn flip(path: &str, offset: u64, bit: u8) {
@@ -107,7 +100,7 @@ fn inspect_verify_export_and_replay_agree_with_the_recorder() {
         "--sim-drop-every",
         "7",
     ]);
-    let es = entries(&idx);
+    let es = index_entries(&idx);
     assert_eq!(es.len() as u64, sum["slots"].as_u64().unwrap());
 
     let ins = json(&stdout(&dmaplay(&[
@@ -294,7 +287,7 @@ fn verify_reports_exactly_the_damaged_slots_with_and_without_the_index() {
         "--channels",
         "2",
     ]);
-    let es = entries(&idx);
+    let es = index_entries(&idx);
     let n = es.len() as u64;
     let mut x = 0x2545_F491_4F6C_DD1Du64;
     let mut next = |m: u64| {
@@ -521,7 +514,7 @@ fn stripe_of_unequal_files_in_any_order_and_a_missing_member() {
         "--channels",
         "4",
     ]);
-    let es = entries(&idx);
+    let es = index_entries(&idx);
     assert_eq!(es.len() as u64, sum["slots"].as_u64().unwrap());
     let out = dmaplay(&["verify", &c, &a, &b, "--index", &idx, "--pattern", "--json"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
@@ -614,7 +607,7 @@ fn ring_mode_keeps_the_newest_lap() {
         "wrap",
     ]);
     let cap = sum["capacity_slots"].as_u64().unwrap();
-    let es = entries(&idx);
+    let es = index_entries(&idx);
     assert!(es.len() as u64 > 2 * cap);
     let ins = json(&stdout(&dmaplay(&[
         "inspect", &img, "--index", &idx, "--json",
@@ -635,7 +628,10 @@ fn ring_mode_keeps_the_newest_lap() {
     let rebuilt = s.file("r.idx");
     let out = dmaplay(&["reindex", &img, "--index", &rebuilt]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert_eq!(entries(&rebuilt), es[es.len() - cap as usize..].to_vec());
+    assert_eq!(
+        index_entries(&rebuilt),
+        es[es.len() - cap as usize..].to_vec()
+    );
 }
 
 /// Writes `index` without the entries of `seqs` (their slots stay on the
@@ -644,7 +640,7 @@ fn drop_entries(index: &str, seqs: &[u64]) {
     use formats::index::{INDEX_ENTRY_BYTES, INDEX_HEADER_BYTES};
     let bytes = std::fs::read(index).unwrap();
     let mut kept = bytes[..INDEX_HEADER_BYTES].to_vec();
-    for (i, e) in entries(index).iter().enumerate() {
+    for (i, e) in index_entries(index).iter().enumerate() {
         if !seqs.contains(&e.slot_seq) {
             let at = INDEX_HEADER_BYTES + i * INDEX_ENTRY_BYTES;
             kept.extend_from_slice(&bytes[at..at + INDEX_ENTRY_BYTES]);
@@ -660,7 +656,7 @@ fn verify_range(img: &str, idx: &str, range: &str) -> (i32, Vec<(u64, String)>) 
     let v = json(&stdout(&out));
     let (first, last) = range.split_once("..").unwrap_or((range, range));
     let (first, last): (u64, u64) = (first.parse().unwrap(), last.parse().unwrap());
-    let in_index = entries(idx)
+    let in_index = index_entries(idx)
         .iter()
         .filter(|e| (first..=last).contains(&e.slot_seq))
         .count();
@@ -695,7 +691,7 @@ fn verify_range_reports_its_first_and_last_slot_missing_from_the_index() {
         "--size",
         "2M",
     ]);
-    assert_eq!(entries(&idx).len(), 32);
+    assert_eq!(index_entries(&idx).len(), 32);
     drop_entries(&idx, &[8, 10]);
     let missing = |seq: u64| {
         let why = "missing from the index: not in the index (unwritten or destroyed)";
@@ -727,7 +723,7 @@ fn reindex_finds_a_torn_slot_that_is_not_the_newest() {
         "--size",
         "4M",
     ]);
-    let es = entries(&idx);
+    let es = index_entries(&idx);
     let n = es.len() as u64;
     assert_eq!(n, 64);
     // Writes in flight finish out of order: a crash can tear slots behind
@@ -759,7 +755,7 @@ fn reindex_finds_a_torn_slot_that_is_not_the_newest() {
             .iter()
             .map(|t| t["slot_seq"].as_u64().unwrap())
             .collect();
-        (torn, entries(&re), r)
+        (torn, index_entries(&re), r)
     };
     // The default window reaches both; neither is indexed, the rest is the
     // recorder's index.
@@ -800,7 +796,7 @@ fn reindex_of_a_wrapped_ring_with_torn_slots_reports_exactly_them_missing() {
         "wrap",
     ]);
     let cap = sum["capacity_slots"].as_u64().unwrap();
-    let es = entries(&idx);
+    let es = index_entries(&idx);
     let n = es.len() as u64;
     assert!(n > 2 * cap, "the ring wrapped twice");
     // Intact: the scan reads every location and finds the newest lap whole.
@@ -808,7 +804,10 @@ fn reindex_of_a_wrapped_ring_with_torn_slots_reports_exactly_them_missing() {
     assert_eq!(r["scan"]["locations_read"].as_u64(), Some(cap));
     assert_eq!(r["scan"]["oldest_slot_seq"].as_u64(), Some(n - cap));
     assert_eq!(missing_runs(&r["scan"]), vec![]);
-    assert_eq!(entries(&s.file("intact.idx")), es[(n - cap) as usize..]);
+    assert_eq!(
+        index_entries(&s.file("intact.idx")),
+        es[(n - cap) as usize..]
+    );
     let torn_seqs = [n - 6, n - 3];
     for seq in torn_seqs {
         let e = es[seq as usize];
@@ -841,7 +840,7 @@ fn reindex_of_a_wrapped_ring_with_torn_slots_reports_exactly_them_missing() {
         .filter(|e| !torn_seqs.contains(&e.slot_seq))
         .copied()
         .collect();
-    assert_eq!(entries(&re), expect);
+    assert_eq!(index_entries(&re), expect);
 }
 
 /// `dmaplay reindex IMG --index RE --json` (exit 0 required): the report.
@@ -893,7 +892,7 @@ fn scan_counts_every_location_lists_1000_damaged_headers_and_finds_a_misplaced_s
     let listed = json(&stdout(&dmaplay(&["list", "--json", &img])));
     let cap = listed["scans"][0]["slot_count"].as_u64().unwrap();
     assert!(cap < set_capacity);
-    let es = entries(&idx);
+    let es = index_entries(&idx);
     let n = es.len() as u64;
     assert_eq!(n, 1536);
     // 1001 damaged headers in a row (card_seq byte: CRC mismatch), one more
@@ -938,7 +937,7 @@ fn scan_counts_every_location_lists_1000_damaged_headers_and_finds_a_misplaced_s
         .filter(|e| !damaged.contains(&e.slot_seq) && e.slot_seq != 1200)
         .copied()
         .collect();
-    assert_eq!(entries(&s.file("re.idx")), kept);
+    assert_eq!(index_entries(&s.file("re.idx")), kept);
 }
 
 #[test]
@@ -1013,7 +1012,7 @@ fn verify_names_what_a_wrong_slot_holds() {
         recs.push((img, idx));
     }
     let (img, idx) = &recs[0];
-    let es = entries(idx);
+    let es = index_entries(idx);
     let slot_bytes = SLOT_HEADER_BYTES + PAYLOAD;
     let read_slot = |path: &str, seq: usize| {
         let mut b = vec![0u8; slot_bytes];
@@ -1093,7 +1092,7 @@ fn a_ring_slot_whose_newer_lap_is_missing_shows_the_older_lap() {
         "wrap",
     ]);
     let cap = sum["capacity_slots"].as_u64().unwrap();
-    let es = entries(&idx);
+    let es = index_entries(&idx);
     let n = es.len() as u64;
     // Slot n-10's header made into the previous lap's (its slot number minus
     // the capacity, same place): as if n-10 had never been written there.
@@ -1128,5 +1127,5 @@ fn a_ring_slot_whose_newer_lap_is_missing_shows_the_older_lap() {
         .filter(|e| e.slot_seq != seq)
         .copied()
         .collect();
-    assert_eq!(entries(&re), expect);
+    assert_eq!(index_entries(&re), expect);
 }

@@ -7,7 +7,7 @@
 
 use e2e::*;
 use formats::index::IndexView;
-use formats::{IndexEntry, Superblock, DATA_START_BYTES, SLOT_HEADER_BYTES};
+use formats::{Superblock, DATA_START_BYTES, SLOT_HEADER_BYTES};
 use std::collections::BTreeSet;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
@@ -71,12 +71,6 @@ fn dmaplay(args: &[&str]) -> Output {
     run("dmaplay", args)
 }
 
-fn entries(index: &str) -> Vec<IndexEntry> {
-    let bytes = std::fs::read(index).unwrap();
-    let view = IndexView::new(&bytes).unwrap();
-    (0..view.len()).map(|i| view.get(i).unwrap()).collect()
-}
-
 fn flip(path: &PathBuf, offset: u64, bit: u8) {
     let f = std::fs::OpenOptions::new()
         .read(true)
@@ -117,7 +111,7 @@ fn stripe_on_loop_devices_damage_and_torn_slots() {
         "--sim-drop-every",
         "11",
     ]);
-    let es = entries(&idx);
+    let es = index_entries(&idx);
     assert_eq!(es.len() as u64, sum["slots"].as_u64().unwrap());
     let out = dmaplay(&[
         "verify",
@@ -184,7 +178,7 @@ fn stripe_on_loop_devices_damage_and_torn_slots() {
     assert_eq!(torn, vec![newest.slot_seq]);
     assert_eq!(r["slots_indexed"].as_u64(), Some(es.len() as u64 - 1));
     assert_eq!(
-        entries(&idx),
+        index_entries(&idx),
         es[..es.len() - 1].to_vec(),
         "the rebuilt index is the recorder's without the torn slot"
     );
@@ -313,7 +307,7 @@ fn stripe_of_three_unequal_loop_devices_filled_to_the_end() {
         assert_eq!(*count, Superblock::slots_for_device(size_bytes, 65536));
     }
     let places = layout_model(&counts);
-    let es = entries(&idx);
+    let es = index_entries(&idx);
     assert_eq!(es.len(), places.len(), "every slot of every member used");
     let slot_bytes = (SLOT_HEADER_BYTES + 65536) as u64;
     for (e, &(member, device_slot)) in es.iter().zip(&places) {

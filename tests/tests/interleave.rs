@@ -6,7 +6,6 @@
 //! (docs/FORMAT.md, "Channel layouts").
 
 use e2e::*;
-use formats::index::IndexView;
 use formats::{pattern, IndexEntry};
 use std::collections::BTreeMap;
 
@@ -16,12 +15,6 @@ const CHANNELS: usize = 3;
 /// 64 KiB buffer holds 5461 frames (65532 bytes) and 4 bytes stay unused.
 const SAMPLE_BYTES: usize = 4;
 const FRAMES: usize = PAYLOAD / (CHANNELS * SAMPLE_BYTES);
-
-fn entries(index: &str) -> Vec<IndexEntry> {
-    let bytes = std::fs::read(index).unwrap();
-    let view = IndexView::new(&bytes).unwrap();
-    (0..view.len()).map(|i| view.get(i).unwrap()).collect()
-}
 
 /// Channel `ch` of buffer `card_seq` by the definition: sample k is at
 /// byte k × frame + ch × sample_bytes of the buffer (channel 0's pattern).
@@ -55,25 +48,8 @@ fn expected(es: &[IndexEntry], ch: usize) -> Vec<u8> {
 #[test]
 fn interleaved_recording_verifies_and_exports_each_channel_deinterleaved() {
     let s = Scratch::new("interleave");
-    let (img, idx) = record_to_file(
-        &s,
-        "il",
-        "32M",
-        "8M",
-        &[
-            "--payload-size",
-            "64K",
-            "--buffers",
-            "16",
-            "--channels",
-            "3",
-            "--channel-layout",
-            "interleaved",
-            "--sim-drop-every",
-            "5",
-        ],
-    );
-    let es = entries(&idx);
+    let (img, idx) = record_interleaved(&s, "8M", &[]);
+    let es = index_entries(&idx);
     assert!(es.len() > 20, "{} slots", es.len());
     for e in &es {
         assert_eq!(e.channel, 0, "interleaved slots are channel 0");
@@ -93,10 +69,7 @@ fn interleaved_recording_verifies_and_exports_each_channel_deinterleaved() {
         &["verify", "--quiet", "--pattern", &img, "--index", &idx],
     );
     run_ok("dmaplay", &["verify", "--quiet", "--pattern", &img]);
-    let inspection = json(&run_ok(
-        "dmaplay",
-        &["inspect", "--json", &img, "--index", &idx],
-    ));
+    let inspection = dmaplay_json(&["inspect", &img, "--index", &idx]);
     assert_eq!(inspection["channel_layout"], "interleaved");
     let lost: u64 = es.iter().map(|e| e.gap_count).sum();
     for ch in 0..CHANNELS {
@@ -106,13 +79,9 @@ fn interleaved_recording_verifies_and_exports_each_channel_deinterleaved() {
     }
 
     let raw = s.file("all.raw");
-    let report = json(&run_ok(
-        "dmaplay",
-        &[
-            "export", "--quiet", "--json", &img, "--index", &idx, "--all", "--out", &raw, "--gaps",
-            "zero",
-        ],
-    ));
+    let report = dmaplay_json(&[
+        "export", &img, "--index", &idx, "--all", "--out", &raw, "--gaps", "zero",
+    ]);
     for ch in 0..CHANNELS {
         let got = std::fs::read(s.join(&format!("all-ch{ch}.raw"))).unwrap();
         let want = expected(&es, ch);
@@ -145,9 +114,7 @@ fn interleaved_recording_verifies_and_exports_each_channel_deinterleaved() {
     );
     let data = std::fs::read(format!("{base}.sigmf-data")).unwrap();
     assert!(data == expected(&es, 2), "SigMF channel 2 differs");
-    let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(format!("{base}.sigmf-meta")).unwrap())
-            .unwrap();
+    let meta = read_json(&format!("{base}.sigmf-meta"));
     assert_eq!(meta["global"]["core:datatype"], "ci16_le");
     let gaps = meta["annotations"].as_array().unwrap();
     assert_eq!(

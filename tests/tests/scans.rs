@@ -6,43 +6,56 @@
 //! (`check_recording`, with the scan's region read from the scan table).
 
 use e2e::*;
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 const PAYLOAD: &str = "64K";
 const PAYLOAD_BYTES: u64 = 64 << 10;
 
-/// Records scan `name` onto `img` (a new file of 64 MiB when it does not
-/// exist) with the index `<name>.idx`; returns the index path.
-fn record_scan(s: &Scratch, img: &str, name: &str, size: &str, extra: &[&str]) -> String {
-    let idx = s.file(&format!("{name}.idx"));
-    let mut args = vec![
+/// `dmarec record` of scan `name` onto `img` with the index `idx`, in
+/// these tests' payload size and channels.
+fn scan_args<'a>(img: &'a str, idx: &'a str, name: &'a str) -> Vec<&'a str> {
+    vec![
         "record",
         "--quiet",
         "--target",
         img,
-        "--file-size",
-        "64M",
         "--payload-size",
         PAYLOAD,
         "--channels",
         "2",
-        "--buffers",
-        "32",
         "--index",
-        &idx,
+        idx,
         "--scan",
         name,
-        "--size",
-        size,
-    ];
+    ]
+}
+
+/// Records scan `name` onto `img` (a new file of 64 MiB when it does not
+/// exist) with the index `<name>.idx`; returns the index path.
+fn record_scan(s: &Scratch, img: &str, name: &str, size: &str, extra: &[&str]) -> String {
+    let idx = s.file(&format!("{name}.idx"));
+    let mut args = scan_args(img, &idx, name);
+    args.extend(["--file-size", "64M", "--buffers", "32", "--size", size]);
     args.extend_from_slice(extra);
     run_ok("dmarec", &args);
     idx
 }
 
+/// Tries to record scan `name` onto the existing set `img` (index
+/// `<name>.idx`), `size_bytes` of it or until the set is full: dmarec's
+/// output, whatever its exit status.
+fn try_scan(s: &Scratch, img: &str, name: &str, size_bytes: Option<&str>) -> Output {
+    let idx = s.file(&format!("{name}.idx"));
+    let mut args = scan_args(img, &idx, name);
+    if let Some(size) = size_bytes {
+        args.extend(["--size", size]);
+    }
+    run("dmarec", &args)
+}
+
 fn list(img: &str) -> serde_json::Value {
-    json(&run_ok("dmaplay", &["list", "--json", img]))
+    dmaplay_json(&["list", img])
 }
 
 /// Bytes of scan `number` (1-based) in `list`'s region on a one-member set.
@@ -56,19 +69,11 @@ fn region_bytes(image: &[u8], listed: &serde_json::Value, number: usize) -> Vec<
 }
 
 fn verify(img: &str, scan: &str, index: Option<&str>) -> serde_json::Value {
-    let mut args = vec![
-        "verify",
-        "--json",
-        "--quiet",
-        "--pattern",
-        "--scan",
-        scan,
-        img,
-    ];
+    let mut args = vec!["verify", "--pattern", "--scan", scan, img];
     if let Some(i) = index {
         args.extend(["--index", i]);
     }
-    let v = json(&run_ok("dmaplay", &args));
+    let v = dmaplay_json(&args);
     assert_eq!(v["bad"].as_array().unwrap().len(), 0, "{scan}: {v}");
     assert_eq!(
         v["member_problems"].as_array().unwrap().len(),
@@ -161,10 +166,7 @@ fn three_scans_on_one_set_are_listed_verified_and_exported_each() {
     for i in 0..3 {
         let name = sizes[i].0;
         let index = &indexes[i];
-        let ins = json(&run_ok(
-            "dmaplay",
-            &["inspect", "--json", "--scan", name, "--index", index, &img],
-        ));
+        let ins = dmaplay_json(&["inspect", "--scan", name, "--index", index, &img]);
         let anchor = ins["time_base"]["anchor_datetime"]
             .as_str()
             .unwrap()
@@ -334,12 +336,9 @@ fn sigkill_during_scan_2_leaves_scan_1_intact_and_scan_2_recoverable() {
         "scan 1's entry changed"
     );
     let re = s.file("second.re.idx");
-    let report = json(&run_ok(
-        "dmaplay",
-        &[
-            "reindex", "--json", "--quiet", "--force", "--scan", "second", "--index", &re, &img,
-        ],
-    ));
+    let report = dmaplay_json(&[
+        "reindex", "--force", "--scan", "second", "--index", &re, &img,
+    ]);
     let recovered = report["slots_indexed"].as_u64().unwrap();
     let image = std::fs::read(&img).unwrap();
     let checked = check_recording(std::slice::from_ref(&image), &std::fs::read(&re).unwrap());
@@ -410,34 +409,11 @@ fn a_ring_scan_wraps_in_the_rest_of_the_set_and_must_be_last() {
     );
     let checked = check_recording(std::slice::from_ref(&image), &std::fs::read(&idx2).unwrap());
     assert_eq!(checked.slots, region, "the live window is the region");
-    let inspect = json(&run_ok(
-        "dmaplay",
-        &[
-            "inspect", "--json", "--scan", "ring", "--index", &idx2, &img,
-        ],
-    ));
+    let inspect = dmaplay_json(&["inspect", "--scan", "ring", "--index", &idx2, &img]);
     assert_eq!(inspect["ring_wraps"], 960 / region);
     verify(&img, "ring", Some(&idx2));
     verify(&img, "before", Some(&idx1));
-    let out = run(
-        "dmarec",
-        &[
-            "record",
-            "--quiet",
-            "--target",
-            &img,
-            "--payload-size",
-            PAYLOAD,
-            "--channels",
-            "2",
-            "--index",
-            &s.file("x.idx"),
-            "--scan",
-            "after",
-            "--size",
-            "1M",
-        ],
-    );
+    let out = try_scan(&s, &img, "after", Some("1M"));
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("is a ring scan, which owns the rest of the set"));
@@ -449,24 +425,7 @@ fn a_full_set_stops_with_status_3_and_refuses_another_scan() {
     let img = s.file("set.img");
     record_scan(&s, &img, "half", "30M", &[]);
     // No --size: the scan fills the rest of the set and stops, status 3.
-    let idx = s.file("rest.idx");
-    let out = run(
-        "dmarec",
-        &[
-            "record",
-            "--quiet",
-            "--target",
-            &img,
-            "--payload-size",
-            PAYLOAD,
-            "--channels",
-            "2",
-            "--index",
-            &idx,
-            "--scan",
-            "rest",
-        ],
-    );
+    let out = try_scan(&s, &img, "rest", None);
     assert_eq!(
         out.status.code(),
         Some(3),
@@ -478,26 +437,8 @@ fn a_full_set_stops_with_status_3_and_refuses_another_scan() {
     assert_eq!(listed["scans"][1]["slot_count"], capacity - 480);
     assert_eq!(listed["scans"][1]["state"], "complete");
     assert_eq!(listed["slots_left"], 0);
-    verify(&img, "rest", Some(&idx));
-    let out = run(
-        "dmarec",
-        &[
-            "record",
-            "--quiet",
-            "--target",
-            &img,
-            "--payload-size",
-            PAYLOAD,
-            "--channels",
-            "2",
-            "--index",
-            &s.file("more.idx"),
-            "--scan",
-            "more",
-            "--size",
-            "1M",
-        ],
-    );
+    verify(&img, "rest", Some(&s.file("rest.idx")));
+    let out = try_scan(&s, &img, "more", Some("1M"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(
@@ -550,23 +491,18 @@ fn scans_on_two_unequal_members_given_in_any_order() {
         check_recording(&images, &std::fs::read(&idx2).unwrap()).slots,
         80
     );
-    let listed = json(&run_ok("dmaplay", &["list", "--json", &b, &a]));
+    let listed = dmaplay_json(&["list", &b, &a]);
     assert_eq!(listed["scans"][1]["first_slot"], 48);
-    let v = json(&run_ok(
-        "dmaplay",
-        &[
-            "verify",
-            "--json",
-            "--quiet",
-            "--pattern",
-            "--scan",
-            "two",
-            "--index",
-            &idx2,
-            &b,
-            &a,
-        ],
-    ));
+    let v = dmaplay_json(&[
+        "verify",
+        "--pattern",
+        "--scan",
+        "two",
+        "--index",
+        &idx2,
+        &b,
+        &a,
+    ]);
     assert_eq!(
         (
             v["slots_checked"].as_u64(),

@@ -94,7 +94,9 @@ fn metric(text: &str, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no sample {name} in\n{text}"))
 }
 
-fn config(dir: &Scratch) -> std::path::PathBuf {
+/// The test's configuration, with `recording_keys` (lines) added to its
+/// `[recording]` section.
+fn config(dir: &Scratch, recording_keys: &str) -> std::path::PathBuf {
     let path = dir.join("dmarec.toml");
     let text = format!(
         r#"
@@ -113,6 +115,7 @@ sim_drop_every = 50
 status_interval = "100ms"
 index_sync_ms = 200
 replace_previous_recording = false
+{recording_keys}
 [metrics]
 listen = "127.0.0.1:0"
 textfile = "{dir}/dmarec.prom"
@@ -138,7 +141,12 @@ fn wait_status(socket: &Path, what: &str, done: impl Fn(&Value) -> bool) -> Valu
 #[test]
 fn a_scan_is_started_stopped_and_counted_over_the_socket() {
     let dir = Scratch::new("service");
-    let config = config(&dir);
+    // The io_uring keys reach the recording: its summary's io_uring_setup.
+    // SQPOLL's thread sleeps 1 ms after each buffer (one per 1.6 ms).
+    let config = config(
+        &dir,
+        "sqpoll = true\nsqpoll_idle_ms = 1\nregister_ring_fd = true",
+    );
     let socket = dir.join("dmarec.sock");
     let down = ctl(&socket, &["status"]);
     assert_eq!(down.status.code(), Some(3), "no service yet: {down:?}");
@@ -187,6 +195,11 @@ fn a_scan_is_started_stopped_and_counted_over_the_socket() {
     assert!(stopped.status.success(), "{stopped:?}");
     let summary = json(&String::from_utf8_lossy(&stopped.stdout));
     assert_eq!(summary["stop_reason"], "signal");
+    let setup = summary["io_uring_setup"].as_str().unwrap();
+    assert!(
+        setup.starts_with("sqpoll+") && setup.ends_with(", registered ring fd"),
+        "{setup}"
+    );
     let idle = status(&socket);
     assert_eq!(idle["state"], "idle");
     assert!(idle["live"].is_null());
@@ -197,16 +210,12 @@ fn a_scan_is_started_stopped_and_counted_over_the_socket() {
     check_metrics(&textfile, &summary);
 
     // What the recording holds, read back by dmaplay: the same figures.
-    let inspect = json(&run_ok(
-        "dmaplay",
-        &[
-            "inspect",
-            &dir.file("target.img"),
-            "--index",
-            &dir.file("scan1.idx"),
-            "--json",
-        ],
-    ));
+    let inspect = dmaplay_json(&[
+        "inspect",
+        &dir.file("target.img"),
+        "--index",
+        &dir.file("scan1.idx"),
+    ]);
     assert_eq!(
         inspect["slots"], summary["slots"],
         "index synced: every slot listed"
@@ -232,10 +241,7 @@ fn a_scan_is_started_stopped_and_counted_over_the_socket() {
     assert!(second.status.success(), "{second:?}");
     let last = wait_status(&socket, "scan2's end", |s| s["state"] == "idle");
     assert_eq!(last["last_scan"]["name"], "scan2");
-    let list = json(&run_ok(
-        "dmaplay",
-        &["list", &dir.file("target.img"), "--json"],
-    ));
+    let list = dmaplay_json(&["list", &dir.file("target.img")]);
     let scans = list["scans"].as_array().expect("scans");
     let names: Vec<&str> = scans.iter().map(|s| s["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["scan1", "scan2"], "{list}");
@@ -323,7 +329,7 @@ fn check_metrics(text: &str, summary: &Value) {
 #[test]
 fn sigterm_stops_the_scan_cleanly_and_ends_the_service() {
     let dir = Scratch::new("service-term");
-    let config = config(&dir);
+    let config = config(&dir, "");
     let socket = dir.join("dmarec.sock");
     let mut service = Service::start(&config);
     service.wait_log("listening on");
@@ -339,16 +345,12 @@ fn sigterm_stops_the_scan_cleanly_and_ends_the_service() {
     let exit = service.child.wait().unwrap();
     assert_eq!(exit.code(), Some(0), "dmarec serve after SIGTERM");
     assert!(!socket.exists(), "the socket is removed on exit");
-    let inspect = json(&run_ok(
-        "dmaplay",
-        &[
-            "inspect",
-            &dir.file("target.img"),
-            "--index",
-            &dir.file("scan1.idx"),
-            "--json",
-        ],
-    ));
+    let inspect = dmaplay_json(&[
+        "inspect",
+        &dir.file("target.img"),
+        "--index",
+        &dir.file("scan1.idx"),
+    ]);
     assert!(inspect["slots"].as_u64() > Some(50));
     assert_eq!(
         inspect["index_behind"],
@@ -360,7 +362,7 @@ fn sigterm_stops_the_scan_cleanly_and_ends_the_service() {
 #[test]
 fn the_service_refuses_to_start_without_its_card_or_targets() {
     let dir = Scratch::new("service-refused");
-    let config = config(&dir);
+    let config = config(&dir, "");
     let text = std::fs::read_to_string(&config).unwrap();
     let no_card = dir.join("no-card.toml");
     std::fs::write(
@@ -424,7 +426,7 @@ fn cap_ipc_lock_instead_of_root_suffices_to_record() {
         std::os::unix::fs::PermissionsExt::from_mode(0o777),
     )
     .unwrap();
-    let config = config(&dir); // a ring of 64 x 68 KiB: more than 8 MiB
+    let config = config(&dir, ""); // a ring of 64 x 68 KiB: more than 8 MiB
     let socket = dir.join("dmarec.sock");
     for cap in [false, true] {
         let service = unprivileged(&config, cap);

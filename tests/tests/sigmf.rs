@@ -5,7 +5,7 @@
 //! makes), which validates each export and checks that every capture's
 //! datetime agrees with the sample counts to within one sample period.
 
-use e2e::{json, record_to_file, run, run_ok, Scratch};
+use e2e::{dmaplay_json, json, read_json, record_interleaved, record_to_file, run, Scratch};
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -59,16 +59,6 @@ fn recording(s: &Scratch) -> (String, String) {
             "64K",
         ],
     )
-}
-
-fn dmaplay_json(args: &[&str]) -> Value {
-    let mut all = args.to_vec();
-    all.extend(["--json", "--quiet"]);
-    json(&run_ok("dmaplay", &all))
-}
-
-fn meta_of(path: &str) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 #[test]
@@ -125,7 +115,7 @@ fn sigmf_exports_pass_the_reference_reader_with_times_on_the_card_clock() {
         .filter(|g| !g["before_slot_seq"].is_null())
         .count();
     assert_eq!(checked["captures"].as_u64(), Some(inner as u64 + 1));
-    let meta = meta_of(&meta_path);
+    let meta = read_json(&meta_path);
     assert_eq!(meta["global"]["core:author"], "Jane Doe");
     assert_eq!(meta["global"]["core:hw"], "sim card");
     assert_eq!(meta["global"]["core:sha512"].as_str().unwrap().len(), 128);
@@ -354,26 +344,7 @@ fn time_addressing_and_empty_selections_end_to_end() {
 #[test]
 fn deinterleaved_sigmf_exports_pass_the_reference_reader() {
     let s = Scratch::new("sigmf-interleaved");
-    let (img, idx) = record_to_file(
-        &s,
-        "il",
-        "32M",
-        "4M",
-        &[
-            "--payload-size",
-            "64K",
-            "--buffers",
-            "16",
-            "--channels",
-            "3",
-            "--channel-layout",
-            "interleaved",
-            "--rate",
-            "40",
-            "--sim-drop-every",
-            "5",
-        ],
-    );
+    let (img, idx) = record_interleaved(&s, "4M", &["--rate", "40"]);
     let base = s.file("il");
     let report = dmaplay_json(&[
         "export", &img, "--index", &idx, "--all", "--format", "sigmf", "--gaps", "zero", "--out",

@@ -10,29 +10,9 @@ use std::process::{Command, Stdio};
 /// Records 16 MiB of 64 KiB slots to a new file with `options`; checks
 /// every slot and returns the summary.
 fn record_checked(s: &Scratch, name: &str, options: &[&str]) -> serde_json::Value {
-    let (img, idx) = (
-        s.file(&format!("{name}.img")),
-        s.file(&format!("{name}.idx")),
-    );
-    let mut args = vec![
-        "record",
-        "--quiet",
-        "--json",
-        "--target",
-        &img,
-        "--file-size",
-        "24M",
-        "--index",
-        &idx,
-        "--payload-size",
-        "64K",
-        "--buffers",
-        "32",
-        "--size",
-        "16M",
-    ];
-    args.extend_from_slice(options);
-    let sum = json(&run_ok("dmarec", &args));
+    let mut extra = vec!["--payload-size", "64K", "--buffers", "32"];
+    extra.extend_from_slice(options);
+    let (img, idx, sum) = record_summary(s, name, "24M", "16M", &extra);
     assert_eq!(sum["slots"], 256, "{options:?}: {sum}");
     let c = check_recording(
         &[std::fs::read(&img).unwrap()],

@@ -68,31 +68,17 @@ fn record(dir: &Path, slots: u64, ring_capacity: Option<u64>) -> (PathBuf, PathB
     let index = dir.join(format!("index-{slots}"));
     let capacity = ring_capacity.unwrap_or(slots);
     let o = recorder::RecordOptions {
-        source: recorder::SourceChoice::Sim,
-        targets: vec![target.clone()],
-        index: index.clone(),
         size_bytes: Some(slots * PAYLOAD_BYTES),
-        duration: None,
         payload_size: formats::PayloadSize::new(PAYLOAD_BYTES).unwrap(),
         buffers: 64,
         queue_depth: 8,
         ring: ring_capacity.is_some(),
-        scan: None,
-        force: false,
         // Superblock, reserved area, backup and 4 KiB of slack.
         new_file_size_bytes: Some(capacity * SLOT_BYTES + (1 << 20) + 8192),
-        channels: None,
-        rate_bytes_per_s: None,
-        sim_drop_every: 0,
-        sim_fill_once: false,
-        interleaved: false,
-        memory_mode: recorder::source::kmod::MemoryMode::Auto,
         status_interval: Duration::from_secs(3600),
         index_sync_interval: Duration::from_secs(3600),
-        target_sync: recorder::journal::TargetSync::Flush,
         quiet: true,
-        live: None,
-        uring: Default::default(),
+        ..recorder::RecordOptions::new(vec![target.clone()], index.clone())
     };
     let summary = recorder::record(&o).expect("recording");
     assert_eq!(summary.payload_bytes_recorded, slots * PAYLOAD_BYTES);

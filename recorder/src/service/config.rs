@@ -5,9 +5,9 @@
 
 use crate::journal::TargetSync;
 use crate::source::kmod::MemoryMode;
-use crate::{units, RecordOptions, SourceChoice, MAX_BUFFERS};
+use crate::uring::UringOptions;
+use crate::{defaults, units, RecordOptions, SourceChoice, MAX_BUFFERS};
 use anyhow::{bail, Context, Result};
-use formats::PayloadSize;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -52,6 +52,18 @@ pub struct RecordingSection {
     pub buffers: String,
     #[serde(default = "default_queue_depth")]
     pub queue_depth: usize,
+    /// io_uring SQPOLL (`dmarec record --sqpoll`).
+    #[serde(default)]
+    pub sqpoll: bool,
+    /// With `sqpoll`: ms before the polling thread sleeps
+    /// (`--sqpoll-idle-ms`); unset: [`defaults::SQPOLL_IDLE_MS`].
+    pub sqpoll_idle_ms: Option<u32>,
+    /// `dmarec record --register-ring-fd`.
+    #[serde(default)]
+    pub register_ring_fd: bool,
+    /// `dmarec record --iopoll` (targets with poll queues only).
+    #[serde(default)]
+    pub iopoll: bool,
     pub channels: Option<u16>,
     /// How the card puts channels in its buffers: "round-robin" (a buffer
     /// per channel in turn) or "interleaved" (frames of every channel).
@@ -86,30 +98,31 @@ pub struct MetricsSection {
 }
 
 fn default_channel_layout() -> String {
-    "round-robin".to_string()
+    defaults::CHANNEL_LAYOUT.into()
 }
-
 fn default_source() -> String {
-    "sim".into()
+    defaults::SOURCE.into()
 }
 fn default_payload_size() -> String {
-    "512K".into()
+    defaults::PAYLOAD_SIZE.into()
 }
 fn default_buffers() -> String {
-    "auto".into()
+    defaults::BUFFERS.into()
 }
 fn default_queue_depth() -> usize {
-    8
+    defaults::QUEUE_DEPTH
 }
 fn default_memory() -> String {
-    "auto".into()
+    defaults::MEMORY.into()
 }
 fn default_index_sync_ms() -> u64 {
-    1000
+    defaults::INDEX_SYNC_MS
 }
 fn default_target_sync() -> String {
-    "flush".into()
+    defaults::TARGET_SYNC.into()
 }
+/// The service refreshes its status and metrics every second, not every
+/// `dmarec record --status-interval`.
 fn default_status_interval() -> String {
     "1".into()
 }
@@ -154,9 +167,8 @@ impl Config {
         fn key(k: &'static str) -> impl Fn(String) -> anyhow::Error {
             move |e| anyhow::anyhow!("[recording] {k}: {e}")
         }
-        let payload_size = units::parse_size(&r.payload_size)
-            .and_then(|b| PayloadSize::new(b).map_err(|e| e.to_string()))
-            .map_err(key("payload_size"))?;
+        let payload_size =
+            units::parse_payload_size(&r.payload_size).map_err(key("payload_size"))?;
         let rate_bytes_per_s = r
             .rate
             .as_deref()
@@ -194,24 +206,24 @@ impl Config {
             "dsync" => TargetSync::Dsync,
             t => bail!("[recording] target_sync: {t:?}: one of flush, dsync"),
         };
-        if !(1..=3_600_000).contains(&r.index_sync_ms) {
+        let uring = r.uring_options()?;
+        if !(1..=defaults::INDEX_SYNC_MS_MAX).contains(&r.index_sync_ms) {
             bail!(
-                "[recording] index_sync_ms: {}: 1..=3600000",
-                r.index_sync_ms
+                "[recording] index_sync_ms: {}: 1..={}",
+                r.index_sync_ms,
+                defaults::INDEX_SYNC_MS_MAX
             );
         }
         Ok(RecordOptions {
             source,
-            targets: r.targets.clone(),
             // Appended after the set's last scan (`dmarec record --scan`).
             scan: Some(name.to_string()),
-            index: self.index_path(name),
             size_bytes: limits.size_bytes,
             duration: limits.duration,
             payload_size,
             buffers,
             queue_depth: r.queue_depth,
-            uring: Default::default(),
+            uring,
             ring: limits.wrap,
             force: r.replace_previous_recording,
             new_file_size_bytes: r
@@ -223,7 +235,6 @@ impl Config {
             channels: r.channels,
             rate_bytes_per_s,
             sim_drop_every: r.sim_drop_every,
-            sim_fill_once: false,
             interleaved,
             memory_mode,
             status_interval: units::parse_duration(&r.status_interval)
@@ -231,7 +242,29 @@ impl Config {
             index_sync_interval: Duration::from_millis(r.index_sync_ms),
             target_sync,
             quiet: true,
-            live: None,
+            ..RecordOptions::new(r.targets.clone(), self.index_path(name))
+        })
+    }
+}
+
+impl RecordingSection {
+    /// The io_uring options, checked as `dmarec record` checks
+    /// `--sqpoll-idle-ms` (1..=60000, only with `--sqpoll`).
+    fn uring_options(&self) -> Result<UringOptions> {
+        let idle_ms = self.sqpoll_idle_ms.unwrap_or(defaults::SQPOLL_IDLE_MS);
+        if self.sqpoll_idle_ms.is_some() && !self.sqpoll {
+            bail!("[recording] sqpoll_idle_ms: only with sqpoll = true");
+        }
+        if !(1..=defaults::SQPOLL_IDLE_MS_MAX).contains(&idle_ms) {
+            bail!(
+                "[recording] sqpoll_idle_ms: {idle_ms}: 1..={}",
+                defaults::SQPOLL_IDLE_MS_MAX
+            );
+        }
+        Ok(UringOptions {
+            sqpoll_idle_ms: self.sqpoll.then_some(idle_ms),
+            register_ring_fd: self.register_ring_fd,
+            iopoll: self.iopoll,
         })
     }
 }
@@ -285,6 +318,67 @@ targets = ["/dev/sdb"]
     }
 
     #[test]
+    fn every_recording_key_reaches_the_recorder() {
+        // Each key away from its default: a key ignored (its field left to
+        // RecordOptions::new) fails here.
+        let text = MINIMAL.replace(
+            "targets = [\"/dev/sdb\"]",
+            r#"targets = ["/dev/sdb", "/dev/sdc"]
+source = "/dev/dmarec9"
+file_size = "1G"
+payload_size = "64K"
+buffers = "100"
+queue_depth = 3
+sqpoll = true
+register_ring_fd = true
+channels = 2
+channel_layout = "interleaved"
+rate = "100"
+sim_drop_every = 7
+memory = "mmap"
+index_sync_ms = 250
+target_sync = "dsync"
+status_interval = "5s"
+replace_previous_recording = true"#,
+        );
+        let c: Config = toml::from_str(&text).unwrap();
+        let limits = ScanLimits {
+            duration: Some(Duration::from_secs(5)),
+            size_bytes: Some(1 << 30),
+            wrap: true,
+        };
+        let o = c.record_options("s2", limits).unwrap();
+        assert!(matches!(&o.source, SourceChoice::Device(p) if p == Path::new("/dev/dmarec9")));
+        assert_eq!(
+            o.targets,
+            [PathBuf::from("/dev/sdb"), PathBuf::from("/dev/sdc")]
+        );
+        assert_eq!(o.index, PathBuf::from("/var/lib/dmarec/s2.idx"));
+        assert_eq!(o.scan.as_deref(), Some("s2"));
+        assert_eq!(
+            (o.duration, o.size_bytes, o.ring),
+            (limits.duration, limits.size_bytes, true)
+        );
+        assert_eq!(o.new_file_size_bytes, Some(1 << 30));
+        assert_eq!(
+            (o.payload_size.bytes(), o.buffers, o.queue_depth),
+            (64 << 10, 100, 3)
+        );
+        assert_eq!(o.uring.sqpoll_idle_ms, Some(defaults::SQPOLL_IDLE_MS));
+        assert!(o.uring.register_ring_fd && !o.uring.iopoll);
+        assert_eq!((o.channels, o.interleaved), (Some(2), true));
+        assert_eq!(
+            (o.rate_bytes_per_s, o.sim_drop_every),
+            (Some(100_000_000), 7)
+        );
+        assert_eq!(o.memory_mode, MemoryMode::Mmap);
+        assert_eq!(o.index_sync_interval, Duration::from_millis(250));
+        assert_eq!(o.target_sync, TargetSync::Dsync);
+        assert_eq!(o.status_interval, Duration::from_secs(5));
+        assert!(o.force && o.quiet && !o.sim_fill_once && o.live.is_none());
+    }
+
+    #[test]
     fn bad_values_name_their_key() {
         for (line, key) in [
             ("payload_size = \"3K\"", "payload_size"),
@@ -292,6 +386,9 @@ targets = ["/dev/sdb"]
             ("memory = \"dma\"", "memory"),
             ("rate = \"fast\"", "rate"),
             ("index_sync_ms = 0", "index_sync_ms"),
+            ("sqpoll_idle_ms = 50", "sqpoll_idle_ms"),
+            ("sqpoll = true\nsqpoll_idle_ms = 0", "sqpoll_idle_ms"),
+            ("sqpoll = true\nsqpoll_idle_ms = 60001", "sqpoll_idle_ms"),
         ] {
             let c: Config = toml::from_str(&format!("{MINIMAL}{line}\n")).unwrap();
             let e = c.record_options("s", ScanLimits::default()).unwrap_err();
@@ -299,6 +396,35 @@ targets = ["/dev/sdb"]
         }
         let unknown = toml::from_str::<Config>(&format!("{MINIMAL}colour = 1\n"));
         assert!(unknown.unwrap_err().to_string().contains("colour"));
+    }
+
+    #[test]
+    fn the_io_uring_keys_reach_the_recorder() {
+        let o = |lines: &str| {
+            let c: Config = toml::from_str(&format!("{MINIMAL}{lines}\n")).unwrap();
+            c.record_options("s", ScanLimits::default()).unwrap().uring
+        };
+        assert_eq!(o(""), UringOptions::default());
+        assert_eq!(
+            o("sqpoll = true\nsqpoll_idle_ms = 50\nregister_ring_fd = true\niopoll = true"),
+            UringOptions {
+                sqpoll_idle_ms: Some(50),
+                register_ring_fd: true,
+                iopoll: true
+            }
+        );
+        // As the command line: --sqpoll alone idles 1000 ms.
+        assert_eq!(
+            o("sqpoll = true").sqpoll_idle_ms,
+            Some(defaults::SQPOLL_IDLE_MS)
+        );
+        assert_eq!(
+            o("register_ring_fd = true"),
+            UringOptions {
+                register_ring_fd: true,
+                ..UringOptions::default()
+            }
+        );
     }
 
     #[test]
