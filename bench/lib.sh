@@ -13,6 +13,7 @@
 #
 # The loop device in LOOP and the mount in MOUNTED are released on exit,
 # also when a step fails; a script that detaches LOOP itself clears it.
+# Directories a script adds to BENCH_EXTRA_DIRS are removed then too.
 
 bench_require() { # bench_require NAME
     local name=$1 t
@@ -26,7 +27,7 @@ bench_cleanup() {
     set +e
     [ -n "$LOOP" ] && losetup -d "$LOOP"
     [ -n "$MOUNTED" ] && umount "$MOUNTED"
-    rm -rf "$WORK" "$TMPFS"
+    rm -rf "$WORK" "$TMPFS" ${BENCH_EXTRA_DIRS:-}
 }
 
 bench_scratch() { # bench_scratch NAME TMPFS_BYTES

@@ -5,6 +5,9 @@
 #   fio sequential write of as many bytes to the output's file system
 #     (--end_fsync=1: export fdatasyncs its files; no --fixedbufs, which
 #     drops the final sync in fio 3.33's io_uring engine),
+#   fio copy-disk: both at once, the read of the target and the write to
+#     the disk's file system, as export to the disk does (the same disk:
+#     equal work),
 #   dmaplay verify, dmaplay export --all (to the tmpfs and to the disk),
 #   dmaplay replay --speed max (to /dev/null),
 #   optionally OLD_DMAPLAY's export (before/after in the same run),
@@ -16,6 +19,9 @@
 #       (the old binary's export and replay --speed max in the same run;
 #       PACED_OLD=1: also its --realtime replay at the original rate)
 #   LAYOUT=interleaved sudo bash bench/readout.sh   # de-interleaving export
+#   TARGET_IN_RAM=1: the recording on a loop device backed by /dev/shm, so
+#       export to the disk only writes the disk (two devices, as fio's
+#       read and write references assume); copy-disk then reads RAM too
 #   ALSO="name=/path/to/dmaplay ..."  # more binaries' export and replay --speed max
 #   PROFILE=1: after the reps, `perf record -e cpu-clock -g` of each dmaplay
 #       and old-dmaplay run once more; `perf report`'s top in $OUT/perf-<tool>-<what>.txt
@@ -37,6 +43,7 @@ PACED_RT=${PACED_RT:-0}  # 1: also one with --realtime (SCHED_FIFO) per rep, alt
 THROUGHPUT=${THROUGHPUT:-1}  # 0: only the paced replays
 PACED_OLD=${PACED_OLD:-0}    # 1: OLD_DMAPLAY's --realtime paced replay too, per rep
 LAYOUT=${LAYOUT:-round-robin}  # the recording's --channel-layout
+TARGET_IN_RAM=${TARGET_IN_RAM:-0}  # 1: the recording's loop device on a file in /dev/shm, outputs on the disk
 ALSO=${ALSO:-}
 PROFILE=${PROFILE:-0}
 OUT=${OUT:-$REPO/bench/results/readout-$(date -u +%Y%m%d-%H%M%S)}
@@ -48,9 +55,14 @@ bench_scratch readout $((SIZE_B + 256 * MIB))
 cargo build --release --quiet -p dmarec-recorder -p dmarec-tools
 DMAREC=$REPO/target/release/dmarec
 DMAPLAY=$REPO/target/release/dmaplay
-bench_machine "SIZE=$SIZE RATE=$RATE REPS=$REPS PACED=$PACED PACED_RT=$PACED_RT PACED_OLD=$PACED_OLD THROUGHPUT=$THROUGHPUT LAYOUT=$LAYOUT PROFILE=$PROFILE OLD_DMAPLAY=$OLD_DMAPLAY ALSO=\"$ALSO\" bash bench/readout.sh" tools formats recorder
+bench_machine "SIZE=$SIZE RATE=$RATE REPS=$REPS PACED=$PACED PACED_RT=$PACED_RT PACED_OLD=$PACED_OLD THROUGHPUT=$THROUGHPUT LAYOUT=$LAYOUT TARGET_IN_RAM=$TARGET_IN_RAM PROFILE=$PROFILE OLD_DMAPLAY=$OLD_DMAPLAY ALSO=\"$ALSO\" bash bench/readout.sh" tools formats recorder
 
-bench_loop "$WORK/target.img" "$DEV_B"
+TARGET_DIR=$WORK
+if [ "$TARGET_IN_RAM" = 1 ]; then
+    TARGET_DIR=$(mktemp -d /dev/shm/dmarec-readout-target.XXXXXX)
+    BENCH_EXTRA_DIRS=$TARGET_DIR
+fi
+bench_loop "$TARGET_DIR/target.img" "$DEV_B"
 log "recording $SIZE at $RATE MB/s on $LOOP, $LAYOUT"
 "$DMAREC" record --source sim --target "$LOOP" --index "$WORK/rec.idx" --size "$SIZE_B" \
     --rate "$RATE" --channel-layout "$LAYOUT" --force --json --quiet > "$OUT/record.json"
@@ -73,6 +85,7 @@ items=(
     "fio|read-target|fio --name=r --filename=$LOOP --ioengine=io_uring --direct=1 --bs=512k --rw=read --iodepth=8 --offset=$MIB --size=$REC_B --output-format=json"
     "fio|write-tmpfs|fio --name=w --filename=$TMPFS/x.fio --ioengine=io_uring --direct=0 --bs=512k --rw=write --iodepth=8 --size=$REC_B --end_fsync=1 --output-format=json"
     "fio|write-disk|fio --name=w --filename=$WORK/x.fio --ioengine=io_uring --direct=1 --bs=512k --rw=write --iodepth=8 --size=$REC_B --end_fsync=1 --output-format=json"
+    "fio|copy-disk|fio --ioengine=io_uring --direct=1 --bs=512k --iodepth=8 --output-format=json --name=r --filename=$LOOP --rw=read --offset=$MIB --size=$REC_B --name=w --filename=$WORK/x.fio --rw=write --size=$REC_B --end_fsync=1"
     "dmaplay|verify|$DMAPLAY verify --quiet --json --index $IDX $LOOP"
     "dmaplay|export-tmpfs|$DMAPLAY export --quiet --json --index $IDX --all --format raw --force --out $TMPFS/x.raw $LOOP"
     "dmaplay|export-disk|$DMAPLAY export --quiet --json --index $IDX --all --format raw --force --out $WORK/x.raw $LOOP"

@@ -64,6 +64,14 @@ for tool, config, write in ratios:
     if v:
         lines.append(f"| {tool} {config} / min(fio read of the target, fio {write}) | "
                      f"{med(v, 2)} | {len(v)} |")
+for tool, config, write in ratios:
+    if config != "export-disk":
+        continue
+    v = [d[(tool, config)] / d[("fio", "copy-disk")] for d in per_rep.values()
+         if (tool, config) in d and ("fio", "copy-disk") in d]
+    if v:
+        lines.append(f"| {tool} {config} / fio copy-disk (read of the target and write to the disk at once) | "
+                     f"{med(v, 2)} | {len(v)} |")
 for tool in sorted({t for t, c in by if c == "replay-max"}):
     v = [d[(tool, "replay-max")] / d[("dmaplay", "verify")] for d in per_rep.values()
          if (tool, "replay-max") in d and ("dmaplay", "verify") in d]
