@@ -654,6 +654,18 @@ mod tests {
         dir.join(name)
     }
 
+    /// A writer of the one output `path` (4 KiB of zeros for fillers).
+    fn one_output(
+        path: &Path,
+        expected_bytes: u64,
+        pool: Arc<BufferPool>,
+        max_in_flight: usize,
+        staged: bool,
+    ) -> Writer {
+        let paths = [path.to_path_buf()];
+        Writer::create(&paths, &[expected_bytes], pool, max_in_flight, 4096, staged).unwrap()
+    }
+
     /// Fills read buffer `b` of `pool` with `byte`.
     fn fill(pool: &BufferPool, b: usize, byte: u8) {
         // SAFETY: the test owns every buffer of its pool; nothing in flight.
@@ -667,15 +679,7 @@ mod tests {
         for b in 0..4 {
             fill(&pool, b, b as u8 + 1);
         }
-        let mut w = Writer::create(
-            std::slice::from_ref(&path),
-            &[64 << 10],
-            pool.clone(),
-            2,
-            4096,
-            false,
-        )
-        .unwrap();
+        let mut w = one_output(&path, 64 << 10, pool.clone(), 2, false);
         let direct_possible = w.files[0].direct.is_some();
         if direct_possible {
             let allocated = std::fs::metadata(&path).unwrap().len();
@@ -727,15 +731,7 @@ mod tests {
     fn staged_appends_go_direct_in_whole_chunks_and_are_cut_to_their_end() {
         let path = scratch("staged.raw");
         let pool = Arc::new(BufferPool::new(4096, 1).unwrap());
-        let mut w = Writer::create(
-            std::slice::from_ref(&path),
-            &[1 << 20],
-            pool.clone(),
-            1,
-            4096,
-            true,
-        )
-        .unwrap();
+        let mut w = one_output(&path, 1 << 20, pool.clone(), 1, true);
         if w.files[0].direct.is_none() {
             eprintln!("SKIPPED: {} takes no O_DIRECT writes", path.display());
             return;
@@ -782,7 +778,7 @@ mod tests {
     fn a_staged_append_out_of_order_is_refused() {
         let path = scratch("order.raw");
         let pool = Arc::new(BufferPool::new(4096, 1).unwrap());
-        let mut w = Writer::create(std::slice::from_ref(&path), &[0], pool, 1, 4096, true).unwrap();
+        let mut w = one_output(&path, 0, pool, 1, true);
         if w.files[0].stage.is_none() {
             let _ = std::fs::remove_dir_all(path.parent().unwrap());
             panic!("not appended in order (SKIPPED: no O_DIRECT here)");
@@ -811,15 +807,7 @@ mod tests {
     fn a_failed_write_names_the_file() {
         let path = scratch("full.raw");
         let pool = Arc::new(BufferPool::new(4096, 1).unwrap());
-        let mut w = Writer::create(
-            std::slice::from_ref(&path),
-            &[0],
-            pool.clone(),
-            1,
-            4096,
-            false,
-        )
-        .unwrap();
+        let mut w = one_output(&path, 0, pool.clone(), 1, false);
         // /dev/full: every write fails with ENOSPC.
         w.files[0] = OutFile {
             path: PathBuf::from("/dev/full"),
