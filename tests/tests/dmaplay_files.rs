@@ -1129,3 +1129,56 @@ fn a_ring_slot_whose_newer_lap_is_missing_shows_the_older_lap() {
         .collect();
     assert_eq!(index_entries(&re), expect);
 }
+
+/// `export --force` onto a device node or a FIFO is refused before
+/// anything is written, and the node is left in place: export removes its
+/// outputs when it fails, and once removed `/dev/null` as root (its sync
+/// fails with EINVAL there).
+#[test]
+fn export_refuses_an_output_that_is_not_a_regular_file_and_leaves_it() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let s = Scratch::new("dmaplay-out-kind");
+    let (img, idx) = (s.file("rec.img"), s.file("rec.idx"));
+    let size = ["--file-size", "16M", "--size", "2M"];
+    record(&[&["--target", &img, "--index", &idx][..], &size[..]].concat());
+    let fifo = s.file("out.fifo");
+    let c_fifo = std::ffi::CString::new(fifo.clone()).unwrap();
+    // SAFETY: mkfifo reads the NUL-terminated path this frame owns.
+    assert_eq!(unsafe { libc::mkfifo(c_fifo.as_ptr(), 0o600) }, 0);
+    // A reader, so that without the check export's open does not block:
+    // its first write fails (ESPIPE) and it removes the FIFO.
+    let _reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    let mut outs = vec![(fifo, "a FIFO")];
+    if is_root() {
+        let node = s.file("null");
+        let c_node = std::ffi::CString::new(node.clone()).unwrap();
+        // SAFETY: as above; makedev(1, 3) is /dev/null's device number.
+        let rc =
+            unsafe { libc::mknod(c_node.as_ptr(), libc::S_IFCHR | 0o600, libc::makedev(1, 3)) };
+        assert_eq!(rc, 0, "mknod {node}");
+        outs.push((node, "a character device"));
+    }
+    for (out, kind) in outs {
+        let args = [
+            "export",
+            "--index",
+            &idx,
+            "--channel",
+            "0",
+            "--format",
+            "raw",
+        ];
+        let o = dmaplay(&[&args[..], &["--force", "--out", &out, &img]].concat());
+        assert_ne!(code(&o), 0, "export to {kind} succeeded");
+        let e = stderr(&o);
+        assert!(e.contains(&out) && e.contains(kind), "{e}");
+        assert!(
+            std::fs::symlink_metadata(&out).is_ok(),
+            "{kind} {out} removed"
+        );
+    }
+}

@@ -162,6 +162,31 @@ fn paths_for(options: &ExportOptions, channel: u16) -> (PathBuf, Option<PathBuf>
     )
 }
 
+/// Export writes regular files only: it writes them at offsets, allocates
+/// them ahead, syncs them and, when it fails, removes what it wrote. An
+/// existing `path` of another kind (`/dev/null`, a FIFO) is refused before
+/// anything is touched: removing a device node as root would be damage.
+fn refuse_non_regular(path: &Path) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(()); // does not exist yet: a new file
+    };
+    let t = meta.file_type();
+    let kind = match () {
+        _ if t.is_file() => return Ok(()),
+        _ if t.is_dir() => "a directory",
+        _ if t.is_char_device() => "a character device",
+        _ if t.is_block_device() => "a block device",
+        _ if t.is_fifo() => "a FIFO",
+        _ if t.is_socket() => "a socket",
+        _ => "not a regular file",
+    };
+    bail!(
+        "--out {}: is {kind}; export writes regular files (at offsets, allocated ahead, synced): give a file path (replay streams to devices and FIFOs)",
+        path.display()
+    )
+}
+
 /// Checks the channel and the output paths before anything is read.
 pub fn check_options(stripe: &StripeSet, options: &ExportOptions) -> Result<()> {
     crate::check_channel(stripe, options.channel)?;
@@ -169,6 +194,7 @@ pub fn check_options(stripe: &StripeSet, options: &ExportOptions) -> Result<()> 
         let (data, meta) = paths_for(options, c);
         let extra = sigmf_extra_paths(options, meta.as_deref());
         for p in std::iter::once(data).chain(meta).chain(extra) {
+            refuse_non_regular(&p)?;
             stripe.refuse_output(&p, "--out")?;
             if !options.force && p.exists() {
                 bail!(
