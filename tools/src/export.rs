@@ -720,14 +720,18 @@ fn read_and_write(
     // Outputs are allocated ahead to their payloads' size: round-robin
     // ones are written O_DIRECT from the read buffers, interleaved ones
     // staged (Writer::append) and written O_DIRECT from the stage.
-    let expected: Vec<u64> = match layout.interleaved() {
+    // One pass over the selection's index entries gives both the outputs'
+    // sizes and the progress bar's total (the bytes read).
+    let (expected, total_bytes): (Vec<u64>, u64) = match layout.interleaved() {
         true => {
             let total = selection_bytes(&view, range.clone(), |e| readable(e))?;
-            vec![total / n as u64; wanted.len()]
+            (vec![total / n as u64; wanted.len()], total)
         }
         false => {
             let per_channel = channel_bytes(&view, range.clone(), n, |e| readable(e))?;
-            wanted.iter().map(|&c| per_channel[c as usize]).collect()
+            let expected: Vec<u64> = wanted.iter().map(|&c| per_channel[c as usize]).collect();
+            let total = expected.iter().sum();
+            (expected, total)
         }
     };
     // Room for a write from every read buffer, and a few zero fillers.
@@ -742,7 +746,6 @@ fn read_and_write(
     let mut splitter = layout
         .frame_bytes()
         .map(|frame| Deinterleaver::new(n, frame as usize / n, payload_bytes));
-    let total_bytes = selection_bytes(&view, range.clone(), |e| exported(e) && readable(e))?;
     let bar = crate::progress::bytes_bar(total_bytes, "export", options.quiet);
     let mut requests = range.clone().filter_map(|i| {
         let e = view.get(i).ok()?; // checked by plan()

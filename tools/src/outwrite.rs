@@ -419,7 +419,11 @@ impl Writer {
         f.end_bytes = f.end_bytes.max(offset_bytes + len_bytes as u64);
         // Bounded: each wait reaps at least one of the in-flight writes.
         while self.free_slab.is_empty() {
-            self.wait_one()?;
+            if let Err(e) = self.wait_one() {
+                // Not submitted: what it was to be written from goes back.
+                self.release(file, source);
+                return Err(e);
+            }
         }
         let aligned = (offset_bytes as usize | addr | len_bytes).is_multiple_of(ALIGN_BYTES);
         let direct = aligned && self.files[file].direct.is_some();
@@ -461,9 +465,10 @@ impl Writer {
         // self, per `write`'s contract), a stage chunk or the zero buffer
         // (fields), and nobody writes it while this call reads it.
         let bytes = unsafe { std::slice::from_raw_parts(addr as *const u8, len_bytes) };
-        self.write_owned(file, offset_bytes, bytes)?;
+        let written = self.write_owned(file, offset_bytes, bytes);
+        // Done with, whether it was written or not.
         self.release(file, source);
-        Ok(())
+        written
     }
 
     /// Gives back what a finished write of `file` was submitted from.
@@ -809,24 +814,45 @@ mod tests {
         }
     }
 
+    /// `w`'s one output made /dev/full: every write fails with ENOSPC.
+    fn to_dev_full(w: &mut Writer) {
+        let f = &mut w.files[0];
+        f.path = PathBuf::from("/dev/full");
+        f.direct = None;
+        f.buffered = OpenOptions::new().write(true).open("/dev/full").unwrap();
+    }
+
     #[test]
-    fn a_failed_write_names_the_file() {
+    fn a_failed_write_names_the_file_and_gives_its_buffer_back() {
         let path = scratch("full.raw");
         let pool = Arc::new(BufferPool::new(4096, 1).unwrap());
         let mut w = one_output(&path, 0, pool.clone(), 1, false);
-        // /dev/full: every write fails with ENOSPC.
-        w.files[0] = OutFile {
-            path: PathBuf::from("/dev/full"),
-            direct: None,
-            buffered: OpenOptions::new().write(true).open("/dev/full").unwrap(),
-            end_bytes: 0,
-            stage: None,
-        };
+        to_dev_full(&mut w);
         // SAFETY: the range is the pool's only buffer, not touched after.
         let r = unsafe { w.write(0, 0, pool.ptr(0), 4096, 0) }.and_then(|()| w.finish());
         let e = format!("{:#}", r.unwrap_err());
         assert!(e.contains("/dev/full") && e.contains("space"), "{e}");
+        assert_eq!(w.reclaim(false).unwrap(), Some(0), "the read buffer, back");
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn a_failed_staged_write_gives_its_chunk_back() {
+        let path = scratch("full-staged.raw");
+        let pool = Arc::new(BufferPool::new(4096, 1).unwrap());
+        let mut w = one_output(&path, 1 << 20, pool, 1, true);
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+        if w.files[0].stage.is_none() {
+            eprintln!("SKIPPED: {} takes no O_DIRECT writes", path.display());
+            return;
+        }
+        to_dev_full(&mut w);
+        w.append(0, 0, &[7; 100]).unwrap();
+        let e = format!("{:#}", w.finish().unwrap_err());
+        assert!(e.contains("/dev/full") && e.contains("space"), "{e}");
+        let stage = w.files[0].stage.as_ref().unwrap();
+        assert_eq!(stage.filling, None);
+        assert_eq!(stage.free.len(), STAGE_CHUNKS, "every chunk free again");
     }
 }
 
