@@ -43,6 +43,15 @@ bench_scratch() { # bench_scratch NAME TMPFS_BYTES
     mkdir -p "$OUT/raw"
 }
 
+bench_need_ram() { # bench_need_ram BYTES WHAT: refuse to start without BYTES of RAM available
+    local bytes=$1 what=$2 avail_kib
+    avail_kib=$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo)
+    if [ $((avail_kib * 1024)) -lt "$bytes" ]; then
+        echo "$what needs $((bytes >> 20)) MiB of RAM and $((avail_kib >> 10)) MiB are available: use a smaller SIZE" >&2
+        exit 1
+    fi
+}
+
 log() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$OUT/log.txt" >&2; }
 
 bench_machine() { # bench_machine "COMMAND" PATHS...
