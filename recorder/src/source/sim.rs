@@ -142,6 +142,24 @@ impl Engine {
         cpu.store(crate::clock::thread_cpu_ns(), Ordering::Relaxed);
     }
 
+    /// Waits until `due`, the moment the next buffer is full; false when
+    /// the card is stopped first. A slow card's buffer can take minutes
+    /// (512 KiB at 4 KiB/s: 128 s): [`SimSource::stop`] wakes the wait
+    /// (unpark) instead of joining a thread asleep until then.
+    fn wait_until(&self, due: Instant) -> bool {
+        // Bounded: each turn ends at `due` at the latest, or at an unpark
+        // (stop), or at one of park's rare spurious wake-ups.
+        loop {
+            if self.stop.load(Ordering::Acquire) {
+                return false;
+            }
+            match due.checked_duration_since(Instant::now()) {
+                Some(wait) if !wait.is_zero() => std::thread::park_timeout(wait),
+                _ => return true,
+            }
+        }
+    }
+
     fn fill_loop(self) {
         let payload_bytes = self.memory.payload_bytes();
         let buffer_interval = (self.cfg.rate_bytes_per_s > 0).then(|| {
@@ -165,8 +183,8 @@ impl Engine {
                 Some(interval) => {
                     // Buffer card_seq is due at start + card_seq * interval.
                     let due = start + interval.mul_f64(card_seq as f64 + 1.0);
-                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                        std::thread::sleep(wait);
+                    if !self.wait_until(due) {
+                        return;
                     }
                     match self.queues.queued.try_pop() {
                         Ok(Some(b)) => b,
@@ -285,11 +303,13 @@ impl Source for SimSource {
     }
 
     fn stop(&mut self) -> Result<CardStats> {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.store(true, Ordering::Release);
         if let Some(queues) = self.queues.take() {
             queues.close();
         }
         if let Some(t) = self.thread.take() {
+            // Wakes a card waiting for its next buffer to be due.
+            t.thread().unpark();
             t.join()
                 .map_err(|_| anyhow!("simulated card thread panicked"))?;
         }
@@ -363,6 +383,32 @@ mod tests {
         // 3 B/s: 4096 / 3 s per buffer, rounded down to the ns.
         assert_eq!(sample_counter_ns(1, 4096, 3), 1_365_333_333_333);
         assert_eq!(sample_counter_ns(u64::MAX, 1 << 26, 1), u64::MAX);
+    }
+
+    /// A card whose next buffer is due in over an hour stops when asked: before
+    /// the stop woke its wait, stop() joined a thread asleep for the hour
+    /// (`dmarec record --rate 4K --duration 0.3` ran for 128 s).
+    #[test]
+    fn a_slow_card_stops_without_waiting_for_its_next_buffer() {
+        let memory = Arc::new(SlotMemory::allocate(2, 4096).unwrap());
+        let cfg = SimConfig {
+            channels: 1,
+            rate_bytes_per_s: 1, // 4096 s per 4096-byte buffer
+            drop_every: 0,
+            fill_once: false,
+            interleaved: false,
+        };
+        let mut sim = SimSource::new(cfg, memory);
+        // Buffer 0 due now, buffer 1 4096 s later: once buffer 0
+        // is taken, the card's thread has gone on to wait for buffer 1.
+        let interval = Duration::from_secs(4096);
+        sim.epoch = Instant::now().checked_sub(interval).expect("uptime");
+        sim.start().unwrap();
+        let first = sim.wait_take(60_000).unwrap().expect("buffer 0, due now");
+        assert_eq!(first.card_seq, 0);
+        assert_eq!(sim.try_take().unwrap(), None, "buffer 1 is not due");
+        let stats = sim.stop().unwrap();
+        assert_eq!((stats.filled, stats.overruns), (1, 0));
     }
 
     /// Buffers at a rate carry card_seq × buffer duration, lost ones
