@@ -1152,15 +1152,36 @@ fn export_refuses_an_output_that_is_not_a_regular_file_and_leaves_it() {
         .custom_flags(libc::O_NONBLOCK)
         .open(&fifo)
         .unwrap();
-    let mut outs = vec![(fifo, "a FIFO")];
+    let dir = s.file("out.dir");
+    std::fs::create_dir(&dir).unwrap();
+    let socket = s.file("out.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let mut outs = vec![(fifo, "a FIFO"), (dir, "a directory"), (socket, "a socket")];
     if is_root() {
-        let node = s.file("null");
-        let c_node = std::ffi::CString::new(node.clone()).unwrap();
-        // SAFETY: as above; makedev(1, 3) is /dev/null's device number.
-        let rc =
-            unsafe { libc::mknod(c_node.as_ptr(), libc::S_IFCHR | 0o600, libc::makedev(1, 3)) };
-        assert_eq!(rc, 0, "mknod {node}");
-        outs.push((node, "a character device"));
+        // /dev/null's number, and a block device of major 240 (local and
+        // experimental use: no driver, an open of it fails with ENXIO).
+        let nodes = [
+            (
+                "null",
+                libc::S_IFCHR,
+                libc::makedev(1, 3),
+                "a character device",
+            ),
+            (
+                "blk",
+                libc::S_IFBLK,
+                libc::makedev(240, 0),
+                "a block device",
+            ),
+        ];
+        for (name, kind_bits, dev, kind) in nodes {
+            let node = s.file(name);
+            let c_node = std::ffi::CString::new(node.clone()).unwrap();
+            // SAFETY: mknod reads the NUL-terminated path this frame owns.
+            let rc = unsafe { libc::mknod(c_node.as_ptr(), kind_bits | 0o600, dev) };
+            assert_eq!(rc, 0, "mknod {node}");
+            outs.push((node, kind));
+        }
     }
     for (out, kind) in outs {
         let args = [
