@@ -680,8 +680,8 @@ mod tests {
     #[test]
     fn writes_land_at_their_offsets_direct_when_aligned_buffered_when_not() {
         let path = scratch("a.raw");
-        let pool = Arc::new(BufferPool::new(8192, 4).unwrap());
-        for b in 0..4 {
+        let pool = Arc::new(BufferPool::new(8192, 6).unwrap());
+        for b in 0..6 {
             fill(&pool, b, b as u8 + 1);
         }
         let mut w = one_output(&path, 64 << 10, pool.clone(), 2, false);
@@ -701,24 +701,35 @@ mod tests {
         w.write_zeros(0, 16484, 5000).unwrap(); // unaligned offset, > one zero buffer
                                                 // SAFETY: as above.
         unsafe { w.write(0, 21484, pool.ptr(3), 3, 3).unwrap() };
+        // Unaligned twice over, by the same 1007 bytes past a 4096-byte
+        // boundary: address and length (at an aligned offset, after a
+        // hole), then offset and address.
+        // SAFETY: as above.
+        unsafe {
+            w.write(0, 24576, pool.ptr(4).add(1007), 1007, 4).unwrap();
+            w.write(0, 25583, pool.ptr(5).add(1007), 4096, 5).unwrap();
+        }
         let mut back = Vec::new();
         while let Some(b) = w.reclaim(true).unwrap() {
             back.push(b);
         }
         back.sort();
-        assert_eq!(back, vec![0, 1, 2, 3], "every buffer comes back once");
+        assert_eq!(back, vec![0, 1, 2, 3, 4, 5], "every buffer comes back once");
         w.finish().unwrap();
         let mut want = vec![1u8; 8192];
         want.extend(vec![2u8; 8192]);
         want.extend(vec![3u8; 100]);
         want.extend(vec![0u8; 5000]);
         want.extend(vec![4u8; 3]);
+        want.extend(vec![0u8; 24576 - 21487]);
+        want.extend(vec![5u8; 1007]);
+        want.extend(vec![6u8; 4096]);
         assert_eq!(
             std::fs::read(&path).unwrap(),
             want,
             "what was written, cut to its end"
         );
-        assert_eq!(w.direct_writes + w.buffered_writes, 6);
+        assert_eq!(w.direct_writes + w.buffered_writes, 8);
         if direct_possible {
             assert_eq!(w.direct_writes, 2, "the two aligned writes go O_DIRECT");
         }
