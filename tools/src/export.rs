@@ -722,16 +722,13 @@ fn read_and_write(
     // staged (Writer::append) and written O_DIRECT from the stage.
     // One pass over the selection's index entries gives both the outputs'
     // sizes and the progress bar's total (the bytes read).
+    let (per_channel, total) = selection_bytes(&view, range.clone(), n, |e| readable(e))?;
     let (expected, total_bytes): (Vec<u64>, u64) = match layout.interleaved() {
-        true => {
-            let total = selection_bytes(&view, range.clone(), |e| readable(e))?;
-            (vec![total / n as u64; wanted.len()], total)
-        }
+        true => (vec![total / n as u64; wanted.len()], total),
         false => {
-            let per_channel = channel_bytes(&view, range.clone(), n, |e| readable(e))?;
             let expected: Vec<u64> = wanted.iter().map(|&c| per_channel[c as usize]).collect();
-            let total = expected.iter().sum();
-            (expected, total)
+            let exported_bytes = expected.iter().sum();
+            (expected, exported_bytes)
         }
     };
     // Room for a write from every read buffer, and a few zero fillers.
@@ -894,39 +891,29 @@ fn outs_of<'o>(
         .filter_map(|(_, out)| out.as_mut())
 }
 
-/// Payload bytes per channel (of `channels`) of the entries in `range`
-/// that `wanted` keeps: the size of each round-robin output.
-fn channel_bytes(
+/// Payload bytes of the entries in `range` that `wanted` keeps: per
+/// channel (of `channels`: the size of each round-robin output) and in
+/// all (an interleaved export's outputs; its progress bar's total).
+pub(crate) fn selection_bytes(
     view: &formats::index::IndexView<'_>,
     range: std::ops::Range<usize>,
     channels: usize,
     wanted: impl Fn(&IndexEntry) -> bool,
-) -> Result<Vec<u64>> {
-    let mut bytes = vec![0u64; channels];
-    for i in range {
-        let e = view.get(i)?;
-        if let (true, Some(b)) = (wanted(&e), bytes.get_mut(e.channel as usize)) {
-            *b += u64::from(e.payload_bytes_used);
-        }
-    }
-    Ok(bytes)
-}
-
-/// Payload bytes of the entries in `range` that `wanted` keeps: the
-/// progress bar's total.
-fn selection_bytes(
-    view: &formats::index::IndexView<'_>,
-    range: std::ops::Range<usize>,
-    wanted: impl Fn(&IndexEntry) -> bool,
-) -> Result<u64> {
+) -> Result<(Vec<u64>, u64)> {
+    let mut per_channel = vec![0u64; channels];
     let mut total = 0u64;
     for i in range {
         let e = view.get(i)?;
-        if wanted(&e) {
-            total += u64::from(e.payload_bytes_used);
+        if !wanted(&e) {
+            continue;
+        }
+        let bytes = u64::from(e.payload_bytes_used);
+        total += bytes;
+        if let Some(b) = per_channel.get_mut(e.channel as usize) {
+            *b += bytes;
         }
     }
-    Ok(total)
+    Ok((per_channel, total))
 }
 
 impl ExportReport {
