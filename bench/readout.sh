@@ -52,11 +52,13 @@ SIZE_B=$(numfmt --from=iec "${SIZE%iB}")
 MIB=$((1 << 20))
 DEV_B=$(((SIZE_B + SIZE_B / 128 + 64 * MIB) / MIB * MIB))
 # The tmpfs holds an export of the whole recording; TARGET_IN_RAM adds the
-# recording's device image, also in /dev/shm.
-RAM_B=$((SIZE_B + 256 * MIB + 512 * MIB))
+# recording's device image, also in /dev/shm. Beside them: 512 MiB for the
+# tools' buffers (export's read buffers and stage, fio's).
+TMPFS_B=$((SIZE_B + 256 * MIB))
+RAM_B=$((TMPFS_B + 512 * MIB))
 [ "$TARGET_IN_RAM" = 1 ] && RAM_B=$((RAM_B + DEV_B))
 bench_need_ram "$RAM_B" "SIZE=$SIZE (TARGET_IN_RAM=$TARGET_IN_RAM)"
-bench_scratch readout $((SIZE_B + 256 * MIB))
+bench_scratch readout "$TMPFS_B"
 cargo build --release --quiet -p dmarec-recorder -p dmarec-tools
 DMAREC=$REPO/target/release/dmarec
 DMAPLAY=$REPO/target/release/dmaplay
